@@ -1,0 +1,7 @@
+"""``python -m kontextd``."""
+
+import sys
+
+from kontextd.main import main
+
+sys.exit(main())

@@ -1,0 +1,308 @@
+"""The control API: HTTP/1.1 + JSON on a Unix socket, for this OS user only.
+
+Every connection's peer uid is checked by the kernel (SO_PEERCRED/getpeereid)
+before a byte is read; other uids get one 403 line, are disconnected and audited.
+A connection that obtains a credential becomes that credential's lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socketserver
+import threading
+import time
+from typing import Any, ClassVar
+
+from kontext_cli.common import config as config_mod
+from kontext_cli.common import wire
+from kontextd import agents, credentials
+from kontextd.api import peercred
+from kontextd.api.httpbase import JsonHandler, Route, route
+from kontextd.core import Core
+from kontextd.errors import ApiError, invalid
+
+log = logging.getLogger("kontextd.control")
+AUDIT_MAX_WAIT = 30.0
+AUDIT_MAX_LIMIT = 10_000
+REFUSAL = (
+    b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    b"Content-Length: 78\r\n\r\n"
+    b'{"error":{"code":"forbidden","message":"this daemon serves another OS user."}}'
+)
+assert len(REFUSAL.split(b"\r\n\r\n", 1)[1]) == 78
+
+N = r"([a-z0-9][a-z0-9-]{0,62})"
+
+
+class ControlHandler(JsonHandler):
+    """Routes of the control API (see ``kontext_cli.client`` for the caller side)."""
+
+    server: ControlServer
+    ROUTES: ClassVar[list[Route]] = [
+        route("GET", r"/v1/status", "status"),
+        route("POST", r"/v1/shutdown", "shutdown"),
+        route("POST", r"/v1/config/reload", "reload_config"),
+        route("GET", r"/v1/agents", "list_agents"),
+        route("POST", r"/v1/agents", "create_agent"),
+        route("GET", rf"/v1/agents/{N}", "show_agent"),
+        route("DELETE", rf"/v1/agents/{N}", "delete_agent"),
+        route("POST", rf"/v1/agents/{N}/disable", "disable_agent"),
+        route("POST", rf"/v1/agents/{N}/enable", "enable_agent"),
+        route("POST", r"/v1/credentials", "issue_credential"),
+        route("GET", r"/v1/credentials", "list_credentials"),
+        route("POST", r"/v1/lease/child", "lease_child"),
+        route("POST", r"/v1/lease/release", "lease_release"),
+        route("POST", r"/v1/revoke", "revoke"),
+        route("GET", r"/v1/audit", "audit"),
+        route("POST", r"/v1/keys/rotate", "rotate_keys"),
+        route("GET", r"/v1/keys", "list_keys"),
+    ]
+
+    def setup(self) -> None:
+        super().setup()
+        self.leases: list[str] = []
+        # ControlServer.process_request passes the kernel-reported peer pid here.
+        self.peer_pid: int | None = (
+            self.client_address if isinstance(self.client_address, int) else None
+        )
+
+    def address_string(self) -> str:
+        return f"unix:pid={self.peer_pid}"
+
+    @property
+    def core(self) -> Core:
+        return self.server.core
+
+    def finish(self) -> None:
+        """The connection is gone: every lease it held ends now."""
+        try:
+            super().finish()
+        finally:
+            for jti in self.leases:
+                credentials.end(self.core, jti, "revoked", self.lease_reason)
+
+    lease_reason = "lease closed: kontext exec went away"
+
+    # -- daemon ---------------------------------------------------------------
+
+    def status(self) -> None:
+        info = self.server.status()
+        self.send_json(200, info)
+
+    def shutdown(self) -> None:
+        self.send_json(200, {"stopping": True, "pid": os.getpid()})
+        self.core.stopping.set()
+
+    def reload_config(self) -> None:
+        try:
+            cfg = config_mod.load(self.core.paths.config_file)
+        except config_mod.ConfigError as exc:
+            raise ApiError(wire.CONFIG, str(exc)) from exc
+        self.core.config = cfg
+        self.core.secrets.fallback_policy = cfg.secrets_fallback
+        self.send_json(200, {"reloaded": True})
+
+    # -- agents ---------------------------------------------------------------
+
+    def list_agents(self) -> None:
+        self.send_json(200, agents.listing(self.core))
+
+    def create_agent(self) -> None:
+        self.send_json(201, agents.create(self.core, self.read_json()))
+
+    def show_agent(self, name: str) -> None:
+        self.send_json(200, agents.show(self.core, name))
+
+    def delete_agent(self, name: str) -> None:
+        self.send_json(200, credentials.delete_agent(self.core, name))
+
+    def disable_agent(self, name: str) -> None:
+        self.send_json(
+            200, credentials.revoke_agent(self.core, name, kill=False, reason="disabled by user")
+        )
+
+    def enable_agent(self, name: str) -> None:
+        self.send_json(200, agents.set_enabled(self.core, name, enabled=True))
+
+    # -- credentials and leases -----------------------------------------------
+
+    def issue_credential(self) -> None:
+        body = self.read_json()
+        self.core.secrets_check()
+        issued = credentials.issue(self.core, body, self.peer_pid)
+        self.leases.append(issued.jti)
+        # The lease is this connection: no idle timeout while it is held.
+        self.connection.settimeout(None)
+        self.send_json(201, issued.to_json(agents.name_from(body.get("agent"))))
+
+    def list_credentials(self) -> None:
+        agent = self.query.get("agent")
+        rows = self.core.store.live_credentials(agents.validate_name(agent) if agent else None)
+        self.send_json(
+            200,
+            {
+                "credentials": [
+                    {
+                        "jti": c.jti,
+                        "agent": f"agent:{c.agent}",
+                        "scopes": list(c.scopes),
+                        "target": c.target,
+                        "issued_at": c.issued_at,
+                        "expires_at": c.expires_at,
+                        "pid": c.child_pid or c.wrapper_pid,
+                    }
+                    for c in rows
+                ]
+            },
+        )
+
+    def _held(self) -> str:
+        if not self.leases:
+            raise invalid("this connection holds no credential")
+        return self.leases[-1]
+
+    def lease_child(self) -> None:
+        credentials.record_child(
+            self.core, self._held(), self.read_json().get("pid"), self.peer_pid
+        )
+        self.send_json(200, {"ok": True})
+
+    def lease_release(self) -> None:
+        status = self.read_json().get("status")
+        if not isinstance(status, int) or isinstance(status, bool) or not -64 <= status <= 255:
+            raise invalid("status must be the child's exit status")
+        how = f"exited with status {status}" if status >= 0 else f"killed by signal {-status}"
+        self.lease_reason = f"lease closed: the process {how}"
+        for jti in self.leases:
+            credentials.end(self.core, jti, "revoked", self.lease_reason)
+        self.leases.clear()
+        self.send_json(200, {"released": True})
+
+    def revoke(self) -> None:
+        body = self.read_json()
+        if "agent" in body:
+            kill = body.get("kill", False)
+            if not isinstance(kill, bool):
+                raise invalid("kill must be true or false")
+            result = credentials.revoke_agent(
+                self.core,
+                agents.name_from(body["agent"]),
+                kill=kill,
+                reason=f"revoked by {self.core.user}",
+            )
+        elif "jti" in body:
+            result = credentials.revoke_credential(self.core, body["jti"])
+        else:
+            raise invalid("say what to revoke: agent or jti")
+        self.send_json(200, result)
+
+    # -- audit and keys -------------------------------------------------------
+
+    def audit(self) -> None:
+        agent = self.query.get("agent")
+        agent_id = f"agent:{agents.validate_name(agent)}" if agent else None
+        last = _int_param(self.query, "last", 0, AUDIT_MAX_LIMIT)
+        if last:
+            events = self.core.store.events_last(last, agent_id)
+        else:
+            after = _int_param(self.query, "after", 0, 2**62)
+            limit = _int_param(self.query, "limit", 1, AUDIT_MAX_LIMIT, default=1000)
+            wait = min(float(_int_param(self.query, "wait", 0, 3600)), AUDIT_MAX_WAIT)
+            events = self._wait_events(after, limit, agent_id, wait)
+        last_id = events[-1]["id"] if events else self.core.store.last_event_id()
+        self.send_json(200, {"events": events, "last_id": last_id})
+
+    def _wait_events(
+        self, after: int, limit: int, agent: str | None, wait: float
+    ) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + wait
+        store = self.core.store
+        with store.appended:
+            while True:
+                events = store.events_after(after, limit, agent)
+                remaining = deadline - time.monotonic()
+                if events or remaining <= 0 or self.core.stopping.is_set():
+                    return events
+                store.appended.wait(min(remaining, 1.0))
+
+    def rotate_keys(self) -> None:
+        self.core.secrets_check()
+        kid, retired = self.core.keys.rotate()
+        with self.core.store.transaction() as tx:
+            tx.append_event(
+                {
+                    "event": "key.rotated",
+                    "kid": kid,
+                    "retired": retired,
+                    "user": self.core.user_ref(),
+                }
+            )
+        self.send_json(200, {"kid": kid, "retired": retired})
+
+    def list_keys(self) -> None:
+        self.send_json(200, self.core.keys.jwks())
+
+
+def _int_param(query: dict[str, str], name: str, low: int, high: int, default: int = 0) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise invalid(f"{name} must be a whole number between {low} and {high}")
+    return int(raw)
+
+
+class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """The Unix-socket server; refuses any peer that is not this OS user."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 256
+
+    def __init__(self, path: str, core: Core, status: Any) -> None:
+        self.core = core
+        self.status = status
+        self._uid = os.getuid()
+        old = os.umask(0o177)  # the socket is born 0600; the 0700 directory guards it too
+        try:
+            super().__init__(path, ControlHandler)
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        try:
+            pid, uid = peercred.peer(request)
+        except OSError:
+            pid, uid = None, -1
+        if uid == self._uid:
+            return True
+        log.warning("refused control connection from uid %s pid %s", uid, pid)
+        try:
+            # A fresh socket's send buffer is empty: this cannot block.
+            request.setblocking(False)
+            request.send(REFUSAL)
+        except OSError:
+            pass
+        threading.Thread(target=_audit_refusal, args=(self.core, pid, uid), daemon=True).start()
+        return False
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Hand the peer pid to the handler in place of the (empty) Unix client address."""
+        try:
+            pid, _ = peercred.peer(request)
+        except OSError:
+            pid = None
+        super().process_request(request, pid)
+
+
+def _audit_refusal(core: Core, pid: int | None, uid: int) -> None:
+    with core.store.transaction() as tx:
+        tx.append_event(
+            {
+                "event": "control.refused",
+                "peer": {"uid": uid, "pid": pid},
+                "reason": "peer is not the daemon's OS user",
+            }
+        )

@@ -1,0 +1,159 @@
+"""A small JSON request handler on the standard library's HTTP server.
+
+Routing is a table of (method, regex) → handler method. Bodies are read with a
+hard size limit; errors are one JSON line with a wire code. ``log_message`` is
+overridden: the default writes the request line, query string and all, to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import urllib.parse
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
+from typing import Any, ClassVar
+
+from kontext_cli.common import wire
+from kontextd.errors import ApiError, invalid
+
+log = logging.getLogger("kontextd.http")
+
+Route = tuple[str, re.Pattern[str], str]
+
+
+def route(method: str, pattern: str, handler: str) -> Route:
+    return (method, re.compile(pattern), handler)
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """Dispatches by ``ROUTES``; subclasses add handlers and access checks."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "kontextd"
+    sys_version = ""
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    timeout = 30  # idle connections are closed (slow clients cannot pin a thread forever)
+    ROUTES: ClassVar[list[Route]] = []
+    extra_headers: ClassVar[dict[str, str]] = {
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Log method, path (never the query string) and status at debug level."""
+        path = self.path.split("?", 1)[0] if isinstance(getattr(self, "path", None), str) else "-"
+        log.debug(
+            "%s %s %s", getattr(self, "command", "-"), path[:200], args[1] if len(args) > 1 else ""
+        )
+
+    def log_error(self, format: str, *args: Any) -> None:
+        log.info("http error: %s", (format % args)[:200])
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def precheck(self) -> ApiError | None:
+        """Subclasses refuse a request here before routing (Host checks, …)."""
+        return None
+
+    def _dispatch(self) -> None:
+        path, _, query = self.path.partition("?")
+        self.query = {k: v[-1] for k, v in urllib.parse.parse_qs(query, max_num_fields=32).items()}
+        try:
+            refusal = self.precheck()
+            if refusal is not None:
+                raise refusal
+            handler, params = self._find(path)
+            handler(*params)
+        except ApiError as exc:
+            self.send_error_json(exc)
+        except ValueError as exc:  # parse_qs limits and similar
+            self.send_error_json(invalid(f"bad request: {str(exc)[:120]}"))
+        except Exception:
+            log.exception("internal error on %s %s", self.command, path[:200])
+            self.send_error_json(ApiError(wire.INTERNAL, "internal error; see the daemon log"))
+
+    def _find(self, path: str) -> tuple[Callable[..., None], tuple[str, ...]]:
+        allowed = False
+        for method, pattern, name in self.ROUTES:
+            match = pattern.fullmatch(path)
+            if match:
+                allowed = True
+                if method == self.command:
+                    return getattr(self, name), match.groups()
+        if allowed:
+            raise ApiError(wire.NOT_ALLOWED, f"{self.command} is not allowed on {path[:80]}")
+        raise ApiError(wire.NOT_FOUND, f"no such endpoint: {path[:80]}")
+
+    # -- bodies ---------------------------------------------------------------
+
+    def _body(self) -> bytes:
+        length = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding"):
+            raise invalid("chunked bodies are not accepted; send Content-Length")
+        if length is None or not length.isdigit():
+            if self.command == "POST":
+                raise invalid("missing Content-Length")
+            return b""
+        size = int(length)
+        if size > wire.MAX_BODY:
+            self.close_connection = True
+            raise ApiError(wire.TOO_LARGE, f"request body over {wire.MAX_BODY} bytes")
+        return self.rfile.read(size)
+
+    def read_json(self) -> dict[str, Any]:
+        raw = self._body()
+        if not raw:
+            return {}
+        try:
+            value = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise invalid(f"body is not valid JSON: {exc}") from exc
+        if not isinstance(value, dict):
+            raise invalid("body must be a JSON object")
+        return value
+
+    def read_form(self) -> dict[str, str]:
+        if not (self.headers.get("Content-Type") or "").startswith(
+            "application/x-www-form-urlencoded"
+        ):
+            raise invalid("send application/x-www-form-urlencoded")
+        try:
+            text = self._body().decode("ascii")
+            pairs = urllib.parse.parse_qs(text, strict_parsing=False, max_num_fields=32)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise invalid("malformed form body") from exc
+        if any(len(v) > 1 for v in pairs.values()):
+            raise invalid("repeated form parameter")  # RFC 6749 §3.1
+        return {k: v[0] for k, v in pairs.items()}
+
+    # -- responses ------------------------------------------------------------
+
+    def send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in {**self.extra_headers, **(headers or {})}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def send_error_json(self, error: ApiError) -> None:
+        if error.code in (wire.MISDIRECTED, wire.TOO_LARGE):
+            self.close_connection = True
+        self.send_json(error.status, {"error": {"code": error.code, "message": error.message}})

@@ -1,0 +1,102 @@
+"""Loopback HTTP on 127.0.0.1: what browsers and resource servers need.
+
+RFC 8414 metadata, the JWKS and RFC 7662 introspection. Every request's
+``Host`` must be a loopback name with our port, else 421 — a DNS-rebinding page
+(``evil.example`` resolving to 127.0.0.1) sends its own name as Host. A POST
+carrying an ``Origin`` must carry ours.
+"""
+
+from __future__ import annotations
+
+import socketserver
+from http.server import HTTPServer
+from typing import Any, ClassVar
+
+from kontext_cli.common import wire
+from kontextd.api.httpbase import JsonHandler, Route, route
+from kontextd.core import Core
+from kontextd.errors import ApiError
+from kontextd.tokens import verify
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+class LoopbackHandler(JsonHandler):
+    """Routes served on the loopback port."""
+
+    server: LoopbackServer
+    ROUTES: ClassVar[list[Route]] = [
+        route("GET", r"/\.well-known/oauth-authorization-server", "metadata"),
+        route("GET", r"/jwks\.json", "jwks"),
+        route("POST", r"/introspect", "introspect"),
+    ]
+
+    def address_string(self) -> str:
+        return str(self.client_address[0])
+
+    def precheck(self) -> ApiError | None:
+        port = self.server.server_address[1]
+        allowed = {f"{name}:{port}" for name in LOOPBACK_NAMES}
+        host = self.headers.get("Host", "")
+        if host.lower() not in allowed:
+            return ApiError(wire.MISDIRECTED, "this server answers only to its loopback address")
+        origin = self.headers.get("Origin")
+        if (
+            self.command == "POST"
+            and origin is not None
+            and origin not in {f"http://{h}" for h in allowed}
+        ):
+            return ApiError(wire.FORBIDDEN, "cross-origin request refused")
+        return None
+
+    def metadata(self) -> None:
+        self.send_json(200, metadata(self.server.core.issuer))
+
+    def jwks(self) -> None:
+        # RFC 7517 §8.5: application/jwk-set+json.
+        self.send_json(
+            200, self.server.core.keys.jwks(), {"Content-Type": "application/jwk-set+json"}
+        )
+
+    def introspect(self) -> None:
+        """RFC 7662 §2: anything we cannot vouch for is just ``{"active": false}``."""
+        form = self.read_form()
+        token = form.get("token")
+        if token is None:
+            raise ApiError(wire.INVALID, "missing token parameter")
+        core = self.server.core
+        claims = verify.inspect(token, keys=core.keys, store=core.store, issuer=core.issuer)
+        if claims is None:
+            self.send_json(200, {"active": False})
+            return
+        self.send_json(200, {"active": True, "token_type": "Bearer", **claims})
+
+
+def metadata(issuer: str) -> dict[str, Any]:
+    """RFC 8414 §2 authorization server metadata for what this daemon serves today."""
+    return {
+        "issuer": issuer,
+        "jwks_uri": f"{issuer}/jwks.json",
+        "introspection_endpoint": f"{issuer}/introspect",
+        "introspection_endpoint_auth_methods_supported": ["none"],
+        "response_types_supported": [],
+        "grant_types_supported": [],
+        "code_challenge_methods_supported": ["S256"],
+    }
+
+
+class LoopbackServer(socketserver.ThreadingMixIn, HTTPServer):
+    """127.0.0.1 only; the port is chosen at start and published in the runtime dir."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 256
+
+    def __init__(self, port: int, core: Core) -> None:
+        self.core = core
+        super().__init__(("127.0.0.1", port), LoopbackHandler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn); skip it.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = "127.0.0.1", self.server_address[1]

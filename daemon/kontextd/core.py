@@ -1,0 +1,53 @@
+"""The daemon's shared state, handed to every API handler and background task."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import threading
+from dataclasses import dataclass, field
+
+from kontext_cli.common import wire
+from kontext_cli.common.config import Config
+from kontext_cli.common.paths import Paths
+from kontextd.errors import ApiError
+from kontextd.policy.layers import AgentPermissions, Layer, LocalAccountConsent, NoOrgPolicy
+from kontextd.secrets import SecretStore
+from kontextd.store.db import Store
+from kontextd.tokens.keys import KeyRing
+
+
+def local_user() -> str:
+    """``user:LOGIN@HOST`` — the local account, until ``kontext login`` names the user."""
+    return f"user:{getpass.getuser()}@{socket.gethostname()}"
+
+
+@dataclass
+class Core:
+    """Everything a request needs: config, store, keys, the request-path layers."""
+
+    paths: Paths
+    config: Config
+    store: Store
+    secrets: SecretStore
+    keys: KeyRing
+    issuer: str
+    user: str = field(default_factory=local_user)
+    layers: list[Layer] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        if not self.layers:
+            self.layers = [NoOrgPolicy(), LocalAccountConsent(self.user), AgentPermissions()]
+
+    def user_ref(self) -> dict[str, str]:
+        return {"id": self.user}
+
+    def secrets_check(self) -> None:
+        """Refuse to sign when secrets sit in the file fallback and config now refuses it."""
+        if self.secrets.is_fallback and self.secrets.fallback_policy == "refuse":
+            raise ApiError(
+                wire.SECRETS,
+                "secrets are in the plaintext-file fallback and secrets.fallback is 'refuse'; "
+                "set up an OS keyring or run 'kontext config set secrets.fallback allow'",
+            )

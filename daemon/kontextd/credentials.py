@@ -1,0 +1,335 @@
+"""Credentials: issue through the request path, end them (lease closed, revoked, expired).
+
+A credential lives exactly as long as the ``kontext exec`` that holds its lease:
+the control connection that asked for it. When that connection closes — the child
+exited, or the wrapper died, even by SIGKILL, since the kernel closes its socket —
+the daemon revokes the credential.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kontext_cli.common import validate, wire
+from kontextd import agents
+from kontextd.core import Core
+from kontextd.errors import ApiError, invalid, not_found
+from kontextd.policy.layers import denial_message, evaluate_layers
+from kontextd.policy.request import CredentialRequest
+from kontextd.store.db import AgentRow, CredentialRow
+from kontextd.tokens.mint import mint
+
+log = logging.getLogger("kontextd.credentials")
+DEFAULT_TTL = 600
+KILL_GRACE = 3.0
+
+
+@dataclass(frozen=True)
+class Issued:
+    """What ``exec`` receives; ``repr`` hides the token."""
+
+    jti: str
+    token: str
+    expires_at: int
+    env_names: list[str]
+    strip_env: list[str]
+    scopes: list[str]
+    audience: list[str]
+
+    def __repr__(self) -> str:
+        return f"Issued(jti={self.jti!r}, token=<redacted>)"
+
+    def to_json(self, agent: str) -> dict[str, Any]:
+        return {
+            "jti": self.jti,
+            "token": self.token,
+            "agent": agent,
+            "expires_at": self.expires_at,
+            "env": self.env_names,
+            "strip_env": self.strip_env,
+            "scopes": self.scopes,
+            "audience": self.audience,
+        }
+
+
+def _ttl(raw: Any) -> int | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, int) or isinstance(raw, bool):
+        raise invalid("ttl must be a number of seconds")
+    if not validate.MIN_TTL <= raw <= validate.MAX_TTL:
+        raise invalid(f"ttl must be between {validate.MIN_TTL}s and {validate.MAX_TTL}s")
+    return raw
+
+
+def _target(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise invalid("target must be a string")
+    try:
+        return validate.target(raw)
+    except validate.InvalidInput as exc:
+        raise invalid(str(exc)) from exc
+
+
+def build_request(core: Core, body: dict[str, Any]) -> CredentialRequest:
+    """Validate an exec's JSON body into a request for the layers."""
+    name = agents.name_from(body.get("agent"))
+    agent = core.store.agent(name)
+    raw_scopes = body.get("scopes")
+    if raw_scopes is None or raw_scopes == []:
+        scopes = list(agent.scopes) if agent else []
+    else:
+        scopes = agents.check_scopes(core, raw_scopes, field_name="scopes")
+    ttl = _ttl(body.get("ttl"))
+    default_ttl = min(DEFAULT_TTL, agent.max_ttl) if agent else DEFAULT_TTL
+    return CredentialRequest(
+        agent_name=name,
+        agent=agent,
+        user=core.user,
+        scopes=tuple(scopes),
+        target=_target(body.get("target")),
+        ttl=ttl if ttl is not None else default_ttl,
+        ttl_explicit=ttl is not None,
+        interactive=bool(body.get("interactive", False)),
+    )
+
+
+def _event(core: Core, request: CredentialRequest, name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "event": name,
+        "agent": agents.agent_ref(request.agent, request.agent_name),
+        "user": core.user_ref(),
+        "integration": ",".join(request.integrations),
+        "scopes": list(request.scopes),
+        "target": request.target,
+        **extra,
+    }
+
+
+def issue(core: Core, body: dict[str, Any], wrapper_pid: int | None) -> Issued:
+    """Run the request path; on allow mint, record and audit a credential."""
+    request = build_request(core, body)
+    result = evaluate_layers(core.layers, request)
+    evaluation = {"policy_evaluation": result.summary(), "reasons": result.reasons()}
+    if not result.allowed:
+        message = denial_message(result)
+        with core.store.transaction() as tx:
+            tx.append_event(
+                _event(core, request, "credential.denied", reason=message, **evaluation)
+            )
+        raise ApiError(wire.DENIED, message)
+    key = core.keys.active()
+    now = int(time.time())
+    minted = mint(
+        key,
+        issuer=core.issuer,
+        user=request.user,
+        agent=request.agent_name,
+        audience=list(request.integrations),
+        scopes=list(request.scopes),
+        target=request.target,
+        issued_at=now,
+        ttl=request.ttl,
+    )
+    row = CredentialRow(
+        jti=minted.jti,
+        agent=request.agent_name,
+        user=request.user,
+        scopes=request.scopes,
+        audience=request.integrations,
+        target=request.target,
+        kid=key.kid,
+        issued_at=now,
+        expires_at=now + request.ttl,
+        status="live",
+        wrapper_pid=wrapper_pid,
+    )
+    with core.store.transaction() as tx:
+        tx.insert_credential(row)
+        tx.append_event(
+            _event(
+                core,
+                request,
+                "credential.issued",
+                jti=minted.jti,
+                expires_in=f"{request.ttl}s",
+                pid=wrapper_pid,
+                **evaluation,
+            )
+        )
+    return Issued(
+        jti=minted.jti,
+        token=minted.token,
+        expires_at=now + request.ttl,
+        env_names=_env_names(core, request.integrations),
+        strip_env=_all_env_names(core),
+        scopes=list(request.scopes),
+        audience=list(request.integrations),
+    )
+
+
+def _env_names(core: Core, integrations: tuple[str, ...]) -> list[str]:
+    names: list[str] = []
+    for name in integrations:
+        names.extend(core.config.integrations[name].env)
+    return names
+
+
+def _all_env_names(core: Core) -> list[str]:
+    names = {var for i in core.config.integrations.values() for var in i.env}
+    return sorted(names | set(wire.KONTEXT_ENV))
+
+
+def _ended_event(
+    cred: CredentialRow, agent: AgentRow | None, event: str, reason: str
+) -> dict[str, Any]:
+    return {
+        "event": event,
+        "agent": agents.agent_ref(agent, cred.agent),
+        "user": {"id": cred.user},
+        "integration": ",".join(cred.audience),
+        "scopes": list(cred.scopes),
+        "target": cred.target,
+        "jti": cred.jti,
+        "reason": reason,
+        "lived": f"{max(0, math.floor(time.time() - cred.issued_at))}s",
+    }
+
+
+def end(core: Core, jti: str, status: str, reason: str) -> bool:
+    """End one live credential (``revoked`` or ``expired``) and audit it once."""
+    cred = core.store.credential(jti)
+    if cred is None or cred.status != "live":
+        return False
+    agent = core.store.agent(cred.agent)
+    with core.store.transaction() as tx:
+        if not tx.end_credential(jti, status, reason):
+            return False
+        event = "credential.expired" if status == "expired" else "credential.revoked"
+        tx.append_event(_ended_event(cred, agent, event, reason))
+    return True
+
+
+def revoke_credential(core: Core, jti: str) -> dict[str, Any]:
+    if (
+        not isinstance(jti, str)
+        or not 10 <= len(jti) <= 64
+        or not jti.replace("-", "").replace("_", "").isalnum()
+    ):
+        raise invalid("invalid credential id: use the jti shown by 'kontext audit tail'")
+    cred = core.store.credential(jti)
+    if cred is None:
+        raise not_found(f"no credential {jti}")
+    revoked = end(core, jti, "revoked", f"revoked by {core.user}")
+    return {"jti": jti, "revoked": revoked, "status": "revoked" if revoked else cred.status}
+
+
+def revoke_agent(core: Core, name: str, *, kill: bool, reason: str) -> dict[str, Any]:
+    """Disable the agent, revoke its live credentials at once, optionally kill its processes."""
+    agent = agents.get(core, name)
+    with core.store.transaction() as tx:
+        tx.set_agent_disabled(agent.name, reason)
+        tx.append_event(
+            {
+                "event": "agent.revoked",
+                "agent": agents.agent_ref(agent, agent.name),
+                "user": core.user_ref(),
+                "reason": reason,
+                "kill": kill,
+            }
+        )
+    live = core.store.live_credentials(agent.name)
+    revoked = [c.jti for c in live if end(core, c.jti, "revoked", f"agent revoked: {reason}")]
+    killed = [pid for c in live if kill and (pid := _kill_child(core, c)) is not None]
+    return {"agent": f"agent:{agent.name}", "revoked": revoked, "killed": killed}
+
+
+def delete_agent(core: Core, name: str) -> dict[str, Any]:
+    agent = agents.get(core, name)
+    for cred in core.store.live_credentials(agent.name):
+        end(core, cred.jti, "revoked", "agent deleted")
+    with core.store.transaction() as tx:
+        tx.delete_agent(agent.name)
+        tx.append_event(
+            {
+                "event": "agent.deleted",
+                "agent": agents.agent_ref(agent, agent.name),
+                "user": core.user_ref(),
+            }
+        )
+    return {"agent": f"agent:{agent.name}", "deleted": True}
+
+
+def expire_due(core: Core) -> int:
+    """Mark credentials past ``exp`` expired; run by the reaper thread."""
+    count = 0
+    for cred in core.store.due_credentials(time.time()):
+        count += end(core, cred.jti, "expired", "reached its expiry")
+    return count
+
+
+def revoke_orphans(core: Core) -> int:
+    """At start: credentials left live by a previous daemon have no lease holder any more."""
+    return sum(
+        end(core, c.jti, "revoked", "lease lost: the daemon restarted")
+        for c in core.store.live_credentials()
+    )
+
+
+def record_child(core: Core, jti: str, pid: Any, wrapper_pid: int | None) -> None:
+    """The wrapper tells us its child's pid, so ``revoke --kill`` can stop it."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
+        raise invalid("pid must be a positive process id")
+    cred = core.store.credential(jti)
+    if cred is None or cred.wrapper_pid != wrapper_pid:
+        raise not_found("no credential held by this connection")
+    core.store.set_child(jti, pid, process_start(pid))
+
+
+def process_start(pid: int) -> str | None:
+    """The process start time (Linux /proc stat field 22), to detect pid reuse."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _kill_child(core: Core, cred: CredentialRow) -> int | None:
+    pid = cred.child_pid
+    if pid is None or process_start(pid) != cred.child_start:
+        return None  # gone, or the pid now belongs to another process
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return None
+    threading.Thread(target=_finish_kill, args=(pid, cred.child_start), daemon=True).start()
+    with core.store.transaction() as tx:
+        tx.append_event(
+            {
+                "event": "process.killed",
+                "agent": {"id": f"agent:{cred.agent}"},
+                "jti": cred.jti,
+                "pid": pid,
+                "signal": "SIGTERM",
+            }
+        )
+    return pid
+
+
+def _finish_kill(pid: int, start: str | None) -> None:
+    """SIGKILL after a grace period if the process ignored SIGTERM."""
+    time.sleep(KILL_GRACE)
+    if process_start(pid) == start:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

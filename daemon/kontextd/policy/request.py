@@ -1,0 +1,64 @@
+"""What a credential request carries through the layers, and what they answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from kontextd.store.db import AgentRow
+
+Decision = Literal["allow", "deny"]
+
+
+@dataclass(frozen=True)
+class CredentialRequest:
+    """One ``exec``'s ask: an agent, scopes (``integration:scope``), target, TTL."""
+
+    agent_name: str
+    agent: AgentRow | None
+    user: str
+    scopes: tuple[str, ...]
+    target: str | None
+    ttl: int
+    ttl_explicit: bool
+    interactive: bool = False
+
+    @property
+    def integrations(self) -> tuple[str, ...]:
+        return tuple(sorted({s.partition(":")[0] for s in self.scopes}))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One layer's answer."""
+
+    layer: str
+    decision: Decision
+    reason: str
+    policy_ids: tuple[str, ...] = ()
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision == "allow"
+
+
+@dataclass(frozen=True)
+class PathResult:
+    """Every layer's verdict, in order."""
+
+    verdicts: tuple[Verdict, ...] = field(default_factory=tuple)
+
+    @property
+    def allowed(self) -> bool:
+        return bool(self.verdicts) and all(v.allowed for v in self.verdicts)
+
+    @property
+    def first_denial(self) -> Verdict | None:
+        return next((v for v in self.verdicts if not v.allowed), None)
+
+    def summary(self) -> dict[str, str]:
+        """The audit's ``policy_evaluation``: layer -> allow|deny."""
+        return {v.layer: v.decision for v in self.verdicts}
+
+    def reasons(self) -> dict[str, str]:
+        return {v.layer: v.reason for v in self.verdicts}

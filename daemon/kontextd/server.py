@@ -1,0 +1,211 @@
+"""The daemon's life: start-up checks, the two servers, the reaper, clean shutdown."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from kontext_cli import __version__
+from kontext_cli.common import config as config_mod
+from kontext_cli.common.paths import MAX_SOCKET_PATH, Paths
+from kontextd import credentials, runtime
+from kontextd.api.control import ControlServer
+from kontextd.api.loopback import LoopbackServer
+from kontextd.core import Core
+from kontextd.secrets import SecretStore, SecretsUnavailable
+from kontextd.store.db import Store, StoreError
+from kontextd.tokens.keys import KeyRing
+
+log = logging.getLogger("kontextd")
+REAP_INTERVAL = 0.25
+PORT_FILE = "http-port"
+
+
+class StartupError(RuntimeError):
+    """The daemon cannot start; the message is one line for the user."""
+
+
+def _setup_logging(paths: Paths) -> None:
+    os.makedirs(paths.logs, mode=0o700, exist_ok=True)
+    handler = logging.FileHandler(paths.log_file)
+    os.chmod(paths.log_file, 0o600)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("kontextd")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if os.environ.get("KONTEXT_DEBUG") else logging.INFO)
+
+
+def _preferred_port(paths: Paths) -> int:
+    """Reuse last run's port so the issuer string stays the same across restarts."""
+    with contextlib.suppress(OSError, ValueError), open(os.path.join(paths.data, PORT_FILE)) as fh:
+        return int(fh.read().strip())
+    return 0
+
+
+def _bind_loopback(paths: Paths, core: Core) -> LoopbackServer:
+    port = _preferred_port(paths)
+    try:
+        server = LoopbackServer(port, core)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE or port == 0:
+            raise
+        server = LoopbackServer(0, core)
+    with open(os.path.join(paths.data, PORT_FILE), "w") as fh:
+        fh.write(str(server.server_address[1]))
+    return server
+
+
+class Daemon:
+    """One running kontextd."""
+
+    def __init__(self, paths: Paths) -> None:
+        self.paths = paths
+        self.started = time.time()
+        self.notices: list[str] = []
+        self.lock: runtime.InstanceLock | None = None
+
+    def prepare(self) -> None:
+        """Everything that can fail for a user-fixable reason, before serving."""
+        if len(self.paths.socket) > MAX_SOCKET_PATH:
+            raise StartupError(
+                f"socket path {self.paths.socket} is too long for a Unix socket; "
+                "use a shorter KONTEXT_HOME"
+            )
+        for directory in (self.paths.runtime, self.paths.data, self.paths.logs):
+            runtime.secure_dir(directory)
+        self.lock = runtime.InstanceLock(self.paths.lock)
+        if not self.lock.acquire():
+            raise StartupError(
+                f"kontextd is already running for this KONTEXT_HOME (pid {self.lock.holder()})"
+            )
+        _setup_logging(self.paths)
+        self.dumpable_off = runtime.make_non_dumpable()
+
+    def open(self) -> Core:
+        try:
+            cfg = config_mod.load(self.paths.config_file)
+        except config_mod.ConfigError as exc:
+            raise StartupError(str(exc)) from exc
+        secrets = SecretStore(self.paths.secrets, self.paths.data, cfg.secrets_fallback)
+        if secrets.is_fallback:
+            self.notices.append(
+                "no OS keyring backend works here: secrets are kept in 0600 files under "
+                f"{self.paths.secrets} (refuse this with "
+                "'kontext config set secrets.fallback refuse')"
+            )
+        store = Store(self.paths.database)
+        keys = KeyRing(store, secrets)
+        core = Core(self.paths, cfg, store, secrets, keys, issuer="")
+        self.loopback = _bind_loopback(self.paths, core)
+        core.issuer = f"http://127.0.0.1:{self.loopback.server_address[1]}"
+        keys.active()  # create or load the signing key now, not on the first exec
+        runtime.remove_quietly(self.paths.socket)  # a stale socket: the lock proves no owner
+        self.control = ControlServer(self.paths.socket, core, self.status)
+        self.core = core
+        return core
+
+    def status(self) -> dict[str, Any]:
+        core = self.core
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "issuer": core.issuer,
+            "port": self.loopback.server_address[1],
+            "socket": self.paths.socket,
+            "started_at": self.started,
+            "user": core.user,
+            "secrets": core.secrets.backend,
+            "secrets_fallback": core.secrets.is_fallback,
+            "signing_kid": core.keys.active().kid,
+            "live_credentials": len(core.store.live_credentials()),
+            "non_dumpable": self.dumpable_off,
+        }
+
+    def serve(self) -> None:
+        core = self.core
+        orphans = credentials.revoke_orphans(core)
+        with core.store.transaction() as tx:
+            tx.append_event(
+                {
+                    "event": "daemon.started",
+                    "pid": os.getpid(),
+                    "issuer": core.issuer,
+                    "version": __version__,
+                    "orphans_revoked": orphans,
+                }
+            )
+        runtime.publish(
+            self.paths.http_info,
+            {"port": self.loopback.server_address[1], "issuer": core.issuer, "pid": os.getpid()},
+        )
+        threads = [
+            threading.Thread(target=self.control.serve_forever, name="control", daemon=True),
+            threading.Thread(target=self.loopback.serve_forever, name="loopback", daemon=True),
+            threading.Thread(target=self._reap, name="reaper", daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
+        log.info("kontextd %s serving pid=%s issuer=%s", __version__, os.getpid(), core.issuer)
+
+    def _reap(self) -> None:
+        while not self.core.stopping.wait(REAP_INTERVAL):
+            try:
+                credentials.expire_due(self.core)
+            except Exception:
+                log.exception("reaper failed; retrying")
+
+    def wait(self) -> None:
+        while not self.core.stopping.wait(3600):
+            pass
+
+    def stop(self) -> None:
+        """Stop serving, end every lease, record it, and remove the socket and port file."""
+        core = self.core
+        self.control.shutdown()
+        self.loopback.shutdown()
+        for cred in core.store.live_credentials():
+            credentials.end(core, cred.jti, "revoked", "the daemon stopped")
+        with core.store.transaction() as tx:
+            tx.append_event({"event": "daemon.stopped", "pid": os.getpid()})
+        runtime.remove_quietly(self.paths.socket, self.paths.http_info)
+        self.control.server_close()
+        self.loopback.server_close()
+        core.store.close()
+        log.info("kontextd stopped")
+
+
+def run(paths: Paths, *, detach_stderr: bool = False) -> int:
+    """Run in the foreground until SIGTERM/SIGINT or ``kontext daemon stop``."""
+    daemon = Daemon(paths)
+    try:
+        daemon.prepare()
+        core = daemon.open()
+    except (StartupError, runtime.RuntimeDirError, StoreError, SecretsUnavailable) as exc:
+        print(f"kontextd: {exc}", file=sys.stderr)
+        return 3
+    except Exception as exc:
+        log.exception("start-up failed")
+        print(f"kontextd: cannot start: {exc}", file=sys.stderr)
+        return 1
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda *_: core.stopping.set())
+    daemon.serve()
+    for notice in daemon.notices:
+        log.warning("%s", notice)
+        print(f"kontextd: {notice}", file=sys.stderr)
+    print(f"kontextd: ready (pid {os.getpid()}, {core.issuer})", file=sys.stderr, flush=True)
+    if detach_stderr:
+        # The starter reads our stderr until it closes: that is the "ready" signal.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    daemon.wait()
+    daemon.stop()
+    return 0

@@ -1,0 +1,1 @@
+"""Persistence: SQLite in WAL mode. ``db`` owns every SQL statement."""

@@ -1,0 +1,311 @@
+"""The store: the one module that speaks SQL.
+
+One connection, guarded by a re-entrant lock: SQLite serialises writers anyway,
+and the audit chain needs appends in a single order. WAL lets the file be read
+(by ``sqlite3`` or a backup) while the daemon writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from kontextd.audit import chain
+from kontextd.store import migrations
+
+
+class StoreError(RuntimeError):
+    """The database cannot be opened or written (corrupt, read-only, disk full)."""
+
+
+@dataclass(frozen=True)
+class AgentRow:
+    name: str
+    display_name: str
+    max_ttl: int
+    created_at: float
+    disabled_at: float | None
+    disabled_reason: str | None
+    scopes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CredentialRow:
+    jti: str
+    agent: str
+    user: str
+    scopes: tuple[str, ...]
+    audience: tuple[str, ...]
+    target: str | None
+    kid: str
+    issued_at: float
+    expires_at: float
+    status: str
+    ended_at: float | None = None
+    end_reason: str | None = None
+    wrapper_pid: int | None = None
+    child_pid: int | None = None
+    child_start: str | None = None
+
+
+CRED_COLUMNS = (
+    "jti, agent, user, scopes, audience, target, kid, issued_at, expires_at, status, "
+    "ended_at, end_reason, wrapper_pid, child_pid, child_start"
+)
+
+
+def _credential(row: sqlite3.Row) -> CredentialRow:
+    values = dict(row)
+    values["scopes"] = tuple(values["scopes"].split())
+    values["audience"] = tuple(values["audience"].split())
+    return CredentialRow(**values)
+
+
+class Store:
+    """All reads and writes of the kontext database."""
+
+    def __init__(self, path: str) -> None:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self.schema_version = migrations.apply(self._conn)
+        except (sqlite3.DatabaseError, migrations.SchemaTooNew) as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from exc
+        os.chmod(path, 0o600)
+        self._lock = threading.RLock()
+        self._last_hash = self._tail_hash()
+        self.appended = threading.Condition(self._lock)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """Hold the write lock and one SQLite transaction; roll back on any error."""
+        with self._lock:
+            last_hash = self._last_hash
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                yield self
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                self._last_hash = last_hash
+                raise
+            self.appended.notify_all()
+
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        with self._lock:
+            row: sqlite3.Row | None = self._conn.execute(sql, args).fetchone()
+            return row
+
+    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        with self._lock:
+            return self._conn.execute(sql, args).rowcount
+
+    # -- agents ---------------------------------------------------------------
+
+    def insert_agent(self, name: str, display_name: str, max_ttl: int, scopes: list[str]) -> None:
+        self._run(
+            "INSERT INTO agents (name, display_name, max_ttl, created_at) VALUES (?, ?, ?, ?)",
+            (name, display_name, max_ttl, time.time()),
+        )
+        with self._lock:
+            self._conn.executemany(
+                "INSERT INTO agent_scopes (agent, scope) VALUES (?, ?)", [(name, s) for s in scopes]
+            )
+
+    def agent(self, name: str) -> AgentRow | None:
+        row = self._one("SELECT * FROM agents WHERE name = ?", (name,))
+        if row is None:
+            return None
+        scopes = self._all("SELECT scope FROM agent_scopes WHERE agent = ? ORDER BY scope", (name,))
+        return AgentRow(**dict(row), scopes=tuple(r["scope"] for r in scopes))
+
+    def agents(self) -> list[AgentRow]:
+        names = [r["name"] for r in self._all("SELECT name FROM agents ORDER BY name")]
+        return [a for a in (self.agent(n) for n in names) if a is not None]
+
+    def delete_agent(self, name: str) -> bool:
+        return self._run("DELETE FROM agents WHERE name = ?", (name,)) > 0
+
+    def set_agent_disabled(self, name: str, reason: str | None) -> bool:
+        disabled_at = time.time() if reason is not None else None
+        return (
+            self._run(
+                "UPDATE agents SET disabled_at = ?, disabled_reason = ? WHERE name = ?",
+                (disabled_at, reason, name),
+            )
+            > 0
+        )
+
+    # -- signing keys ---------------------------------------------------------
+
+    def insert_key(self, kid: str, public_jwk: dict[str, Any], storage: str) -> None:
+        self._run(
+            "INSERT INTO signing_keys (kid, public_jwk, storage, created_at) VALUES (?, ?, ?, ?)",
+            (kid, json.dumps(public_jwk), storage, time.time()),
+        )
+
+    def retire_keys(self, except_kid: str) -> list[str]:
+        rows = self._all(
+            "SELECT kid FROM signing_keys WHERE retired_at IS NULL AND kid != ?", (except_kid,)
+        )
+        self._run(
+            "UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL AND kid != ?",
+            (time.time(), except_kid),
+        )
+        return [r["kid"] for r in rows]
+
+    def active_key(self) -> tuple[str, str] | None:
+        """(kid, storage) of the newest unretired key."""
+        row = self._one(
+            "SELECT kid, storage FROM signing_keys WHERE retired_at IS NULL "
+            "ORDER BY created_at DESC LIMIT 1"
+        )
+        return (row["kid"], row["storage"]) if row else None
+
+    def published_keys(self, now: float) -> list[tuple[str, dict[str, Any], float | None]]:
+        """Keys for the JWKS: the active one, and retired ones with unexpired tokens."""
+        rows = self._all(
+            "SELECT kid, public_jwk, retired_at FROM signing_keys k WHERE retired_at IS NULL "
+            "OR EXISTS (SELECT 1 FROM credentials c WHERE c.kid = k.kid AND c.expires_at > ?) "
+            "ORDER BY created_at DESC",
+            (now,),
+        )
+        return [(r["kid"], json.loads(r["public_jwk"]), r["retired_at"]) for r in rows]
+
+    # -- credentials ----------------------------------------------------------
+
+    def insert_credential(self, cred: CredentialRow) -> None:
+        self._run(
+            f"INSERT INTO credentials ({CRED_COLUMNS}) VALUES ({', '.join('?' * 15)})",
+            (
+                cred.jti,
+                cred.agent,
+                cred.user,
+                " ".join(cred.scopes),
+                " ".join(cred.audience),
+                cred.target,
+                cred.kid,
+                cred.issued_at,
+                cred.expires_at,
+                cred.status,
+                cred.ended_at,
+                cred.end_reason,
+                cred.wrapper_pid,
+                cred.child_pid,
+                cred.child_start,
+            ),
+        )
+
+    def credential(self, jti: str) -> CredentialRow | None:
+        row = self._one(f"SELECT {CRED_COLUMNS} FROM credentials WHERE jti = ?", (jti,))
+        return _credential(row) if row else None
+
+    def credential_status(self, jti: str) -> tuple[str, float] | None:
+        """(status, expires_at) — the hot path of introspection."""
+        row = self._one("SELECT status, expires_at FROM credentials WHERE jti = ?", (jti,))
+        return (row["status"], row["expires_at"]) if row else None
+
+    def live_credentials(self, agent: str | None = None) -> list[CredentialRow]:
+        sql = f"SELECT {CRED_COLUMNS} FROM credentials WHERE status = 'live'"
+        args: tuple[Any, ...] = ()
+        if agent is not None:
+            sql, args = sql + " AND agent = ?", (agent,)
+        return [_credential(r) for r in self._all(sql + " ORDER BY issued_at", args)]
+
+    def due_credentials(self, now: float) -> list[CredentialRow]:
+        rows = self._all(
+            f"SELECT {CRED_COLUMNS} FROM credentials WHERE status = 'live' AND expires_at <= ?",
+            (now,),
+        )
+        return [_credential(r) for r in rows]
+
+    def end_credential(self, jti: str, status: str, reason: str) -> bool:
+        """Mark a live credential revoked or expired; False if it was not live."""
+        changed = self._run(
+            "UPDATE credentials SET status = ?, ended_at = ?, end_reason = ? "
+            "WHERE jti = ? AND status = 'live'",
+            (status, time.time(), reason, jti),
+        )
+        return changed > 0
+
+    def set_child(self, jti: str, pid: int, start: str | None) -> None:
+        self._run(
+            "UPDATE credentials SET child_pid = ?, child_start = ? WHERE jti = ?", (pid, start, jti)
+        )
+
+    # -- audit ----------------------------------------------------------------
+
+    def _tail_hash(self) -> str:
+        row = self._one("SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1")
+        return row["hash"] if row else chain.GENESIS
+
+    def append_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Append one audit event to the chain; call inside ``transaction()``."""
+        assert self._conn.in_transaction, "audit appends belong to a transaction"
+        row_id = self._one("SELECT COALESCE(MAX(id), 0) + 1 AS next FROM audit_events")
+        assert row_id is not None
+        record = {
+            "id": row_id["next"],
+            "ts": round(time.time(), 6),
+            **event,
+            "prev_hash": self._last_hash,
+        }
+        digest = chain.link(self._last_hash, record)
+        agent = event.get("agent", {}).get("id") if isinstance(event.get("agent"), dict) else None
+        self._run(
+            "INSERT INTO audit_events (id, ts, event, agent, body, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                record["id"],
+                record["ts"],
+                record["event"],
+                agent,
+                chain.canonical(record).decode(),
+                self._last_hash,
+                digest,
+            ),
+        )
+        self._last_hash = digest
+        return record
+
+    def events_after(self, after: int, limit: int, agent: str | None) -> list[dict[str, Any]]:
+        sql = "SELECT body, hash FROM audit_events WHERE id > ?"
+        args: list[Any] = [after]
+        if agent is not None:
+            sql += " AND agent = ?"
+            args.append(agent)
+        rows = self._all(sql + " ORDER BY id LIMIT ?", (*args, limit))
+        return [{**json.loads(r["body"]), "hash": r["hash"]} for r in rows]
+
+    def events_last(self, count: int, agent: str | None) -> list[dict[str, Any]]:
+        sql, args = "SELECT body, hash FROM audit_events", []
+        if agent is not None:
+            sql += " WHERE agent = ?"
+            args.append(agent)
+        rows = self._all(sql + " ORDER BY id DESC LIMIT ?", (*args, count))
+        return [{**json.loads(r["body"]), "hash": r["hash"]} for r in reversed(rows)]
+
+    def last_event_id(self) -> int:
+        row = self._one("SELECT COALESCE(MAX(id), 0) AS last FROM audit_events")
+        return int(row["last"]) if row else 0

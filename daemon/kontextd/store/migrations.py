@@ -1,0 +1,96 @@
+"""Numbered schema migrations, each applied once and recorded in ``schema_migrations``."""
+
+from __future__ import annotations
+
+import sqlite3
+
+# Each migration is one SQL script, run inside one transaction with its record.
+M1_SPINE = """
+CREATE TABLE agents (
+    name TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    max_ttl INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    disabled_at REAL,
+    disabled_reason TEXT
+);
+CREATE TABLE agent_scopes (
+    agent TEXT NOT NULL REFERENCES agents(name) ON DELETE CASCADE,
+    scope TEXT NOT NULL,
+    PRIMARY KEY (agent, scope)
+);
+CREATE TABLE signing_keys (
+    kid TEXT PRIMARY KEY,
+    public_jwk TEXT NOT NULL,
+    storage TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    retired_at REAL
+);
+CREATE TABLE credentials (
+    jti TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    user TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    audience TEXT NOT NULL,
+    target TEXT,
+    kid TEXT NOT NULL REFERENCES signing_keys(kid),
+    issued_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('live', 'revoked', 'expired')),
+    ended_at REAL,
+    end_reason TEXT,
+    wrapper_pid INTEGER,
+    child_pid INTEGER,
+    child_start TEXT
+);
+CREATE INDEX credentials_by_status ON credentials(status, expires_at);
+CREATE INDEX credentials_by_agent ON credentials(agent, status);
+CREATE TABLE audit_events (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    event TEXT NOT NULL,
+    agent TEXT,
+    body TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX audit_by_agent ON audit_events(agent, id);
+-- The audit log is append-only: the store never updates or deletes a row.
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit_events
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit_events
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+
+MIGRATIONS: list[str] = [M1_SPINE]
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer kontextd."""
+
+
+def apply(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date; returns the resulting version."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, applied_at REAL)"
+    )
+    current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+    if current > len(MIGRATIONS):
+        raise SchemaTooNew(
+            f"schema version {current} is newer than this kontextd knows ({len(MIGRATIONS)}); "
+            "upgrade kontext"
+        )
+    for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+        # executescript commits any open transaction first, so the BEGIN lives
+        # inside the script: the schema change and its record land together.
+        try:
+            conn.executescript(
+                f"BEGIN IMMEDIATE;\n{script}\nINSERT INTO schema_migrations "
+                f"VALUES ({version}, strftime('%s','now'));\nCOMMIT;"
+            )
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)

@@ -1,0 +1,1 @@
+"""Signing keys, access-token minting (RFC 9068) and verification."""

@@ -1,0 +1,68 @@
+"""Minting RFC 9068 access tokens.
+
+Header ``{"typ": "at+jwt", "alg": "ES256", "kid": ...}`` (RFC 9068 §2.1).
+Claims: ``iss``, ``sub`` (the user), ``act`` (RFC 8693 §4.1, the agent),
+``client_id``, ``aud`` (the integration(s)), ``scope``, ``jti``, ``iat``,
+``nbf``, ``exp`` and, when given, ``target`` (RFC 8707 resource-indicator style).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from kontextd.tokens.keys import SigningKey
+
+
+@dataclass(frozen=True)
+class Minted:
+    """A freshly signed token. ``repr`` hides the token itself."""
+
+    jti: str
+    token: str
+    claims: dict[str, Any]
+
+    def __repr__(self) -> str:
+        return f"Minted(jti={self.jti!r}, token=<redacted>)"
+
+
+def new_jti() -> str:
+    """128 bits from the OS CSPRNG, URL-safe."""
+    return secrets.token_urlsafe(16)
+
+
+def mint(
+    key: SigningKey,
+    *,
+    issuer: str,
+    user: str,
+    agent: str,
+    audience: list[str],
+    scopes: list[str],
+    target: str | None,
+    issued_at: int,
+    ttl: int,
+) -> Minted:
+    """Sign an access token for ``agent`` acting for ``user``."""
+    jti = new_jti()
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "sub": user,
+        "act": {"sub": f"agent:{agent}"},
+        "client_id": f"agent:{agent}",
+        # RFC 7519 §4.1.3: a single audience may be a string.
+        "aud": audience[0] if len(audience) == 1 else audience,
+        "scope": " ".join(scopes),
+        "jti": jti,
+        "iat": issued_at,
+        "nbf": issued_at,
+        "exp": issued_at + ttl,
+    }
+    if target is not None:
+        claims["target"] = target
+    headers = {"typ": "at+jwt", "kid": key.kid}
+    token = jwt.encode(claims, key.private, algorithm="ES256", headers=headers)
+    return Minted(jti=jti, token=token, claims=claims)

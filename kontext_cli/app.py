@@ -1,0 +1,50 @@
+"""The kontext command-line definition: one typer app, one module per noun.
+
+This is the single definition that help text, usage errors, shell completions
+and man pages are generated from.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from kontext_cli import __version__
+from kontext_cli.commands import agent, audit, config, daemon, exec_, keys, revoke
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"kontext {__version__}")
+        raise typer.Exit()
+
+
+def _root(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show tracebacks for unexpected errors.")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """kontext: every agent its own identity, with scoped, short-lived, per-process credentials."""
+
+
+def build() -> typer.Typer:
+    app = typer.Typer(
+        name="kontext",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        rich_markup_mode=None,
+    )
+    app.callback()(_root)
+    app.add_typer(agent.app, name="agent")
+    exec_.register(app)
+    revoke.register(app)
+    app.add_typer(audit.app, name="audit")
+    app.add_typer(daemon.app, name="daemon")
+    app.add_typer(config.app, name="config")
+    app.add_typer(keys.app, name="keys")
+    return app

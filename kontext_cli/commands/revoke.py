@@ -1,0 +1,52 @@
+"""``kontext revoke``: stop an agent, or one credential, now."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from kontext_cli import errors, render
+from kontext_cli.commands.common import checked, daemon
+from kontext_cli.common import validate
+
+HELP = """Revoke agent:NAME (disable it and revoke all its live credentials) or one credential.
+
+  kontext revoke agent:issue-triage [--kill]
+  kontext revoke credential JTI
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("revoke", help=HELP, no_args_is_help=True)(revoke)
+
+
+def revoke(
+    what: Annotated[str, typer.Argument(metavar="agent:NAME | credential", help="What to revoke.")],
+    jti: Annotated[
+        str | None, typer.Argument(metavar="[JTI]", help="With 'credential': its id.")
+    ] = None,
+    kill: Annotated[
+        bool, typer.Option("--kill", help="Also terminate the agent's running exec'd processes.")
+    ] = False,
+) -> None:
+    if what == "credential":
+        if jti is None:
+            raise errors.UsageError("say which credential: kontext revoke credential JTI")
+        if kill:
+            raise errors.UsageError("--kill applies to agents: kontext revoke agent:NAME --kill")
+        with daemon() as conn:
+            result = conn.call("POST", "/v1/revoke", {"jti": jti})
+        render.out.print(f"credential {jti}: {result['status']}")
+        return
+    if not what.startswith("agent:"):
+        raise errors.UsageError(f"cannot revoke {what!r}: write agent:NAME or credential JTI")
+    if jti is not None:
+        raise errors.UsageError(f"unexpected extra argument {jti!r}")
+    name = checked(validate.agent_name, what)
+    with daemon() as conn:
+        result = conn.call("POST", "/v1/revoke", {"agent": name, "kill": kill})
+    line = f"revoked {result['agent']}: {len(result['revoked'])} live credential(s) revoked"
+    if kill:
+        line += f", {len(result['killed'])} process(es) terminated"
+    render.out.print(line + f"; undo with 'kontext agent enable {name}'")

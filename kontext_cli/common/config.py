@@ -1,0 +1,92 @@
+"""The user's ``config.toml``: reading, validating and the settable keys.
+
+Shape::
+
+    [secrets]
+    fallback = "allow"          # or "refuse": no plaintext-file fallback for secrets
+
+    [integrations.jira]         # a user-defined integration
+    display_name = "Jira"
+    env = ["JIRA_TOKEN"]
+    scopes = { "issues:read" = "Read issues" }
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from kontext_cli.common import integrations
+
+SETTABLE = {"secrets.fallback": ("allow", "refuse")}
+
+
+class ConfigError(ValueError):
+    """The config file cannot be read or holds an invalid value."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated configuration."""
+
+    secrets_fallback: str = "allow"
+    integrations: dict[str, integrations.Integration] = field(
+        default_factory=lambda: dict(integrations.BUILTINS)
+    )
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+def read_raw(path: str) -> dict[str, Any]:
+    """Parse the TOML file; a missing file is an empty config."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix or remove the file") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+
+
+def load(path: str) -> Config:
+    """Read and validate the config file at ``path``."""
+    raw = read_raw(path)
+    secrets = raw.get("secrets", {})
+    if not isinstance(secrets, dict):
+        raise ConfigError(f"{path}: [secrets] must be a table")
+    fallback = secrets.get("fallback", "allow")
+    if fallback not in SETTABLE["secrets.fallback"]:
+        raise ConfigError(f"{path}: secrets.fallback must be 'allow' or 'refuse', not {fallback!r}")
+    user_integrations = raw.get("integrations", {})
+    if not isinstance(user_integrations, dict):
+        raise ConfigError(f"{path}: [integrations] must be a table")
+    try:
+        catalogue = integrations.catalogue(user_integrations)
+    except integrations.InvalidIntegration as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return Config(secrets_fallback=fallback, integrations=catalogue, raw=raw)
+
+
+def set_value(path: str, key: str, value: str) -> None:
+    """Validate and write one settable key, atomically; the old file stays on any error."""
+    import tomli_w
+
+    allowed = SETTABLE.get(key)
+    if allowed is None:
+        raise ConfigError(f"unknown setting {key!r}: settable keys are {', '.join(SETTABLE)}")
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {', '.join(allowed)}, not {value!r}")
+    raw = read_raw(path)
+    section, _, name = key.partition(".")
+    table = raw.setdefault(section, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [{section}] must be a table")
+    table[name] = value
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as fh:
+        tomli_w.dump(raw, fh)
+    os.replace(tmp, path)

@@ -1,0 +1,78 @@
+"""Where kontext keeps things.
+
+``KONTEXT_HOME`` points every path (config, data, runtime, logs) at one
+directory; tests and isolated set-ups use it. Without it, the platform's usual
+places come from platformdirs. platformdirs is imported only in that case, so
+``kontext exec`` under ``KONTEXT_HOME`` pays nothing for it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+SOCKET_NAME = "control.sock"
+HTTP_INFO_NAME = "http.json"
+LOCK_NAME = "kontextd.lock"
+# sockaddr_un.sun_path is 108 bytes on Linux, 104 on macOS (incl. the NUL).
+MAX_SOCKET_PATH = 103
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The four directories kontext uses, and the files inside them."""
+
+    config: str
+    data: str
+    runtime: str
+    logs: str
+
+    @property
+    def config_file(self) -> str:
+        return os.path.join(self.config, "config.toml")
+
+    @property
+    def socket(self) -> str:
+        return os.path.join(self.runtime, SOCKET_NAME)
+
+    @property
+    def http_info(self) -> str:
+        return os.path.join(self.runtime, HTTP_INFO_NAME)
+
+    @property
+    def lock(self) -> str:
+        return os.path.join(self.runtime, LOCK_NAME)
+
+    @property
+    def database(self) -> str:
+        return os.path.join(self.data, "kontext.db")
+
+    @property
+    def secrets(self) -> str:
+        return os.path.join(self.data, "secrets")
+
+    @property
+    def log_file(self) -> str:
+        return os.path.join(self.logs, "kontextd.log")
+
+
+def resolve() -> Paths:
+    """Return the paths for this process, honouring ``KONTEXT_HOME``."""
+    home = os.environ.get("KONTEXT_HOME")
+    if home:
+        home = os.path.abspath(home)
+        return Paths(
+            config=os.path.join(home, "config"),
+            data=os.path.join(home, "data"),
+            runtime=os.path.join(home, "run"),
+            logs=os.path.join(home, "log"),
+        )
+    import platformdirs  # only needed without KONTEXT_HOME
+
+    runtime = platformdirs.user_runtime_dir("kontext")
+    return Paths(
+        config=platformdirs.user_config_dir("kontext"),
+        data=platformdirs.user_data_dir("kontext"),
+        runtime=runtime,
+        logs=platformdirs.user_log_dir("kontext"),
+    )

@@ -1,0 +1,46 @@
+"""The control API's wire format, shared by the CLI and the daemon.
+
+Requests and responses are JSON over HTTP/1.1 on the Unix socket. Errors are
+``{"error": {"code": CODE, "message": ONE_LINE}}`` with one of the codes below;
+the CLI turns each code into an exit status (see ``kontext_cli.errors``).
+"""
+
+from __future__ import annotations
+
+API_PREFIX = "/v1"
+
+# Error codes, with the HTTP status the daemon sends them under.
+INVALID = "invalid"  # 400: a parameter or body is malformed
+FORBIDDEN = "forbidden"  # 403: the peer is not this OS user
+DENIED = "denied"  # 403: the request path refused a credential
+NOT_FOUND = "not_found"  # 404: no such agent, credential or route
+NOT_ALLOWED = "not_allowed"  # 405: the route exists, the method does not
+CONFLICT = "conflict"  # 409: already exists
+TOO_LARGE = "too_large"  # 413: body over the limit
+MISDIRECTED = "misdirected"  # 421: Host is not one of our loopback names and port
+SECRETS = "secrets"  # 503: secret storage unavailable or refused
+CONFIG = "config"  # 503: the config file is invalid
+INTERNAL = "internal"  # 500: a bug; details only in the daemon log
+
+HTTP_STATUS = {
+    INVALID: 400,
+    FORBIDDEN: 403,
+    DENIED: 403,
+    NOT_FOUND: 404,
+    NOT_ALLOWED: 405,
+    CONFLICT: 409,
+    TOO_LARGE: 413,
+    MISDIRECTED: 421,
+    SECRETS: 503,
+    CONFIG: 503,
+    INTERNAL: 500,
+}
+
+MAX_BODY = 64 * 1024
+
+# Environment variables set for an exec'd child (besides integration variables).
+ENV_TOKEN = "KONTEXT_TOKEN"  # noqa: S105 - a variable name, not a secret
+ENV_AGENT = "KONTEXT_AGENT"
+ENV_EXPIRES = "KONTEXT_TOKEN_EXPIRES"
+ENV_JTI = "KONTEXT_CREDENTIAL_ID"
+KONTEXT_ENV = (ENV_TOKEN, ENV_AGENT, ENV_EXPIRES, ENV_JTI)

@@ -1,0 +1,104 @@
+"""Errors the CLI shows to people, and the exit status each one gives.
+
+::
+
+    KontextError                 1  something went wrong (a bug: see --verbose)
+    ├── UsageError               2  a bad argument, option or value
+    ├── NotFound                 3  no such agent or credential
+    ├── Conflict                 4  it already exists
+    ├── DaemonUnavailable        5  kontextd is not reachable and cannot be started
+    ├── ConfigInvalid            6  config.toml is invalid
+    ├── SecretsUnavailable       7  no secret storage may be used
+    ├── Denied                   8  the request path refused (names the layer and reason)
+    └── Forbidden                9  the daemon belongs to another OS user
+
+``kontext exec`` passes its command's own status (0–255) through, so its own
+failures use codes a command rarely does: 122 denied, 125 any other kontext
+error before the command ran, 126 command not executable, 127 command not found.
+
+This module is on the ``kontext exec`` fast path: standard library only.
+"""
+
+from __future__ import annotations
+
+from kontext_cli.common import wire
+
+EXEC_DENIED = 122
+EXEC_FAILED = 125
+EXEC_NOT_EXECUTABLE = 126
+EXEC_NOT_FOUND = 127
+
+
+class KontextError(Exception):
+    """Base class: ``diagnostics()`` is the one line a person sees."""
+
+    exit_code = 1
+    exec_code = EXEC_FAILED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def diagnostics(self) -> str:
+        return self.message
+
+
+class UsageError(KontextError):
+    exit_code = 2
+
+
+class NotFound(KontextError):
+    exit_code = 3
+
+
+class Conflict(KontextError):
+    exit_code = 4
+
+
+class DaemonUnavailable(KontextError):
+    exit_code = 5
+
+
+class ConfigInvalid(KontextError):
+    exit_code = 6
+
+
+class SecretsUnavailable(KontextError):
+    exit_code = 7
+
+
+class Denied(KontextError):
+    exit_code = 8
+    exec_code = EXEC_DENIED
+
+
+class Forbidden(KontextError):
+    exit_code = 9
+
+
+class CommandNotFound(KontextError):
+    exec_code = EXEC_NOT_FOUND
+
+
+class CommandNotExecutable(KontextError):
+    exec_code = EXEC_NOT_EXECUTABLE
+
+
+BY_WIRE_CODE: dict[str, type[KontextError]] = {
+    wire.INVALID: UsageError,
+    wire.TOO_LARGE: UsageError,
+    wire.NOT_FOUND: NotFound,
+    wire.CONFLICT: Conflict,
+    wire.DENIED: Denied,
+    wire.FORBIDDEN: Forbidden,
+    wire.SECRETS: SecretsUnavailable,
+    wire.CONFIG: ConfigInvalid,
+}
+
+
+def from_wire(error: object) -> KontextError:
+    """Turn a daemon ``{"code", "message"}`` error into the matching exception."""
+    if not isinstance(error, dict):
+        return KontextError("the daemon sent a malformed error")
+    cls = BY_WIRE_CODE.get(str(error.get("code")), KontextError)
+    return cls(str(error.get("message", "unknown error"))[:500])

@@ -1,0 +1,218 @@
+"""``kontext exec``: get a credential, run one command with it, hold the lease.
+
+This is the hot path of the product — it wraps every script and CI step — so it
+imports only the standard library and kontext's small shared modules, and talks
+to the daemon with one round trip before the child starts.
+
+The token goes into the child's environment only: never argv, never a file,
+never our own environment. Our control connection is the credential's lease;
+Python sockets are not inherited across exec, so the child cannot hold it open,
+and when this process ends — even by SIGKILL — the kernel closes it and the
+daemon revokes the credential.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+
+from kontext_cli import client, errors
+from kontext_cli.common import paths, validate, wire
+
+# Signals we relay to the child when a process sends them to us.
+FORWARDED = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+    signal.SIGALRM,
+)
+# Python ignores SIGPIPE (and SIGXFSZ); a child must start with the defaults.
+RESET_IN_CHILD = (signal.SIGPIPE, signal.SIGXFSZ)
+
+
+@dataclass
+class ExecRequest:
+    """What the user asked for, as typed (validated by ``run``)."""
+
+    agent: str
+    command: list[str]
+    scopes: list[str] = field(default_factory=list)
+    target: str | None = None
+    ttl: str | None = None
+    allow_nested: bool = False
+
+
+VALUE_OPTIONS = {
+    "--agent": "agent",
+    "-a": "agent",
+    "--scope": "scopes",
+    "-s": "scopes",
+    "--target": "target",
+    "-t": "target",
+    "--ttl": "ttl",
+}
+
+
+def parse_fast(argv: list[str]) -> ExecRequest | None:
+    """Parse ``exec``'s arguments for the common, well-formed case.
+
+    Returns None for anything unusual (help, unknown options, missing values,
+    bundled short options) so the full typer CLI handles it and its help and
+    error messages stay the only ones.
+    """
+    values: dict[str, list[str]] = {"agent": [], "scopes": [], "target": [], "ttl": []}
+    allow_nested, i = False, 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            i += 1
+            break
+        if not arg.startswith("-") or arg == "-":
+            break
+        name, eq, inline = arg.partition("=")
+        if arg == "--allow-nested":
+            allow_nested = True
+        elif name in VALUE_OPTIONS and (eq and name.startswith("--")):
+            values[VALUE_OPTIONS[name]].append(inline)
+        elif arg in VALUE_OPTIONS and i + 1 < len(argv):
+            i += 1
+            values[VALUE_OPTIONS[arg]].append(argv[i])
+        else:
+            return None
+        i += 1
+    command = argv[i:]
+    if not command or not values["agent"]:
+        return None
+    return ExecRequest(
+        agent=values["agent"][-1],
+        command=command,
+        scopes=values["scopes"],
+        target=values["target"][-1] if values["target"] else None,
+        ttl=values["ttl"][-1] if values["ttl"] else None,
+        allow_nested=allow_nested,
+    )
+
+
+def _body(req: ExecRequest) -> dict[str, object]:
+    try:
+        name = validate.agent_name(req.agent)
+        for scope in req.scopes:
+            validate.scope(scope)
+        body: dict[str, object] = {
+            "agent": name,
+            "scopes": req.scopes,
+            "interactive": sys.stdin.isatty(),
+        }
+        if req.target is not None:
+            body["target"] = validate.target(req.target)
+        if req.ttl is not None:
+            body["ttl"] = validate.duration(req.ttl)
+    except validate.InvalidInput as exc:
+        raise errors.UsageError(str(exc)) from exc
+    current = os.environ.get(wire.ENV_AGENT)
+    if current and current != name and not req.allow_nested:
+        raise errors.UsageError(
+            f"already running as agent:{current}; refusing to nest agent:{name} "
+            "(pass --allow-nested if you mean it)"
+        )
+    return body
+
+
+def child_env(issued: dict[str, object]) -> dict[str, str]:
+    """Our environment, minus inherited credentials, plus this credential."""
+    env = dict(os.environ)
+    strip = issued.get("strip_env")
+    for name in strip if isinstance(strip, list) else []:
+        env.pop(str(name), None)
+    token = str(issued["token"])
+    names = issued.get("env")
+    for name in names if isinstance(names, list) else []:
+        env[str(name)] = token
+    env[wire.ENV_TOKEN] = token
+    env[wire.ENV_AGENT] = str(issued["agent"])
+    env[wire.ENV_EXPIRES] = str(issued["expires_at"])
+    env[wire.ENV_JTI] = str(issued["jti"])
+    return env
+
+
+def run(req: ExecRequest) -> int:
+    """Run the command under the agent's credential; return the exit status to use."""
+    body = _body(req)
+    conn = client.connect(paths.resolve())
+    try:
+        issued = conn.call("POST", "/v1/credentials", body)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
+        pid = _spawn(req.command, child_env(issued))
+        # Told after the child exists, so 'kontext revoke --kill' can stop it.
+        conn.call("POST", "/v1/lease/child", {"pid": pid})
+        status = _wait(pid)
+        conn.call("POST", "/v1/lease/release", {"status": status})
+    finally:
+        conn.close()
+    return _exit_with(status)
+
+
+def _spawn(command: list[str], env: dict[str, str]) -> int:
+    try:
+        return os.posix_spawnp(command[0], command, env, setsigmask=(), setsigdef=RESET_IN_CHILD)
+    except FileNotFoundError as exc:
+        raise errors.CommandNotFound(f"command not found: {command[0]}") from exc
+    except PermissionError as exc:
+        raise errors.CommandNotExecutable(
+            f"cannot execute {command[0]}: permission denied"
+        ) from exc
+    except OSError as exc:
+        raise errors.CommandNotExecutable(f"cannot execute {command[0]}: {exc.strerror}") from exc
+
+
+def _wait(pid: int) -> int:
+    """Relay signals until the child ends; returns its status (negative: killed by that signal)."""
+    waitset = {*FORWARDED, signal.SIGCHLD}
+    while True:
+        if hasattr(signal, "sigwaitinfo"):
+            info = signal.sigwaitinfo(waitset)
+            signum, sent_by_process = info.si_signo, info.si_code <= 0
+        else:  # macOS: no sigwaitinfo; poll the pending set
+            signum, sent_by_process = _wait_portable(waitset), True
+        if signum != signal.SIGCHLD:
+            # A terminal's ^C/^\ reach the whole foreground group, the child
+            # included (si_code > 0: from the kernel); relay only what a
+            # process aimed at us alone.
+            if sent_by_process:
+                _kill_quietly(pid, signum)
+            continue
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return os.waitstatus_to_exitcode(status)
+
+
+def _wait_portable(waitset: set[signal.Signals]) -> int:
+    return signal.sigwait(waitset)
+
+
+def _kill_quietly(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _exit_with(status: int) -> int:
+    """Exit as the child did: its code, or death by the same signal."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {*FORWARDED, signal.SIGCHLD})
+    if status >= 0:
+        return status
+    signum = -status
+    import resource
+
+    # Dying by a core-dumping signal must not write our memory (the token) to disk.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(signum, signal.SIG_DFL)
+    sys.stdout.flush()
+    os.kill(os.getpid(), signum)
+    return 128 + signum

@@ -1,0 +1,78 @@
+"""Entry point: ``kontext``.
+
+``kontext exec`` with ordinary arguments takes a fast path that never imports
+typer, rich or httpx (see ``execrun.parse_fast``); everything else — including
+``exec --help`` and every usage error — goes through the one typer definition in
+``kontext_cli.app``. All errors end here, in ``main``: one line on stderr, a
+documented exit status, a traceback only with ``--verbose``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from kontext_cli import errors
+
+
+def _fail(exc: BaseException, *, exec_mode: bool) -> int:
+    verbose = "--verbose" in sys.argv or bool(os.environ.get("KONTEXT_DEBUG"))
+    if isinstance(exc, errors.KontextError):
+        print(f"kontext: {exc.diagnostics()}", file=sys.stderr)
+        if verbose:
+            import traceback
+
+            traceback.print_exception(exc)
+        return exc.exec_code if exec_mode else exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        print("kontext: interrupted", file=sys.stderr)
+        return 130
+    print(
+        f"kontext: internal error ({type(exc).__name__}); run with --verbose for details",
+        file=sys.stderr,
+    )
+    if verbose:
+        import traceback
+
+        traceback.print_exception(exc)
+    return errors.EXEC_FAILED if exec_mode else 1
+
+
+def guarded(fn: Callable[[], int], *, exec_mode: bool) -> int:
+    """Run ``fn`` and turn any exception into a message and an exit status."""
+    try:
+        return fn()
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        return _fail(exc, exec_mode=exec_mode)
+
+
+def _run_typer(argv: list[str]) -> int:
+    from kontext_cli.app import build
+
+    exec_mode = argv[:1] == ["exec"]
+    try:
+        build()(args=argv, prog_name="kontext", standalone_mode=True)
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        # click reports usage errors as 2; exec's own failures use 125 (see errors).
+        return errors.EXEC_FAILED if exec_mode and code == 2 else code
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["exec"]:
+        from kontext_cli import execrun
+
+        request = execrun.parse_fast(args[1:])
+        if request is not None:
+            return guarded(lambda: execrun.run(request), exec_mode=True)
+    return guarded(lambda: _run_typer(args), exec_mode=args[:1] == ["exec"])
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Starting kontextd in the background.
+
+The daemon's stderr is a pipe to us until it is ready; then it closes it. So:
+read to EOF (with a deadline), relay any notices (e.g. the keyring fallback),
+and report its error line if it died instead.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import time
+
+from kontext_cli import errors
+from kontext_cli.common.paths import Paths
+
+START_TIMEOUT = 20.0
+READY_PREFIX = "kontextd: ready"
+
+
+def _read_until_closed(proc: subprocess.Popen[bytes]) -> str:
+    assert proc.stderr is not None
+    deadline = time.monotonic() + START_TIMEOUT
+    chunks: list[bytes] = []
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise errors.DaemonUnavailable(
+                f"kontextd did not become ready within {START_TIMEOUT:.0f}s"
+            )
+        ready, _, _ = select.select([proc.stderr], [], [], remaining)
+        if ready:
+            chunk = os.read(proc.stderr.fileno(), 65536)
+            if not chunk:
+                return b"".join(chunks).decode(errors="replace")
+            chunks.append(chunk)
+
+
+def start_background(paths: Paths, *, announce: bool = True) -> int:
+    """Start the daemon detached from this terminal; returns its pid once it serves."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kontextd", "--detach-stderr"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # not killed with our terminal's process group
+        close_fds=True,
+    )
+    output = _read_until_closed(proc)
+    lines = [line for line in output.splitlines() if line.strip()]
+    if not any(line.startswith(READY_PREFIX) for line in lines):
+        code = proc.wait(timeout=5)
+        message = lines[-1].removeprefix("kontextd: ") if lines else f"exited with status {code}"
+        if "already running" in message:
+            return proc.pid  # another command started it a moment ago: use that one
+        raise errors.DaemonUnavailable(f"kontextd could not start: {message}")
+    if announce:
+        print(f"kontext: started kontextd in the background (pid {proc.pid})", file=sys.stderr)
+        for line in lines:
+            if not line.startswith(READY_PREFIX):
+                print(f"kontext: {line.removeprefix('kontextd: ')}", file=sys.stderr)
+    return proc.pid
