@@ -1,0 +1,203 @@
+"""Test harness: a real kontextd in a temp KONTEXT_HOME, driven through the real CLI.
+
+Nothing of ours is mocked. ``kx`` is one daemon shared by the session (agents get
+unique names); ``fresh_kx`` is a daemon of a test's own, for tests that restart,
+kill or reconfigure it. Homes live in short /tmp paths because a Unix socket path
+must fit in 108 bytes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+BIN = Path(sys.executable).parent
+KONTEXT = str(BIN / "kontext")
+KONTEXTD = str(BIN / "kontextd")
+_names = itertools.count(1)
+
+
+class Kontext:
+    """One KONTEXT_HOME and the ways a user (or a browser) reaches its daemon."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {**os.environ, "KONTEXT_HOME": str(home)}
+        for var in ("KONTEXT_TOKEN", "KONTEXT_AGENT", "GITHUB_TOKEN", "GH_TOKEN", "NO_COLOR"):
+            self.env.pop(var, None)
+        self.env["NO_COLOR"] = "1"
+
+    # -- the CLI --------------------------------------------------------------
+
+    def run(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run ``kontext ARGS`` and return the finished process (never raises on exit status)."""
+        return subprocess.run(
+            [KONTEXT, *args], input=input, capture_output=True, text=True, timeout=timeout,
+            env={**self.env, **(env or {})},
+        )
+
+    def ok(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        """Run and insist on exit status 0."""
+        proc = self.run(*args, **kw)
+        assert proc.returncode == 0, f"kontext {' '.join(args)} -> {proc.returncode}\n{proc.stderr}"
+        return proc
+
+    def popen(self, *args: str, **kw: Any) -> subprocess.Popen[str]:
+        kw.setdefault("stdout", subprocess.PIPE)
+        kw.setdefault("stderr", subprocess.PIPE)
+        kw.setdefault("text", True)
+        env = {**self.env, **kw.pop("env", {})}
+        return subprocess.Popen([KONTEXT, *args], env=env, **kw)
+
+    def agent(self, *allow: str, prefix: str = "agent", extra: tuple[str, ...] = ()) -> str:
+        """Create an agent with a unique name; returns the name."""
+        name = f"{prefix}-{os.getpid()}-{next(_names)}"
+        args = ["agent", "create", name]
+        for scope in allow or ("github:pulls:read",):
+            args += ["--allow", scope]
+        self.ok(*args, *extra)
+        return name
+
+    def audit(self, agent: str | None = None, n: int = 10000) -> list[dict[str, Any]]:
+        args = ["audit", "tail", "-n", str(n), "--json"] + (["--agent", agent] if agent else [])
+        return [json.loads(line) for line in self.ok(*args).stdout.splitlines()]
+
+    # -- the daemon's files and ports -----------------------------------------
+
+    @property
+    def runtime(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def socket(self) -> Path:
+        return self.runtime / "control.sock"
+
+    @property
+    def port(self) -> int:
+        return int(json.loads((self.runtime / "http.json").read_text())["port"])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def daemon_pid(self) -> int:
+        return int(json.loads((self.runtime / "http.json").read_text())["pid"])
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "log" / "kontextd.log"
+
+    @property
+    def database(self) -> Path:
+        return self.home / "data" / "kontext.db"
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=10)
+
+    def control(self) -> httpx.Client:
+        """The control API over its Unix socket, as a third-party client would speak it."""
+        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)),
+                            base_url="http://kontextd", timeout=10)
+
+    def introspect(self, token: str) -> dict[str, Any]:
+        with self.http() as client:
+            answer = client.post("/introspect", data={"token": token})
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def jwks(self) -> dict[str, Any]:
+        with self.http() as client:
+            return client.get("/jwks.json").json()
+
+    def token_for(self, agent: str, *exec_args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+        """Start ``kontext exec`` holding a credential open; returns (process, child's env).
+
+        The child prints its KONTEXT_* and GITHUB_TOKEN as JSON, then waits for stdin to close.
+        """
+        script = (
+            "import json,os,sys;"
+            "print(json.dumps({k:v for k,v in os.environ.items()"
+            " if k.startswith(('KONTEXT_','GITHUB_','GH_','SLACK_'))}),flush=True);"
+            "sys.stdin.read()"
+        )
+        proc = self.popen("exec", "--agent", agent, *exec_args, "--", sys.executable, "-c", script,
+                          stdin=subprocess.PIPE)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, f"exec printed nothing: {proc.stderr.read() if proc.stderr else ''}"
+        return proc, json.loads(line)
+
+    @staticmethod
+    def close(proc: subprocess.Popen[str]) -> None:
+        """Close a ``token_for`` process's pipes (its child exits on stdin EOF) and reap it."""
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        proc.wait(timeout=10)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        self.ok("daemon", "start")
+
+    def stop(self) -> None:
+        if self.socket.exists():
+            self.run("daemon", "stop", timeout=30)
+        pid_file = self.runtime / "kontextd.lock"
+        if pid_file.exists():
+            pid_text = pid_file.read_text().strip()
+            if pid_text.isdigit():
+                try:
+                    os.kill(int(pid_text), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+def short_home() -> Path:
+    return Path(tempfile.mkdtemp(prefix="kx-", dir="/tmp"))
+
+
+@pytest.fixture(scope="session")
+def kx() -> Iterator[Kontext]:
+    """A daemon shared by the whole session."""
+    home = short_home()
+    k = Kontext(home)
+    k.start()
+    yield k
+    k.stop()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_kx() -> Iterator[Kontext]:
+    """A home of this test's own; the daemon starts on first use (or ``start()``)."""
+    home = short_home()
+    k = Kontext(home)
+    yield k
+    k.stop()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.02) -> bool:
+    """Poll ``predicate`` until true or the deadline; returns its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
