@@ -79,8 +79,10 @@ class ControlHandler(JsonHandler):
         try:
             super().finish()
         finally:
-            for jti in self.leases:
-                credentials.end(self.core, jti, "revoked", self.lease_reason)
+            # While stopping, Daemon.stop() revokes every live credential itself.
+            if not self.core.stopping.is_set():
+                for jti in self.leases:
+                    credentials.end(self.core, jti, "revoked", self.lease_reason)
 
     lease_reason = "lease closed: kontext exec went away"
 
@@ -287,6 +289,10 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             pass
         threading.Thread(target=_audit_refusal, args=(self.core, pid, uid), daemon=True).start()
         return False
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """socketserver prints tracebacks to stderr; ours go to the log."""
+        log.exception("control connection failed")
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Hand the peer pid to the handler in place of the (empty) Unix client address."""

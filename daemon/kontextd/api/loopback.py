@@ -8,6 +8,7 @@ carrying an ``Origin`` must carry ours.
 
 from __future__ import annotations
 
+import logging
 import socketserver
 from http.server import HTTPServer
 from typing import Any, ClassVar
@@ -17,6 +18,8 @@ from kontextd.api.httpbase import JsonHandler, Route, route
 from kontextd.core import Core
 from kontextd.errors import ApiError
 from kontextd.tokens import verify
+
+log = logging.getLogger("kontextd.loopback")
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
@@ -95,6 +98,10 @@ class LoopbackServer(socketserver.ThreadingMixIn, HTTPServer):
     def __init__(self, port: int, core: Core) -> None:
         self.core = core
         super().__init__(("127.0.0.1", port), LoopbackHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """socketserver prints tracebacks to stderr; ours go to the log."""
+        log.exception("loopback connection failed")
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind does a reverse DNS lookup (getfqdn); skip it.
