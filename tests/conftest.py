@@ -201,3 +201,18 @@ def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.02) -> 
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: waits for a real credential expiry (10 s or more)")
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str], code: int) -> str:
+    """Assert ``proc`` failed with ``code`` and exactly one ``kontext: `` line; return it."""
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("kontext: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
