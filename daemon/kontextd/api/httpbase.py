@@ -146,9 +146,10 @@ class JsonHandler(BaseHTTPRequestHandler):
     def send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body, separators=(",", ":")).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in {**self.extra_headers, **(headers or {})}.items():
+        # One Content-Type, which ``headers`` may override (e.g. the JWKS's own type).
+        fields = {"Content-Type": "application/json", **self.extra_headers, **(headers or {})}
+        fields["Content-Length"] = str(len(data))
+        for name, value in fields.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
