@@ -151,12 +151,26 @@ def run(req: ExecRequest) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
         pid = _spawn(req.command, child_env(issued))
         # Told after the child exists, so 'kontext revoke --kill' can stop it.
-        conn.call("POST", "/v1/lease/child", {"pid": pid})
+        # From here on the command runs: losing the daemon (it stopped or
+        # crashed, which revokes the credential) must neither orphan the child
+        # nor replace its exit status with ours.
+        leased = _lease_call(conn, "/v1/lease/child", {"pid": pid})
         status = _wait(pid)
-        conn.call("POST", "/v1/lease/release", {"status": status})
+        if leased:
+            _lease_call(conn, "/v1/lease/release", {"status": status})
     finally:
         conn.close()
     return _exit_with(status)
+
+
+def _lease_call(conn: client.Connection, path: str, body: dict[str, object]) -> bool:
+    """A lease message sent while the command runs; a failure is reported, not raised."""
+    try:
+        conn.call("POST", path, body)
+    except errors.KontextError as exc:
+        print(f"kontext: warning: {exc.diagnostics()}", file=sys.stderr, flush=True)
+        return False
+    return True
 
 
 def _spawn(command: list[str], env: dict[str, str]) -> int:
