@@ -1,0 +1,444 @@
+"""``kontext exec``: status, streams and signals pass through; its own failures are distinct.
+
+Every test drives the real ``kontext`` binary against a real daemon. The last
+part checks that the fast path (no typer) and the typer definition read the same
+command line the same way, and that the fast path really stays light.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import KONTEXT, Kontext, one_line_error
+
+from kontext_cli.execrun import ExecRequest, parse_fast
+
+PY = sys.executable
+
+
+def events_for(kx: Kontext, name: str, event: str) -> list[dict[str, object]]:
+    return [e for e in kx.audit(name) if e.get("event") == event]
+
+
+# -- exit status --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [0, 3, 255])
+def test_exit_status_passes_through(kx: Kontext, code: int) -> None:
+    name = kx.agent()
+    proc = kx.run("exec", "--agent", name, "--", "sh", "-c", f"exit {code}")
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr == ""
+    # The lease ends with the child, and the audit says how it ended.
+    (revoked,) = events_for(kx, name, "credential.revoked")
+    assert revoked["reason"] == f"lease closed: the process exited with status {code}"
+
+
+def test_death_by_signal_passes_through(kx: Kontext) -> None:
+    name = kx.agent()
+    proc = kx.run("exec", "--agent", name, "--", "sh", "-c", "kill -TERM $$")
+    # The wrapper dies of the same signal, so a shell sees 143 as it would for the child.
+    assert proc.returncode == -signal.SIGTERM, proc.stderr
+    assert "Traceback" not in proc.stderr
+    (revoked,) = events_for(kx, name, "credential.revoked")
+    assert revoked["reason"] == "lease closed: the process killed by signal 15"
+
+
+# -- streams -------------------------------------------------------------------
+
+
+def test_stdin_to_stdout_is_byte_exact(kx: Kontext) -> None:
+    name = kx.agent()
+    # Every byte value, NULs, CR/LF, invalid UTF-8 and a size beyond any pipe buffer.
+    data = bytes(range(256)) * 4096 + b"\r\n\x00\xff\xfe" + os.urandom(65536)
+    proc = subprocess.run(
+        [KONTEXT, "exec", "--agent", name, "--", "cat"],
+        input=data,
+        capture_output=True,
+        env=kx.env,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == data
+    assert proc.stderr == b""
+
+
+def test_stderr_passes_and_stays_separate(kx: Kontext) -> None:
+    name = kx.agent()
+    proc = kx.run("exec", "--agent", name, "--", "sh", "-c", "echo to-out; echo to-err >&2; exit 7")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (7, "to-out\n", "to-err\n")
+
+
+# -- signals -------------------------------------------------------------------
+
+TRAPPER = """
+import signal, sys
+def report(signum, frame):
+    print("got", signal.Signals(signum).name, flush=True)
+    if signum == signal.SIGTERM:
+        sys.exit(42)
+for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP):
+    signal.signal(s, report)
+print("ready", flush=True)
+while True:
+    signal.pause()
+"""
+
+
+def test_signals_sent_to_the_wrapper_reach_the_child(kx: Kontext) -> None:
+    name = kx.agent()
+    proc = kx.popen("exec", "--agent", name, "--", PY, "-c", TRAPPER)
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        for sig in (signal.SIGUSR1, signal.SIGHUP, signal.SIGUSR1):
+            proc.send_signal(sig)  # to the wrapper's pid, not the child's
+            assert proc.stdout.readline() == f"got {sig.name}\n"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        kx.close(proc)
+    assert out == "got SIGTERM\n"
+    assert proc.returncode == 42, err  # the child's own status after handling SIGTERM
+    assert err == ""
+
+
+# -- the command cannot run ------------------------------------------------------
+
+
+def _no_live_credentials(kx: Kontext, name: str) -> None:
+    issued = {e["jti"] for e in events_for(kx, name, "credential.issued")}
+    ended = {e["jti"] for e in events_for(kx, name, "credential.revoked")}
+    assert issued <= ended, "a credential outlived a command that never ran"
+
+
+def test_command_not_found_is_127(kx: Kontext) -> None:
+    name = kx.agent()
+    proc = kx.run("exec", "--agent", name, "--", "no-such-command-kx", "arg")
+    line = one_line_error(proc, 127)
+    assert "no-such-command-kx" in line and "not found" in line
+    _no_live_credentials(kx, name)
+
+
+@pytest.mark.parametrize("kind", ["file", "directory"])
+def test_not_executable_is_126(kx: Kontext, tmp_path: Path, kind: str) -> None:
+    name = kx.agent()
+    target = tmp_path / "script"
+    if kind == "file":
+        target.write_text("#!/bin/sh\necho should-not-run\n")
+        target.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    else:
+        target.mkdir()
+    proc = kx.run("exec", "--agent", name, "--", str(target))
+    line = one_line_error(proc, 126)
+    assert str(target) in line
+    _no_live_credentials(kx, name)
+
+
+# -- kontext's own failures ----------------------------------------------------------
+
+
+def test_denied_is_122_with_the_layer_and_reason(kx: Kontext) -> None:
+    name = kx.agent("github:pulls:read")
+    proc = kx.run(
+        "exec", "--agent", name, "--scope", "github:pulls:write", "--", "sh", "-c", "echo ran"
+    )
+    line = one_line_error(proc, 122)
+    assert line == (
+        f"kontext: denied by agent permissions: agent:{name} may not use github:pulls:write"
+    )
+
+
+def test_ttl_over_the_agent_cap_is_denied(kx: Kontext) -> None:
+    name = kx.agent("github:pulls:read", extra=("--max-ttl", "5m"))
+    line = one_line_error(kx.run("exec", "-a", name, "--ttl", "1h", "--", "true"), 122)
+    assert "agent permissions" in line and "5m" in line
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [
+        ("--ttl", "5x", "invalid duration"),
+        ("--ttl", "0s", "out of range"),
+        ("--ttl", "9999999d", "duration"),
+        ("--scope", "pulls", "invalid scope"),
+        ("--scope", "GitHub:pulls:read", "invalid scope"),
+        ("--scope", "github:pulls:delete", "unknown scope"),  # only the daemon knows
+        ("--scope", "gitlab:pulls:read", "unknown integration"),  # only the daemon knows
+        ("--target", "../x", "invalid target"),
+        ("--target", "acme corp/backend", "invalid target"),
+        ("--target", "acme/../../etc", "invalid target"),
+        ("--target", "x" * 300, "invalid target"),
+    ],
+)
+def test_bad_values_are_125_one_line(kx: Kontext, option: str, value: str, words: str) -> None:
+    name = kx.agent("github:pulls:read")
+    proc = kx.run("exec", "--agent", name, option, value, "--", "sh", "-c", "echo ran")
+    line = one_line_error(proc, 125)
+    assert words in line
+    assert len(line) < 300  # a huge value is not echoed back whole
+    assert events_for(kx, name, "credential.issued") == []
+
+
+def test_bad_agent_name_is_125(kx: Kontext) -> None:
+    line = one_line_error(kx.run("exec", "--agent", "Bad_Name", "--", "true"), 125)
+    assert "invalid agent name" in line
+
+
+# -- nesting and inherited credentials -------------------------------------------
+
+SHOW_ENV = (
+    "import json,os;print(json.dumps({k:v for k,v in os.environ.items()"
+    " if k.startswith(('KONTEXT_','GITHUB_','GH_','SLACK_'))}))"
+)
+
+
+def test_nested_exec_under_another_agent_is_refused(kx: Kontext) -> None:
+    outer, inner = kx.agent(), kx.agent()
+    proc = kx.run(
+        "exec", "-a", outer, "--", KONTEXT, "exec", "-a", inner, "--", "sh", "-c", "echo inner-ran"
+    )
+    assert proc.returncode == 125, proc.stderr  # the outer passes the inner's status on
+    assert "inner-ran" not in proc.stdout
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kontext: "), proc.stderr
+    assert f"agent:{outer}" in lines[0] and "--allow-nested" in lines[0]
+    assert events_for(kx, inner, "credential.issued") == []
+
+
+def test_nested_exec_with_allow_nested_switches_identity(kx: Kontext) -> None:
+    outer, inner = kx.agent("github:pulls:read"), kx.agent("slack:chat:write")
+    proc = kx.ok(
+        "exec",
+        "-a",
+        outer,
+        "--",
+        KONTEXT,
+        "exec",
+        "--allow-nested",
+        "-a",
+        inner,
+        "--",
+        PY,
+        "-c",
+        SHOW_ENV,
+    )
+    env = json.loads(proc.stdout)
+    assert env["KONTEXT_AGENT"] == inner
+    assert env["SLACK_TOKEN"] == env["KONTEXT_TOKEN"]
+    # The outer agent's GitHub credential does not leak into the inner agent's child.
+    assert not {"GITHUB_TOKEN", "GH_TOKEN"} & env.keys()
+
+
+def test_same_agent_nesting_is_allowed(kx: Kontext) -> None:
+    name = kx.agent()
+    proc = kx.ok("exec", "-a", name, "--", KONTEXT, "exec", "-a", name, "--", PY, "-c", SHOW_ENV)
+    env = json.loads(proc.stdout)
+    assert env["KONTEXT_AGENT"] == name
+    assert len(events_for(kx, name, "credential.issued")) == 2
+
+
+def test_inherited_credentials_are_replaced_or_stripped(kx: Kontext) -> None:
+    slack_only = kx.agent("slack:chat:write")
+    inherited = {
+        "GITHUB_TOKEN": "ghp_inherited",
+        "GH_TOKEN": "gh_inherited",
+        "KONTEXT_TOKEN": "stale-kontext-token",
+        "SLACK_TOKEN": "xoxb-inherited",
+        "KONTEXT_CREDENTIAL_ID": "stale-jti",
+        "UNRELATED": "kept",
+    }
+    proc = kx.ok(
+        "exec",
+        "-a",
+        slack_only,
+        "--",
+        PY,
+        "-c",
+        "import json,os;print(json.dumps(dict(os.environ)))",
+        env=inherited,
+    )
+    env = json.loads(proc.stdout)
+    assert "GITHUB_TOKEN" not in env and "GH_TOKEN" not in env
+    assert env["KONTEXT_TOKEN"] not in inherited.values()
+    assert env["SLACK_TOKEN"] == env["KONTEXT_TOKEN"]
+    assert env["KONTEXT_CREDENTIAL_ID"] != "stale-jti"
+    assert env["UNRELATED"] == "kept"  # nothing else changes
+    assert kx.introspect(env["KONTEXT_TOKEN"]) == {"active": False}  # it died with the child
+
+
+# -- the fast path and the typer definition agree -------------------------------------
+
+AGREEING_ARGV = [
+    ["--agent=x", "--", "cmd"],
+    ["-a", "x", "cmd"],
+    ["--agent", "x", "--scope", "github:pulls:read", "--scope", "slack:chat:write", "--", "cmd"],
+    ["-a", "x", "-s", "github:pulls:read", "--scope=slack:chat:write", "cmd", "arg"],
+    ["-a", "x", "--ttl", "5m", "--", "cmd"],
+    ["-a", "x", "--ttl=5m", "--target", "acme/backend", "--", "cmd"],
+    ["-t", "acme/backend", "--target=acme/other", "--agent", "x", "cmd"],
+    ["--agent", "x", "--agent", "y", "--", "cmd"],
+    ["--allow-nested", "-a", "x", "sh", "-c", "exit 3"],
+    ["-a", "x", "cmd", "--agent", "y", "-s", "z", "--help"],
+    ["-a", "x", "--", "cmd", "--", "--ttl", "1s"],
+    ["-a", "x", "--", "--help"],
+    ["-a", "x", "--", "-"],
+    ["-a", "x", "-"],
+    ["-a", "--", "--", "cmd"],
+    ["--agent=", "--", "cmd"],
+    ["-a", "x", "--ttl", "--", "cmd"],
+]
+
+
+def typer_request(argv: list[str]) -> ExecRequest:
+    """What the typer definition of ``exec`` parses ``argv`` into, without running it."""
+    import typer.main
+
+    from kontext_cli.app import build
+
+    command = typer.main.get_command(build()).commands["exec"]  # type: ignore[attr-defined]
+    with command.make_context("exec", list(argv)) as ctx:
+        p = ctx.params
+    # The same mapping as kontext_cli.commands.exec_.exec_command.
+    return ExecRequest(
+        agent=p["agent"],
+        command=list(p["command"]),
+        scopes=list(p["scope"] or []),
+        target=p["target"],
+        ttl=p["ttl"],
+        allow_nested=p["allow_nested"],
+    )
+
+
+@pytest.mark.parametrize("argv", AGREEING_ARGV, ids=" ".join)
+def test_fast_path_and_typer_parse_alike(argv: list[str]) -> None:
+    fast = parse_fast(list(argv))
+    assert fast is not None, "the common case must take the fast path"
+    assert fast == typer_request(argv)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["-a", "x", "--help", "--", "cmd"],
+        ["-a", "x"],
+        ["-a"],
+        ["--", "cmd"],
+        ["--bogus", "-a", "x", "cmd"],
+        ["-ax", "cmd"],
+        ["-a=x", "cmd"],
+        ["--allow-nested=1", "cmd"],
+        [],
+    ],
+    ids=lambda argv: " ".join(argv) or "(none)",
+)
+def test_unusual_argv_leaves_the_fast_path(argv: list[str]) -> None:
+    # None means typer parses it, so its help and errors stay the only ones.
+    assert parse_fast(list(argv)) is None
+
+
+def test_exec_help_is_the_typer_help(kx: Kontext) -> None:
+    proc = kx.ok("exec", "--help")
+    assert proc.stdout.startswith("Usage: kontext exec")
+    for option in ("--agent", "--scope", "--target", "--ttl", "--allow-nested", "122", "127"):
+        assert option in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--", "true"], "Missing option '--agent'"),
+        (["-a", "x"], "Missing argument"),
+        (["--bogus", "-a", "x", "--", "true"], "No such option"),
+        (["-a"], "requires an argument"),
+    ],
+)
+def test_exec_usage_errors_are_125(kx: Kontext, argv: list[str], words: str) -> None:
+    proc = kx.run("exec", *argv)
+    assert proc.returncode == 125, proc.stderr
+    assert proc.stdout == ""
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith("Error: ") and words in last  # click's usage error
+    assert "Traceback" not in proc.stderr
+
+
+def test_bare_exec_shows_help_and_fails(kx: Kontext) -> None:
+    proc = kx.run("exec")
+    assert proc.returncode == 125
+    assert "--agent" in proc.stderr
+
+
+# -- the fast path stays light --------------------------------------------------------
+
+HEAVY = (
+    "typer",
+    "click",
+    "rich",
+    "httpx",
+    "httpcore",
+    "jwt",
+    "cryptography",
+    "keyring",
+    "platformdirs",
+    "kontextd",
+    "sqlite3",
+)
+
+PROBE = """
+import atexit, sys
+out, heavy, argv = sys.argv[1], set(sys.argv[2].split(",")), sys.argv[3:]
+def record():
+    loaded = sorted(m for m in list(sys.modules) if m.split(".")[0] in heavy)
+    with open(out, "w") as fh:
+        fh.write("\\n".join(loaded))
+atexit.register(record)
+sys.argv = ["kontext", *argv]
+from kontext_cli.main import main
+sys.exit(main())
+"""
+
+
+def loaded_modules(kx: Kontext, tmp_path: Path, *argv: str) -> tuple[int, set[str]]:
+    out = tmp_path / "modules.txt"
+    proc = subprocess.run(
+        [PY, "-c", PROBE, str(out), ",".join(HEAVY), *argv],
+        env=kx.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return proc.returncode, set(out.read_text().split())
+
+
+def test_exec_fast_path_imports_nothing_heavy(kx: Kontext, tmp_path: Path) -> None:
+    name = kx.agent()
+    code, modules = loaded_modules(
+        kx,
+        tmp_path,
+        "exec",
+        "--agent",
+        name,
+        "--scope",
+        "github:pulls:read",
+        "--ttl",
+        "5m",
+        "--",
+        "sh",
+        "-c",
+        "exit 4",
+    )
+    assert code == 4  # it really ran the command
+    assert modules == set()
+    # The probe does see heavy imports when they happen (help goes through typer).
+    code, modules = loaded_modules(kx, tmp_path, "exec", "--help")
+    assert code == 0 and "typer" in modules
