@@ -15,8 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, markup=False)  # user data is never markup
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
 def emit_json(value: Any) -> None:
@@ -29,6 +29,14 @@ def emit_json_line(value: Any) -> None:
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    if not out.is_terminal:
+        # Piped or redirected: whole values, one row per line, never cut to a width.
+        columns_of = zip(columns, *rows, strict=True)
+        widths = [max(len(str(cell)) for cell in column) for column in columns_of]
+        for row in (columns, *rows):
+            cells = (str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
+            out.print("  ".join(cells).rstrip())
+        return
     grid = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     for column in columns:
         grid.add_column(column)
