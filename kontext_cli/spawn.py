@@ -14,6 +14,7 @@ import sys
 import time
 
 from kontext_cli import errors
+from kontext_cli.common import wire
 from kontext_cli.common.paths import Paths
 
 START_TIMEOUT = 20.0
@@ -55,6 +56,8 @@ def start_background(paths: Paths, *, announce: bool = True) -> int:
         message = lines[-1].removeprefix("kontextd: ") if lines else f"exited with status {code}"
         if "already running" in message:
             return proc.pid  # another command started it a moment ago: use that one
+        if code == wire.EXIT_CONFIG_INVALID:
+            raise errors.ConfigInvalid(f"kontextd could not start: {message}")
         raise errors.DaemonUnavailable(f"kontextd could not start: {message}")
     if announce:
         print(f"kontext: started kontextd in the background (pid {proc.pid})", file=sys.stderr)

@@ -14,6 +14,7 @@ from typing import Any
 
 from kontext_cli import __version__
 from kontext_cli.common import config as config_mod
+from kontext_cli.common import wire
 from kontext_cli.common.paths import MAX_SOCKET_PATH, Paths
 from kontextd import credentials, runtime
 from kontextd.api.control import ControlServer
@@ -30,6 +31,10 @@ PORT_FILE = "http-port"
 
 class StartupError(RuntimeError):
     """The daemon cannot start; the message is one line for the user."""
+
+
+class ConfigInvalid(StartupError):
+    """config.toml is invalid: exit with ``wire.EXIT_CONFIG_INVALID`` so the starter says so."""
 
 
 def _setup_logging(paths: Paths) -> None:
@@ -92,7 +97,7 @@ class Daemon:
         try:
             cfg = config_mod.load(self.paths.config_file)
         except config_mod.ConfigError as exc:
-            raise StartupError(str(exc)) from exc
+            raise ConfigInvalid(str(exc)) from exc
         secrets = SecretStore(self.paths.secrets, self.paths.data, cfg.secrets_fallback)
         if secrets.is_fallback:
             self.notices.append(
@@ -187,6 +192,9 @@ def run(paths: Paths, *, detach_stderr: bool = False) -> int:
     try:
         daemon.prepare()
         core = daemon.open()
+    except ConfigInvalid as exc:
+        print(f"kontextd: {exc}", file=sys.stderr)
+        return wire.EXIT_CONFIG_INVALID
     except (StartupError, runtime.RuntimeDirError, StoreError, SecretsUnavailable) as exc:
         print(f"kontextd: {exc}", file=sys.stderr)
         return 3

@@ -38,6 +38,10 @@ HTTP_STATUS = {
 
 MAX_BODY = 64 * 1024
 
+# kontextd's exit status when config.toml is invalid; the CLI's starter turns it
+# into its own ConfigInvalid (exit 6) instead of "daemon unavailable".
+EXIT_CONFIG_INVALID = 6
+
 # Environment variables set for an exec'd child (besides integration variables).
 ENV_TOKEN = "KONTEXT_TOKEN"  # noqa: S105 - a variable name, not a secret
 ENV_AGENT = "KONTEXT_AGENT"
