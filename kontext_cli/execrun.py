@@ -226,7 +226,8 @@ def _exit_with(status: int) -> int:
 
     # Dying by a core-dumping signal must not write our memory (the token) to disk.
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    signal.signal(signum, signal.SIG_DFL)
+    if signum not in (signal.SIGKILL, signal.SIGSTOP):  # those two cannot be (re)set
+        signal.signal(signum, signal.SIG_DFL)
     sys.stdout.flush()
     os.kill(os.getpid(), signum)
     return 128 + signum
