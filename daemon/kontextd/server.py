@@ -78,6 +78,9 @@ class Daemon:
 
     def prepare(self) -> None:
         """Everything that can fail for a user-fixable reason, before serving."""
+        # Every file we create is private; SQLite's -wal and -shm (the same rows
+        # as the database) would otherwise be born 0644 beside a 0600 database.
+        os.umask(0o077)
         if len(self.paths.socket) > MAX_SOCKET_PATH:
             raise StartupError(
                 f"socket path {self.paths.socket} is too long for a Unix socket; "
