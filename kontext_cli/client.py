@@ -7,6 +7,7 @@ The daemon always answers with ``Content-Length``; nothing else is needed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from typing import Any
@@ -49,7 +50,10 @@ class Connection:
             f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
         )
         try:
-            self._sock.sendall(head.encode() + data)
+            # The daemon may answer and close before reading us (its refusal of
+            # another OS user does): then read that answer rather than fail here.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self._sock.sendall(head.encode() + data)
             status, raw = self._read_response()
         except OSError as exc:
             raise errors.DaemonUnavailable(
