@@ -168,7 +168,8 @@ def _lease_call(conn: client.Connection, path: str, body: dict[str, object]) -> 
     try:
         conn.call("POST", path, body)
     except errors.KontextError as exc:
-        print(f"kontext: warning: {exc.diagnostics()}", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):  # stderr may be a closed pipe by now
+            print(f"kontext: warning: {exc.diagnostics()}", file=sys.stderr, flush=True)
         return False
     return True
 
