@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from kontext_cli import __version__
-from kontext_cli.commands import agent, audit, config, daemon, exec_, keys, revoke
+from kontext_cli.commands import agent, audit, config, daemon, exec_, keys, policy, revoke
 
 
 def _version(value: bool) -> None:
@@ -44,6 +44,7 @@ def build() -> typer.Typer:
     exec_.register(app)
     revoke.register(app)
     app.add_typer(audit.app, name="audit")
+    app.add_typer(policy.app, name="policy")
     app.add_typer(daemon.app, name="daemon")
     app.add_typer(config.app, name="config")
     app.add_typer(keys.app, name="keys")

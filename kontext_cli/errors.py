@@ -10,7 +10,9 @@
     ├── ConfigInvalid            6  config.toml is invalid
     ├── SecretsUnavailable       7  no secret storage may be used
     ├── Denied                   8  the request path refused (names the layer and reason)
-    └── Forbidden                9  the daemon belongs to another OS user
+    ├── Forbidden                9  the daemon belongs to another OS user
+    ├── AuditBroken             10  ``audit verify`` found a broken link (names the event)
+    └── PolicyInvalid           11  an org policy file does not parse or validate
 
 ``kontext exec`` passes its command's own status (0–255) through, so its own
 failures use codes a command rarely does: 122 denied, 125 any other kontext
@@ -74,6 +76,14 @@ class Denied(KontextError):
 
 class Forbidden(KontextError):
     exit_code = 9
+
+
+class AuditBroken(KontextError):
+    exit_code = 10
+
+
+class PolicyInvalid(KontextError):
+    exit_code = 11
 
 
 class CommandNotFound(KontextError):

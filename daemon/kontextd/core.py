@@ -11,7 +11,9 @@ from kontext_cli.common import wire
 from kontext_cli.common.config import Config
 from kontext_cli.common.paths import Paths
 from kontextd.errors import ApiError
-from kontextd.policy.layers import AgentPermissions, Layer, LocalAccountConsent, NoOrgPolicy
+from kontextd.policy.cedar import CedarOrgPolicy
+from kontextd.policy.layers import AgentPermissions, Layer, LocalAccountConsent
+from kontextd.policy.loader import policy_dirs
 from kontextd.secrets import SecretStore
 from kontextd.store.db import Store
 from kontextd.tokens.keys import KeyRing
@@ -38,7 +40,13 @@ class Core:
 
     def __post_init__(self) -> None:
         if not self.layers:
-            self.layers = [NoOrgPolicy(), LocalAccountConsent(self.user), AgentPermissions()]
+            org = CedarOrgPolicy(policy_dirs(self.paths.config), lambda: self.config.integrations)
+            self.layers = [org, LocalAccountConsent(self.user), AgentPermissions()]
+
+    @property
+    def org_policy(self) -> CedarOrgPolicy | None:
+        """The Cedar org layer, for reload, check and explain."""
+        return next((x for x in self.layers if isinstance(x, CedarOrgPolicy)), None)
 
     def user_ref(self) -> dict[str, str]:
         return {"id": self.user}

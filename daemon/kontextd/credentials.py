@@ -23,7 +23,7 @@ from kontextd import agents
 from kontextd.core import Core
 from kontextd.errors import ApiError, invalid, not_found
 from kontextd.policy.layers import denial_message, evaluate_layers
-from kontextd.policy.request import CredentialRequest
+from kontextd.policy.request import CredentialRequest, PathResult
 from kontextd.store.db import AgentRow, CredentialRow
 from kontextd.tokens.mint import mint
 
@@ -116,11 +116,20 @@ def _event(core: Core, request: CredentialRequest, name: str, **extra: Any) -> d
     }
 
 
+def evaluate(core: Core, body: dict[str, Any]) -> tuple[CredentialRequest, PathResult]:
+    """The request path for an exec body; ``policy explain`` calls this very function."""
+    request = build_request(core, body)
+    return request, evaluate_layers(core.layers, request)
+
+
 def issue(core: Core, body: dict[str, Any], wrapper_pid: int | None) -> Issued:
     """Run the request path; on allow mint, record and audit a credential."""
-    request = build_request(core, body)
-    result = evaluate_layers(core.layers, request)
-    evaluation = {"policy_evaluation": result.summary(), "reasons": result.reasons()}
+    request, result = evaluate(core, body)
+    evaluation = {
+        "policy_evaluation": result.summary(),
+        "reasons": result.reasons(),
+        "policy_ids": result.policy_ids(),
+    }
     if not result.allowed:
         message = denial_message(result)
         with core.store.transaction() as tx:

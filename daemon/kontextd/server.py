@@ -19,13 +19,16 @@ from kontext_cli.common.paths import MAX_SOCKET_PATH, Paths
 from kontextd import credentials, runtime
 from kontextd.api.control import ControlServer
 from kontextd.api.loopback import LoopbackServer
+from kontextd.audit import trail
 from kontextd.core import Core
+from kontextd.policy import admin as policy_admin
 from kontextd.secrets import SecretStore, SecretsUnavailable
 from kontextd.store.db import Store, StoreError
 from kontextd.tokens.keys import KeyRing
 
 log = logging.getLogger("kontextd")
 REAP_INTERVAL = 0.25
+POLICY_POLL_TICKS = 4
 PORT_FILE = "http-port"
 
 
@@ -163,9 +166,14 @@ class Daemon:
         log.info("kontextd %s serving pid=%s issuer=%s", __version__, os.getpid(), core.issuer)
 
     def _reap(self) -> None:
+        ticks = 0
         while not self.core.stopping.wait(REAP_INTERVAL):
+            ticks += 1
             try:
                 credentials.expire_due(self.core)
+                trail.maybe_checkpoint(self.core)
+                if ticks % POLICY_POLL_TICKS == 0:  # policy files: stat about once a second
+                    policy_admin.reload_if_changed(self.core)
             except Exception:
                 log.exception("reaper failed; retrying")
 

@@ -1,16 +1,18 @@
-"""``kontext audit``: read the audit log."""
+"""``kontext audit``: read the audit log, checkpoint and prune it (verify/export: audit_files)."""
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Annotated, Any
 
 import typer
 
 from kontext_cli import render
+from kontext_cli.commands import audit_files
 from kontext_cli.commands.common import checked, daemon
-from kontext_cli.common import validate
+from kontext_cli.common import validate, when
 
-app = typer.Typer(help="Read the audit log.", no_args_is_help=True)
+app = typer.Typer(help="Read, verify, export and prune the audit log.", no_args_is_help=True)
 FOLLOW_WAIT = 25
 
 
@@ -48,10 +50,26 @@ def tail(
         bool, typer.Option("-f", "--follow", help="Keep printing new events until ^C.")
     ] = False,
     agent: Annotated[str | None, typer.Option("--agent", help="Only this agent's events.")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="Only this user's events.")] = None,
+    event: Annotated[
+        str | None, typer.Option("--event", help="Only this event, e.g. credential.denied.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="From this time: 2024-05-01, …T14:30, 2h.")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Before this time.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """Print the latest audit events, and follow new ones with -f."""
-    query = f"agent={checked(validate.agent_name, agent)}&" if agent else ""
+    params = {
+        "agent": checked(validate.agent_name, agent) if agent else None,
+        "user": user,
+        "event": event,
+        "since": str(checked(when.parse, since)) if since else None,
+        "until": str(checked(when.parse, until)) if until else None,
+    }
+    query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+    query += "&" if query else ""
     with daemon() as conn:
         answer = conn.call("GET", f"/v1/audit?{query}last={lines}")
         _show(answer["events"], as_json)
@@ -60,3 +78,34 @@ def tail(
             answer = conn.call("GET", f"/v1/audit?{query}after={last_id}&wait={FOLLOW_WAIT}")
             _show(answer["events"], as_json)
             last_id = max(last_id, answer["last_id"])
+
+
+@app.command("checkpoint")
+def checkpoint() -> None:
+    """Sign a checkpoint over the newest event now (the daemon also does every 1000)."""
+    with daemon() as conn:
+        cp = conn.call("POST", "/v1/audit/checkpoint")
+    render.out.print(f"signed checkpoint at event {cp['event_id']} (key {cp['kid']})")
+
+
+@app.command("prune")
+def prune(
+    before: Annotated[
+        str, typer.Option("--before", help="Remove events older than this: 2024-01-01, 90d.")
+    ],
+) -> None:
+    """Remove old events, leaving a signed anchor so the rest still verifies."""
+    cutoff = checked(when.parse, before)
+    with daemon() as conn:
+        result = conn.call("POST", "/v1/audit/prune", {"before": cutoff})
+    anchor = result["anchor"]
+    if anchor is None:
+        render.out.print(f"nothing is older than {render.when(cutoff)}")
+        return
+    render.out.print(
+        f"pruned {result['pruned']} events through event {anchor['event_id']}; "
+        f"signed anchor by key {anchor['kid']}"
+    )
+
+
+audit_files.register(app)

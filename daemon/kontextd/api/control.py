@@ -19,8 +19,11 @@ from kontext_cli.common import wire
 from kontextd import agents, credentials
 from kontextd.api import peercred
 from kontextd.api.httpbase import JsonHandler, Route, route
+from kontextd.audit import trail
 from kontextd.core import Core
 from kontextd.errors import ApiError, invalid
+from kontextd.policy import admin as policy_admin
+from kontextd.store.audit_sql import AuditFilter
 
 log = logging.getLogger("kontextd.control")
 AUDIT_MAX_WAIT = 30.0
@@ -55,6 +58,12 @@ class ControlHandler(JsonHandler):
         route("POST", r"/v1/lease/release", "lease_release"),
         route("POST", r"/v1/revoke", "revoke"),
         route("GET", r"/v1/audit", "audit"),
+        route("POST", r"/v1/audit/checkpoint", "audit_checkpoint"),
+        route("POST", r"/v1/audit/prune", "audit_prune"),
+        route("GET", r"/v1/policy", "policy_status"),
+        route("GET", r"/v1/policy/schema", "policy_schema"),
+        route("POST", r"/v1/policy/reload", "policy_reload"),
+        route("POST", r"/v1/policy/explain", "policy_explain"),
         route("POST", r"/v1/keys/rotate", "rotate_keys"),
         route("GET", r"/v1/keys", "list_keys"),
     ]
@@ -202,31 +211,50 @@ class ControlHandler(JsonHandler):
     # -- audit and keys -------------------------------------------------------
 
     def audit(self) -> None:
-        agent = self.query.get("agent")
-        agent_id = f"agent:{agents.validate_name(agent)}" if agent else None
+        flt = trail.query_filter(self.query)
         last = _int_param(self.query, "last", 0, AUDIT_MAX_LIMIT)
         if last:
-            events = self.core.store.events_last(last, agent_id)
+            events = self.core.store.events_last(last, flt)
         else:
             after = _int_param(self.query, "after", 0, 2**62)
             limit = _int_param(self.query, "limit", 1, AUDIT_MAX_LIMIT, default=1000)
             wait = min(float(_int_param(self.query, "wait", 0, 3600)), AUDIT_MAX_WAIT)
-            events = self._wait_events(after, limit, agent_id, wait)
+            events = self._wait_events(after, limit, flt, wait)
         last_id = events[-1]["id"] if events else self.core.store.last_event_id()
         self.send_json(200, {"events": events, "last_id": last_id})
 
     def _wait_events(
-        self, after: int, limit: int, agent: str | None, wait: float
+        self, after: int, limit: int, flt: AuditFilter, wait: float
     ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + wait
         store = self.core.store
         with store.appended:
             while True:
-                events = store.events_after(after, limit, agent)
+                events = store.events_after(after, limit, flt)
                 remaining = deadline - time.monotonic()
                 if events or remaining <= 0 or self.core.stopping.is_set():
                     return events
                 store.appended.wait(min(remaining, 1.0))
+
+    def audit_checkpoint(self) -> None:
+        self.send_json(201, trail.make_checkpoint(self.core))
+
+    def audit_prune(self) -> None:
+        self.send_json(200, trail.prune(self.core, self.read_json().get("before")))
+
+    # -- org policy -----------------------------------------------------------
+
+    def policy_status(self) -> None:
+        self.send_json(200, policy_admin.check(self.core))
+
+    def policy_schema(self) -> None:
+        self.send_json(200, policy_admin.schema(self.core))
+
+    def policy_reload(self) -> None:
+        self.send_json(200, policy_admin.reload(self.core, "kontext policy reload"))
+
+    def policy_explain(self) -> None:
+        self.send_json(200, policy_admin.explain(self.core, self.read_json()))
 
     def rotate_keys(self) -> None:
         self.core.secrets_check()

@@ -62,3 +62,7 @@ class PathResult:
 
     def reasons(self) -> dict[str, str]:
         return {v.layer: v.reason for v in self.verdicts}
+
+    def policy_ids(self) -> dict[str, list[str]]:
+        """The ids of the policies that decided, per layer (only the org layer has any)."""
+        return {v.layer: list(v.policy_ids) for v in self.verdicts if v.policy_ids}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kontextd.audit import chain
-from kontextd.store import migrations
+from kontextd.store import audit_sql, migrations
 
 
 class StoreError(RuntimeError):
@@ -107,6 +107,12 @@ class Store:
                 self._last_hash = last_hash
                 raise
             self.appended.notify_all()
+
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """The connection, under the lock, for the queries in ``audit_sql``."""
+        with self._lock:
+            yield self._conn
 
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Row | None:
         with self._lock:
@@ -289,22 +295,15 @@ class Store:
         self._last_hash = digest
         return record
 
-    def events_after(self, after: int, limit: int, agent: str | None) -> list[dict[str, Any]]:
-        sql = "SELECT body, hash FROM audit_events WHERE id > ?"
-        args: list[Any] = [after]
-        if agent is not None:
-            sql += " AND agent = ?"
-            args.append(agent)
-        rows = self._all(sql + " ORDER BY id LIMIT ?", (*args, limit))
-        return [{**json.loads(r["body"]), "hash": r["hash"]} for r in rows]
+    def events_after(
+        self, after: int, limit: int, flt: audit_sql.AuditFilter
+    ) -> list[dict[str, Any]]:
+        with self._lock:
+            return audit_sql.events_after(self._conn, after, limit, flt)
 
-    def events_last(self, count: int, agent: str | None) -> list[dict[str, Any]]:
-        sql, args = "SELECT body, hash FROM audit_events", []
-        if agent is not None:
-            sql += " WHERE agent = ?"
-            args.append(agent)
-        rows = self._all(sql + " ORDER BY id DESC LIMIT ?", (*args, count))
-        return [{**json.loads(r["body"]), "hash": r["hash"]} for r in reversed(rows)]
+    def events_last(self, count: int, flt: audit_sql.AuditFilter) -> list[dict[str, Any]]:
+        with self._lock:
+            return audit_sql.events_last(self._conn, count, flt)
 
     def last_event_id(self) -> int:
         row = self._one("SELECT COALESCE(MAX(id), 0) AS last FROM audit_events")

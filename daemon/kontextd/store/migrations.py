@@ -62,7 +62,27 @@ CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit_events
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 
-MIGRATIONS: list[str] = [M1_SPINE]
+# Signed checkpoints over the audit chain (and anchors left by pruning).
+M2_AUDIT_CHECKPOINTS = """
+CREATE TABLE audit_checkpoints (
+    id INTEGER PRIMARY KEY,
+    event_id INTEGER NOT NULL,
+    event_hash TEXT NOT NULL,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('checkpoint', 'anchor')),
+    kid TEXT NOT NULL,
+    jws TEXT NOT NULL
+);
+CREATE INDEX audit_checkpoints_by_event ON audit_checkpoints(event_id);
+CREATE INDEX audit_by_event ON audit_events(event, id);
+CREATE INDEX audit_by_ts ON audit_events(ts);
+CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+    BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+    BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+"""
+
+MIGRATIONS: list[str] = [M1_SPINE, M2_AUDIT_CHECKPOINTS]
 
 
 class SchemaTooNew(RuntimeError):

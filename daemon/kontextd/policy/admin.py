@@ -1,0 +1,94 @@
+"""Org policy operations behind the control API: schema, check, reload, explain."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kontext_cli.common import wire
+from kontextd import credentials
+from kontextd.core import Core
+from kontextd.errors import ApiError
+from kontextd.policy.cedar import CedarOrgPolicy
+from kontextd.policy.layers import denial_message
+
+log = logging.getLogger("kontextd.policy")
+
+
+def _org(core: Core) -> CedarOrgPolicy:
+    org = core.org_policy
+    if org is None:
+        raise ApiError(wire.CONFIG, "this daemon runs without the Cedar org-policy layer")
+    return org
+
+
+def status(core: Core) -> dict[str, Any]:
+    """Which files are loaded, which policies (id → FILE:LINE), and every error."""
+    org = _org(core)
+    bundle = org.bundle
+    return {
+        "dirs": org.dirs,
+        "files": bundle.files,
+        "policies": dict(bundle.where),
+        "errors": list(bundle.errors),
+    }
+
+
+def check(core: Core) -> dict[str, Any]:
+    """``status`` after picking up any edit the poller has not seen yet."""
+    reload_if_changed(core)
+    return status(core)
+
+
+def schema(core: Core) -> dict[str, Any]:
+    return {"schema": _org(core).schema_text}
+
+
+def reload(core: Core, why: str) -> dict[str, Any]:
+    """Load the files again, swap atomically, and audit what was loaded."""
+    org = _org(core)
+    bundle = org.reload()
+    with core.store.transaction() as tx:
+        tx.append_event(
+            {
+                "event": "policy.reloaded",
+                "trigger": why,
+                "files": bundle.files,
+                "policies": sorted(bundle.where),
+                "errors": bundle.errors[:10],
+            }
+        )
+    if bundle.errors:
+        log.warning("org policy is broken; denying everything: %s", bundle.errors[0])
+    return status(core)
+
+
+def reload_if_changed(core: Core) -> bool:
+    """Called about once a second by the daemon's housekeeping thread."""
+    org = core.org_policy
+    if org is None or not org.changed():
+        return False
+    reload(core, "files changed")
+    return True
+
+
+def explain(core: Core, body: dict[str, Any]) -> dict[str, Any]:
+    """A dry run of exactly the evaluation ``exec`` gets; nothing is minted or audited."""
+    request, result = credentials.evaluate(core, body)
+    return {
+        "agent": f"agent:{request.agent_name}",
+        "scopes": list(request.scopes),
+        "target": request.target,
+        "ttl": request.ttl,
+        "allowed": result.allowed,
+        "message": denial_message(result),
+        "layers": [
+            {
+                "layer": v.layer,
+                "decision": v.decision,
+                "reason": v.reason,
+                "policy_ids": list(v.policy_ids),
+            }
+            for v in result.verdicts
+        ],
+    }

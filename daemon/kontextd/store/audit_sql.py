@@ -1,0 +1,181 @@
+"""The audit log's SQL beyond the append: filters, checkpoints, pruning, read-only access.
+
+Part of the store (the one package that speaks SQL). Functions take a
+connection so the daemon's ``Store`` (under its lock) and the CLI's read-only
+verifier (``open_readonly``) share the same queries.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+EVENT_TRIGGERS = {
+    "audit_no_delete": "BEFORE DELETE ON audit_events "
+    "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+    "audit_checkpoints_no_delete": "BEFORE DELETE ON audit_checkpoints "
+    "BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END",
+}
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which events ``audit tail`` shows; every field optional."""
+
+    agent: str | None = None
+    user: str | None = None
+    event: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        """SQL conditions (joined with AND, each bound) and their arguments."""
+        parts: list[str] = []
+        args: list[Any] = []
+        for sql, value in (
+            ("agent = ?", self.agent),
+            ("json_extract(body, '$.user.id') = ?", self.user),
+            ("event = ?", self.event),
+            ("ts >= ?", self.since),
+            ("ts < ?", self.until),
+        ):
+            if value is not None:
+                parts.append(sql)
+                args.append(value)
+        return " AND ".join(parts), args
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One stored event exactly as written: the canonical body and the link columns."""
+
+    id: int
+    body: str
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class CheckpointRow:
+    """A signed statement "event ``event_id`` has hash ``event_hash``" (or a prune anchor)."""
+
+    id: int
+    event_id: int
+    event_hash: str
+    ts: float
+    kind: str
+    kid: str
+    jws: str
+
+
+def _decoded(rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
+    return [{**json.loads(r[0]), "hash": r[1]} for r in rows]
+
+
+def events_last(conn: sqlite3.Connection, count: int, flt: AuditFilter) -> list[dict[str, Any]]:
+    where, args = flt.where()
+    sql = "SELECT body, hash FROM audit_events" + (f" WHERE {where}" if where else "")
+    rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, count)).fetchall()
+    return _decoded(list(reversed(rows)))
+
+
+def events_after(
+    conn: sqlite3.Connection, after: int, limit: int, flt: AuditFilter
+) -> list[dict[str, Any]]:
+    where, args = flt.where()
+    sql = "SELECT body, hash FROM audit_events WHERE id > ?" + (f" AND {where}" if where else "")
+    return _decoded(conn.execute(sql + " ORDER BY id LIMIT ?", (after, *args, limit)).fetchall())
+
+
+def iter_events(
+    conn: sqlite3.Connection, after: int = 0, until_ts: float | None = None, batch: int = 20_000
+) -> Iterator[EventRow]:
+    """Every event from ``after`` on, in id order, read in batches (1M rows fit in no list)."""
+    bound = "" if until_ts is None else " AND ts < ?"
+    extra: tuple[Any, ...] = () if until_ts is None else (until_ts,)
+    while True:
+        rows = conn.execute(
+            "SELECT id, body, prev_hash, hash FROM audit_events WHERE id > ?"
+            f"{bound} ORDER BY id LIMIT ?",
+            (after, *extra, batch),
+        ).fetchall()
+        for row in rows:
+            yield EventRow(*row)
+        if len(rows) < batch:
+            return
+        after = rows[-1][0]
+
+
+def first_id_since(conn: sqlite3.Connection, since: float) -> int:
+    """The id before the first event at or after ``since`` (for ``iter_events``)."""
+    row = conn.execute("SELECT MIN(id) FROM audit_events WHERE ts >= ?", (since,)).fetchone()
+    return int(row[0]) - 1 if row and row[0] is not None else 2**62
+
+
+def last_event(conn: sqlite3.Connection, before_ts: float | None = None) -> tuple[int, str] | None:
+    """(id, hash) of the newest event, or of the newest one older than ``before_ts``."""
+    if before_ts is None:
+        row = conn.execute("SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1").fetchone()
+    else:
+        row = conn.execute(
+            "SELECT id, hash FROM audit_events WHERE ts < ? ORDER BY id DESC LIMIT 1", (before_ts,)
+        ).fetchone()
+    return (int(row[0]), str(row[1])) if row else None
+
+
+def insert_checkpoint(conn: sqlite3.Connection, cp: CheckpointRow) -> int:
+    cur = conn.execute(
+        "INSERT INTO audit_checkpoints (event_id, event_hash, ts, kind, kid, jws) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (cp.event_id, cp.event_hash, cp.ts, cp.kind, cp.kid, cp.jws),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def checkpoints(conn: sqlite3.Connection, since_event: int = 0) -> list[CheckpointRow]:
+    rows = conn.execute(
+        "SELECT id, event_id, event_hash, ts, kind, kid, jws FROM audit_checkpoints "
+        "WHERE event_id >= ? ORDER BY event_id, id",
+        (since_event,),
+    ).fetchall()
+    return [CheckpointRow(*r) for r in rows]
+
+
+def last_checkpointed(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT COALESCE(MAX(event_id), 0) FROM audit_checkpoints").fetchone()
+    return int(row[0])
+
+
+def public_keys(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    """Every signing key's public JWK by kid (kept forever, retired or not)."""
+    rows = conn.execute("SELECT kid, public_jwk FROM signing_keys").fetchall()
+    return {str(r[0]): json.loads(r[1]) for r in rows}
+
+
+def prune_through(conn: sqlite3.Connection, event_id: int) -> int:
+    """Delete events (and checkpoints) up to ``event_id``; call inside a transaction.
+
+    The append-only triggers are dropped and re-created within the same
+    transaction, so no other connection ever sees the log without them.
+    """
+    assert conn.in_transaction, "pruning belongs to a transaction"
+    for name in EVENT_TRIGGERS:
+        conn.execute(f"DROP TRIGGER {name}")
+    deleted = conn.execute("DELETE FROM audit_events WHERE id <= ?", (event_id,)).rowcount
+    conn.execute(
+        "DELETE FROM audit_checkpoints WHERE event_id < ? OR (event_id = ? AND kind != 'anchor')",
+        (event_id, event_id),
+    )
+    for name, body in EVENT_TRIGGERS.items():
+        conn.execute(f"CREATE TRIGGER {name} {body}")
+    return int(deleted)
+
+
+def open_readonly(path: str) -> sqlite3.Connection:
+    """Open the database for reading only (``mode=ro``): verifying must change nothing."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn.execute("PRAGMA query_only=ON")
+    return conn

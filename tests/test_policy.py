@@ -1,0 +1,204 @@
+"""Org policy in Cedar: the shipped examples, broken files, reload, explain == exec."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Kontext, short_home, wait_until
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "policy-examples"
+DENIED = 122
+
+
+@pytest.fixture(scope="module")
+def org() -> Iterator[Kontext]:
+    """A daemon whose policy.d holds every shipped example, and a pr-reviewer agent."""
+    home = short_home()
+    k = Kontext(home)
+    k.env["KONTEXT_SYSTEM_POLICY_DIR"] = str(home / "no-system-policy")
+    shutil.copytree(EXAMPLES, home / "config" / "policy.d")
+    k.ok(
+        "agent",
+        "create",
+        "pr-reviewer",
+        "--max-ttl",
+        "4h",
+        "--allow",
+        "github:pulls:write",
+        "--allow",
+        "github:pulls:read",
+        "--allow",
+        "slack:chat:write",
+    )
+    yield k
+    k.stop()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def exec_(k: Kontext, *args: str) -> tuple[int, str]:
+    proc = k.run("exec", "--agent", "pr-reviewer", *args, "--", "true")
+    return proc.returncode, proc.stderr
+
+
+def explain(k: Kontext, *args: str) -> dict[str, object]:
+    proc = k.run("policy", "explain", "--agent", "pr-reviewer", *args, "--json")
+    result = json.loads(proc.stdout)
+    assert proc.returncode == (0 if result["allowed"] else 8), proc.stderr
+    return result
+
+
+def org_layer(result: dict[str, object]) -> dict[str, object]:
+    layers = result["layers"]
+    assert isinstance(layers, list)
+    assert [x["layer"] for x in layers] == ["org_policy", "user_consent", "agent_permissions"]
+    return layers[0]  # type: ignore[no-any-return]
+
+
+CASES = [
+    # (policy id, args that the policy denies, args it allows)
+    (
+        "no-production-writes",
+        ["--scope", "github:pulls:write", "--target", "acme/production-api"],
+        ["--scope", "github:pulls:write", "--target", "acme/backend"],
+    ),
+    ("pr-reviewer-github-only", ["--scope", "slack:chat:write"], ["--scope", "github:pulls:read"]),
+    (
+        "max-one-hour",
+        ["--scope", "github:pulls:read", "--ttl", "2h"],
+        ["--scope", "github:pulls:read", "--ttl", "1h"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("policy", "deny", "allow"), CASES, ids=[c[0] for c in CASES])
+def test_example_policy_denies_and_allows_through_exec_and_explain(
+    org: Kontext, policy: str, deny: list[str], allow: list[str]
+) -> None:
+    code, err = exec_(org, *deny)
+    assert code == DENIED
+    assert err.startswith("kontext: denied by org policy: policy ") and policy in err
+    verdict = org_layer(explain(org, *deny))
+    assert verdict["decision"] == "deny" and verdict["policy_ids"] == [policy]
+
+    assert exec_(org, *allow) == (0, "")
+    verdict = org_layer(explain(org, *allow))
+    assert verdict["decision"] == "allow" and verdict["policy_ids"] == ["baseline"]
+
+
+def test_denials_are_audited_with_the_deciding_policy(org: Kontext) -> None:
+    exec_(org, "--scope", "github:pulls:write", "--target", "acme/production-web")
+    denied = [e for e in org.audit("pr-reviewer") if e["event"] == "credential.denied"][-1]
+    assert denied["target"] == "acme/production-web"
+    assert denied["policy_evaluation"]["org_policy"] == "deny"
+    assert denied["policy_ids"] == {"org_policy": ["no-production-writes"]}
+    issued = [e for e in org.audit("pr-reviewer") if e["event"] == "credential.issued"][-1]
+    assert issued["policy_ids"] == {"org_policy": ["baseline"]}
+
+
+def test_every_scope_must_be_allowed(org: Kontext) -> None:
+    code, err = exec_(org, "--scope", "github:pulls:read", "--scope", "slack:chat:write")
+    assert code == DENIED and "pr-reviewer-github-only" in err
+
+
+def test_disabled_user_gets_nothing(fresh_kx: Kontext) -> None:
+    me = f"{getpass.getuser()}@{socket.gethostname()}"
+    policy_d = fresh_kx.home / "config" / "policy.d"
+    policy_d.mkdir(parents=True)
+    shutil.copy(EXAMPLES / "00-baseline.cedar", policy_d)
+    shutil.copy(EXAMPLES / "40-no-disabled-users.cedar", policy_d)
+    name = fresh_kx.agent("github:pulls:read")
+    # The shipped example disables mallory, not us.
+    assert fresh_kx.run("exec", "--agent", name, "--", "true").returncode == 0
+    text = (EXAMPLES / "40-no-disabled-users.cedar").read_text()
+    (policy_d / "40-no-disabled-users.cedar").write_text(text.replace("mallory@acme.com", me))
+    fresh_kx.ok("policy", "reload")
+    proc = fresh_kx.run("exec", "--agent", name, "--", "true")
+    assert proc.returncode == DENIED and "no-disabled-users" in proc.stderr
+    result = json.loads(fresh_kx.run("policy", "explain", "--agent", name, "--json").stdout)
+    assert org_layer(result)["policy_ids"] == ["no-disabled-users"]
+
+
+def test_no_policy_files_means_the_org_layer_allows(fresh_kx: Kontext) -> None:
+    name = fresh_kx.agent("github:pulls:read")
+    result = json.loads(fresh_kx.run("policy", "explain", "--agent", name, "--json").stdout)
+    assert org_layer(result)["reason"] == "no org policy is configured"
+    check = fresh_kx.ok("policy", "check")
+    assert "the org layer allows" in check.stderr
+
+
+def test_broken_file_denies_everything_naming_file_and_line_until_fixed(
+    fresh_kx: Kontext,
+) -> None:
+    policy_d = fresh_kx.home / "config" / "policy.d"
+    policy_d.mkdir(parents=True)
+    shutil.copy(EXAMPLES / "00-baseline.cedar", policy_d)
+    name = fresh_kx.agent("github:pulls:read")
+    assert fresh_kx.run("exec", "--agent", name, "--", "true").returncode == 0
+
+    broken = policy_d / "50-broken.cedar"
+    broken.write_text("// an edit in progress\n\nforbid (principal, action resource);\n")
+
+    # Picked up without a restart (the daemon polls about once a second).
+    def denied() -> bool:
+        return fresh_kx.run("exec", "--agent", name, "--", "true").returncode == DENIED
+
+    assert wait_until(denied, timeout=5)
+    proc = fresh_kx.run("exec", "--agent", name, "--", "true")
+    assert f"{broken}:3:" in proc.stderr and "policy files are broken" in proc.stderr
+    check = fresh_kx.run("policy", "check")
+    assert check.returncode == 11
+    assert f"error: {broken}:3: unexpected token" in check.stdout
+    assert check.stderr.startswith("kontext: org policy is broken")
+
+    # A schema error names its line too.
+    broken.write_text(
+        "permit (principal, action, resource);\n\nforbid (principal, action, "
+        "resource)\nwhen { context.tttl > 1 };\n"
+    )
+    check = fresh_kx.run("policy", "check")
+    assert check.returncode == 11 and f"{broken}:3: attribute `tttl`" in check.stdout
+
+    broken.unlink()
+    fresh_kx.ok("policy", "reload")
+    assert fresh_kx.run("exec", "--agent", name, "--", "true").returncode == 0
+
+
+def test_reload_on_change_without_restart(fresh_kx: Kontext) -> None:
+    name = fresh_kx.agent("github:pulls:read")
+    pid = fresh_kx.daemon_pid
+    policy_d = fresh_kx.home / "config" / "policy.d"
+    policy_d.mkdir(parents=True)
+    (policy_d / "deny-all.cedar").write_text(
+        '@id("nothing")\nforbid (principal, action, resource);\n'
+    )
+
+    def exec_status() -> int:
+        return fresh_kx.run("exec", "--agent", name, "--", "true").returncode
+
+    assert wait_until(lambda: exec_status() == DENIED, timeout=5)
+    (policy_d / "deny-all.cedar").unlink()
+    assert wait_until(lambda: exec_status() == 0, timeout=5)
+    assert fresh_kx.daemon_pid == pid
+    reloads = [e for e in fresh_kx.audit() if e["event"] == "policy.reloaded"]
+    assert reloads and reloads[-1]["policies"] == []
+
+
+def test_schema_lists_agents_targets_and_action_groups(kx: Kontext) -> None:
+    text = kx.ok("policy", "schema").stdout
+    assert "entity Agent" in text and "owner: User" in text and "entity Target" in text
+    assert 'action "github:pulls:write" in ["write"]' in text
+    assert 'action "slack:channels:history" in ["read"]' in text
+    for field in ("ttl: Long", "interactive: Bool", "time: Long", "user: User"):
+        assert field in text
+
+
+def test_explain_rejects_bad_input_in_one_line(kx: Kontext) -> None:
+    proc = kx.run("policy", "explain", "--agent", "x", "--ttl", "forever")
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("kontext: invalid duration")
