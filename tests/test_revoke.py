@@ -1,0 +1,192 @@
+"""``kontext revoke``: an agent (all its live credentials at once, optionally its processes),
+or one credential; and ``agent delete``, which revokes first."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from conftest import Kontext, one_line_error, wait_until
+
+
+def exec_runs(k: Kontext, agent: str) -> bool:
+    proc = k.run("exec", "--agent", agent, "--", sys.executable, "-c", "print('ran')")
+    return proc.returncode == 0 and proc.stdout == "ran\n"
+
+
+def live_count(k: Kontext, agent: str) -> int:
+    return int(json.loads(k.ok("agent", "show", agent, "--json").stdout)["live_credentials"])
+
+
+def test_revoke_agent_kills_every_live_credential_at_once(kx: Kontext) -> None:
+    target = kx.agent("github:pulls:read", prefix="rv")
+    bystander = kx.agent("github:pulls:read", prefix="rv-other")
+    first, first_env = kx.token_for(target)
+    second, second_env = kx.token_for(target)
+    other, other_env = kx.token_for(bystander)
+    try:
+        assert live_count(kx, target) == 2
+        done = kx.ok("revoke", f"agent:{target}")
+        assert done.stdout == (
+            f"revoked agent:{target}: 2 live credential(s) revoked; "
+            f"undo with 'kontext agent enable {target}'\n"
+        )
+        # Both tokens are dead the moment the command returns.
+        assert kx.introspect(first_env["KONTEXT_TOKEN"]) == {"active": False}
+        assert kx.introspect(second_env["KONTEXT_TOKEN"]) == {"active": False}
+        assert live_count(kx, target) == 0
+        # The other agent is untouched: its live token and its new ones work.
+        assert kx.introspect(other_env["KONTEXT_TOKEN"])["active"] is True
+        assert exec_runs(kx, bystander)
+        # The revoked agent gets nothing new.
+        line = one_line_error(kx.run("exec", "--agent", target, "--", "true"), 122)
+        assert line.startswith(f"kontext: denied by agent permissions: agent:{target} is disabled")
+    finally:
+        for proc in (first, second, other):
+            kx.close(proc)
+    # Without --kill the children were left to finish on their own.
+    assert (first.returncode, second.returncode, other.returncode) == (0, 0, 0)
+
+    # Revoking an already-revoked agent is harmless and says there was nothing live.
+    again = kx.ok("revoke", f"agent:{target}")
+    assert "0 live credential(s) revoked" in again.stdout
+
+
+def test_revoke_agent_accepts_the_bare_name_only_with_the_prefix(kx: Kontext) -> None:
+    name = kx.agent("github:pulls:read", prefix="rv")
+    line = one_line_error(kx.run("revoke", name), 2)
+    assert "agent:NAME" in line
+    assert exec_runs(kx, name)  # nothing happened to it
+
+
+def test_revoke_kill_terminates_the_running_child(kx: Kontext) -> None:
+    name = kx.agent("github:pulls:read", prefix="kill")
+    proc, env = kx.token_for(name)
+    try:
+        done = kx.ok("revoke", f"agent:{name}", "--kill")
+        assert done.stdout.startswith(
+            f"revoked agent:{name}: 1 live credential(s) revoked, 1 process(es) terminated;")
+        assert kx.introspect(env["KONTEXT_TOKEN"]) == {"active": False}
+        # The child dies by SIGTERM and exec passes that on: it dies by the same signal.
+        assert proc.wait(timeout=5) == -signal.SIGTERM
+    finally:
+        kx.close(proc)
+    events = [e for e in kx.audit(agent=name) if e["event"] == "process.killed"]
+    assert len(events) == 1
+    assert events[0]["signal"] == "SIGTERM"
+    assert events[0]["jti"] == env["KONTEXT_CREDENTIAL_ID"]
+
+
+def test_revoke_kill_reaches_a_child_that_ignores_sigterm(kx: Kontext) -> None:
+    name = kx.agent("github:pulls:read", prefix="kill")
+    stubborn = (
+        "import signal,sys;signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+        "print('ready',flush=True);sys.stdin.read()"
+    )
+    proc = kx.popen("exec", "--agent", name, "--", sys.executable, "-c", stubborn,
+                    stdin=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        kx.ok("revoke", f"agent:{name}", "--kill")
+        # After a grace period the daemon follows up with SIGKILL.
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        kx.close(proc)
+
+
+def test_revoke_one_credential_leaves_its_sibling(kx: Kontext) -> None:
+    name = kx.agent("github:pulls:read", prefix="one")
+    first, first_env = kx.token_for(name)
+    second, second_env = kx.token_for(name)
+    try:
+        jti = first_env["KONTEXT_CREDENTIAL_ID"]
+        assert kx.ok("revoke", "credential", jti).stdout == f"credential {jti}: revoked\n"
+        assert kx.introspect(first_env["KONTEXT_TOKEN"]) == {"active": False}
+        assert kx.introspect(second_env["KONTEXT_TOKEN"])["active"] is True
+        assert live_count(kx, name) == 1
+        # The agent itself stays enabled.
+        assert exec_runs(kx, name)
+        # Revoking it twice is not an error; it says what state the credential is in.
+        assert kx.ok("revoke", "credential", jti).stdout == f"credential {jti}: revoked\n"
+    finally:
+        kx.close(first)
+        kx.close(second)
+    events = [e for e in kx.audit(agent=name) if e["event"] == "credential.revoked"]
+    by_jti = {e["jti"]: e for e in events}
+    assert by_jti[jti]["reason"].startswith("revoked by user:")
+    assert by_jti[second_env["KONTEXT_CREDENTIAL_ID"]]["reason"].startswith("lease closed")
+
+
+def test_revoke_a_finished_credential_reports_it(kx: Kontext) -> None:
+    name = kx.agent("github:pulls:read", prefix="one")
+    proc, env = kx.token_for(name)
+    kx.close(proc)
+    jti = env["KONTEXT_CREDENTIAL_ID"]
+    assert kx.ok("revoke", "credential", jti).stdout == f"credential {jti}: revoked\n"
+
+
+BAD_ARGS = {
+    "no-kind": ["pr-reviewer"],
+    "user-prefix": ["user:alice"],
+    "bad-agent-name": ["agent:PR_Reviewer"],
+    "empty-agent": ["agent:"],
+    "credential-without-jti": ["credential"],
+    "credential-with-kill": ["credential", "abcdefghijklmnop", "--kill"],
+    "malformed-jti": ["credential", "x"],
+    "jti-with-slash": ["credential", "abcdefghij/klmnop"],
+    "agent-with-extra": ["agent:pr-reviewer", "extra"],
+}
+
+
+@pytest.mark.parametrize("args", BAD_ARGS.values(), ids=BAD_ARGS.keys())
+def test_bad_revoke_arguments(kx: Kontext, args: list[str]) -> None:
+    with kx.control() as api:
+        before = api.get("/v1/audit", params={"last": 1}).json()["last_id"]
+    one_line_error(kx.run("revoke", *args), 2)
+    with kx.control() as api:
+        assert api.get("/v1/audit", params={"last": 1}).json()["last_id"] == before
+
+
+def test_revoke_unknown_things(kx: Kontext) -> None:
+    nobody = f"nobody-{os.getpid()}"
+    line = one_line_error(kx.run("revoke", f"agent:{nobody}"), 3)
+    assert nobody in line
+    line = one_line_error(kx.run("revoke", f"agent:{nobody}", "--kill"), 3)
+    line = one_line_error(kx.run("revoke", "credential", "A" * 22), 3)
+    assert "A" * 22 in line
+
+
+def test_agent_delete_revokes_its_live_credentials(kx: Kontext) -> None:
+    name = kx.agent("github:issues:read", prefix="del")
+    proc, env = kx.token_for(name)
+    try:
+        assert kx.introspect(env["KONTEXT_TOKEN"])["active"] is True
+        kx.ok("agent", "delete", name)
+        assert kx.introspect(env["KONTEXT_TOKEN"]) == {"active": False}
+        line = one_line_error(kx.run("exec", "--agent", name, "--", "true"), 122)
+        assert line == f"kontext: denied by agent permissions: agent:{name} does not exist"
+    finally:
+        kx.close(proc)
+    assert proc.returncode == 0
+    events = kx.audit(agent=name)
+    revoked = [e for e in events if e["event"] == "credential.revoked"]
+    assert [e["reason"] for e in revoked] == ["agent deleted"]
+    assert [e["event"] for e in events][-3:] == [
+        "credential.revoked", "agent.deleted", "credential.denied"]
+
+
+def test_a_recreated_agent_does_not_revive_old_credentials(kx: Kontext) -> None:
+    name = kx.agent("github:issues:read", prefix="del")
+    proc, env = kx.token_for(name)
+    try:
+        kx.ok("agent", "delete", name)
+        kx.ok("agent", "create", name, "--allow", "github:issues:read")
+        assert kx.introspect(env["KONTEXT_TOKEN"]) == {"active": False}
+        assert wait_until(lambda: live_count(kx, name) == 0)
+    finally:
+        kx.close(proc)
