@@ -5,9 +5,10 @@ _kontext_scopes='github:actions:read github:actions:write github:contents:read g
 
 _kontext_subcommands() {
     case "$1" in
-        '') echo 'exec revoke agent audit daemon config keys' ;;
+        '') echo 'exec revoke agent audit policy daemon config keys' ;;
         'agent') echo 'create list show delete disable enable' ;;
-        'audit') echo 'tail' ;;
+        'audit') echo 'tail checkpoint prune verify export' ;;
+        'policy') echo 'schema check reload explain' ;;
         'daemon') echo 'run start stop status' ;;
         'config') echo 'set get path' ;;
         'keys') echo 'rotate list' ;;
@@ -27,7 +28,16 @@ _kontext_options() {
         'agent disable') echo '--help' ;;
         'agent enable') echo '--help' ;;
         'audit') echo '--help' ;;
-        'audit tail') echo '-n --lines -f --follow --agent --json --help' ;;
+        'audit tail') echo '-n --lines -f --follow --agent --user --event --since --until --json --help' ;;
+        'audit checkpoint') echo '--help' ;;
+        'audit prune') echo '--before --help' ;;
+        'audit verify') echo '--file --help' ;;
+        'audit export') echo '--since --until --format -o --output --help' ;;
+        'policy') echo '--help' ;;
+        'policy schema') echo '--help' ;;
+        'policy check') echo '--json --help' ;;
+        'policy reload') echo '--json --help' ;;
+        'policy explain') echo '-a --agent -s --scope -t --target --ttl --json --help' ;;
         'daemon') echo '--help' ;;
         'daemon run') echo '--help' ;;
         'daemon start') echo '--help' ;;
@@ -47,7 +57,11 @@ _kontext_value_options() {
     case "$1" in
         'exec') echo '-a --agent -s --scope -t --target --ttl' ;;
         'agent create') echo '--allow --display-name --max-ttl' ;;
-        'audit tail') echo '-n --lines --agent' ;;
+        'audit tail') echo '-n --lines --agent --user --event --since --until' ;;
+        'audit prune') echo '--before' ;;
+        'audit verify') echo '--file' ;;
+        'audit export') echo '--since --until --format -o --output' ;;
+        'policy explain') echo '-a --agent -s --scope -t --target --ttl' ;;
     esac
 }
 
@@ -59,6 +73,10 @@ _kontext_option_kind() {
         'exec|--scope') echo 'scope' ;;
         'agent create|--allow') echo 'scope' ;;
         'audit tail|--agent') echo 'agent' ;;
+        'policy explain|-a') echo 'agent' ;;
+        'policy explain|--agent') echo 'agent' ;;
+        'policy explain|-s') echo 'scope' ;;
+        'policy explain|--scope') echo 'scope' ;;
     esac
 }
 

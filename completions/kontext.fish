@@ -3,11 +3,13 @@
 function __kontext_subcommands
     switch "$argv[1]"
         case ''
-            printf '%s\n' exec revoke agent audit daemon config keys
+            printf '%s\n' exec revoke agent audit policy daemon config keys
         case 'agent'
             printf '%s\n' create list show delete disable enable
         case 'audit'
-            printf '%s\n' tail
+            printf '%s\n' tail checkpoint prune verify export
+        case 'policy'
+            printf '%s\n' schema check reload explain
         case 'daemon'
             printf '%s\n' run start stop status
         case 'config'
@@ -24,7 +26,15 @@ function __kontext_value_options
         case 'agent create'
             printf '%s\n' --allow --display-name --max-ttl
         case 'audit tail'
-            printf '%s\n' -n --lines --agent
+            printf '%s\n' -n --lines --agent --user --event --since --until
+        case 'audit prune'
+            printf '%s\n' --before
+        case 'audit verify'
+            printf '%s\n' --file
+        case 'audit export'
+            printf '%s\n' --since --until --format -o --output
+        case 'policy explain'
+            printf '%s\n' -a --agent -s --scope -t --target --ttl
     end
 end
 
@@ -126,7 +136,8 @@ complete -c kontext -f
 complete -c kontext -n '__kontext_at \'\'' -f -a 'exec' -d 'Run CMD with a short-lived credential for one agent, in its environment only'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'revoke' -d 'Revoke agent:NAME (disable it and revoke all its live credentials) or one credential'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'agent' -d 'Register and manage agents (agent:NAME identities)'
-complete -c kontext -n '__kontext_at \'\'' -f -a 'audit' -d 'Read the audit log'
+complete -c kontext -n '__kontext_at \'\'' -f -a 'audit' -d 'Read, verify, export and prune the audit log'
+complete -c kontext -n '__kontext_at \'\'' -f -a 'policy' -d 'Org policy (Cedar): schema, check, reload, explain'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'daemon' -d 'Run, start, stop and inspect the kontextd daemon'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'config' -d 'Read and change settings (config.toml)'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'keys' -d 'Manage the ES256 keys that sign credentials'
@@ -167,12 +178,46 @@ complete -c kontext -n '__kontext_at \'agent disable\' 0' -f -a '(__kontext_agen
 complete -c kontext -n '__kontext_at \'agent enable\'' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at \'agent enable\' 0' -f -a '(__kontext_agents)'
 complete -c kontext -n '__kontext_at audit' -f -a 'tail' -d 'Print the latest audit events, and follow new ones with -f'
+complete -c kontext -n '__kontext_at audit' -f -a 'checkpoint' -d 'Sign a checkpoint over the newest event now (the daemon also does every 1000)'
+complete -c kontext -n '__kontext_at audit' -f -a 'prune' -d 'Remove old events, leaving a signed anchor so the rest still verifies'
+complete -c kontext -n '__kontext_at audit' -f -a 'verify' -d 'Walk the hash chain and signed checkpoints; exit 10 at the first broken link'
+complete -c kontext -n '__kontext_at audit' -f -a 'export' -d 'Write events as JSON lines a log shipper can ingest; \'audit verify --file\' checks them'
 complete -c kontext -n '__kontext_at audit' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at \'audit tail\'' -s n -l lines -r -f -d 'How many recent events.'
 complete -c kontext -n '__kontext_at \'audit tail\'' -s f -l follow -d 'Keep printing new events until ^C.'
 complete -c kontext -n '__kontext_at \'audit tail\'' -l agent -r -f -a '(__kontext_agents)' -d 'Only this agent\'s events.'
+complete -c kontext -n '__kontext_at \'audit tail\'' -l user -r -f -d 'Only this user\'s events.'
+complete -c kontext -n '__kontext_at \'audit tail\'' -l event -r -f -d 'Only this event, e.g. credential.denied.'
+complete -c kontext -n '__kontext_at \'audit tail\'' -l since -r -f -d 'From this time: 2024-05-01, …T14:30, 2h.'
+complete -c kontext -n '__kontext_at \'audit tail\'' -l until -r -f -d 'Before this time.'
 complete -c kontext -n '__kontext_at \'audit tail\'' -l json -d 'One JSON object per line.'
 complete -c kontext -n '__kontext_at \'audit tail\'' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'audit checkpoint\'' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'audit prune\'' -l before -r -f -d 'Remove events older than this: 2024-01-01, 90d.'
+complete -c kontext -n '__kontext_at \'audit prune\'' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'audit verify\'' -l file -r -f -d 'Verify an export (JSONL) instead of the log.'
+complete -c kontext -n '__kontext_at \'audit verify\'' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'audit export\'' -l since -r -f -d 'From this time: 2024-05-01, …T14:30, 7d.'
+complete -c kontext -n '__kontext_at \'audit export\'' -l until -r -f -d 'Before this time.'
+complete -c kontext -n '__kontext_at \'audit export\'' -l format -r -f -d 'Output format: jsonl.'
+complete -c kontext -n '__kontext_at \'audit export\'' -s o -l output -r -f -d 'Write here instead of stdout.'
+complete -c kontext -n '__kontext_at \'audit export\'' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at policy' -f -a 'schema' -d 'Print the Cedar schema policies are written against'
+complete -c kontext -n '__kontext_at policy' -f -a 'check' -d 'List the loaded policies and any errors; exit 11 if a file is broken'
+complete -c kontext -n '__kontext_at policy' -f -a 'reload' -d 'Load the policy files again now (the daemon also notices edits within a second)'
+complete -c kontext -n '__kontext_at policy' -f -a 'explain' -d 'Dry-run the request path for an exec: every layer\'s verdict and deciding policies'
+complete -c kontext -n '__kontext_at policy' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'policy schema\'' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'policy check\'' -l json -d 'Print JSON.'
+complete -c kontext -n '__kontext_at \'policy check\'' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'policy reload\'' -l json -d 'Print JSON.'
+complete -c kontext -n '__kontext_at \'policy reload\'' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'policy explain\'' -s a -l agent -r -f -a '(__kontext_agents)' -d 'The agent to ask for.'
+complete -c kontext -n '__kontext_at \'policy explain\'' -s s -l scope -r -f -a 'github:actions:read github:actions:write github:contents:read github:contents:write github:issues:read github:issues:write github:metadata:read github:pulls:read github:pulls:write github:releases:write slack:channels:history slack:channels:read slack:chat:write slack:reactions:write slack:users:read' -d 'INTEGRATION:SCOPE; repeat. Default: the agent\'s.'
+complete -c kontext -n '__kontext_at \'policy explain\'' -s t -l target -r -f -d 'The resource.'
+complete -c kontext -n '__kontext_at \'policy explain\'' -l ttl -r -f -d 'Requested lifetime, e.g. 2h.'
+complete -c kontext -n '__kontext_at \'policy explain\'' -l json -d 'Print JSON.'
+complete -c kontext -n '__kontext_at \'policy explain\'' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at daemon' -f -a 'run' -d 'Run kontextd in the foreground (logs go to its log file)'
 complete -c kontext -n '__kontext_at daemon' -f -a 'start' -d 'Start kontextd in the background if it is not running'
 complete -c kontext -n '__kontext_at daemon' -f -a 'stop' -d 'Stop kontextd; every live credential is revoked'
