@@ -1,10 +1,10 @@
 """The daemon's side of the audit trail: checkpoints, pruning, tail filters.
 
-Checkpoints are signed by the daemon's housekeeping thread once
-``[audit] checkpoint_every`` events (default 1000) have been appended since the
-last one — checked four times a second, not inside the append, because signing
-needs the key ring, whose lock may be held by the very transaction appending
-(key creation audits itself) — and on ``kontext audit checkpoint``.
+Checkpoints are signed at every ``[audit] checkpoint_every``-th event (default
+1000) by the daemon's housekeeping thread, checked four times a second — not
+inside the append, because signing needs the key ring, whose lock may be held by
+the very transaction appending (key creation audits itself) — and on
+``kontext audit checkpoint``.
 """
 
 from __future__ import annotations
@@ -34,11 +34,16 @@ def checkpoint_every(core: Core) -> int:
     return DEFAULT_EVERY
 
 
-def _sign_last(core: Core, kind: str, before_ts: float | None = None) -> dict[str, Any] | None:
-    """Sign (id, hash) of the newest event (or the newest older than ``before_ts``)."""
+def _sign_last(
+    core: Core, kind: str, before_ts: float | None = None, event_id: int | None = None
+) -> dict[str, Any] | None:
+    """Sign (id, hash) of event ``event_id``, else the newest (older than ``before_ts``)."""
     key = core.keys.active()  # outside the store lock: the key ring may need the store
     with core.store.transaction(), core.store.connection() as conn:
-        found = audit_sql.last_event(conn, before_ts)
+        if event_id is not None:
+            found = audit_sql.event_at(conn, event_id)
+        else:
+            found = audit_sql.last_event(conn, before_ts)
         if found is None:
             return None
         event_id, event_hash = found
@@ -65,14 +70,17 @@ def make_checkpoint(core: Core) -> dict[str, Any]:
     return result
 
 
-def maybe_checkpoint(core: Core) -> bool:
-    """Sign a checkpoint if ``checkpoint_every`` events have accrued since the last one."""
+def maybe_checkpoint(core: Core, most: int = 100) -> int:
+    """Sign a checkpoint at every ``checkpoint_every``-th event since the last one."""
+    every = checkpoint_every(core)
     with core.store.connection() as conn:
         newest = audit_sql.last_event(conn)
         done = audit_sql.last_checkpointed(conn)
-    if newest is None or newest[0] - done < checkpoint_every(core):
-        return False
-    return _sign_last(core, "checkpoint") is not None
+    signed = 0
+    while newest is not None and newest[0] - done >= every and signed < most:
+        done += every
+        signed += _sign_last(core, "checkpoint", event_id=done) is not None
+    return signed
 
 
 def prune(core: Core, before: Any) -> dict[str, Any]:

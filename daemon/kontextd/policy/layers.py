@@ -1,7 +1,8 @@
 """The three layers of the request path.
 
 The org layer is ``kontextd.policy.cedar.CedarOrgPolicy``; ``NoOrgPolicy`` is
-the explicit allow-all stand-in for set-ups without it (its name says what it is). ``LocalAccountConsent`` is the user-consent layer before ``kontext login``
+the explicit allow-all stand-in for set-ups without it (its name says what it
+is). ``LocalAccountConsent`` is the user-consent layer before ``kontext login``
 exists: the OS account that owns the daemon is the user and has consented to
 its own agents. ``AgentPermissions`` is the agent's own allow-list and TTL cap.
 """

@@ -126,6 +126,12 @@ def last_event(conn: sqlite3.Connection, before_ts: float | None = None) -> tupl
     return (int(row[0]), str(row[1])) if row else None
 
 
+def event_at(conn: sqlite3.Connection, event_id: int) -> tuple[int, str] | None:
+    """(id, hash) of one event."""
+    row = conn.execute("SELECT id, hash FROM audit_events WHERE id = ?", (event_id,)).fetchone()
+    return (int(row[0]), str(row[1])) if row else None
+
+
 def insert_checkpoint(conn: sqlite3.Connection, cp: CheckpointRow) -> int:
     cur = conn.execute(
         "INSERT INTO audit_checkpoints (event_id, event_hash, ts, kind, kid, jws) "
