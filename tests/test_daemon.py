@@ -404,6 +404,53 @@ def test_unknown_routes_and_methods(kx: Kontext) -> None:
     still_serving(kx)
 
 
+def responses_to(sock: socket.socket, data: bytes) -> list[bytes]:
+    """Send ``data`` and read until the server closes; the status lines it answered with."""
+    sock.settimeout(10)
+    sock.sendall(data)
+    out = b""
+    while chunk := sock.recv(65536):
+        out += chunk
+    return [line for line in out.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+
+
+@pytest.mark.parametrize(
+    ("where", "head"),
+    [
+        ("loopback", "POST /introspect HTTP/1.1\r\nHost: {host}\r\nOrigin: http://evil.example"),
+        ("loopback", "POST /introspect HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain"),
+        ("loopback", "GET /jwks.json HTTP/1.1\r\nHost: {host}"),
+        ("loopback", "POST /nope HTTP/1.1\r\nHost: {host}"),
+        ("control", "POST /v1/nope HTTP/1.1\r\nHost: kontextd"),
+        ("control", "GET /v1/status HTTP/1.1\r\nHost: kontextd"),
+    ],
+)
+def test_an_unread_body_never_becomes_a_request(kx: Kontext, where: str, head: str) -> None:
+    """A body the server did not read must not be parsed as the next request.
+
+    Otherwise a refused request smuggles a second one past the Origin check, and a
+    token in the body turns up in the log as the 'method' of a bogus request.
+    """
+    host = f"127.0.0.1:{kx.port}"
+    smuggled = (
+        f"GET /jwks.json HTTP/1.1\r\nHost: {host}\r\n\r\n"
+        if where == "loopback"
+        else "GET /v1/status HTTP/1.1\r\nHost: kontextd\r\n\r\n"
+    )
+    request = (
+        f"{head.format(host=host)}\r\nContent-Length: {len(smuggled)}\r\n\r\n{smuggled}"
+    ).encode()
+    if where == "loopback":
+        sock = socket.create_connection(("127.0.0.1", kx.port))
+    else:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(str(kx.socket))
+    with sock:
+        answered = responses_to(sock, request)
+    assert len(answered) == 1, answered  # one answer, then the connection is closed
+    still_serving(kx)
+
+
 @pytest.mark.parametrize(
     "body",
     [
