@@ -216,3 +216,16 @@ def one_line_error(proc: subprocess.CompletedProcess[str], code: int) -> str:
     assert lines[0].startswith("kontext: "), proc.stderr
     assert "Traceback" not in proc.stderr
     return lines[0]
+
+
+def api_audit(k: Kontext, agent: str | None = None, n: int = 10000) -> list[dict[str, Any]]:
+    """The newest audit events over the control API: what ``Kontext.audit`` shows, sooner."""
+    params: dict[str, Any] = {"last": n, **({"agent": agent} if agent else {})}
+    with k.control() as api:
+        return list(api.get("/v1/audit", params=params).json()["events"])
+
+
+def api_agent(k: Kontext, name: str) -> dict[str, Any]:
+    """One agent as ``kontext agent show NAME --json`` prints it, over the control API."""
+    with k.control() as api:
+        return dict(api.get(f"/v1/agents/{name}").json())
