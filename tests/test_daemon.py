@@ -228,6 +228,17 @@ def test_second_daemon_for_the_same_home_refuses(kx: Kontext) -> None:
     assert json.loads(kx.ok("daemon", "status", "--json").stdout)["pid"] == pid
 
 
+def test_racing_first_commands_start_one_daemon(fresh_kx: Kontext) -> None:
+    procs = [fresh_kx.popen("agent", "list") for _ in range(8)]
+    results = [(p.communicate(timeout=60), p.returncode) for p in procs]
+    assert [code for _, code in results] == [0] * 8, results
+    notices = [ln for (_, err), _ in results for ln in err.splitlines() if "started kontextd" in ln]
+    assert len(notices) == 1, notices
+    pid = fresh_kx.daemon_pid
+    assert notices[0].endswith(f"(pid {pid})")
+    assert len(events(fresh_kx, "daemon.started")) == 1
+
+
 def test_sigkilled_daemon_is_replaced_and_its_leases_are_lost(fresh_kx: Kontext) -> None:
     name = fresh_kx.agent()
     holder, env = fresh_kx.token_for(name)

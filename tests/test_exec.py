@@ -41,14 +41,43 @@ def test_exit_status_passes_through(kx: Kontext, code: int) -> None:
     assert revoked["reason"] == f"lease closed: the process exited with status {code}"
 
 
-def test_death_by_signal_passes_through(kx: Kontext) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL, signal.SIGINT])
+def test_death_by_signal_passes_through(kx: Kontext, sig: signal.Signals) -> None:
     name = kx.agent()
-    proc = kx.run("exec", "--agent", name, "--", "sh", "-c", "kill -TERM $$")
-    # The wrapper dies of the same signal, so a shell sees 143 as it would for the child.
-    assert proc.returncode == -signal.SIGTERM, proc.stderr
-    assert "Traceback" not in proc.stderr
+    proc = kx.run("exec", "--agent", name, "--", "sh", "-c", f"kill -{sig.name[3:]} $$")
+    # The wrapper dies of the same signal, so a shell sees 128+N as it would for the child.
+    assert proc.returncode == -sig, proc.stderr
+    assert proc.stderr == ""
     (revoked,) = events_for(kx, name, "credential.revoked")
-    assert revoked["reason"] == "lease closed: the process killed by signal 15"
+    assert revoked["reason"] == f"lease closed: the process killed by signal {int(sig)}"
+
+
+def test_child_starts_with_default_signals_and_no_lease_socket(kx: Kontext) -> None:
+    name = kx.agent()
+    script = """
+import json, os
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+fds = {}
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        fds[fd] = os.readlink(f"/proc/self/fd/{fd}")
+    except FileNotFoundError:
+        pass  # the directory listing's own descriptor
+print(json.dumps({"blocked": status["SigBlk"].strip(), "fds": fds}))
+"""
+    proc = kx.ok("exec", "--agent", name, "--", PY, "-c", script)
+    seen = json.loads(proc.stdout)
+    # The wrapper blocks signals to relay them; its child must not inherit that mask.
+    assert int(seen["blocked"], 16) == 0
+    # The lease is the wrapper's socket: the child cannot hold it open (or talk on it).
+    assert not [t for t in seen["fds"].values() if t.startswith("socket:")], seen["fds"]
+
+
+def test_sigpipe_is_default_in_the_child(kx: Kontext) -> None:
+    # Python ignores SIGPIPE; a child that inherited that would complain on stderr.
+    name = kx.agent()
+    proc = kx.run("exec", "--agent", name, "--", "sh", "-c", "yes | head -n 1")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "y\n", "")
 
 
 # -- streams -------------------------------------------------------------------
@@ -110,6 +139,26 @@ def test_signals_sent_to_the_wrapper_reach_the_child(kx: Kontext) -> None:
     assert out == "got SIGTERM\n"
     assert proc.returncode == 42, err  # the child's own status after handling SIGTERM
     assert err == ""
+
+
+def test_parallel_execs_get_their_own_credentials(kx: Kontext) -> None:
+    name = kx.agent()
+    show = "import os; print(os.environ['KONTEXT_CREDENTIAL_ID'])"
+    procs = [kx.popen("exec", "-a", name, "--", PY, "-c", show) for _ in range(12)]
+    outputs = [p.communicate(timeout=30) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 12, outputs
+    jtis = {out.strip() for out, _ in outputs}
+    assert len(jtis) == 12
+    assert {e["jti"] for e in events_for(kx, name, "credential.revoked")} == jtis
+
+
+def test_exec_starts_the_daemon_when_needed(fresh_kx: Kontext) -> None:
+    name = fresh_kx.agent()
+    fresh_kx.ok("daemon", "stop")
+    proc = fresh_kx.run("exec", "-a", name, "--", "sh", "-c", "echo child-out; exit 5")
+    assert proc.returncode == 5, proc.stderr
+    assert proc.stdout == "child-out\n"  # kontext's notices stay off stdout
+    assert "started kontextd" in proc.stderr
 
 
 # -- the command cannot run ------------------------------------------------------
