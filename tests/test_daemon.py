@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import KONTEXT, KONTEXTD, Kontext, one_line_error, short_home, wait_until
+from conftest import (
+    KONTEXT,
+    KONTEXTD,
+    Kontext,
+    api_audit,
+    one_line_error,
+    short_home,
+    wait_until,
+)
 
 NOBODY = 65534
 AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
@@ -82,7 +90,7 @@ def finish(proc: subprocess.Popen[str], timeout: float = 10) -> tuple[int, str]:
 
 
 def events(k: Kontext, kind: str) -> list[dict[str, Any]]:
-    return [e for e in k.audit() if e.get("event") == kind]
+    return [e for e in api_audit(k) if e.get("event") == kind]
 
 
 # -- files and the first start -----------------------------------------------------
@@ -496,7 +504,7 @@ def test_daemon_validates_credential_requests(kx: Kontext, body: dict[str, Any])
         answer = control.post("/v1/credentials", json={"agent": name, **body})
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]["code"] == "invalid"
-    assert [e for e in kx.audit(name) if e["event"].startswith("credential.")] == []
+    assert [e for e in api_audit(kx, name) if e["event"].startswith("credential.")] == []
 
 
 # -- non-dumpable ------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import KONTEXT, Kontext, one_line_error
+from conftest import KONTEXT, Kontext, api_audit, one_line_error
 
 from kontext_cli.execrun import ExecRequest, parse_fast
 
@@ -24,7 +24,7 @@ PY = sys.executable
 
 
 def events_for(kx: Kontext, name: str, event: str) -> list[dict[str, object]]:
-    return [e for e in kx.audit(name) if e.get("event") == event]
+    return [e for e in api_audit(kx, name) if e.get("event") == event]
 
 
 # -- exit status --------------------------------------------------------------
