@@ -175,6 +175,8 @@ def _lease_call(conn: client.Connection, path: str, body: dict[str, object]) -> 
 
 
 def _spawn(command: list[str], env: dict[str, str]) -> int:
+    if not command[0]:  # posix_spawnp raises ValueError; a shell says "command not found"
+        raise errors.CommandNotFound("command not found: '' (the command name is empty)")
     try:
         return os.posix_spawnp(command[0], command, env, setsigmask=(), setsigdef=RESET_IN_CHILD)
     except FileNotFoundError as exc:
