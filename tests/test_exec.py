@@ -170,23 +170,30 @@ def _no_live_credentials(kx: Kontext, name: str) -> None:
     assert issued <= ended, "a credential outlived a command that never ran"
 
 
-def test_command_not_found_is_127(kx: Kontext) -> None:
+@pytest.mark.parametrize("command", ["no-such-command-kx", "/nonexistent/kx/cmd", "", "dangling"])
+def test_command_not_found_is_127(kx: Kontext, tmp_path: Path, command: str) -> None:
     name = kx.agent()
-    proc = kx.run("exec", "--agent", name, "--", "no-such-command-kx", "arg")
-    line = one_line_error(proc, 127)
-    assert "no-such-command-kx" in line and "not found" in line
+    if command == "dangling":
+        command = str(tmp_path / "dangling")
+        os.symlink("/nonexistent/kx", command)
+    proc = kx.run("exec", "--agent", name, "--", command, "arg")
+    line = one_line_error(proc, 127)  # as a shell would say it, not "internal error"
+    assert "command not found" in line and command in line
     _no_live_credentials(kx, name)
 
 
-@pytest.mark.parametrize("kind", ["file", "directory"])
+@pytest.mark.parametrize("kind", ["file", "directory", "not-a-program"])
 def test_not_executable_is_126(kx: Kontext, tmp_path: Path, kind: str) -> None:
     name = kx.agent()
     target = tmp_path / "script"
     if kind == "file":
         target.write_text("#!/bin/sh\necho should-not-run\n")
         target.chmod(stat.S_IRUSR | stat.S_IWUSR)
-    else:
+    elif kind == "directory":
         target.mkdir()
+    else:  # executable bit, but neither a binary nor a script with #!
+        target.write_bytes(b"\x7fELF-not-really\x00\x01")
+        target.chmod(0o700)
     proc = kx.run("exec", "--agent", name, "--", str(target))
     line = one_line_error(proc, 126)
     assert str(target) in line
