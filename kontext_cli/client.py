@@ -13,7 +13,7 @@ import socket
 from typing import Any
 
 from kontext_cli import errors
-from kontext_cli.common.paths import Paths
+from kontext_cli.common.paths import MAX_SOCKET_PATH, Paths
 
 MAX_RESPONSE = 64 * 1024 * 1024
 
@@ -100,6 +100,11 @@ class Connection:
 
 def try_connect(paths: Paths) -> Connection | None:
     """Connect if a daemon is listening; None if there is no daemon."""
+    if len(paths.socket) > MAX_SOCKET_PATH:  # connect() would fail with a bare OSError
+        raise errors.DaemonUnavailable(
+            f"socket path {paths.socket} is too long for a Unix socket; "
+            "use a shorter KONTEXT_HOME"
+        )
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(paths.socket)
@@ -109,7 +114,7 @@ def try_connect(paths: Paths) -> Connection | None:
     except OSError as exc:
         sock.close()
         raise errors.DaemonUnavailable(
-            f"cannot reach kontextd at {paths.socket}: {exc.strerror}"
+            f"cannot reach kontextd at {paths.socket}: {exc.strerror or exc}"
         ) from exc
     return Connection(sock)
 
