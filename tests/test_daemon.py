@@ -81,10 +81,12 @@ def foreground(env: dict[str, str], prefix: tuple[str, ...] = ()) -> subprocess.
     return proc
 
 
-def finish(proc: subprocess.Popen[str], timeout: float = 10) -> tuple[int, str]:
-    """SIGTERM a foreground daemon; return its status and remaining stderr."""
+def finish(
+    proc: subprocess.Popen[str], timeout: float = 10, sig: int = signal.SIGTERM
+) -> tuple[int, str]:
+    """Signal a foreground daemon to stop; return its status and remaining stderr."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
     _, err = proc.communicate(timeout=timeout)
     return proc.returncode, err
 
@@ -302,6 +304,43 @@ def test_sigterm_stops_cleanly_and_ends_live_credentials(fresh_kx: Kontext) -> N
     (revoked,) = [e for e in events(fresh_kx, "credential.revoked") if e["jti"] == jti]
     assert revoked["reason"] == "the daemon stopped"
     assert events(fresh_kx, "daemon.stopped")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
+def test_sigint_and_sighup_stop_cleanly_too(fresh_kx: Kontext, sig: signal.Signals) -> None:
+    daemon = foreground(fresh_kx.env)
+    code, err = finish(daemon, sig=sig)
+    assert code == 0 and "Traceback" not in err
+    assert not fresh_kx.socket.exists()
+    assert not (fresh_kx.runtime / "http.json").exists()
+
+
+def test_unsafe_runtime_dir_is_refused(fresh_kx: Kontext, tmp_path: Path) -> None:
+    fresh_kx.runtime.mkdir(mode=0o755)
+    fresh_kx.runtime.chmod(0o755)
+    line = one_line_error(fresh_kx.run("agent", "list"), 5)
+    assert "open to other users" in line and f"chmod 700 {fresh_kx.runtime}" in line
+    fresh_kx.runtime.rmdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    fresh_kx.runtime.symlink_to(elsewhere)
+    line = one_line_error(fresh_kx.run("agent", "list"), 5)
+    assert "symlink" in line
+    assert list(elsewhere.iterdir()) == []  # nothing was created through the link
+
+
+def test_too_long_a_home_is_one_clear_line() -> None:
+    home = short_home()
+    try:
+        long_home = home / ("h" * 110)
+        env = {**Kontext(long_home).env}
+        direct = subprocess.run([KONTEXTD], env=env, capture_output=True, text=True, timeout=30)
+        assert direct.returncode != 0
+        assert "too long" in direct.stderr and "Traceback" not in direct.stderr
+        line = one_line_error(Kontext(long_home).run("agent", "list"), 5)
+        assert "too long" in line and "shorter KONTEXT_HOME" in line
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 # -- the loopback port ---------------------------------------------------------------
