@@ -161,6 +161,47 @@ def test_exec_starts_the_daemon_when_needed(fresh_kx: Kontext) -> None:
     assert "started kontextd" in proc.stderr
 
 
+COUNT_INTERRUPTS = """
+import signal, time
+seen = []
+signal.signal(signal.SIGINT, lambda *_: seen.append(1))
+print("ready", flush=True)
+while not seen:
+    time.sleep(0.01)
+time.sleep(0.5)  # time for a second, relayed copy to arrive
+print(f"interrupts={len(seen)}", flush=True)
+"""
+
+
+def test_ctrl_c_on_a_terminal_reaches_the_child_once(kx: Kontext) -> None:
+    """^C signals the whole foreground group; the wrapper must not relay a second copy."""
+    import pty
+
+    name = kx.agent()
+    argv = [KONTEXT, "exec", "--agent", name, "--", PY, "-c", COUNT_INTERRUPTS]
+    pid, master = pty.fork()  # the child gets a new session with the pty as its terminal
+    if pid == 0:  # pragma: no cover - the forked child
+        os.execve(KONTEXT, argv, kx.env)
+    out = b""
+    try:
+        while b"ready" not in out:
+            out += os.read(master, 1024)
+        os.write(master, b"\x03")  # the terminal's interrupt character
+        while True:
+            try:
+                chunk = os.read(master, 1024)
+            except OSError:  # EIO: the terminal's other side closed
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(master)
+    assert b"interrupts=1" in out, out
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 # -- the command cannot run ------------------------------------------------------
 
 
