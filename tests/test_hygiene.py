@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -134,8 +135,6 @@ def session() -> Iterator[Session]:
         yield s
     finally:
         k.stop()
-        import shutil
-
         shutil.rmtree(home, ignore_errors=True)
 
 
