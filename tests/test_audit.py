@@ -15,14 +15,14 @@ import threading
 from typing import Any
 
 import pytest
-from conftest import Kontext, one_line_error, wait_until
+from conftest import Kontext, api_audit, api_new_agent, one_line_error, wait_until
 
 ALL_ALLOW = {"org_policy": "allow", "user_consent": "allow", "agent_permissions": "allow"}
 CLOCK = r"\d\d:\d\d:\d\d"
 
 
 def events_of(k: Kontext, agent: str, kind: str) -> list[dict[str, Any]]:
-    return [e for e in k.audit(agent=agent) if e["event"] == kind]
+    return [e for e in api_audit(k, agent=agent) if e["event"] == kind]
 
 
 def stored_bodies(k: Kontext) -> list[str]:
@@ -35,8 +35,8 @@ def stored_bodies(k: Kontext) -> list[str]:
 
 
 def test_issuance_event_carries_the_issue_fields_and_no_token(kx: Kontext) -> None:
-    name = kx.agent("github:pulls:read", "github:pulls:write", prefix="pr-reviewer",
-                    extra=("--display-name", "PR Reviewer"))
+    name = api_new_agent(kx, "github:pulls:read", "github:pulls:write", prefix="pr-reviewer",
+                    display_name="PR Reviewer")
     proc, env = kx.token_for(name, "--target", "acme-corp/backend")
     try:
         token = env["KONTEXT_TOKEN"]
@@ -56,13 +56,14 @@ def test_issuance_event_carries_the_issue_fields_and_no_token(kx: Kontext) -> No
 
     # The token is nowhere in the log: not whole, not its signature, not in the stored rows.
     signature = token.rsplit(".", 1)[1]
-    everything = json.dumps(kx.audit()) + "\n".join(stored_bodies(kx))
+    logged = kx.ok("audit", "tail", "-n", "10000", "--json").stdout
+    everything = logged + "\n".join(stored_bodies(kx))
     assert token not in everything
     assert signature not in everything
 
 
 def test_ttl_shows_in_expires_in(kx: Kontext) -> None:
-    name = kx.agent("github:pulls:read", prefix="ttl")
+    name = api_new_agent(kx, "github:pulls:read", prefix="ttl")
     proc, _ = kx.token_for(name, "--ttl", "2m")
     kx.close(proc)
     [issued] = events_of(kx, name, "credential.issued")
@@ -70,7 +71,7 @@ def test_ttl_shows_in_expires_in(kx: Kontext) -> None:
 
 
 def test_denial_event_records_every_layers_verdict(kx: Kontext) -> None:
-    name = kx.agent("github:pulls:read", prefix="denied", extra=("--display-name", "Reader"))
+    name = api_new_agent(kx, "github:pulls:read", prefix="denied", display_name="Reader")
     proc = kx.run("exec", "--agent", name, "--scope", "github:pulls:write", "--target",
                   "acme-corp/backend", "--", "true")
     line = one_line_error(proc, 122)
@@ -86,7 +87,7 @@ def test_denial_event_records_every_layers_verdict(kx: Kontext) -> None:
 
 
 def test_revocation_events(kx: Kontext) -> None:
-    name = kx.agent("github:issues:read", prefix="revoked")
+    name = api_new_agent(kx, "github:issues:read", prefix="revoked")
     proc, env = kx.token_for(name)
     try:
         kx.ok("revoke", f"agent:{name}")
@@ -102,12 +103,12 @@ def test_revocation_events(kx: Kontext) -> None:
     assert revoked["scopes"] == ["github:issues:read"]
     assert revoked["reason"].startswith("agent revoked")
     # Revoked once: the exec's own lease release afterwards adds no second event.
-    assert [e["event"] for e in kx.audit(agent=name)] == [
+    assert [e["event"] for e in api_audit(kx, agent=name)] == [
         "agent.created", "credential.issued", "agent.revoked", "credential.revoked"]
 
 
 def test_lease_end_is_audited_with_the_exit_status(kx: Kontext) -> None:
-    name = kx.agent("github:issues:read", prefix="lease")
+    name = api_new_agent(kx, "github:issues:read", prefix="lease")
     proc = kx.run("exec", "--agent", name, "--", sys.executable, "-c", "raise SystemExit(3)")
     assert proc.returncode == 3
     [revoked] = events_of(kx, name, "credential.revoked")
@@ -117,7 +118,7 @@ def test_lease_end_is_audited_with_the_exit_status(kx: Kontext) -> None:
 def test_the_chain_links_every_event_to_the_one_before(fresh_kx: Kontext) -> None:
     k = fresh_kx
     k.start()
-    name = k.agent("github:pulls:read", prefix="chain")
+    name = api_new_agent(k, "github:pulls:read", prefix="chain")
     proc, _ = k.token_for(name)
     k.close(proc)
     k.run("exec", "--agent", name, "--scope", "github:issues:read", "--", "true")
@@ -137,7 +138,7 @@ def test_the_chain_links_every_event_to_the_one_before(fresh_kx: Kontext) -> Non
 
 
 def test_the_shared_chain_is_unbroken(kx: Kontext) -> None:
-    events = kx.audit()
+    events = api_audit(kx)
     assert events
     for before, after in itertools.pairwise(events):
         assert after["id"] == before["id"] + 1
@@ -148,7 +149,7 @@ def test_the_shared_chain_is_unbroken(kx: Kontext) -> None:
 
 
 def test_tail_text_lines(kx: Kontext) -> None:
-    name = kx.agent("github:pulls:read", prefix="tail")
+    name = api_new_agent(kx, "github:pulls:read", prefix="tail")
     kx.close(kx.token_for(name)[0])
     kx.close(kx.token_for(name, "--target", "acme-corp/backend")[0])
     kx.run("exec", "--agent", name, "--scope", "github:issues:read", "--", "true")
@@ -170,7 +171,7 @@ def test_tail_text_lines(kx: Kontext) -> None:
 
 
 def test_tail_n_limits_to_the_newest(kx: Kontext) -> None:
-    name = kx.agent("github:pulls:read", prefix="tailn")
+    name = api_new_agent(kx, "github:pulls:read", prefix="tailn")
     for _ in range(2):
         kx.run("exec", "--agent", name, "--", "true")
     everything = kx.audit(agent=name)
@@ -182,8 +183,8 @@ def test_tail_n_limits_to_the_newest(kx: Kontext) -> None:
 
 
 def test_tail_agent_filters(kx: Kontext) -> None:
-    mine = kx.agent("github:pulls:read", prefix="mine")
-    theirs = kx.agent("github:pulls:read", prefix="theirs")
+    mine = api_new_agent(kx, "github:pulls:read", prefix="mine")
+    theirs = api_new_agent(kx, "github:pulls:read", prefix="theirs")
     kx.run("exec", "--agent", mine, "--", "true")
     kx.run("exec", "--agent", theirs, "--", "true")
     events = kx.audit(agent=mine)
@@ -198,7 +199,7 @@ def test_tail_agent_filters(kx: Kontext) -> None:
 
 
 def test_tail_json_lines_are_objects(kx: Kontext) -> None:
-    kx.agent("github:pulls:read", prefix="jsonl")
+    api_new_agent(kx, "github:pulls:read", prefix="jsonl")
     out = kx.ok("audit", "tail", "-n", "5", "--json").stdout
     lines = out.splitlines()
     assert len(lines) == 5
@@ -244,7 +245,7 @@ class Follower:
 
 
 def test_tail_follow_prints_new_events_live(kx: Kontext) -> None:
-    name = kx.agent("github:pulls:read", prefix="follow")
+    name = api_new_agent(kx, "github:pulls:read", prefix="follow")
     follower = Follower(kx, "--json", "-n", "1", "--agent", name)
     try:
         assert follower.event()["event"] == "agent.created"
@@ -259,7 +260,7 @@ def test_tail_follow_prints_new_events_live(kx: Kontext) -> None:
         kx.ok("agent", "disable", name)
         assert follower.event()["event"] == "agent.revoked"
         # Another agent's events do not show up for --agent NAME.
-        kx.agent("github:pulls:read", prefix="follow-other")
+        api_new_agent(kx, "github:pulls:read", prefix="follow-other")
         assert follower.proc.poll() is None
         # ^C ends it promptly, without a traceback.
         follower.proc.send_signal(signal.SIGINT)
@@ -271,7 +272,7 @@ def test_tail_follow_prints_new_events_live(kx: Kontext) -> None:
 
 
 def test_tail_follow_text_mode(kx: Kontext) -> None:
-    name = kx.agent("github:pulls:read", prefix="followtext")
+    name = api_new_agent(kx, "github:pulls:read", prefix="followtext")
     follower = Follower(kx, "-n", "1", "--agent", name)
     try:
         first = follower.line()
@@ -285,7 +286,7 @@ def test_tail_follow_text_mode(kx: Kontext) -> None:
 
 @pytest.mark.slow
 def test_expiry_is_audited(kx: Kontext) -> None:
-    name = kx.agent("github:pulls:read", prefix="expiry")
+    name = api_new_agent(kx, "github:pulls:read", prefix="expiry")
     sleeper = (
         "import os,time;print(os.environ['KONTEXT_CREDENTIAL_ID'],flush=True);time.sleep(11)")
     proc = kx.popen("exec", "--agent", name, "--ttl", "10s", "--", sys.executable, "-c", sleeper)

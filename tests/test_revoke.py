@@ -3,14 +3,13 @@ or one credential; and ``agent delete``, which revokes first."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 
 import pytest
-from conftest import Kontext, one_line_error, wait_until
+from conftest import Kontext, api_agent, api_audit, api_new_agent, one_line_error, wait_until
 
 
 def exec_runs(k: Kontext, agent: str) -> bool:
@@ -19,12 +18,12 @@ def exec_runs(k: Kontext, agent: str) -> bool:
 
 
 def live_count(k: Kontext, agent: str) -> int:
-    return int(json.loads(k.ok("agent", "show", agent, "--json").stdout)["live_credentials"])
+    return int(api_agent(k, agent)["live_credentials"])
 
 
 def test_revoke_agent_kills_every_live_credential_at_once(kx: Kontext) -> None:
-    target = kx.agent("github:pulls:read", prefix="rv")
-    bystander = kx.agent("github:pulls:read", prefix="rv-other")
+    target = api_new_agent(kx, "github:pulls:read", prefix="rv")
+    bystander = api_new_agent(kx, "github:pulls:read", prefix="rv-other")
     first, first_env = kx.token_for(target)
     second, second_env = kx.token_for(target)
     other, other_env = kx.token_for(bystander)
@@ -57,14 +56,14 @@ def test_revoke_agent_kills_every_live_credential_at_once(kx: Kontext) -> None:
 
 
 def test_revoke_agent_accepts_the_bare_name_only_with_the_prefix(kx: Kontext) -> None:
-    name = kx.agent("github:pulls:read", prefix="rv")
+    name = api_new_agent(kx, "github:pulls:read", prefix="rv")
     line = one_line_error(kx.run("revoke", name), 2)
     assert "agent:NAME" in line
     assert exec_runs(kx, name)  # nothing happened to it
 
 
 def test_revoke_kill_terminates_the_running_child(kx: Kontext) -> None:
-    name = kx.agent("github:pulls:read", prefix="kill")
+    name = api_new_agent(kx, "github:pulls:read", prefix="kill")
     proc, env = kx.token_for(name)
     try:
         done = kx.ok("revoke", f"agent:{name}", "--kill")
@@ -75,14 +74,14 @@ def test_revoke_kill_terminates_the_running_child(kx: Kontext) -> None:
         assert proc.wait(timeout=5) == -signal.SIGTERM
     finally:
         kx.close(proc)
-    events = [e for e in kx.audit(agent=name) if e["event"] == "process.killed"]
+    events = [e for e in api_audit(kx, agent=name) if e["event"] == "process.killed"]
     assert len(events) == 1
     assert events[0]["signal"] == "SIGTERM"
     assert events[0]["jti"] == env["KONTEXT_CREDENTIAL_ID"]
 
 
 def test_revoke_kill_reaches_a_child_that_ignores_sigterm(kx: Kontext) -> None:
-    name = kx.agent("github:pulls:read", prefix="kill")
+    name = api_new_agent(kx, "github:pulls:read", prefix="kill")
     stubborn = (
         "import signal,sys;signal.signal(signal.SIGTERM, signal.SIG_IGN);"
         "print('ready',flush=True);sys.stdin.read()"
@@ -100,7 +99,7 @@ def test_revoke_kill_reaches_a_child_that_ignores_sigterm(kx: Kontext) -> None:
 
 
 def test_revoke_one_credential_leaves_its_sibling(kx: Kontext) -> None:
-    name = kx.agent("github:pulls:read", prefix="one")
+    name = api_new_agent(kx, "github:pulls:read", prefix="one")
     first, first_env = kx.token_for(name)
     second, second_env = kx.token_for(name)
     try:
@@ -116,14 +115,14 @@ def test_revoke_one_credential_leaves_its_sibling(kx: Kontext) -> None:
     finally:
         kx.close(first)
         kx.close(second)
-    events = [e for e in kx.audit(agent=name) if e["event"] == "credential.revoked"]
+    events = [e for e in api_audit(kx, agent=name) if e["event"] == "credential.revoked"]
     by_jti = {e["jti"]: e for e in events}
     assert by_jti[jti]["reason"].startswith("revoked by user:")
     assert by_jti[second_env["KONTEXT_CREDENTIAL_ID"]]["reason"].startswith("lease closed")
 
 
 def test_revoke_a_finished_credential_reports_it(kx: Kontext) -> None:
-    name = kx.agent("github:pulls:read", prefix="one")
+    name = api_new_agent(kx, "github:pulls:read", prefix="one")
     proc, env = kx.token_for(name)
     kx.close(proc)
     jti = env["KONTEXT_CREDENTIAL_ID"]
@@ -162,7 +161,7 @@ def test_revoke_unknown_things(kx: Kontext) -> None:
 
 
 def test_agent_delete_revokes_its_live_credentials(kx: Kontext) -> None:
-    name = kx.agent("github:issues:read", prefix="del")
+    name = api_new_agent(kx, "github:issues:read", prefix="del")
     proc, env = kx.token_for(name)
     try:
         assert kx.introspect(env["KONTEXT_TOKEN"])["active"] is True
@@ -173,7 +172,7 @@ def test_agent_delete_revokes_its_live_credentials(kx: Kontext) -> None:
     finally:
         kx.close(proc)
     assert proc.returncode == 0
-    events = kx.audit(agent=name)
+    events = api_audit(kx, agent=name)
     revoked = [e for e in events if e["event"] == "credential.revoked"]
     assert [e["reason"] for e in revoked] == ["agent deleted"]
     assert [e["event"] for e in events][-3:] == [
@@ -181,7 +180,7 @@ def test_agent_delete_revokes_its_live_credentials(kx: Kontext) -> None:
 
 
 def test_a_recreated_agent_does_not_revive_old_credentials(kx: Kontext) -> None:
-    name = kx.agent("github:issues:read", prefix="del")
+    name = api_new_agent(kx, "github:issues:read", prefix="del")
     proc, env = kx.token_for(name)
     try:
         kx.ok("agent", "delete", name)
