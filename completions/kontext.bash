@@ -73,6 +73,9 @@ _kontext_option_kind() {
         'exec|--scope') echo 'scope' ;;
         'agent create|--allow') echo 'scope' ;;
         'audit tail|--agent') echo 'agent' ;;
+        'audit verify|--file') echo 'file' ;;
+        'audit export|-o') echo 'file' ;;
+        'audit export|--output') echo 'file' ;;
         'policy explain|-a') echo 'agent' ;;
         'policy explain|--agent') echo 'agent' ;;
         'policy explain|-s') echo 'scope' ;;

@@ -29,6 +29,7 @@ import re
 import shlex
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -212,6 +213,8 @@ def _completion_kind(
             return AGENT
         if {"--allow", "--scope"} & set(param.opts):
             return SCOPE
+        if {"--output", "--file"} & set(param.opts):
+            return FILE
     elif path[:1] == ("agent",) and path[1:] != ("create",) and param.name == "name":
         return AGENT
     elif path == ("revoke",) and param.name == "what":
@@ -389,6 +392,43 @@ EXAMPLES: dict[tuple[str, ...], tuple[Example, ...]] = {
         (
             "One agent's last 100 events, one JSON object per line:",
             "kontext audit tail -n 100 --agent pr-reviewer --json",
+        ),
+        (
+            "Denials in the last two hours:",
+            "kontext audit tail --event credential.denied --since 2h",
+        ),
+    ),
+    ("audit", "verify"): (
+        ("Check the log's hash chain and signed checkpoints:", "kontext audit verify"),
+        ("Check an export someone sent you:", "kontext audit verify --file audit.jsonl"),
+    ),
+    ("audit", "export"): (
+        (
+            "Last week's events as JSON lines, for a log shipper:",
+            "kontext audit export --since 7d -o audit.jsonl",
+        ),
+    ),
+    ("audit", "prune"): (
+        (
+            "Drop events older than 90 days; the rest still verifies:",
+            "kontext audit prune --before 90d",
+        ),
+    ),
+    ("audit", "checkpoint"): (
+        ("Sign a checkpoint over the newest event now:", "kontext audit checkpoint"),
+    ),
+    ("policy", "schema"): (
+        ("The Cedar schema to write policies against:", "kontext policy schema"),
+    ),
+    ("policy", "check"): (
+        ("Which policies are loaded, and are any files broken?", "kontext policy check"),
+    ),
+    ("policy", "reload"): (("Load edited policy files now:", "kontext policy reload"),),
+    ("policy", "explain"): (
+        (
+            "Would agent:pr-reviewer get write access here, and which policy decides?",
+            "kontext policy explain --agent pr-reviewer --scope github:pulls:write "
+            "--target acme-corp/backend",
         ),
     ),
     ("daemon", "run"): (
@@ -683,25 +723,64 @@ def _environment_section(command: Command) -> list[str]:
     return lines
 
 
-def _files() -> list[tuple[str, str]]:
-    """The files kontext uses, named by ``kontext_cli.common.paths`` itself."""
-    saved = os.environ.get("KONTEXT_HOME")
-    os.environ["KONTEXT_HOME"] = "/KONTEXT_HOME"
+HOME_MARK = "/KONTEXT_HOME"
+
+
+@contextmanager
+def _environment(**values: str | None) -> Iterator[None]:
+    """Set (or, with None, unset) environment variables for a moment."""
+    saved = {name: os.environ.get(name) for name in values}
     try:
-        where = paths.resolve()
+        for name, value in values.items():
+            _set_env(name, value)
+        yield
     finally:
-        if saved is None:
-            del os.environ["KONTEXT_HOME"]
-        else:
-            os.environ["KONTEXT_HOME"] = saved
+        for name, value in saved.items():
+            _set_env(name, value)
+
+
+def _set_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+def home_paths() -> paths.Paths:
+    """``kontext_cli.common.paths`` under a KONTEXT_HOME of ``/KONTEXT_HOME``."""
+    with _environment(KONTEXT_HOME=HOME_MARK):
+        return paths.resolve()
+
+
+def _policy_dirs() -> list[str]:
+    """The org policy directories, as the daemon's loader names them."""
+    from kontextd.policy import loader
+
+    with _environment(**{loader.SYSTEM_DIR_ENV: None}):
+        return loader.policy_dirs(home_paths().config)
+
+
+def _files() -> list[tuple[str, str]]:
+    """The files kontext uses, named by the code that uses them."""
+    where = home_paths()
 
     def show(path: str) -> str:
-        return path.replace("/KONTEXT_HOME", "$KONTEXT_HOME")
+        return path.replace(HOME_MARK, "$KONTEXT_HOME")
 
+    system_dir, user_dir = _policy_dirs()
     return [
         (
             show(where.config_file),
             "Settings (kontext config). User-defined integrations live here too.",
+        ),
+        (
+            show(os.path.join(user_dir, "*.cedar")),
+            "Your org policies, in Cedar (see kontext policy schema).",
+        ),
+        (
+            os.path.join(system_dir, "*.cedar"),
+            "Org policies for every user of the machine, read first "
+            "(KONTEXT_SYSTEM_POLICY_DIR overrides the directory).",
         ),
         (
             show(where.database),
@@ -786,16 +865,7 @@ def all_scopes() -> list[str]:
 
 def socket_under_home() -> str:
     """The control socket's place relative to KONTEXT_HOME (``run/control.sock``)."""
-    home = "/KONTEXT_HOME"
-    saved = os.environ.get("KONTEXT_HOME")
-    os.environ["KONTEXT_HOME"] = home
-    try:
-        return os.path.relpath(paths.resolve().socket, home)
-    finally:
-        if saved is None:
-            del os.environ["KONTEXT_HOME"]
-        else:
-            os.environ["KONTEXT_HOME"] = saved
+    return os.path.relpath(home_paths().socket, HOME_MARK)
 
 
 def _sh_quote(text: str) -> str:
