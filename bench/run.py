@@ -71,6 +71,7 @@ class Plan:
     http_seconds: float
     revoke_runs: int
     kill_runs: int
+    third_party: bool  # also run npm oidc-provider (needs node and npm)
 
 
 FULL = Plan(
@@ -82,6 +83,7 @@ FULL = Plan(
     http_seconds=4.0,
     revoke_runs=30,
     kill_runs=30,
+    third_party=True,
 )
 QUICK = Plan(
     exec_runs=5,
@@ -92,6 +94,7 @@ QUICK = Plan(
     http_seconds=0.5,
     revoke_runs=3,
     kill_runs=3,
+    third_party=False,
 )
 
 
@@ -382,38 +385,151 @@ def run_load(
     return len(latencies) / seconds, latencies
 
 
-def bench_issuance(
-    daemon: Daemon, plan: Plan
-) -> tuple[Section, dict[int, tuple[float, list[float]]]]:
-    results: dict[int, tuple[float, list[float]]] = {}
-    section = Section(
-        "2. Credential issuance over the Unix socket (connect, POST /v1/credentials, close)",
-        ("concurrent clients", "credentials", "credentials/s", "p50", "p99", "daemon CPU"),
-    )
-    for clients in plan.issue_levels:
-        cpu_before = _cpu_seconds(daemon.pid)
-        rate, latencies = run_load(
-            _issue_worker, clients, plan.issue_seconds, (daemon.socket, AGENT)
+OIDC_DIR = HERE / "oidc"
+OIDC_CLIENT = ("bench", "bench-secret-not-a-real-one-0123456789")  # as in oidc/server.mjs
+
+
+@dataclass
+class ThirdParty:
+    """npm oidc-provider, serving the client_credentials grant on loopback."""
+
+    port: int
+    pid: int
+    version: str
+
+
+@contextmanager
+def third_party_server() -> Iterator[ThirdParty | None]:
+    """Install (npm ci, into a temp dir) and start oidc-provider; None without node/npm."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="kb-oidc-") as workdir:
+        for name in ("package.json", "package-lock.json", "server.mjs"):
+            shutil.copy(OIDC_DIR / name, workdir)
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--silent"], cwd=workdir, check=True, timeout=300
         )
-        cpu = (_cpu_seconds(daemon.pid) - cpu_before) / plan.issue_seconds
-        results[clients] = (rate, latencies)
-        section.rows.append(
-            (
-                str(clients),
-                str(len(latencies)),
-                f"{rate:,.0f}",
-                ms(percentile(latencies, 50)),
-                ms(percentile(latencies, 99)),
-                f"{cpu * 100:.0f}% of a core",
+        meta = json.loads((Path(workdir) / "node_modules/oidc-provider/package.json").read_text())
+        proc = subprocess.Popen(
+            [node, "server.mjs"], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        try:
+            assert proc.stdout is not None
+            port = int(proc.stdout.readline())
+            yield ThirdParty(
+                port, proc.pid, f"oidc-provider {meta['version']}, node {_node_version(node)}"
             )
-        )
-        _wait_for_leases_to_end(daemon)
-    section.notes.append(
-        "Clients run as threads spread over 4 processes on the same 2 cores as the daemon. "
-        "Each credential is minted (ES256), stored and audited, then revoked and audited "
-        "when its connection closes."
+        finally:
+            proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def _node_version(node: str) -> str:
+    return subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
+
+
+def _oauth_thread(port: int, deadline: float, out: list[float]) -> None:
+    import base64
+
+    auth = base64.b64encode(":".join(OIDC_CLIENT).encode()).decode()
+    body = "grant_type=client_credentials&scope=pulls%3Aread"
+    headers = {
+        "Authorization": f"Basic {auth}",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    while (began := time.perf_counter()) < deadline:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:  # a connection per token, as a kontext exec has one per credential
+            conn.request("POST", "/token", body, headers)
+            response = conn.getresponse()
+            answer = json.loads(response.read())
+        finally:
+            conn.close()
+        if response.status != 200 or "access_token" not in answer:
+            raise RuntimeError(f"/token answered {response.status}: {answer}")
+        out.append(time.perf_counter() - began)
+
+
+def _oauth_worker(args: tuple[int, str, int, float, float]) -> list[float]:
+    port, _, threads, start_at, seconds = args
+    time.sleep(max(0.0, start_at - time.time()))
+    deadline = time.perf_counter() + seconds
+    results: list[list[float]] = [[] for _ in range(threads)]
+    pool = [threading.Thread(target=_oauth_thread, args=(port, deadline, out)) for out in results]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return [x for out in results for x in out]
+
+
+Issuance = dict[tuple[str, int], tuple[float, list[float]]]
+
+
+def bench_issuance(daemon: Daemon, plan: Plan) -> tuple[Section, Issuance]:
+    """kontext at each concurrency level, then the third-party server at the same level."""
+    results: Issuance = {}
+    section = Section(
+        "2. Credential issuance (a connection per credential)",
+        (
+            "server",
+            "concurrent clients",
+            "credentials",
+            "credentials/s",
+            "p50",
+            "p99",
+            "server CPU",
+        ),
     )
+    with third_party_server() if plan.third_party else _nothing() as other:
+        servers: list[tuple[str, int, Callable[[Any], list[float]], tuple[Any, ...]]] = [
+            ("kontextd (Unix socket)", daemon.pid, _issue_worker, (daemon.socket, AGENT))
+        ]
+        if other is not None:
+            servers.append(
+                ("oidc-provider /token (loopback TCP)", other.pid, _oauth_worker, (other.port, ""))
+            )
+        for clients in plan.issue_levels:
+            for name, pid, worker, extra in servers:
+                cpu_before = _cpu_seconds(pid)
+                rate, latencies = run_load(worker, clients, plan.issue_seconds, extra)
+                cpu = (_cpu_seconds(pid) - cpu_before) / plan.issue_seconds
+                results[(name, clients)] = (rate, latencies)
+                section.rows.append(
+                    (
+                        name,
+                        str(clients),
+                        str(len(latencies)),
+                        f"{rate:,.0f}",
+                        ms(percentile(latencies, 50)),
+                        ms(percentile(latencies, 99)),
+                        f"{cpu * 100:.0f}% of a core",
+                    )
+                )
+                _wait_for_leases_to_end(daemon)
+        section.notes.append(
+            "kontextd: connect to the control socket, POST /v1/credentials, close; each "
+            "credential is minted (ES256), stored and audited, then revoked and audited when "
+            "its connection closes. "
+            + (
+                f"Baseline: {other.version} (bench/oidc/server.mjs), client_credentials grant "
+                "with basic auth, an ES256 at+jwt for one resource, a new TCP connection per "
+                "token; it keeps nothing on disk and writes no audit record."
+                if other is not None
+                else "Third-party baseline skipped (quick run, or no node/npm)."
+            )
+            + " Clients are threads spread over 4 processes on the same 2 cores."
+        )
     return section, results
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield None
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -697,6 +813,8 @@ def machine() -> list[str]:
         f"- machine: {os.cpu_count()} CPUs (nproc), {model}, "
         f"{platform.system()} {platform.release()}",
         f"- Python {platform.python_version()} ({sys.executable})",
+        "- load average when the run ended: {:.2f} {:.2f} {:.2f} (other work on the machine "
+        "skews every figure; compare ratios within one run)".format(*os.getloadavg()),
         f"- kontext {__version__}" + (f", commit {commit}" if commit else ""),
     ]
 
@@ -760,7 +878,8 @@ def main(argv: list[str] | None = None) -> int:
 
     exec_median = statistics.median(exec_times["`kontext exec --agent a -- true`"])
     python_median = statistics.median(exec_times["`python3 -c pass`"])
-    rate32, lat32 = issued.get(32, (0.0, [0.0]))
+    rate32, lat32 = issued.get(("kontextd (Unix socket)", 32), (0.0, [0.0]))
+    other32 = issued.get(("oidc-provider /token (loopback TCP)", 32))
     targets += [
         Target(
             "exec overhead",
@@ -777,7 +896,12 @@ def main(argv: list[str] | None = None) -> int:
             ms(percentile(lat32, 99)),
             percentile(lat32, 99) <= 0.025,
         ),
-        Target("issuance vs. a third-party OAuth server", "ahead in the same run", "-", None),
+        Target(
+            "issuance vs. a third-party OAuth server",
+            "ahead in the same run (32 clients)",
+            f"{rate32 / other32[0]:.2f}x oidc-provider ({other32[0]:,.0f}/s)" if other32 else "-",
+            rate32 > other32[0] if other32 else None,
+        ),
         Target(
             "revoke -> inactive",
             "<= 10 ms after revoke returns",
