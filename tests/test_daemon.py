@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -549,14 +550,21 @@ def test_daemon_validates_credential_requests(kx: Kontext, body: dict[str, Any])
 # -- non-dumpable ------------------------------------------------------------------------
 
 
-def test_daemon_is_non_dumpable() -> None:
+@pytest.fixture
+def nobody_home() -> Iterator[Path]:
+    home = short_home()
+    os.chown(home, NOBODY, NOBODY)
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_daemon_is_non_dumpable(nobody_home: Path) -> None:
     """A same-uid process cannot read the daemon's memory or environment.
 
     Tests run as root, who can read anything; so the daemon runs as uid 65534 in a
     home of its own, and another uid-65534 process tries to read it.
     """
-    home = short_home()
-    os.chown(home, NOBODY, NOBODY)
+    home = nobody_home
     env = {**Kontext(home).env, "HOME": str(home)}
     daemon = foreground(env, tuple(AS_NOBODY))
     peer = subprocess.Popen([*AS_NOBODY, "sleep", "30"])
@@ -579,7 +587,6 @@ def test_daemon_is_non_dumpable() -> None:
         peer.kill()
         peer.wait(timeout=10)
         code, err = finish(daemon)
-        shutil.rmtree(home, ignore_errors=True)
     assert code == 0, err
 
 
