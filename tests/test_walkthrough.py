@@ -14,7 +14,7 @@ from conftest import Kontext
 AGENTS = {
     "pr-reviewer": (["github:pulls:read", "github:pulls:write"], ["--display-name", "PR Reviewer"]),
     "issue-triage": (["github:issues:read", "github:issues:write"], []),
-    "release-notes": (["github:contents:read"], []),
+    "release-notes": (["github:contents:read"], ["--max-ttl", "30m"]),
 }
 PRINT_AGENT = "import os;print(os.environ['KONTEXT_AGENT'])"
 
@@ -37,23 +37,34 @@ def test_three_agents_revoke_one_the_others_keep_working(fresh_kx: Kontext) -> N
             args += ["--allow", scope]
         created = k.ok(*args)
         assert created.stdout.startswith(f"created agent:{name} ")
+        if name == "pr-reviewer":  # as the README shows it
+            assert created.stdout == (
+                "created agent:pr-reviewer (PR Reviewer): github:pulls:read github:pulls:write\n")
     listed = {a["id"]: a for a in json.loads(k.ok("agent", "list", "--json").stdout)}
+    assert listed["agent:release-notes"]["max_ttl"] == 1800
     assert set(listed) == {f"agent:{n}" for n in AGENTS}
     assert listed["agent:pr-reviewer"]["display_name"] == "PR Reviewer"
     assert listed["agent:issue-triage"]["scopes"] == ["github:issues:read", "github:issues:write"]
     assert listed["agent:release-notes"]["scopes"] == ["github:contents:read"]
 
-    # Each agent gets a credential of its own, held open by a running exec.
-    held = {name: k.token_for(name) for name in AGENTS}
+    # Each agent gets a credential of its own, held open by a running exec
+    # (issue-triage as in the README: one scope, five minutes).
+    held = {name: k.token_for(name) for name in ("pr-reviewer", "release-notes")}
+    held["issue-triage"] = k.token_for("issue-triage", "--scope", "github:issues:read",
+                                       "--ttl", "5m")
     try:
         tokens = {name: env["GITHUB_TOKEN"] for name, (_, env) in held.items()}
         assert len(set(tokens.values())) == 3
+        for _, env in held.values():
+            assert env["GH_TOKEN"] == env["KONTEXT_TOKEN"] == env["GITHUB_TOKEN"]
         for name, token in tokens.items():
             answer = k.introspect(token)
             assert answer["active"] is True
             assert answer["act"] == {"sub": f"agent:{name}"}
         reviewer = k.introspect(tokens["pr-reviewer"])
         assert reviewer["scope"] == "github:pulls:read github:pulls:write"
+        triage = k.introspect(tokens["issue-triage"])
+        assert (triage["scope"], triage["exp"] - triage["iat"]) == ("github:issues:read", 300)
 
         # An agent asking for more than it was allowed is told which layer said no.
         denied = k.run("exec", "--agent", "issue-triage", "--scope", "github:pulls:write", "--",
@@ -66,8 +77,10 @@ def test_three_agents_revoke_one_the_others_keep_working(fresh_kx: Kontext) -> N
         )
 
         revoked = k.ok("revoke", "agent:issue-triage")
-        assert "revoked agent:issue-triage: 1 live credential(s) revoked" in revoked.stdout
-        assert "kontext agent enable issue-triage" in revoked.stdout
+        assert revoked.stdout == (
+            "revoked agent:issue-triage: 1 live credential(s) revoked; "
+            "undo with 'kontext agent enable issue-triage'\n"
+        )
         # Immediately after revoke returns: the live token is dead, the others are not.
         assert k.introspect(tokens["issue-triage"]) == {"active": False}
         assert k.introspect(tokens["pr-reviewer"])["active"] is True
@@ -107,8 +120,10 @@ def test_three_agents_revoke_one_the_others_keep_working(fresh_kx: Kontext) -> N
     for name in AGENTS:
         assert f"credential.issued  agent:{name} -> github" in story
     assert any(s.startswith("agent.revoked      agent:issue-triage") for s in story)
-    assert any(s.startswith("credential.revoked agent:issue-triage -> github (agent revoked")
-               for s in story)
+    assert any(re.fullmatch(r"credential\.revoked agent:issue-triage -> github "
+                            r"\(agent revoked: revoked by user:\S+\)", s) for s in story)
+    assert "credential.revoked agent:pr-reviewer -> github (lease closed: the process exited " \
+        "with status 0)" in story
     assert any(s.startswith("credential.denied  agent:issue-triage -> github (denied by agent "
                             "permissions") for s in story)
     assert any(s.startswith("agent.enabled      agent:issue-triage") for s in story)
