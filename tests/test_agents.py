@@ -194,11 +194,28 @@ def test_name_that_looks_like_an_option(kx: Kontext) -> None:
     assert snapshot(kx) == before
 
 
-def test_longest_name_is_fine(kx: Kontext) -> None:
+def test_longest_name_is_fine_and_listed_whole(kx: Kontext) -> None:
     name = f"x{os.getpid()}-{next(_serial)}-".ljust(63, "a")
     assert len(name) == 63
-    kx.ok("agent", "create", name, "--allow", "github:pulls:read")
+    kx.ok("agent", "create", name, "--allow", "github:pulls:read", "--allow", "github:pulls:write",
+          "--allow", "github:issues:read", "--allow", "github:contents:read")
+    # Piped, the table prints whole values: nothing cut to fit 80 columns.
+    lines = kx.ok("agent", "list").stdout.splitlines()
+    [row] = [line for line in lines if line.startswith(f"agent:{name} ")]
+    assert "  github:contents:read github:issues:read github:pulls:read github:pulls:write  " in row
+    assert row.split()[-3:] == ["1h", "enabled", "0"]
     kx.ok("agent", "delete", name)
+
+
+@pytest.mark.parametrize("display", ["x[/]", "[bold]Loud[/bold]", "Ünïcødé ✓"])
+def test_display_names_are_shown_verbatim(kx: Kontext, display: str) -> None:
+    name = unique("verbatim")
+    created = kx.ok("agent", "create", name, "--allow", "github:pulls:read",
+                    "--display-name", display)
+    assert created.stdout == f"created agent:{name} ({display}): github:pulls:read\n"
+    assert f"name:             {display}\n" in kx.ok("agent", "show", name).stdout
+    assert f"  {display}  " in kx.ok("agent", "list").stdout
+    assert api_agent(kx, name)["display_name"] == display
 
 
 def test_duplicate_name(kx: Kontext) -> None:
