@@ -229,3 +229,18 @@ def api_agent(k: Kontext, name: str) -> dict[str, Any]:
     """One agent as ``kontext agent show NAME --json`` prints it, over the control API."""
     with k.control() as api:
         return dict(api.get(f"/v1/agents/{name}").json())
+
+
+def api_new_agent(k: Kontext, *allow: str, prefix: str = "agent", display_name: str | None = None,
+                  max_ttl: int | None = None) -> str:
+    """Like ``Kontext.agent`` but over the control API, for tests where creating is incidental."""
+    name = f"{prefix}-{os.getpid()}-{next(_names)}"
+    body: dict[str, Any] = {"name": name, "allow": list(allow or ("github:pulls:read",))}
+    if display_name is not None:
+        body["display_name"] = display_name
+    if max_ttl is not None:
+        body["max_ttl"] = max_ttl
+    with k.control() as api:
+        answer = api.post("/v1/agents", json=body)
+    assert answer.status_code == 201, answer.text
+    return name
