@@ -115,17 +115,6 @@ def ms(seconds: float) -> str:
 
 
 @dataclass
-class Row:
-    """One line of a result table."""
-
-    what: str
-    n: int
-    median: str
-    p95: str
-    extra: str = ""
-
-
-@dataclass
 class Section:
     title: str
     columns: tuple[str, ...]

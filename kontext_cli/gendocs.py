@@ -132,6 +132,7 @@ def load_tree() -> Command:
 
 
 def _read_command(cmd: object, parent: typer.Context | None, path: tuple[str, ...]) -> Command:
+    """One command (and, for a group, everything below it), hidden ones left out."""
     if not isinstance(cmd, TyperCommand | TyperGroup):
         raise TypeError(f"unexpected command type {type(cmd).__name__} at {path}")
     ctx = typer.Context(cmd, info_name=path[-1] if path else PROG, parent=parent)
@@ -155,6 +156,7 @@ def _read_command(cmd: object, parent: typer.Context | None, path: tuple[str, ..
 
 
 def _read_param(param: TyperOption | TyperArgument, path: tuple[str, ...]) -> Param:
+    """One option or argument, with what the docs show and what the shells complete."""
     is_option = isinstance(param, TyperOption)
     flag = bool(getattr(param, "is_flag", False)) or bool(getattr(param, "count", False))
     repeatable = bool(param.multiple) or param.nargs == -1
@@ -181,6 +183,7 @@ def _flag_order(flag: str) -> tuple[bool, str]:
 
 
 def _metavar(param: TyperOption | TyperArgument) -> str:
+    """The metavar the definition gives, else NAME for arguments and --max-ttl MAX_TTL."""
     if param.metavar:
         return str(param.metavar)
     if isinstance(param, TyperArgument):
