@@ -102,8 +102,7 @@ def try_connect(paths: Paths) -> Connection | None:
     """Connect if a daemon is listening; None if there is no daemon."""
     if len(paths.socket) > MAX_SOCKET_PATH:  # connect() would fail with a bare OSError
         raise errors.DaemonUnavailable(
-            f"socket path {paths.socket} is too long for a Unix socket; "
-            "use a shorter KONTEXT_HOME"
+            f"socket path {paths.socket} is too long for a Unix socket; use a shorter KONTEXT_HOME"
         )
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

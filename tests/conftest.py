@@ -8,6 +8,7 @@ must fit in 108 bytes.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -42,11 +43,20 @@ class Kontext:
 
     # -- the CLI --------------------------------------------------------------
 
-    def run(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        self,
+        *args: str,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``kontext ARGS`` and return the finished process (never raises on exit status)."""
         return subprocess.run(
-            [KONTEXT, *args], input=input, capture_output=True, text=True, timeout=timeout,
+            [KONTEXT, *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
             env={**self.env, **(env or {})},
         )
 
@@ -111,8 +121,11 @@ class Kontext:
 
     def control(self) -> httpx.Client:
         """The control API over its Unix socket, as a third-party client would speak it."""
-        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)),
-                            base_url="http://kontextd", timeout=10)
+        return httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(self.socket)),
+            base_url="http://kontextd",
+            timeout=10,
+        )
 
     def introspect(self, token: str) -> dict[str, Any]:
         with self.http() as client:
@@ -124,7 +137,9 @@ class Kontext:
         with self.http() as client:
             return client.get("/jwks.json").json()
 
-    def token_for(self, agent: str, *exec_args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    def token_for(
+        self, agent: str, *exec_args: str
+    ) -> tuple[subprocess.Popen[str], dict[str, str]]:
         """Start ``kontext exec`` holding a credential open; returns (process, child's env).
 
         The child prints its KONTEXT_* and GITHUB_TOKEN as JSON, then waits for stdin to close.
@@ -135,8 +150,17 @@ class Kontext:
             " if k.startswith(('KONTEXT_','GITHUB_','GH_','SLACK_'))}),flush=True);"
             "sys.stdin.read()"
         )
-        proc = self.popen("exec", "--agent", agent, *exec_args, "--", sys.executable, "-c", script,
-                          stdin=subprocess.PIPE)
+        proc = self.popen(
+            "exec",
+            "--agent",
+            agent,
+            *exec_args,
+            "--",
+            sys.executable,
+            "-c",
+            script,
+            stdin=subprocess.PIPE,
+        )
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line, f"exec printed nothing: {proc.stderr.read() if proc.stderr else ''}"
@@ -162,10 +186,8 @@ class Kontext:
         if pid_file.exists():
             pid_text = pid_file.read_text().strip()
             if pid_text.isdigit():
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid_text), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
 
 def short_home() -> Path:
@@ -231,8 +253,13 @@ def api_agent(k: Kontext, name: str) -> dict[str, Any]:
         return dict(api.get(f"/v1/agents/{name}").json())
 
 
-def api_new_agent(k: Kontext, *allow: str, prefix: str = "agent", display_name: str | None = None,
-                  max_ttl: int | None = None) -> str:
+def api_new_agent(
+    k: Kontext,
+    *allow: str,
+    prefix: str = "agent",
+    display_name: str | None = None,
+    max_ttl: int | None = None,
+) -> str:
     """Like ``Kontext.agent`` but over the control API, for tests where creating is incidental."""
     name = f"{prefix}-{os.getpid()}-{next(_names)}"
     body: dict[str, Any] = {"name": name, "allow": list(allow or ("github:pulls:read",))}

@@ -50,10 +50,24 @@ def exec_status(k: Kontext, name: str) -> subprocess.CompletedProcess[str]:
 
 def test_create_show_list_as_json(kx: Kontext) -> None:
     name = unique("pr-reviewer")
-    created = json.loads(kx.ok(
-        "agent", "create", name, "--allow", "github:pulls:write", "--allow", "github:pulls:read",
-        "--allow", "github:pulls:read", "--display-name", "PR Reviewer", "--max-ttl", "30m",
-        "--json").stdout)
+    created = json.loads(
+        kx.ok(
+            "agent",
+            "create",
+            name,
+            "--allow",
+            "github:pulls:write",
+            "--allow",
+            "github:pulls:read",
+            "--allow",
+            "github:pulls:read",
+            "--display-name",
+            "PR Reviewer",
+            "--max-ttl",
+            "30m",
+            "--json",
+        ).stdout
+    )
     assert created == {
         "id": f"agent:{name}",
         "name": name,
@@ -79,8 +93,15 @@ def test_create_show_list_as_json(kx: Kontext) -> None:
     assert "state:            enabled\n" in text
 
     listing = kx.ok("agent", "list").stdout
-    assert listing.splitlines()[0].split() == ["AGENT", "NAME", "SCOPES", "MAX", "TTL", "STATE",
-                                               "LIVE"]
+    assert listing.splitlines()[0].split() == [
+        "AGENT",
+        "NAME",
+        "SCOPES",
+        "MAX",
+        "TTL",
+        "STATE",
+        "LIVE",
+    ]
     assert f"agent:{name}" in listing
 
 
@@ -197,8 +218,19 @@ def test_name_that_looks_like_an_option(kx: Kontext) -> None:
 def test_longest_name_is_fine_and_listed_whole(kx: Kontext) -> None:
     name = f"x{os.getpid()}-{next(_serial)}-".ljust(63, "a")
     assert len(name) == 63
-    kx.ok("agent", "create", name, "--allow", "github:pulls:read", "--allow", "github:pulls:write",
-          "--allow", "github:issues:read", "--allow", "github:contents:read")
+    kx.ok(
+        "agent",
+        "create",
+        name,
+        "--allow",
+        "github:pulls:read",
+        "--allow",
+        "github:pulls:write",
+        "--allow",
+        "github:issues:read",
+        "--allow",
+        "github:contents:read",
+    )
     # Piped, the table prints whole values: nothing cut to fit 80 columns.
     lines = kx.ok("agent", "list").stdout.splitlines()
     [row] = [line for line in lines if line.startswith(f"agent:{name} ")]
@@ -210,8 +242,9 @@ def test_longest_name_is_fine_and_listed_whole(kx: Kontext) -> None:
 @pytest.mark.parametrize("display", ["x[/]", "[bold]Loud[/bold]", "Ünïcødé ✓"])
 def test_display_names_are_shown_verbatim(kx: Kontext, display: str) -> None:
     name = unique("verbatim")
-    created = kx.ok("agent", "create", name, "--allow", "github:pulls:read",
-                    "--display-name", display)
+    created = kx.ok(
+        "agent", "create", name, "--allow", "github:pulls:read", "--display-name", display
+    )
     assert created.stdout == f"created agent:{name} ({display}): github:pulls:read\n"
     assert f"name:             {display}\n" in kx.ok("agent", "show", name).stdout
     assert f"  {display}  " in kx.ok("agent", "list").stdout
@@ -227,8 +260,17 @@ def test_duplicate_name(kx: Kontext) -> None:
     assert agents(kx)[name]["scopes"] == ["github:pulls:read"]
 
 
-BAD_SCOPE_SYNTAX = ["github", "github:", ":pulls:read", "GitHub:pulls:read", "github:Pulls:Read",
-                    "github pulls read", "github:pulls:read ", "github::read", ""]
+BAD_SCOPE_SYNTAX = [
+    "github",
+    "github:",
+    ":pulls:read",
+    "GitHub:pulls:read",
+    "github:Pulls:Read",
+    "github pulls read",
+    "github:pulls:read ",
+    "github::read",
+    "",
+]
 
 
 @pytest.mark.parametrize("scope", BAD_SCOPE_SYNTAX)
@@ -236,7 +278,8 @@ def test_bad_scope_syntax(kx: Kontext, scope: str) -> None:
     before = snapshot(kx)
     name = unique("syntax")
     line = one_line_error(
-        kx.run("agent", "create", name, "--allow", "github:pulls:read", "--allow", scope), 2)
+        kx.run("agent", "create", name, "--allow", "github:pulls:read", "--allow", scope), 2
+    )
     assert line.startswith("kontext: invalid scope ")
     assert "INTEGRATION:SCOPE, e.g. github:pulls:read" in line
     assert snapshot(kx) == before
@@ -246,18 +289,21 @@ def test_unknown_integration_lists_the_known_ones(kx: Kontext) -> None:
     before = snapshot(kx)
     line = one_line_error(kx.run("agent", "create", unique("x"), "--allow", "jira:issues:read"), 2)
     assert line == (
-        "kontext: unknown integration 'jira' in jira:issues:read: known are github, slack")
+        "kontext: unknown integration 'jira' in jira:issues:read: known are github, slack"
+    )
     assert snapshot(kx) == before
 
 
 def test_unknown_scope_lists_what_the_integration_offers(kx: Kontext) -> None:
     before = snapshot(kx)
-    line = one_line_error(kx.run("agent", "create", unique("x"), "--allow", "github:pulls:delete"),
-                          2)
+    line = one_line_error(
+        kx.run("agent", "create", unique("x"), "--allow", "github:pulls:delete"), 2
+    )
     assert line.startswith("kontext: unknown scope github:pulls:delete: github offers ")
     offered = line.split("github offers ")[1].split(", ")
     assert {"pulls:read", "pulls:write", "issues:read", "issues:write", "contents:read"} <= set(
-        offered)
+        offered
+    )
     assert snapshot(kx) == before
 
 
@@ -266,17 +312,31 @@ def test_bad_max_ttl(kx: Kontext, ttl: str) -> None:
     before = snapshot(kx)
     line = one_line_error(
         kx.run("agent", "create", unique("ttl"), "--allow", "github:pulls:read", "--max-ttl", ttl),
-        2)
+        2,
+    )
     assert "duration" in line
     assert snapshot(kx) == before
 
 
-@pytest.mark.parametrize("display", ["", "   ", "x" * 65, "bell\x07", "two\nlines"],
-                         ids=["empty", "blank", "65-chars", "control-char", "newline"])
+@pytest.mark.parametrize(
+    "display",
+    ["", "   ", "x" * 65, "bell\x07", "two\nlines"],
+    ids=["empty", "blank", "65-chars", "control-char", "newline"],
+)
 def test_bad_display_name(kx: Kontext, display: str) -> None:
     before = snapshot(kx)
-    line = one_line_error(kx.run("agent", "create", unique("disp"), "--allow", "github:pulls:read",
-                                 "--display-name", display), 2)
+    line = one_line_error(
+        kx.run(
+            "agent",
+            "create",
+            unique("disp"),
+            "--allow",
+            "github:pulls:read",
+            "--display-name",
+            display,
+        ),
+        2,
+    )
     assert "display name" in line
     assert snapshot(kx) == before
 
@@ -325,10 +385,21 @@ def test_user_defined_integration(fresh_kx: Kontext) -> None:
     k = fresh_kx
     write_config(k, JIRA)
     k.start()
-    k.ok("agent", "create", "triage", "--allow", "jira:issues:read",
-         "--allow", "github:issues:read")
-    proc = k.popen("exec", "--agent", "triage", "--scope", "jira:issues:read", "--",
-                   sys.executable, "-c", SHOW_JIRA, stdin=subprocess.PIPE)
+    k.ok(
+        "agent", "create", "triage", "--allow", "jira:issues:read", "--allow", "github:issues:read"
+    )
+    proc = k.popen(
+        "exec",
+        "--agent",
+        "triage",
+        "--scope",
+        "jira:issues:read",
+        "--",
+        sys.executable,
+        "-c",
+        SHOW_JIRA,
+        stdin=subprocess.PIPE,
+    )
     try:
         assert proc.stdout is not None
         env = json.loads(proc.stdout.readline())
@@ -358,9 +429,16 @@ def test_inherited_integration_tokens_do_not_leak_into_the_child(fresh_kx: Konte
     k.close(proc)
     assert "JIRA_TOKEN" not in env
     # A JIRA_TOKEN the parent happens to hold is a credential of another integration.
-    child = k.run("exec", "--agent", "reader", "--", sys.executable, "-c",
-                  "import os;print(os.environ.get('JIRA_TOKEN'))",
-                  env={"JIRA_TOKEN": "parent-secret"})
+    child = k.run(
+        "exec",
+        "--agent",
+        "reader",
+        "--",
+        sys.executable,
+        "-c",
+        "import os;print(os.environ.get('JIRA_TOKEN'))",
+        env={"JIRA_TOKEN": "parent-secret"},
+    )
     assert (child.returncode, child.stdout) == (0, "None\n")
 
 

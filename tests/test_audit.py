@@ -35,8 +35,13 @@ def stored_bodies(k: Kontext) -> list[str]:
 
 
 def test_issuance_event_carries_the_issue_fields_and_no_token(kx: Kontext) -> None:
-    name = api_new_agent(kx, "github:pulls:read", "github:pulls:write", prefix="pr-reviewer",
-                    display_name="PR Reviewer")
+    name = api_new_agent(
+        kx,
+        "github:pulls:read",
+        "github:pulls:write",
+        prefix="pr-reviewer",
+        display_name="PR Reviewer",
+    )
     proc, env = kx.token_for(name, "--target", "acme-corp/backend")
     try:
         token = env["KONTEXT_TOKEN"]
@@ -72,8 +77,17 @@ def test_ttl_shows_in_expires_in(kx: Kontext) -> None:
 
 def test_denial_event_records_every_layers_verdict(kx: Kontext) -> None:
     name = api_new_agent(kx, "github:pulls:read", prefix="denied", display_name="Reader")
-    proc = kx.run("exec", "--agent", name, "--scope", "github:pulls:write", "--target",
-                  "acme-corp/backend", "--", "true")
+    proc = kx.run(
+        "exec",
+        "--agent",
+        name,
+        "--scope",
+        "github:pulls:write",
+        "--target",
+        "acme-corp/backend",
+        "--",
+        "true",
+    )
     line = one_line_error(proc, 122)
     [denied] = events_of(kx, name, "credential.denied")
     assert denied["agent"] == {"id": f"agent:{name}", "name": "Reader"}
@@ -104,7 +118,11 @@ def test_revocation_events(kx: Kontext) -> None:
     assert revoked["reason"].startswith("agent revoked")
     # Revoked once: the exec's own lease release afterwards adds no second event.
     assert [e["event"] for e in api_audit(kx, agent=name)] == [
-        "agent.created", "credential.issued", "agent.revoked", "credential.revoked"]
+        "agent.created",
+        "credential.issued",
+        "agent.revoked",
+        "credential.revoked",
+    ]
 
 
 def test_lease_end_is_audited_with_the_exit_status(kx: Kontext) -> None:
@@ -189,7 +207,10 @@ def test_tail_agent_filters(kx: Kontext) -> None:
     kx.run("exec", "--agent", theirs, "--", "true")
     events = kx.audit(agent=mine)
     assert [e["event"] for e in events] == [
-        "agent.created", "credential.issued", "credential.revoked"]
+        "agent.created",
+        "credential.issued",
+        "credential.revoked",
+    ]
     assert {e["agent"]["id"] for e in events} == {f"agent:{mine}"}
     # agent:NAME works as well as NAME.
     prefixed = kx.ok("audit", "tail", "--agent", f"agent:{mine}", "--json").stdout.splitlines()
@@ -287,8 +308,7 @@ def test_tail_follow_text_mode(kx: Kontext) -> None:
 @pytest.mark.slow
 def test_expiry_is_audited(kx: Kontext) -> None:
     name = api_new_agent(kx, "github:pulls:read", prefix="expiry")
-    sleeper = (
-        "import os,time;print(os.environ['KONTEXT_CREDENTIAL_ID'],flush=True);time.sleep(11)")
+    sleeper = "import os,time;print(os.environ['KONTEXT_CREDENTIAL_ID'],flush=True);time.sleep(11)"
     proc = kx.popen("exec", "--agent", name, "--ttl", "10s", "--", sys.executable, "-c", sleeper)
     try:
         assert proc.stdout is not None
@@ -296,8 +316,9 @@ def test_expiry_is_audited(kx: Kontext) -> None:
         [issued] = events_of(kx, name, "credential.issued")
         assert issued["expires_in"] == "10s"
         assert issued["jti"] == jti
-        assert wait_until(lambda: events_of(kx, name, "credential.expired"), timeout=15,
-                          interval=0.25)
+        assert wait_until(
+            lambda: events_of(kx, name, "credential.expired"), timeout=15, interval=0.25
+        )
         [expired] = events_of(kx, name, "credential.expired")
         assert expired["jti"] == jti
         assert expired["reason"] == "reached its expiry"
@@ -312,5 +333,6 @@ def test_expiry_is_audited(kx: Kontext) -> None:
     # Expired, not also revoked when the command finally ended.
     assert events_of(kx, name, "credential.revoked") == []
     tail = kx.ok("audit", "tail", "--agent", name).stdout
-    assert re.search(rf"{CLOCK} credential\.expired agent:{name} -> github \(reached its expiry\)",
-                     tail)
+    assert re.search(
+        rf"{CLOCK} credential\.expired agent:{name} -> github \(reached its expiry\)", tail
+    )

@@ -68,7 +68,8 @@ def test_revoke_kill_terminates_the_running_child(kx: Kontext) -> None:
     try:
         done = kx.ok("revoke", f"agent:{name}", "--kill")
         assert done.stdout.startswith(
-            f"revoked agent:{name}: 1 live credential(s) revoked, 1 process(es) terminated;")
+            f"revoked agent:{name}: 1 live credential(s) revoked, 1 process(es) terminated;"
+        )
         assert kx.introspect(env["KONTEXT_TOKEN"]) == {"active": False}
         # The child dies by SIGTERM and exec passes that on: it dies by the same signal.
         assert proc.wait(timeout=5) == -signal.SIGTERM
@@ -86,8 +87,9 @@ def test_revoke_kill_reaches_a_child_that_ignores_sigterm(kx: Kontext) -> None:
         "import signal,sys;signal.signal(signal.SIGTERM, signal.SIG_IGN);"
         "print('ready',flush=True);sys.stdin.read()"
     )
-    proc = kx.popen("exec", "--agent", name, "--", sys.executable, "-c", stubborn,
-                    stdin=subprocess.PIPE)
+    proc = kx.popen(
+        "exec", "--agent", name, "--", sys.executable, "-c", stubborn, stdin=subprocess.PIPE
+    )
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline() == "ready\n"
@@ -176,7 +178,10 @@ def test_agent_delete_revokes_its_live_credentials(kx: Kontext) -> None:
     revoked = [e for e in events if e["event"] == "credential.revoked"]
     assert [e["reason"] for e in revoked] == ["agent deleted"]
     assert [e["event"] for e in events][-3:] == [
-        "credential.revoked", "agent.deleted", "credential.denied"]
+        "credential.revoked",
+        "agent.deleted",
+        "credential.denied",
+    ]
 
 
 def test_a_recreated_agent_does_not_revive_old_credentials(kx: Kontext) -> None:

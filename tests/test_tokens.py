@@ -139,8 +139,9 @@ def test_metadata_describes_this_issuer(kx: Kontext) -> None:
     ],
     ids=["default-10m", "ttl-2m", "agent-max-5m", "ttl-1h-at-the-default-max"],
 )
-def test_token_lifetime(kx: Kontext, exec_args: tuple[str, ...], max_ttl: int | None,
-                        lifetime: int) -> None:
+def test_token_lifetime(
+    kx: Kontext, exec_args: tuple[str, ...], max_ttl: int | None, lifetime: int
+) -> None:
     name = api_new_agent(kx, "github:contents:read", prefix="ttl", max_ttl=max_ttl)
     token, env = token_of(kx, name, *exec_args)
     claims = verified(kx, token).claims
@@ -150,8 +151,9 @@ def test_token_lifetime(kx: Kontext, exec_args: tuple[str, ...], max_ttl: int | 
 
 def test_explicit_ttl_over_the_agents_max_is_denied(kx: Kontext) -> None:
     name = api_new_agent(kx, "github:contents:read", prefix="ttl", max_ttl=300)
-    proc = kx.run("exec", "--agent", name, "--ttl", "10m", "--",
-                  sys.executable, "-c", "print('must not run')")
+    proc = kx.run(
+        "exec", "--agent", name, "--ttl", "10m", "--", sys.executable, "-c", "print('must not run')"
+    )
     assert proc.returncode == 122
     assert proc.stdout == ""
     assert proc.stderr == (
@@ -167,8 +169,9 @@ def test_target_claim(kx: Kontext) -> None:
 
 
 def test_scope_subset_and_slack_audience(kx: Kontext) -> None:
-    name = api_new_agent(kx, "github:pulls:read", "github:issues:read", "slack:chat:write",
-                         prefix="aud")
+    name = api_new_agent(
+        kx, "github:pulls:read", "github:issues:read", "slack:chat:write", prefix="aud"
+    )
     token, env = token_of(kx, name, "--scope", "github:issues:read")
     claims = verified(kx, token).claims
     assert claims["scope"] == "github:issues:read"
@@ -243,11 +246,15 @@ def test_introspection_says_inactive_for_forgeries(kx: Kontext) -> None:
 def test_introspection_without_a_token_is_a_clear_error(kx: Kontext) -> None:
     with kx.http() as client:
         for body in ("", "token=", "other=1"):
-            answer = client.post("/introspect", content=body, headers={
-                "Content-Type": "application/x-www-form-urlencoded"})
+            answer = client.post(
+                "/introspect",
+                content=body,
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
             assert answer.status_code == 400
             assert answer.json() == {
-                "error": {"code": "invalid", "message": "missing token parameter"}}
+                "error": {"code": "invalid", "message": "missing token parameter"}
+            }
         answer = client.post("/introspect", json={"token": "x"})
         assert answer.status_code == 400
         assert "x-www-form-urlencoded" in answer.json()["error"]["message"]

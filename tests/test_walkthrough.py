@@ -39,7 +39,8 @@ def test_three_agents_revoke_one_the_others_keep_working(fresh_kx: Kontext) -> N
         assert created.stdout.startswith(f"created agent:{name} ")
         if name == "pr-reviewer":  # as the README shows it
             assert created.stdout == (
-                "created agent:pr-reviewer (PR Reviewer): github:pulls:read github:pulls:write\n")
+                "created agent:pr-reviewer (PR Reviewer): github:pulls:read github:pulls:write\n"
+            )
     listed = {a["id"]: a for a in json.loads(k.ok("agent", "list", "--json").stdout)}
     assert listed["agent:release-notes"]["max_ttl"] == 1800
     assert set(listed) == {f"agent:{n}" for n in AGENTS}
@@ -50,8 +51,9 @@ def test_three_agents_revoke_one_the_others_keep_working(fresh_kx: Kontext) -> N
     # Each agent gets a credential of its own, held open by a running exec
     # (issue-triage as in the README: one scope, five minutes).
     held = {name: k.token_for(name) for name in ("pr-reviewer", "release-notes")}
-    held["issue-triage"] = k.token_for("issue-triage", "--scope", "github:issues:read",
-                                       "--ttl", "5m")
+    held["issue-triage"] = k.token_for(
+        "issue-triage", "--scope", "github:issues:read", "--ttl", "5m"
+    )
     try:
         tokens = {name: env["GITHUB_TOKEN"] for name, (_, env) in held.items()}
         assert len(set(tokens.values())) == 3
@@ -67,8 +69,17 @@ def test_three_agents_revoke_one_the_others_keep_working(fresh_kx: Kontext) -> N
         assert (triage["scope"], triage["exp"] - triage["iat"]) == ("github:issues:read", 300)
 
         # An agent asking for more than it was allowed is told which layer said no.
-        denied = k.run("exec", "--agent", "issue-triage", "--scope", "github:pulls:write", "--",
-                       sys.executable, "-c", "print('must not run')")
+        denied = k.run(
+            "exec",
+            "--agent",
+            "issue-triage",
+            "--scope",
+            "github:pulls:write",
+            "--",
+            sys.executable,
+            "-c",
+            "print('must not run')",
+        )
         assert denied.returncode == 122
         assert denied.stdout == ""
         assert denied.stderr == (
@@ -89,8 +100,9 @@ def test_three_agents_revoke_one_the_others_keep_working(fresh_kx: Kontext) -> N
         exec_ok(k, "pr-reviewer")
         exec_ok(k, "release-notes")
 
-        refused = k.run("exec", "--agent", "issue-triage", "--",
-                        sys.executable, "-c", "print('must not run')")
+        refused = k.run(
+            "exec", "--agent", "issue-triage", "--", sys.executable, "-c", "print('must not run')"
+        )
         assert refused.returncode == 122
         assert refused.stdout == ""
         lines = refused.stderr.splitlines()
@@ -120,12 +132,22 @@ def test_three_agents_revoke_one_the_others_keep_working(fresh_kx: Kontext) -> N
     for name in AGENTS:
         assert f"credential.issued  agent:{name} -> github" in story
     assert any(s.startswith("agent.revoked      agent:issue-triage") for s in story)
-    assert any(re.fullmatch(r"credential\.revoked agent:issue-triage -> github "
-                            r"\(agent revoked: revoked by user:\S+\)", s) for s in story)
-    assert "credential.revoked agent:pr-reviewer -> github (lease closed: the process exited " \
+    assert any(
+        re.fullmatch(
+            r"credential\.revoked agent:issue-triage -> github "
+            r"\(agent revoked: revoked by user:\S+\)",
+            s,
+        )
+        for s in story
+    )
+    assert (
+        "credential.revoked agent:pr-reviewer -> github (lease closed: the process exited "
         "with status 0)" in story
-    assert any(s.startswith("credential.denied  agent:issue-triage -> github (denied by agent "
-                            "permissions") for s in story)
+    )
+    assert any(
+        s.startswith("credential.denied  agent:issue-triage -> github (denied by agent permissions")
+        for s in story
+    )
     assert any(s.startswith("agent.enabled      agent:issue-triage") for s in story)
     assert all(re.match(r"^\d\d:\d\d:\d\d \S", line) for line in tail)
     for token in tokens.values():
