@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from kontext_cli import errors
 
@@ -49,17 +50,47 @@ def guarded(fn: Callable[[], int], *, exec_mode: bool) -> int:
         return _fail(exc, exec_mode=exec_mode)
 
 
+def _usage_line(exc: Any) -> str:
+    """click's usage error as one line: what is wrong, and where help is."""
+    message = exc.format_message().rstrip(".")
+    message = message[:1].lower() + message[1:]
+    where = exc.ctx.command_path if exc.ctx is not None else "kontext"
+    return f"kontext: {message} (see '{where} --help')"
+
+
+def _click_exceptions() -> Any:
+    """click's exception classes: typer vendors click (``typer._click``) since 0.2x."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # an older typer on the real click
+        from click import exceptions  # type: ignore[no-redef,import-not-found,unused-ignore]
+    return exceptions
+
+
 def _run_typer(argv: list[str]) -> int:
+    import typer
+
     from kontext_cli.app import build
 
+    click = _click_exceptions()
     exec_mode = argv[:1] == ["exec"]
+    command = typer.main.get_command(build())
     try:
-        build()(args=argv, prog_name="kontext", standalone_mode=True)
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-        # click reports usage errors as 2; exec's own failures use 125 (see errors).
-        return errors.EXEC_FAILED if exec_mode and code == 2 else code
-    return 0
+        result = command.main(args=argv, prog_name="kontext", standalone_mode=False)
+    except click.NoArgsIsHelpError as exc:
+        # A bare group or command: show its help, and fail like a usage error.
+        print(exc.ctx.get_help() if exc.ctx else "", file=sys.stderr)
+        code = errors.UsageError.exit_code
+    except click.UsageError as exc:
+        print(_usage_line(exc), file=sys.stderr)
+        code = errors.UsageError.exit_code
+    except typer.Abort:
+        print("kontext: interrupted", file=sys.stderr)
+        return 130
+    else:
+        return result if isinstance(result, int) else 0
+    # exec's own failures use 125 (see errors): its command owns 0-125.
+    return errors.EXEC_FAILED if exec_mode else code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ app = typer.Typer(help="Register and manage agents (agent:NAME identities).", no
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 NameArg = Annotated[
-    str, typer.Argument(help="Agent name, e.g. pr-reviewer (or agent:pr-reviewer).")
+    str, typer.Argument(metavar="NAME", help="Agent name, e.g. pr-reviewer (or agent:pr-reviewer).")
 ]
 
 

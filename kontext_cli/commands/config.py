@@ -14,8 +14,8 @@ app = typer.Typer(help="Read and change settings (config.toml).", no_args_is_hel
 
 @app.command("set")
 def set_(
-    key: Annotated[str, typer.Argument(help="Setting, e.g. secrets.fallback.")],
-    value: Annotated[str, typer.Argument(help="New value, e.g. refuse.")],
+    key: Annotated[str, typer.Argument(metavar="KEY", help="Setting, e.g. secrets.fallback.")],
+    value: Annotated[str, typer.Argument(metavar="VALUE", help="New value, e.g. refuse.")],
 ) -> None:
     """Change one setting; a running daemon reloads it."""
     where = paths.resolve()
@@ -31,7 +31,9 @@ def set_(
 
 
 @app.command("get")
-def get(key: Annotated[str, typer.Argument(help="Setting, e.g. secrets.fallback.")]) -> None:
+def get(
+    key: Annotated[str, typer.Argument(metavar="KEY", help="Setting, e.g. secrets.fallback.")],
+) -> None:
     """Print one setting's current value."""
     if key not in config.SETTABLE:
         raise errors.UsageError(f"unknown setting {key!r}: known are {', '.join(config.SETTABLE)}")
