@@ -9,7 +9,6 @@ places come from platformdirs. platformdirs is imported only in that case, so
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 SOCKET_NAME = "control.sock"
 HTTP_INFO_NAME = "http.json"
@@ -18,14 +17,31 @@ LOCK_NAME = "kontextd.lock"
 MAX_SOCKET_PATH = 103
 
 
-@dataclass(frozen=True)
 class Paths:
-    """The four directories kontext uses, and the files inside them."""
+    """The four directories kontext uses, and the files inside them.
 
-    config: str
-    data: str
-    runtime: str
-    logs: str
+    A plain class rather than a dataclass: this module is on exec's fast path.
+    """
+
+    __slots__ = ("config", "data", "logs", "runtime")
+
+    def __init__(self, config: str, data: str, runtime: str, logs: str) -> None:
+        self.config = config
+        self.data = data
+        self.runtime = runtime
+        self.logs = logs
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Paths) and all(
+            getattr(self, n) == getattr(other, n) for n in self.__slots__
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.config, self.data, self.runtime, self.logs))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"Paths({shown})"
 
     @property
     def config_file(self) -> str:
