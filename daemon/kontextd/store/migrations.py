@@ -82,7 +82,55 @@ CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
     BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
 """
 
-MIGRATIONS: list[str] = [M1_SPINE, M2_AUDIT_CHECKPOINTS]
+# Login sessions, agent consent grants, and the embedded authorization server's
+# tokens (refresh tokens only as SHA-256 hashes: only comparison is needed).
+M3_LOGIN_CONSENT = """
+CREATE TABLE login_sessions (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    display_name TEXT,
+    issuer TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    external INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    checked_at REAL NOT NULL,
+    ended_at REAL,
+    end_reason TEXT
+);
+CREATE TABLE consent_grants (
+    id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    user TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    target TEXT,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    revoked_at REAL,
+    revoke_reason TEXT
+);
+CREATE INDEX consent_grants_by_agent ON consent_grants(agent, user);
+CREATE TABLE oauth_tokens (
+    jti TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('access', 'refresh')),
+    token_hash TEXT UNIQUE,
+    family TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    user TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    parent TEXT,
+    issued_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    rotated_at REAL,
+    revoked_at REAL,
+    revoke_reason TEXT
+);
+CREATE INDEX oauth_tokens_by_family ON oauth_tokens(family);
+"""
+
+MIGRATIONS: list[str] = [M1_SPINE, M2_AUDIT_CHECKPOINTS, M3_LOGIN_CONSENT]
 
 
 class SchemaTooNew(RuntimeError):
