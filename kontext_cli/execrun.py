@@ -13,7 +13,6 @@ daemon revokes the credential.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
@@ -194,8 +193,10 @@ def _lease_call(conn: client.Connection, path: str, body: dict[str, object]) -> 
     try:
         conn.call("POST", path, body)
     except errors.KontextError as exc:
-        with contextlib.suppress(OSError):  # stderr may be a closed pipe by now
+        try:  # stderr may be a closed pipe by now
             print(f"kontext: warning: {exc.diagnostics()}", file=sys.stderr, flush=True)
+        except OSError:
+            pass
         return False
     return True
 
@@ -241,8 +242,10 @@ def _wait_portable(waitset: set[signal.Signals]) -> int:
 
 
 def _kill_quietly(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
+    try:
         os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def _exit_with(status: int) -> int:

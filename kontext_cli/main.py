@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
-from typing import Any
 
 from kontext_cli import errors
+
+TYPE_CHECKING = False  # typing costs ~3-5 ms to import; mypy still reads this block
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 
 def _fail(exc: BaseException, *, exec_mode: bool) -> int:
