@@ -5,11 +5,11 @@ _kontext_scopes='github:actions:read github:actions:write github:contents:read g
 
 _kontext_subcommands() {
     case "$1" in
-        '') echo 'exec revoke agent audit policy daemon config keys' ;;
+        '') echo 'exec revoke completion agent audit policy daemon config keys' ;;
         'agent') echo 'create list show delete disable enable' ;;
         'audit') echo 'tail checkpoint prune verify export' ;;
         'policy') echo 'schema check reload explain' ;;
-        'daemon') echo 'run start stop status' ;;
+        'daemon') echo 'run start stop status install uninstall' ;;
         'config') echo 'set get path' ;;
         'keys') echo 'rotate list' ;;
     esac
@@ -20,6 +20,7 @@ _kontext_options() {
         '') echo '--verbose --version --help' ;;
         'exec') echo '-a --agent -s --scope -t --target --ttl --allow-nested --help' ;;
         'revoke') echo '--kill --help' ;;
+        'completion') echo '--help' ;;
         'agent') echo '--help' ;;
         'agent create') echo '--allow --display-name --max-ttl --json --help' ;;
         'agent list') echo '--json --help' ;;
@@ -43,6 +44,8 @@ _kontext_options() {
         'daemon start') echo '--help' ;;
         'daemon stop') echo '--help' ;;
         'daemon status') echo '--json --help' ;;
+        'daemon install') echo '--print --help' ;;
+        'daemon uninstall') echo '--help' ;;
         'config') echo '--help' ;;
         'config set') echo '--help' ;;
         'config get') echo '--help' ;;
@@ -86,6 +89,7 @@ _kontext_option_kind() {
 _kontext_argument_kind() {
     case "$1|$2" in
         'revoke|'0) echo 'agent-ref' ;;
+        'completion|'0) echo 'choice:bash zsh fish' ;;
         'agent show|'0) echo 'agent' ;;
         'agent delete|'0) echo 'agent' ;;
         'agent disable|'0) echo 'agent' ;;

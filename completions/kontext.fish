@@ -3,7 +3,7 @@
 function __kontext_subcommands
     switch "$argv[1]"
         case ''
-            printf '%s\n' exec revoke agent audit policy daemon config keys
+            printf '%s\n' exec revoke completion agent audit policy daemon config keys
         case 'agent'
             printf '%s\n' create list show delete disable enable
         case 'audit'
@@ -11,7 +11,7 @@ function __kontext_subcommands
         case 'policy'
             printf '%s\n' schema check reload explain
         case 'daemon'
-            printf '%s\n' run start stop status
+            printf '%s\n' run start stop status install uninstall
         case 'config'
             printf '%s\n' set get path
         case 'keys'
@@ -135,6 +135,7 @@ end
 complete -c kontext -f
 complete -c kontext -n '__kontext_at \'\'' -f -a 'exec' -d 'Run CMD with a short-lived credential for one agent, in its environment only'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'revoke' -d 'Revoke agent:NAME (disable it and revoke all its live credentials) or one credential'
+complete -c kontext -n '__kontext_at \'\'' -f -a 'completion' -d 'Print the completion script for SHELL on standard output'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'agent' -d 'Register and manage agents (agent:NAME identities)'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'audit' -d 'Read, verify, export and prune the audit log'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'policy' -d 'Org policy (Cedar): schema, check, reload, explain'
@@ -154,6 +155,8 @@ complete -c kontext -n __kontext_in_command -f -a '(__kontext_command_line)'
 complete -c kontext -n '__kontext_at revoke' -l kill -d 'Also terminate the agent\'s running exec\'d processes.'
 complete -c kontext -n '__kontext_at revoke' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at revoke 0' -f -a '(__kontext_agent_refs)'
+complete -c kontext -n '__kontext_at completion' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at completion 0' -f -a 'bash zsh fish'
 complete -c kontext -n '__kontext_at agent' -f -a 'create' -d 'Register a new agent with the scopes it may use'
 complete -c kontext -n '__kontext_at agent' -f -a 'list' -d 'List agents, their scopes and live credentials'
 complete -c kontext -n '__kontext_at agent' -f -a 'show' -d 'Show one agent'
@@ -222,12 +225,17 @@ complete -c kontext -n '__kontext_at daemon' -f -a 'run' -d 'Run kontextd in the
 complete -c kontext -n '__kontext_at daemon' -f -a 'start' -d 'Start kontextd in the background if it is not running'
 complete -c kontext -n '__kontext_at daemon' -f -a 'stop' -d 'Stop kontextd; every live credential is revoked'
 complete -c kontext -n '__kontext_at daemon' -f -a 'status' -d 'Show whether kontextd runs, where, and how it keeps secrets'
+complete -c kontext -n '__kontext_at daemon' -f -a 'install' -d 'Install kontextd as a service of your login session'
+complete -c kontext -n '__kontext_at daemon' -f -a 'uninstall' -d 'Stop and remove kontextd\'s service unit; kontextd then starts on demand again'
 complete -c kontext -n '__kontext_at daemon' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at \'daemon run\'' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at \'daemon start\'' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at \'daemon stop\'' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at \'daemon status\'' -l json -d 'Print JSON.'
 complete -c kontext -n '__kontext_at \'daemon status\'' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'daemon install\'' -l print -d 'Print the unit instead of installing it.'
+complete -c kontext -n '__kontext_at \'daemon install\'' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'daemon uninstall\'' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at config' -f -a 'set' -d 'Change one setting; a running daemon reloads it'
 complete -c kontext -n '__kontext_at config' -f -a 'get' -d 'Print one setting\'s current value'
 complete -c kontext -n '__kontext_at config' -f -a 'path' -d 'Print where config.toml lives'

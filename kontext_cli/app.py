@@ -11,7 +11,17 @@ from typing import Annotated
 import typer
 
 from kontext_cli import __version__
-from kontext_cli.commands import agent, audit, config, daemon, exec_, keys, policy, revoke
+from kontext_cli.commands import (
+    agent,
+    audit,
+    completion,
+    config,
+    daemon,
+    exec_,
+    keys,
+    policy,
+    revoke,
+)
 
 
 def _version(value: bool) -> None:
@@ -48,4 +58,5 @@ def build() -> typer.Typer:
     app.add_typer(daemon.app, name="daemon")
     app.add_typer(config.app, name="config")
     app.add_typer(keys.app, name="keys")
+    completion.register(app)
     return app

@@ -443,6 +443,24 @@ EXAMPLES: dict[tuple[str, ...], tuple[Example, ...]] = {
         ("Is it running, and how does it keep secrets?", "kontext daemon status"),
         ("The same as JSON:", "kontext daemon status --json"),
     ),
+    ("daemon", "install"): (
+        ("Start kontextd with your login session (systemd or launchd):", "kontext daemon install"),
+        ("See the unit it would write:", "kontext daemon install --print"),
+    ),
+    ("daemon", "uninstall"): (
+        ("Stop starting kontextd with your session:", "kontext daemon uninstall"),
+    ),
+    ("completion",): (
+        (
+            "Install bash completion for your user:",
+            "kontext completion bash > ~/.local/share/bash-completion/completions/kontext",
+        ),
+        ("Load zsh completion in this shell only:", "source <(kontext completion zsh)"),
+        (
+            "Install fish completion:",
+            "kontext completion fish > ~/.config/fish/completions/kontext.fish",
+        ),
+    ),
     ("config", "set"): (
         (
             "Refuse the plaintext-file fallback when no OS keyring works:",

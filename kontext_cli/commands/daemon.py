@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from kontext_cli import client, errors, render, spawn
+from kontext_cli.commands import daemon_service
 from kontext_cli.common import paths
 
 app = typer.Typer(help="Run, start, stop and inspect the kontextd daemon.", no_args_is_help=True)
@@ -81,3 +82,6 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
         ("started", render.when(info["started_at"])),
     ):
         render.out.print(f"{label + ':':<18}{value}", markup=False)
+
+
+daemon_service.register(app)

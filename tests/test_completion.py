@@ -1,0 +1,67 @@
+"""``kontext completion SHELL`` prints exactly the committed, generated script."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import KONTEXT, Kontext, one_line_error
+
+ROOT = Path(__file__).resolve().parent.parent
+FILES = {"bash": "kontext.bash", "zsh": "_kontext", "fish": "kontext.fish"}
+
+
+@pytest.mark.parametrize("shell", sorted(FILES))
+def test_completion_prints_the_committed_script(fresh_kx: Kontext, shell: str) -> None:
+    proc = subprocess.run(
+        [KONTEXT, "completion", shell],
+        capture_output=True,
+        env=fresh_kx.env,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (ROOT / "completions" / FILES[shell]).read_bytes()
+    assert not fresh_kx.runtime.exists(), "printing a script must not start the daemon"
+
+
+def test_an_unknown_shell_is_one_line_and_exit_2(fresh_kx: Kontext) -> None:
+    line = one_line_error(fresh_kx.run("completion", "tcsh"), 2)
+    assert "tcsh" in line and "bash" in line
+
+
+def test_the_printed_bash_script_completes_when_sourced(fresh_kx: Kontext) -> None:
+    script = (
+        'source <("$1" completion bash); COMP_LINE="kontext daemon ins"; '
+        "COMP_POINT=${#COMP_LINE}; _kontext; printf '%s\\n' \"${COMPREPLY[@]}\""
+    )
+    proc = subprocess.run(
+        ["bash", "-c", script, "driver", KONTEXT],
+        capture_output=True,
+        text=True,
+        env=fresh_kx.env,
+        timeout=60,
+    )
+    assert proc.stdout.split() == ["install"], proc.stderr
+
+
+def test_the_printed_zsh_script_loads(fresh_kx: Kontext) -> None:
+    zsh = shutil.which("zsh")
+    if zsh is None:
+        pytest.skip("zsh is not installed (.ci/run installs it)")
+    script = 'autoload -U compinit && compinit -u && source <("$1" completion zsh) && echo ok'
+    proc = subprocess.run(
+        [zsh, "-f", "-c", script, KONTEXT],
+        capture_output=True,
+        text=True,
+        env=fresh_kx.env,
+        timeout=60,
+    )
+    assert proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_help_names_the_install_steps(fresh_kx: Kontext) -> None:
+    text = fresh_kx.ok("completion", "--help").stdout
+    assert "bash-completion/completions/kontext" in text
+    assert "~/.config/fish/completions/kontext.fish" in text
