@@ -12,7 +12,8 @@
     ├── Denied                   8  the request path refused (names the layer and reason)
     ├── Forbidden                9  the daemon belongs to another OS user
     ├── AuditBroken             10  ``audit verify`` found a broken link (names the event)
-    └── PolicyInvalid           11  an org policy file does not parse or validate
+    ├── PolicyInvalid           11  an org policy file does not parse or validate
+    └── DoctorFailed            12  ``kontext doctor`` found a problem (each with its fix)
 
 ``kontext exec`` passes its command's own status (0–255) through, so its own
 failures use codes a command rarely does: 122 denied, 125 any other kontext
@@ -84,6 +85,10 @@ class AuditBroken(KontextError):
 
 class PolicyInvalid(KontextError):
     exit_code = 11
+
+
+class DoctorFailed(KontextError):
+    exit_code = 12
 
 
 class CommandNotFound(KontextError):
