@@ -13,7 +13,8 @@
     ├── Forbidden                9  the daemon belongs to another OS user
     ├── AuditBroken             10  ``audit verify`` found a broken link (names the event)
     ├── PolicyInvalid           11  an org policy file does not parse or validate
-    └── DoctorFailed            12  ``kontext doctor`` found a problem (each with its fix)
+    ├── DoctorFailed            12  ``kontext doctor`` found a problem (each with its fix)
+    └── UpstreamFailed          13  an integration's provider refused, failed or is not connected
 
 ``kontext exec`` passes its command's own status (0–255) through, so its own
 failures use codes a command rarely does: 122 denied, 125 any other kontext
@@ -91,6 +92,10 @@ class DoctorFailed(KontextError):
     exit_code = 12
 
 
+class UpstreamFailed(KontextError):
+    exit_code = 13
+
+
 class CommandNotFound(KontextError):
     exec_code = EXEC_NOT_FOUND
 
@@ -108,6 +113,7 @@ BY_WIRE_CODE: dict[str, type[KontextError]] = {
     wire.FORBIDDEN: Forbidden,
     wire.SECRETS: SecretsUnavailable,
     wire.CONFIG: ConfigInvalid,
+    wire.UPSTREAM: UpstreamFailed,
 }
 
 

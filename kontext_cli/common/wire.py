@@ -21,6 +21,7 @@ MISDIRECTED = "misdirected"  # 421: Host is not one of our loopback names and po
 SECRETS = "secrets"  # 503: secret storage unavailable or refused
 CONFIG = "config"  # 503: the config file is invalid
 INTERNAL = "internal"  # 500: a bug; details only in the daemon log
+UPSTREAM = "upstream"  # 502: an integration's provider refused, failed, or is not connected
 
 HTTP_STATUS = {
     INVALID: 400,
@@ -34,6 +35,7 @@ HTTP_STATUS = {
     SECRETS: 503,
     CONFIG: 503,
     INTERNAL: 500,
+    UPSTREAM: 502,
 }
 
 MAX_BODY = 64 * 1024
