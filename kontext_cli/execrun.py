@@ -160,6 +160,10 @@ def child_env(issued: dict[str, object]) -> dict[str, str]:
     names = issued.get("env")
     for name in names if isinstance(names, list) else []:
         env[str(name)] = token
+    # The gateway's base URLs (broker) or a provider's own token (token delivery).
+    values = issued.get("env_values")
+    for name, value in values.items() if isinstance(values, dict) else ():
+        env[str(name)] = str(value)
     env[wire.ENV_TOKEN] = token
     env[wire.ENV_AGENT] = str(issued["agent"])
     env[wire.ENV_EXPIRES] = str(issued["expires_at"])

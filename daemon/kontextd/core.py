@@ -11,6 +11,7 @@ from kontext_cli.common import wire
 from kontext_cli.common.config import Config
 from kontext_cli.common.paths import Paths
 from kontextd.errors import ApiError
+from kontextd.gateway.state import GatewayState
 from kontextd.policy.cedar import CedarOrgPolicy
 from kontextd.policy.layers import AgentPermissions, Layer, LocalAccountConsent
 from kontextd.policy.loader import policy_dirs
@@ -37,6 +38,7 @@ class Core:
     user: str = field(default_factory=local_user)
     layers: list[Layer] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
+    gateway: GatewayState = field(default_factory=GatewayState)
 
     def __post_init__(self) -> None:
         if not self.layers:

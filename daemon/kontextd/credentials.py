@@ -15,13 +15,14 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kontext_cli.common import validate, wire
 from kontextd import agents
 from kontextd.core import Core
 from kontextd.errors import ApiError, invalid, not_found
+from kontextd.gateway import delivery
 from kontextd.policy.layers import denial_message, evaluate_layers
 from kontextd.policy.request import CredentialRequest, PathResult
 from kontextd.store.db import AgentRow, CredentialRow
@@ -43,6 +44,7 @@ class Issued:
     strip_env: list[str]
     scopes: list[str]
     audience: list[str]
+    env_values: dict[str, str] = field(default_factory=dict)  # base URLs; token-mode tokens
 
     def __repr__(self) -> str:
         return f"Issued(jti={self.jti!r}, token=<redacted>)"
@@ -57,6 +59,7 @@ class Issued:
             "strip_env": self.strip_env,
             "scopes": self.scopes,
             "audience": self.audience,
+            "env_values": self.env_values,
         }
 
 
@@ -137,6 +140,7 @@ def issue(core: Core, body: dict[str, Any], wrapper_pid: int | None) -> Issued:
                 _event(core, request, "credential.denied", reason=message, **evaluation)
             )
         raise ApiError(wire.DENIED, message)
+    child = delivery.for_child(core, request.integrations)  # token mode: the provider's token
     key = core.keys.active()
     now = int(time.time())
     minted = mint(
@@ -173,6 +177,7 @@ def issue(core: Core, body: dict[str, Any], wrapper_pid: int | None) -> Issued:
                 jti=minted.jti,
                 expires_in=f"{request.ttl}s",
                 pid=wrapper_pid,
+                delivery=child.modes,
                 **evaluation,
             )
         )
@@ -180,18 +185,12 @@ def issue(core: Core, body: dict[str, Any], wrapper_pid: int | None) -> Issued:
         jti=minted.jti,
         token=minted.token,
         expires_at=now + request.ttl,
-        env_names=_env_names(core, request.integrations),
+        env_names=child.token_env,
         strip_env=_all_env_names(core),
         scopes=list(request.scopes),
         audience=list(request.integrations),
+        env_values=child.values,
     )
-
-
-def _env_names(core: Core, integrations: tuple[str, ...]) -> list[str]:
-    names: list[str] = []
-    for name in integrations:
-        names.extend(core.config.integrations[name].env)
-    return names
 
 
 def _all_env_names(core: Core) -> list[str]:

@@ -22,6 +22,7 @@ from kontextd.api.httpbase import JsonHandler, Route, route
 from kontextd.audit import trail
 from kontextd.core import Core
 from kontextd.errors import ApiError, invalid
+from kontextd.gateway import admin as integrations_admin
 from kontextd.policy import admin as policy_admin
 from kontextd.store.audit_sql import AuditFilter
 
@@ -66,6 +67,11 @@ class ControlHandler(JsonHandler):
         route("POST", r"/v1/policy/explain", "policy_explain"),
         route("POST", r"/v1/keys/rotate", "rotate_keys"),
         route("GET", r"/v1/keys", "list_keys"),
+        route("GET", r"/v1/integrations", "list_integrations"),
+        route("POST", rf"/v1/integrations/{N}/secret", "connect_integration"),
+        route("POST", rf"/v1/integrations/{N}/oauth/start", "integration_oauth_start"),
+        route("POST", rf"/v1/integrations/{N}/oauth/finish", "integration_oauth_finish"),
+        route("POST", rf"/v1/integrations/{N}/disconnect", "disconnect_integration"),
     ]
 
     def setup(self) -> None:
@@ -272,6 +278,25 @@ class ControlHandler(JsonHandler):
 
     def list_keys(self) -> None:
         self.send_json(200, self.core.keys.jwks())
+
+    # -- integrations (kontextd.gateway.admin) ---------------------------------
+
+    def list_integrations(self) -> None:
+        self.send_json(200, integrations_admin.listing(self.core))
+
+    def connect_integration(self, name: str) -> None:
+        self.core.secrets_check()
+        self.send_json(200, integrations_admin.connect_secret(self.core, name, self.read_json()))
+
+    def integration_oauth_start(self, name: str) -> None:
+        self.send_json(200, integrations_admin.oauth_start(self.core, name, self.read_json()))
+
+    def integration_oauth_finish(self, name: str) -> None:
+        self.core.secrets_check()
+        self.send_json(200, integrations_admin.oauth_finish(self.core, name, self.read_json()))
+
+    def disconnect_integration(self, name: str) -> None:
+        self.send_json(200, integrations_admin.disconnect(self.core, name))
 
 
 def _int_param(query: dict[str, str], name: str, low: int, high: int, default: int = 0) -> int:

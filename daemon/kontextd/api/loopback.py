@@ -17,6 +17,7 @@ from kontext_cli.common import wire
 from kontextd.api.httpbase import JsonHandler, Route, route
 from kontextd.core import Core
 from kontextd.errors import ApiError
+from kontextd.gateway import proxy
 from kontextd.tokens import verify
 
 log = logging.getLogger("kontextd.loopback")
@@ -39,6 +40,29 @@ class LoopbackHandler(JsonHandler):
 
     def address_string(self) -> str:
         return str(self.client_address[0])
+
+    def _dispatch(self) -> None:
+        """``/gw/<integration>/...`` is the API gateway (any method); the rest is routed."""
+        if not self.path.startswith(proxy.PREFIX):
+            super()._dispatch()
+            return
+        refusal = self.precheck()  # Host (DNS rebinding) first, as for every route
+        if refusal is not None:
+            self.send_error_json(refusal)
+            return
+        try:
+            proxy.handle(self)
+        except Exception:
+            log.exception("gateway error on %s", self.command)
+            self.close_connection = True
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def do_HEAD(self) -> None:
+        if not self.path.startswith(proxy.PREFIX):
+            self.close_connection = True  # our JSON routes have no HEAD; the error has a body
+        self._dispatch()
 
     def precheck(self) -> ApiError | None:
         port = self.server.server_address[1]

@@ -1,0 +1,169 @@
+"""Upstream credentials: stored in the SecretStore, never in the database or logs.
+
+One secret per integration, ``integration-NAME``, holding JSON: ``{"kind":
+"api_key", "secret": ...}`` or ``{"kind": "oauth", "refresh_token": ...}``, plus
+when it was connected. For OAuth the daemon refreshes and caches the provider's
+short-lived access token in memory; a refresh the provider refuses ends the
+connection, audited, with a message saying how to connect again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from kontext_cli.common import wire
+from kontext_cli.common.integrations import Integration
+from kontextd.core import Core
+from kontextd.errors import ApiError
+from kontextd.gateway.state import AccessToken
+
+log = logging.getLogger("kontextd.gateway")
+REFRESH_MARGIN = 30.0  # refresh this long before the provider's expiry: a call takes time
+MAX_SECRET = 4096
+TOKEN_TIMEOUT = 15.0
+
+
+class NotConnected(ApiError):
+    """The integration has no upstream credential (never connected, or its connection ended)."""
+
+    def __init__(self, name: str, why: str = "is not connected") -> None:
+        super().__init__(wire.UPSTREAM, f"{name} {why}: run 'kontext integration connect {name}'")
+
+
+def secret_name(name: str) -> str:
+    return f"integration-{name}"
+
+
+def header_safe(value: Any) -> bool:
+    """Visible ASCII only: a secret goes into an HTTP header (no CR/LF injection)."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_SECRET
+        and all(33 <= ord(c) <= 126 for c in value)
+    )
+
+
+def stored(core: Core, name: str) -> dict[str, Any] | None:
+    raw = core.secrets.get(secret_name(name))
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        log.warning("the stored secret for %s is unreadable; treating it as not connected", name)
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def save(core: Core, name: str, record: dict[str, Any], method: str) -> None:
+    """Store a new connection (replacing any old one) and audit it — without the secret."""
+    core.secrets.put(secret_name(name), json.dumps({**record, "connected_at": time.time()}))
+    with core.gateway.lock:
+        core.gateway.access.pop(name, None)
+    with core.store.transaction() as tx:
+        tx.append_event(
+            {
+                "event": "integration.connected",
+                "integration": name,
+                "method": method,
+                "user": core.user_ref(),
+            }
+        )
+
+
+def disconnect(core: Core, name: str, reason: str) -> bool:
+    """Forget the upstream credential; returns whether there was one."""
+    had = stored(core, name) is not None
+    core.secrets.delete(secret_name(name))
+    with core.gateway.lock:
+        core.gateway.access.pop(name, None)
+    if had:
+        with core.store.transaction() as tx:
+            tx.append_event(
+                {
+                    "event": "integration.disconnected",
+                    "integration": name,
+                    "reason": reason,
+                    "user": core.user_ref(),
+                }
+            )
+    return had
+
+
+def upstream_secret(core: Core, integration: Integration) -> str:
+    """What the gateway injects: the API key, or a fresh provider access token."""
+    record = stored(core, integration.name)
+    if record is None:
+        raise NotConnected(integration.name)
+    if record.get("kind") == "api_key" and header_safe(record.get("secret")):
+        return str(record["secret"])
+    if record.get("kind") == "oauth":
+        return access_token(core, integration, record).value
+    raise NotConnected(integration.name, "has an unusable stored credential")
+
+
+def access_token(core: Core, integration: Integration, record: dict[str, Any]) -> AccessToken:
+    """The cached provider access token, refreshed when it is about to expire."""
+    with core.gateway.lock:
+        cached = core.gateway.access.get(integration.name)
+        if cached is not None and (
+            cached.expires_at is None or cached.expires_at - REFRESH_MARGIN > time.time()
+        ):
+            return cached
+        fresh = refresh(core, integration, record)
+        core.gateway.access[integration.name] = fresh
+        return fresh
+
+
+def refresh(core: Core, integration: Integration, record: dict[str, Any]) -> AccessToken:
+    """RFC 6749 §6: trade the refresh token for a new access token (and maybe a new refresh)."""
+    from kontextd.gateway import provider_oauth
+
+    name = integration.name
+    refresh_token = record.get("refresh_token")
+    if not header_safe(refresh_token) or integration.oauth is None:
+        disconnect(core, name, "no refresh token: the provider's access token expired")
+        raise NotConnected(name, "is no longer connected (its access token expired)")
+    form = {"grant_type": "refresh_token", "refresh_token": str(refresh_token)}
+    answer = provider_oauth.token_request(core, integration, form)
+    if answer.get("error"):
+        error = str(answer["error"])[:60]
+        disconnect(core, name, f"the provider refused to refresh the connection ({error})")
+        raise NotConnected(
+            name, f"is no longer connected: the provider refused to refresh it ({error})"
+        )
+    token = provider_oauth.access_from(name, answer)
+    if header_safe(answer.get("refresh_token")) and answer["refresh_token"] != refresh_token:
+        # Rotated (RFC 6749 §10.4): the old one is now dead, keep the new one.
+        core.secrets.put(
+            secret_name(name), json.dumps({**record, "refresh_token": answer["refresh_token"]})
+        )
+    with core.store.transaction() as tx:
+        tx.append_event({"event": "integration.refreshed", "integration": name})
+    return token
+
+
+def listing(core: Core) -> list[dict[str, Any]]:
+    """Every integration, connected or not — never the secret."""
+    rows = []
+    for integ in sorted(core.config.integrations.values(), key=lambda i: i.name):
+        record = stored(core, integ.name)
+        rows.append(
+            {
+                "name": integ.name,
+                "display_name": integ.display_name,
+                "connected": record is not None,
+                "method": record.get("kind") if record else None,
+                "connected_at": record.get("connected_at") if record else None,
+                "delivery": integ.mode,
+                "base_url": integ.base_url,
+                "oauth_ready": bool(integ.oauth and integ.oauth.client_id),
+                "routes": len(integ.routes),
+                "env": list(integ.env),
+                "scopes": dict(integ.scopes),
+            }
+        )
+    return rows

@@ -1,0 +1,72 @@
+"""The gateway's in-memory state, one per daemon (``Core.gateway``).
+
+Provider access tokens are cached here only — never written to the database,
+the log or the audit; after a restart the daemon refreshes them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+PENDING_TTL = 600.0  # seconds a started OAuth connect may take (the user is in a browser)
+
+
+@dataclass
+class AccessToken:
+    """A provider access token and when it expires; ``repr`` hides the value."""
+
+    value: str
+    expires_at: float | None
+
+    def __repr__(self) -> str:
+        return f"AccessToken(value=<redacted>, expires_at={self.expires_at})"
+
+
+@dataclass
+class PendingConnect:
+    """A started ``integration connect``: the PKCE verifier never leaves the daemon."""
+
+    integration: str
+    verifier: str
+    redirect_uri: str
+    created: float = field(default_factory=time.monotonic)
+
+    def __repr__(self) -> str:
+        return f"PendingConnect(integration={self.integration!r}, verifier=<redacted>)"
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() - self.created > PENDING_TTL
+
+
+class GatewayState:
+    """Access-token cache, pending connects and the shared upstream HTTP client."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()  # one refresh at a time: rotation makes a race lose
+        self.access: dict[str, AccessToken] = {}
+        self.pending: dict[str, PendingConnect] = {}
+        self._client: Any = None
+
+    def client(self) -> Any:
+        """The pooled httpx client, made on first use (the daemon starts faster without it)."""
+        with self.lock:
+            if self._client is None:
+                import httpx
+
+                self._client = httpx.Client(
+                    timeout=httpx.Timeout(30.0, connect=10.0),
+                    follow_redirects=False,  # a 3xx goes back to the caller as it came
+                    limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+                    # HTTPS_PROXY is honoured as curl does; https stays end to end (CONNECT).
+                )
+            return self._client
+
+    def close(self) -> None:
+        with self.lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
