@@ -18,6 +18,7 @@ from kontext_cli.commands import (
     config,
     daemon,
     exec_,
+    integration,
     keys,
     policy,
     revoke,
@@ -58,5 +59,6 @@ def build() -> typer.Typer:
     app.add_typer(daemon.app, name="daemon")
     app.add_typer(config.app, name="config")
     app.add_typer(keys.app, name="keys")
+    app.add_typer(integration.app, name="integration")
     completion.register(app)
     return app

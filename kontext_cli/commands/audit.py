@@ -22,7 +22,9 @@ def line(event: dict[str, Any]) -> str:
     agent = event.get("agent")
     if isinstance(agent, dict):
         parts.append(str(agent.get("id")))
-    if event.get("integration"):
+    if event.get("method"):  # api.call / api.denied: what the agent did upstream
+        parts.append(f"{event['method']} {event.get('path', '')} {event.get('status', '')}")
+    elif event.get("integration"):
         parts.append(f"-> {event['integration']}")
     if event.get("target"):
         parts.append(f"[{event['target']}]")

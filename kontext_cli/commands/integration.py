@@ -1,0 +1,130 @@
+"""``kontext integration``: connect upstream APIs once; agents use them through kontext."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+import urllib.parse
+from typing import Annotated, Any
+
+import typer
+
+from kontext_cli import errors, render
+from kontext_cli.commands.common import daemon
+from kontext_cli.common import validate
+
+app = typer.Typer(
+    help="Connect upstream APIs (GitHub, Slack, your own) whose secrets stay in kontextd.",
+    no_args_is_help=True,
+)
+
+
+def _name(value: str) -> str:
+    if not validate.INTEGRATION_NAME.fullmatch(value):
+        raise errors.UsageError(
+            f"invalid integration name {value[:40]!r}: use lowercase letters, digits and '-'"
+        )
+    return value
+
+
+@app.command("list")
+def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Show every integration, whether it is connected and how agents reach it (never secrets)."""
+    with daemon() as conn:
+        rows = conn.call("GET", "/v1/integrations")["integrations"]
+    if as_json:
+        render.emit_json(rows)
+        return
+    render.table(
+        ["NAME", "DISPLAY NAME", "CONNECTED", "DELIVERY", "UPSTREAM"],
+        [
+            [
+                r["name"],
+                r["display_name"],
+                f"yes ({r['method']}, {render.when(r['connected_at'])})"
+                if r["connected"]
+                else "no",
+                r["delivery"],
+                r["base_url"] or "-",
+            ]
+            for r in rows
+        ],
+    )
+
+
+def _read_secret() -> str:
+    """The secret from stdin: a prompt without echo on a terminal, else the piped text."""
+    if sys.stdin.isatty():
+        secret = getpass.getpass("Secret (not echoed): ")
+    else:
+        secret = sys.stdin.read(64 * 1024)
+    secret = secret.removesuffix("\n").removesuffix("\r")
+    if not secret:
+        raise errors.UsageError("no secret on stdin (pipe it in, e.g. from your password manager)")
+    return secret
+
+
+@app.command("connect")
+def connect(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The integration, e.g. github.")],
+    secret_stdin: Annotated[
+        bool,
+        typer.Option("--secret-stdin", help="Read an API key from stdin (never echoed)."),
+    ] = False,
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="Print the authorization URL; open nothing.")
+    ] = False,
+    timeout: Annotated[
+        int, typer.Option("--timeout", min=10, max=3600, help="Seconds to wait for the browser.")
+    ] = 300,
+) -> None:
+    """Connect NAME: OAuth with the provider in your browser, or an API key from stdin."""
+    name = _name(name)
+    if secret_stdin:
+        secret = _read_secret()
+        with daemon() as conn:
+            conn.call("POST", f"/v1/integrations/{name}/secret", {"secret": secret})
+        render.note(f"connected {name} (API key stored by kontextd; agents never see it)")
+        return
+    _connect_oauth(name, no_browser=no_browser, timeout=timeout)
+
+
+def _connect_oauth(name: str, *, no_browser: bool, timeout: int) -> None:
+    from kontext_cli.redirect_listener import RedirectListener
+
+    with daemon() as conn, RedirectListener() as listener:
+        start = conn.call(
+            "POST", f"/v1/integrations/{name}/oauth/start", {"redirect_uri": listener.redirect_uri}
+        )
+        url = str(start["authorize_url"])
+        render.note(f"Open this URL to connect {name}:\n{url}")
+        if not no_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+        params = listener.wait(timeout)
+        if params is None:
+            raise errors.UsageError(
+                f"no answer from the browser within {timeout}s; nothing changed"
+            )
+        result = conn.call("POST", f"/v1/integrations/{name}/oauth/finish", _finish_body(params))
+    how = "refreshes on its own" if result.get("refreshable") else "lasts until it expires"
+    render.note(f"connected {name} with OAuth; the connection {how}")
+
+
+def _finish_body(params: dict[str, str]) -> dict[str, Any]:
+    body: dict[str, Any] = {k: params[k] for k in ("code", "state", "error") if k in params}
+    if "error" in body:
+        body["error"] = urllib.parse.unquote_plus(body["error"])[:60]
+    return body
+
+
+@app.command("disconnect")
+def disconnect(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The integration, e.g. github.")],
+) -> None:
+    """Forget NAME's upstream secret; gateway calls fail until it is connected again."""
+    name = _name(name)
+    with daemon() as conn:
+        result = conn.call("POST", f"/v1/integrations/{name}/disconnect")
+    render.note(f"disconnected {name}" if result["disconnected"] else f"{name} was not connected")

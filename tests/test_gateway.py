@@ -1,0 +1,291 @@
+"""The gateway: agents call GitHub through kontextd and never hold its secret.
+
+A real fake GitHub (``tests/upstream``) stands behind the daemon's loopback
+gateway; scripts run under ``kontext exec`` exactly as an agent would.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Kontext, api_audit, api_new_agent, short_home
+from tests.upstream.fake_github import API_KEY, FakeGitHub
+
+UPSTREAM = Path(__file__).parent / "upstream"
+READ_WRITE = ("github:pulls:read", "github:pulls:write")
+
+
+@pytest.fixture(scope="module")
+def github() -> Iterator[FakeGitHub]:
+    with FakeGitHub() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def gw(github: FakeGitHub) -> Iterator[Kontext]:
+    """A daemon whose GitHub integration points at the fake, connected with its API key."""
+    k = Kontext(short_home())
+    (k.home / "config").mkdir(mode=0o700)
+    (k.home / "config" / "config.toml").write_text(
+        f'[integrations.github]\nbase_url = "{github.url}"\n'
+    )
+    k.start()
+    k.ok("integration", "connect", "github", "--secret-stdin", input=API_KEY + "\n")
+    yield k
+    k.stop()
+
+
+def run_script(k: Kontext, agent: str, script: str, *exec_args: str) -> dict:
+    proc = k.run(
+        "exec",
+        "--agent",
+        agent,
+        "--target",
+        "acme/backend",
+        *exec_args,
+        "--",
+        sys.executable,
+        str(UPSTREAM / script),
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_an_httpx_script_reads_a_pr_and_posts_a_review_through_the_gateway(
+    gw: Kontext, github: FakeGitHub
+) -> None:
+    agent = api_new_agent(gw, *READ_WRITE, prefix="pr-reviewer")
+    out = run_script(gw, agent, "review_httpx.py")
+    assert (out["pr_status"], out["title"], out["etag"]) == (200, "Add the gateway", '"abc123"')
+    assert out["review_status"] == 200
+    assert out["review"]["body"] == "LGTM"
+    assert out["env"]["GITHUB_API_URL"] == f"{gw.base_url}/gw/github"
+    assert out["env"]["GITHUB_TOKEN"] == out["env"]["KONTEXT_TOKEN"]
+
+
+def test_an_out_of_scope_write_is_refused_and_audited(gw: Kontext, github: FakeGitHub) -> None:
+    agent = api_new_agent(gw, *READ_WRITE, prefix="pr-reviewer")
+    before = len(github.api_calls())
+    out = run_script(gw, agent, "review_httpx.py")
+    assert out["issue_status"] == 403
+    assert "out of scope: needs github:issues:write" in out["issue_message"]
+    paths = [s.path for s in github.api_calls()[before:]]
+    assert "/repos/acme/backend/issues" not in paths
+    denied = [e for e in api_audit(gw, agent) if e["event"] == "api.denied"]
+    assert denied[-1]["path"] == "/repos/acme/backend/issues"
+    assert denied[-1]["status"] == 403 and denied[-1]["method"] == "POST"
+
+
+def test_a_client_in_the_style_of_actions_github_works_with_gh_token(
+    gw: Kontext, github: FakeGitHub
+) -> None:
+    agent = api_new_agent(gw, *READ_WRITE, prefix="actions")
+    out = run_script(gw, agent, "review_actions_style.py")
+    assert (out["pr_status"], out["review_status"]) == (200, 200)
+    assert out["review"]["body"] == "Ship it"
+    assert out["env"]["GH_TOKEN"] == out["env"]["KONTEXT_TOKEN"]
+
+
+def test_the_upstream_never_sees_a_kontext_token_and_the_child_never_the_secret(
+    gw: Kontext, github: FakeGitHub
+) -> None:
+    agent = api_new_agent(gw, *READ_WRITE, prefix="pr-reviewer")
+    before = len(github.seen)
+    out = run_script(gw, agent, "review_httpx.py")
+    token = out["env"]["KONTEXT_TOKEN"]
+    seen = github.seen[before:]
+    assert seen, "nothing reached the upstream"
+    for request in seen:
+        assert token not in request.path
+        assert all(token not in v for v in request.headers.values())
+        assert request.headers["Authorization"] == f"Bearer {API_KEY}"
+    # Everything the child had or received: its environment, every answer's headers and body.
+    assert API_KEY not in json.dumps(out)
+    # Nor is the secret in the daemon's log or audit.
+    assert API_KEY not in gw.log_file.read_text()
+    assert API_KEY not in json.dumps(api_audit(gw))
+
+
+def test_the_audit_tells_the_story(gw: Kontext) -> None:
+    agent = api_new_agent(gw, *READ_WRITE, prefix="pr-reviewer")
+    run_script(gw, agent, "review_httpx.py")
+    lines = gw.ok("audit", "tail", "--agent", agent, "-n", "20").stdout.splitlines()
+    story = [line.split(None, 1)[1] for line in lines if "agent.created" not in line]
+    assert story[0].startswith(f"credential.issued  agent:{agent} -> github")
+    assert story[1].startswith(f"api.call           agent:{agent} GET /repos/acme/backend/pulls/42")
+    assert story[2].startswith(
+        f"api.call           agent:{agent} POST /repos/acme/backend/pulls/42/reviews"
+    )
+    assert story[-1].startswith(f"credential.revoked agent:{agent} -> github")
+    call = next(e for e in api_audit(gw, agent) if e["event"] == "api.call")
+    assert call["status"] == 200 and call["scope"] == "github:pulls:read"
+    assert call["target"] == "acme/backend" and call["response_bytes"] > 0
+    assert "duration_ms" in call and "body" not in json.dumps(call).lower()
+
+
+def _hold(k: Kontext, agent: str, *args: str) -> tuple[subprocess.Popen[str], str]:
+    proc, env = k.token_for(agent, *args)
+    return proc, env["KONTEXT_TOKEN"]
+
+
+def test_revocation_reaches_the_gateway_at_once(gw: Kontext) -> None:
+    agent = api_new_agent(gw, *READ_WRITE, prefix="revoked")
+    proc, token = _hold(gw, agent)
+    try:
+        with gw.http() as http:
+            auth = {"Authorization": f"Bearer {token}"}
+            assert (
+                http.get("/gw/github/repos/acme/backend/pulls/42", headers=auth).status_code == 200
+            )
+            gw.ok("revoke", f"agent:{agent}")
+            refused = http.get("/gw/github/repos/acme/backend/pulls/42", headers=auth)
+        assert refused.status_code == 403
+        assert "credential revoked" in refused.json()["message"]
+    finally:
+        gw.close(proc)
+
+
+def test_a_large_streamed_response_and_upload_pass_intact(gw: Kontext, github: FakeGitHub) -> None:
+    import hashlib
+
+    from tests.upstream.fake_github import big_body
+
+    agent = api_new_agent(gw, "github:contents:read", "github:contents:write", prefix="big")
+    proc, token = _hold(gw, agent)
+    size = 24 * 1024 * 1024 + 123
+    try:
+        auth = {"Authorization": f"Bearer {token}"}
+        with (
+            gw.http() as http,
+            http.stream(
+                "GET", f"/gw/github/repos/acme/backend/contents/big?size={size}", headers=auth
+            ) as answer,
+        ):
+            digest, total = hashlib.sha256(), 0
+            for piece in answer.iter_raw():
+                digest.update(piece)
+                total += len(piece)
+        assert answer.status_code == 200 and total == size
+        assert digest.hexdigest() == hashlib.sha256(big_body(size)).hexdigest()
+        upload = big_body(5 * 1024 * 1024)
+        chunks = (upload[i : i + 100_000] for i in range(0, len(upload), 100_000))  # chunked
+        with gw.http() as http:
+            put = http.put(
+                "/gw/github/repos/acme/backend/contents/a.bin", headers=auth, content=chunks
+            )
+        assert put.json() == {"size": len(upload), "sha256": hashlib.sha256(upload).hexdigest()}
+    finally:
+        gw.close(proc)
+    calls = [e for e in api_audit(gw, agent) if e["event"] == "api.call"]
+    assert calls[0]["response_bytes"] == size
+    assert calls[1]["request_bytes"] == len(upload)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "reason"),
+    [
+        ("DELETE", "/repos/acme/backend", "no route rule allows this call"),
+        ("GET", "/user", "no route rule allows this call"),
+        ("GET", "/repos/acme/other/pulls/1", "out of target: the credential is for acme/backend"),
+        ("GET", "/repos/acme/backend/pulls/%2e%2e/%2e%2e/issues", "unsafe path"),
+        ("GET", "/repos/acme/backend/issues/1", "out of scope: needs github:issues:read"),
+    ],
+)
+def test_unknown_routes_other_targets_and_unsafe_paths_are_403(
+    gw: Kontext, github: FakeGitHub, method: str, path: str, reason: str
+) -> None:
+    agent = api_new_agent(gw, *READ_WRITE, prefix="deny")
+    proc, token = _hold(gw, agent, "--target", "acme/backend")
+    before = len(github.api_calls())
+    try:
+        with gw.http() as http:
+            answer = http.request(
+                method, f"/gw/github{path}", headers={"Authorization": f"Bearer {token}"}
+            )
+    finally:
+        gw.close(proc)
+    assert answer.status_code == 403
+    assert reason in answer.json()["message"]
+    assert len(github.api_calls()) == before
+
+
+def test_no_token_is_401_and_a_token_for_another_integration_is_403(gw: Kontext) -> None:
+    with gw.http() as http:
+        missing = http.get("/gw/github/repos/acme/backend/pulls/1")
+        forged = http.get(
+            "/gw/github/repos/acme/backend/pulls/1", headers={"Authorization": "Bearer e30.e30.x"}
+        )
+    assert missing.status_code == forged.status_code == 401
+    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+    agent = api_new_agent(gw, "slack:chat:write", prefix="slacker")
+    proc, token = _hold(gw, agent)
+    try:
+        with gw.http() as http:
+            answer = http.get(
+                "/gw/github/repos/acme/backend/pulls/1",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+    finally:
+        gw.close(proc)
+    assert answer.status_code == 403 and "not for github (aud)" in answer.json()["message"]
+
+
+def test_hop_by_hop_headers_stay_behind_and_status_and_headers_come_back(
+    gw: Kontext, github: FakeGitHub
+) -> None:
+    agent = api_new_agent(gw, *READ_WRITE, prefix="hop")
+    proc, token = _hold(gw, agent)
+    try:
+        with gw.http() as http:
+            answer = http.get(
+                "/gw/github/repos/acme/backend/pulls/9",
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Connection": "keep-alive, X-Hop",
+                    "X-Hop": "private",
+                    "X-Echo": token,
+                    "Accept": "application/vnd.github+json",
+                },
+            )
+            missing = http.get(
+                "/gw/github/repos/acme/backend/pulls/9/nope",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+    finally:
+        gw.close(proc)
+    assert answer.status_code == 200 and answer.json()["number"] == 9
+    assert answer.headers["X-RateLimit-Remaining"] == "4999"
+    assert missing.status_code == 404 and missing.json() == {"message": "Not Found"}
+    sent = github.api_calls()[-2].headers
+    assert "X-Hop" not in sent and "X-Echo" not in sent
+    assert sent["Accept"] == "application/vnd.github+json"
+
+
+def test_a_browser_page_cannot_use_the_gateway(gw: Kontext) -> None:
+    with gw.http() as http:
+        rebinding = http.get("/gw/github/repos/a/b/pulls/1", headers={"Host": "evil.example"})
+        cross = http.get("/gw/github/repos/a/b/pulls/1", headers={"Origin": "http://evil.example"})
+    assert rebinding.status_code == 421
+    assert cross.status_code == 403
+
+
+def test_an_unconnected_integration_says_how_to_connect(fresh_kx: Kontext) -> None:
+    fresh_kx.start()
+    agent = api_new_agent(fresh_kx, "github:pulls:read")
+    proc, token = _hold(fresh_kx, agent)
+    try:
+        with httpx.Client(base_url=fresh_kx.base_url) as http:
+            answer = http.get(
+                "/gw/github/repos/a/b/pulls/1", headers={"Authorization": f"Bearer {token}"}
+            )
+    finally:
+        fresh_kx.close(proc)
+    assert answer.status_code == 502
+    assert "run 'kontext integration connect github'" in answer.json()["message"]
