@@ -5,13 +5,14 @@ _kontext_scopes='github:actions:read github:actions:write github:contents:read g
 
 _kontext_subcommands() {
     case "$1" in
-        '') echo 'exec revoke completion agent audit policy daemon config keys' ;;
+        '') echo 'exec revoke doctor completion agent audit policy daemon config keys integration' ;;
         'agent') echo 'create list show delete disable enable' ;;
         'audit') echo 'tail checkpoint prune verify export' ;;
         'policy') echo 'schema check reload explain' ;;
         'daemon') echo 'run start stop status install uninstall' ;;
         'config') echo 'set get path' ;;
         'keys') echo 'rotate list' ;;
+        'integration') echo 'list connect disconnect' ;;
     esac
 }
 
@@ -20,6 +21,7 @@ _kontext_options() {
         '') echo '--verbose --version --help' ;;
         'exec') echo '-a --agent -s --scope -t --target --ttl --allow-nested --help' ;;
         'revoke') echo '--kill --help' ;;
+        'doctor') echo '--json --fix --help' ;;
         'completion') echo '--help' ;;
         'agent') echo '--help' ;;
         'agent create') echo '--allow --display-name --max-ttl --json --help' ;;
@@ -53,6 +55,10 @@ _kontext_options() {
         'keys') echo '--help' ;;
         'keys rotate') echo '--help' ;;
         'keys list') echo '--json --help' ;;
+        'integration') echo '--help' ;;
+        'integration list') echo '--json --help' ;;
+        'integration connect') echo '--secret-stdin --no-browser --timeout --help' ;;
+        'integration disconnect') echo '--help' ;;
     esac
 }
 
@@ -65,6 +71,7 @@ _kontext_value_options() {
         'audit verify') echo '--file' ;;
         'audit export') echo '--since --until --format -o --output' ;;
         'policy explain') echo '-a --agent -s --scope -t --target --ttl' ;;
+        'integration connect') echo '--timeout' ;;
     esac
 }
 

@@ -3,7 +3,7 @@
 function __kontext_subcommands
     switch "$argv[1]"
         case ''
-            printf '%s\n' exec revoke completion agent audit policy daemon config keys
+            printf '%s\n' exec revoke doctor completion agent audit policy daemon config keys integration
         case 'agent'
             printf '%s\n' create list show delete disable enable
         case 'audit'
@@ -16,6 +16,8 @@ function __kontext_subcommands
             printf '%s\n' set get path
         case 'keys'
             printf '%s\n' rotate list
+        case 'integration'
+            printf '%s\n' list connect disconnect
     end
 end
 
@@ -35,6 +37,8 @@ function __kontext_value_options
             printf '%s\n' --since --until --format -o --output
         case 'policy explain'
             printf '%s\n' -a --agent -s --scope -t --target --ttl
+        case 'integration connect'
+            printf '%s\n' --timeout
     end
 end
 
@@ -135,6 +139,7 @@ end
 complete -c kontext -f
 complete -c kontext -n '__kontext_at \'\'' -f -a 'exec' -d 'Run CMD with a short-lived credential for one agent, in its environment only'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'revoke' -d 'Revoke agent:NAME (disable it and revoke all its live credentials) or one credential'
+complete -c kontext -n '__kontext_at \'\'' -f -a 'doctor' -d 'Check this set-up and explain each problem with its fix'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'completion' -d 'Print the completion script for SHELL on standard output'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'agent' -d 'Register and manage agents (agent:NAME identities)'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'audit' -d 'Read, verify, export and prune the audit log'
@@ -142,6 +147,7 @@ complete -c kontext -n '__kontext_at \'\'' -f -a 'policy' -d 'Org policy (Cedar)
 complete -c kontext -n '__kontext_at \'\'' -f -a 'daemon' -d 'Run, start, stop and inspect the kontextd daemon'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'config' -d 'Read and change settings (config.toml)'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'keys' -d 'Manage the ES256 keys that sign credentials'
+complete -c kontext -n '__kontext_at \'\'' -f -a 'integration' -d 'Connect upstream APIs (GitHub, Slack, your own) whose secrets stay in kontextd'
 complete -c kontext -n '__kontext_at \'\'' -l verbose -d 'Show tracebacks for unexpected errors.'
 complete -c kontext -n '__kontext_at \'\'' -l version -d 'Print the version.'
 complete -c kontext -n '__kontext_at \'\'' -l help -d 'Show this message and exit.'
@@ -155,6 +161,9 @@ complete -c kontext -n __kontext_in_command -f -a '(__kontext_command_line)'
 complete -c kontext -n '__kontext_at revoke' -l kill -d 'Also terminate the agent\'s running exec\'d processes.'
 complete -c kontext -n '__kontext_at revoke' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at revoke 0' -f -a '(__kontext_agent_refs)'
+complete -c kontext -n '__kontext_at doctor' -l json -d 'Print JSON.'
+complete -c kontext -n '__kontext_at doctor' -l fix -d 'Restart a stale kontextd; tighten loose modes.'
+complete -c kontext -n '__kontext_at doctor' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at completion' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at completion 0' -f -a 'bash zsh fish'
 complete -c kontext -n '__kontext_at agent' -f -a 'create' -d 'Register a new agent with the scopes it may use'
@@ -249,3 +258,14 @@ complete -c kontext -n '__kontext_at keys' -l help -d 'Show this message and exi
 complete -c kontext -n '__kontext_at \'keys rotate\'' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at \'keys list\'' -l json -d 'Print the JWKS.'
 complete -c kontext -n '__kontext_at \'keys list\'' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at integration' -f -a 'list' -d 'Show every integration, whether it is connected and how agents reach it (never secrets)'
+complete -c kontext -n '__kontext_at integration' -f -a 'connect' -d 'Connect NAME: OAuth with the provider in your browser, or an API key from stdin'
+complete -c kontext -n '__kontext_at integration' -f -a 'disconnect' -d 'Forget NAME\'s upstream secret; gateway calls fail until it is connected again'
+complete -c kontext -n '__kontext_at integration' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'integration list\'' -l json -d 'Print JSON.'
+complete -c kontext -n '__kontext_at \'integration list\'' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'integration connect\'' -l secret-stdin -d 'Read an API key from stdin (never echoed).'
+complete -c kontext -n '__kontext_at \'integration connect\'' -l no-browser -d 'Print the authorization URL; open nothing.'
+complete -c kontext -n '__kontext_at \'integration connect\'' -l timeout -r -f -d 'Seconds to wait for the browser.'
+complete -c kontext -n '__kontext_at \'integration connect\'' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'integration disconnect\'' -l help -d 'Show this message and exit.'

@@ -17,6 +17,7 @@ from kontext_cli.commands import (
     completion,
     config,
     daemon,
+    doctor,
     exec_,
     integration,
     keys,
@@ -60,5 +61,6 @@ def build() -> typer.Typer:
     app.add_typer(config.app, name="config")
     app.add_typer(keys.app, name="keys")
     app.add_typer(integration.app, name="integration")
+    doctor.register(app)
     completion.register(app)
     return app

@@ -450,6 +450,14 @@ EXAMPLES: dict[tuple[str, ...], tuple[Example, ...]] = {
     ("daemon", "uninstall"): (
         ("Stop starting kontextd with your session:", "kontext daemon uninstall"),
     ),
+    ("doctor",): (
+        ("Check the set-up; each problem comes with its fix:", "kontext doctor"),
+        ("Restart a kontextd left over from before an upgrade:", "kontext doctor --fix"),
+        (
+            "Only what failed, for a script:",
+            "kontext doctor --json | jq '.checks[] | select(.status == \"fail\")'",
+        ),
+    ),
     ("completion",): (
         (
             "Install bash completion for your user:",

@@ -16,6 +16,7 @@ import time
 from kontext_cli import errors
 from kontext_cli.common import wire
 from kontext_cli.common.paths import Paths
+from kontext_cli.spinner import INTERVAL, Spinner
 
 START_TIMEOUT = 20.0
 READY_PREFIX = "kontextd: ready"
@@ -25,18 +26,23 @@ def _read_until_closed(proc: subprocess.Popen[bytes]) -> str:
     assert proc.stderr is not None
     deadline = time.monotonic() + START_TIMEOUT
     chunks: list[bytes] = []
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise errors.DaemonUnavailable(
-                f"kontextd did not become ready within {START_TIMEOUT:.0f}s"
-            )
-        ready, _, _ = select.select([proc.stderr], [], [], remaining)
-        if ready:
-            chunk = os.read(proc.stderr.fileno(), 65536)
-            if not chunk:
-                return b"".join(chunks).decode(errors="replace")
-            chunks.append(chunk)
+    waiting = Spinner("starting kontextd")  # on a terminal only
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise errors.DaemonUnavailable(
+                    f"kontextd did not become ready within {START_TIMEOUT:.0f}s"
+                )
+            waiting.tick()
+            ready, _, _ = select.select([proc.stderr], [], [], min(remaining, INTERVAL))
+            if ready:
+                chunk = os.read(proc.stderr.fileno(), 65536)
+                if not chunk:
+                    return b"".join(chunks).decode(errors="replace")
+                chunks.append(chunk)
+    finally:
+        waiting.clear()
 
 
 def start_background(paths: Paths, *, announce: bool = True) -> int:

@@ -1,0 +1,44 @@
+"""Run every check in order; with ``fix``, repair what can be repaired, then check again."""
+
+from __future__ import annotations
+
+from kontext_cli.common import paths as paths_mod
+from kontext_cli.common.paths import Paths
+from kontext_cli.doctor import FAIL, Check
+from kontext_cli.doctor import live as live
+from kontext_cli.doctor import local as local
+
+
+def diagnose(where: Paths) -> list[Check]:
+    checks = [local.config(where), local.directories(where), local.service_unit()]
+    probe = live.probe(where)
+    checks.append(probe.check)
+    checks += [
+        live.versions(probe),
+        live.secrets(probe, where),
+        live.loopback(probe, where),
+        live.policy(probe),
+        live.session(probe),
+        live.clock(probe, where),
+    ]
+    probe.close()
+    return checks
+
+
+def repair(where: Paths, checks: list[Check]) -> list[str]:
+    """Fix what ``--fix`` may fix; one line per thing done."""
+    done: list[str] = []
+    if any(c.status == FAIL and c.name == "modes" for c in checks):
+        done += local.tighten_modes(where)
+    if any(c.status == FAIL and c.name == "versions" for c in checks):
+        done.append(live.restart(where))
+    return done
+
+
+def run(fix: bool = False) -> tuple[list[Check], list[str]]:
+    where = paths_mod.resolve()
+    checks = diagnose(where)
+    done = repair(where, checks) if fix else []
+    if done:
+        checks = diagnose(where)
+    return checks, done
