@@ -1,0 +1,138 @@
+"""``kontext integration``: the catalogue, connecting with an API key, listing, disconnecting."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+
+from tests.conftest import Kontext, api_audit, one_line_error
+
+KEY = "sk_test_TOTALLYsecret_4242"
+
+
+def write_config(k: Kontext, text: str) -> None:
+    (k.home / "config").mkdir(mode=0o700, exist_ok=True)
+    (k.home / "config" / "config.toml").write_text(text)
+
+
+def test_list_shows_the_built_ins_not_connected(kx: Kontext) -> None:
+    rows = {r["name"]: r for r in json.loads(kx.ok("integration", "list", "--json").stdout)}
+    assert rows["github"]["display_name"] == "GitHub"
+    assert rows["github"]["delivery"] == "broker"
+    assert rows["github"]["base_url"] == "https://api.github.com"
+    assert rows["github"]["scopes"]["pulls:read"] == "Read pull requests"
+    assert rows["slack"]["env"] == ["SLACK_TOKEN", "SLACK_BOT_TOKEN"]
+    table = kx.ok("integration", "list").stdout
+    assert table.splitlines()[0].split()[:2] == ["NAME", "DISPLAY"]
+
+
+def test_connect_with_secret_stdin_never_shows_the_secret(fresh_kx: Kontext) -> None:
+    fresh_kx.start()
+    proc = fresh_kx.ok("integration", "connect", "slack", "--secret-stdin", input=KEY + "\n")
+    assert KEY not in proc.stdout + proc.stderr
+    assert "connected slack" in proc.stderr
+    listed = (
+        fresh_kx.ok("integration", "list").stdout
+        + fresh_kx.ok("integration", "list", "--json").stdout
+    )
+    assert KEY not in listed
+    slack = next(
+        r
+        for r in json.loads(fresh_kx.ok("integration", "list", "--json").stdout)
+        if r["name"] == "slack"
+    )
+    assert slack["connected"] is True and slack["method"] == "api_key"
+    assert KEY not in json.dumps(api_audit(fresh_kx))
+    assert KEY not in fresh_kx.log_file.read_text()
+    assert KEY not in fresh_kx.database.read_bytes().decode("latin-1")
+    event = next(e for e in api_audit(fresh_kx) if e["event"] == "integration.connected")
+    assert (event["integration"], event["method"]) == ("slack", "api_key")
+
+
+def test_a_file_fallback_secret_is_0600(fresh_kx: Kontext) -> None:
+    fresh_kx.start()
+    fresh_kx.ok("integration", "connect", "github", "--secret-stdin", input=KEY)
+    path = fresh_kx.home / "data" / "secrets" / "integration-github"
+    if not path.exists():  # a real keyring holds it
+        return
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_disconnect_forgets_the_secret_and_is_audited(fresh_kx: Kontext) -> None:
+    fresh_kx.start()
+    fresh_kx.ok("integration", "connect", "github", "--secret-stdin", input=KEY)
+    assert "disconnected github" in fresh_kx.ok("integration", "disconnect", "github").stderr
+    assert "was not connected" in fresh_kx.ok("integration", "disconnect", "github").stderr
+    rows = json.loads(fresh_kx.ok("integration", "list", "--json").stdout)
+    assert not next(r for r in rows if r["name"] == "github")["connected"]
+    assert any(e["event"] == "integration.disconnected" for e in api_audit(fresh_kx))
+
+
+def test_bad_input_is_one_line_and_changes_nothing(kx: Kontext) -> None:
+    line = one_line_error(kx.run("integration", "connect", "Git Hub", "--secret-stdin"), 2)
+    assert "invalid integration name" in line
+    line = one_line_error(
+        kx.run("integration", "connect", "nosuch", "--secret-stdin", input="x"), 3
+    )
+    assert "no integration 'nosuch'" in line
+    line = one_line_error(kx.run("integration", "connect", "slack", "--secret-stdin", input=""), 2)
+    assert "no secret on stdin" in line
+    bad = kx.run("integration", "connect", "slack", "--secret-stdin", input="two words")
+    assert "visible ASCII" in one_line_error(bad, 2) and "two words" not in bad.stderr
+    rows = json.loads(kx.ok("integration", "list", "--json").stdout)
+    assert not next(r for r in rows if r["name"] == "slack")["connected"]
+
+
+def test_oauth_connect_without_a_client_id_says_what_to_set(kx: Kontext) -> None:
+    line = one_line_error(kx.run("integration", "connect", "github", "--no-browser"), 2)
+    assert "integrations.github.oauth.client_id" in line and "--secret-stdin" in line
+
+
+def test_a_user_defined_integration_with_routes(fresh_kx: Kontext) -> None:
+    write_config(
+        fresh_kx,
+        """
+[integrations.jira]
+display_name = "Jira"
+env = ["JIRA_TOKEN"]
+base_url_env = ["JIRA_BASE_URL"]
+scopes = { "issues:read" = "Read issues" }
+base_url = "https://acme.atlassian.net"
+routes = [{ route = "GET /rest/api/3/issue/{key}", scope = "issues:read", target = "{key}" }]
+""",
+    )
+    fresh_kx.start()
+    jira = next(
+        r
+        for r in json.loads(fresh_kx.ok("integration", "list", "--json").stdout)
+        if r["name"] == "jira"
+    )
+    assert (jira["display_name"], jira["delivery"], jira["routes"]) == ("Jira", "broker", 1)
+    fresh_kx.ok("agent", "create", "jira-bot", "--allow", "jira:issues:read")
+    script = "import json, os; print(json.dumps(dict(os.environ)))"
+    proc = fresh_kx.ok("exec", "--agent", "jira-bot", "--", sys.executable, "-c", script)
+    env = json.loads(proc.stdout)
+    assert env["JIRA_TOKEN"] == env["KONTEXT_TOKEN"]
+    assert env["JIRA_BASE_URL"] == f"{fresh_kx.base_url}/gw/jira"
+
+
+def test_invalid_integration_config_is_one_clear_line(fresh_kx: Kontext) -> None:
+    cases = [
+        ('[integrations.github]\nbase_url = "http://api.github.com"\n', "must use https"),
+        (
+            '[integrations.github]\nroutes = [{ route = "GET /x/**/y", scope = "pulls:read" }]\n',
+            "** may only end a pattern",
+        ),
+        (
+            '[integrations.github]\nroutes = [{ route = "GET /x", scope = "nope:read" }]\n',
+            "needs a route and one of the scopes",
+        ),
+        ('[integrations.github]\ndelivery = "token"\n', "needs credential = 'oauth'"),
+        ('[integrations.github]\ncolour = "blue"\n', "unknown key 'colour'"),
+    ]
+    for text, message in cases:
+        write_config(fresh_kx, text)
+        line = one_line_error(fresh_kx.run("integration", "list"), 6)
+        assert message in line, (text, line)
