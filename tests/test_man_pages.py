@@ -49,10 +49,10 @@ def test_every_page_renders_without_a_warning() -> None:
 
 
 def test_every_command_has_a_page_with_examples_and_exit_status() -> None:
+    # That the committed files match is test_docs_fresh's job; this checks the content.
     tree = gendocs.load_tree()
     for command in gendocs.leaves(tree):
         page = gendocs.leaf_page(command, tree)
-        assert (MAN / f"{command.page}.1").exists(), f"no page for {command.name}"
         examples = page.split("\n.SH EXAMPLES\n")[1].split("\n.SH ")[0]
         assert ".EX\nkontext" in examples, f"{command.page} has no example"
         assert "\n.SH EXIT STATUS\n" in page
