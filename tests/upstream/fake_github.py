@@ -97,6 +97,7 @@ UPLOAD = re.compile(r"/repos/([^/]+)/([^/]+)/contents/(.+)")
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed ACK
     server: Any
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -221,3 +222,11 @@ class _Handler(BaseHTTPRequestHandler):
             oauth.refresh_tokens.discard(old)  # rotation: the old one is dead now
             return self._json(200, self.fake.issue_tokens())
         return self._json(400, {"error": "unsupported_grant_type"})
+
+
+if __name__ == "__main__":  # for bench/gateway_bench.py: serve in a process of its own
+    import sys
+
+    with FakeGitHub() as served:
+        print(served.url, flush=True)
+        sys.stdin.read()  # until the parent closes our stdin
