@@ -483,6 +483,25 @@ EXAMPLES: dict[tuple[str, ...], tuple[Example, ...]] = {
     ("keys", "list"): (
         ("Print the JWKS that resource servers verify against:", "kontext keys list --json"),
     ),
+    ("integration", "list"): (
+        (
+            "Which integrations are connected, and how agents reach them:",
+            "kontext integration list",
+        ),
+    ),
+    ("integration", "connect"): (
+        (
+            "Store a GitHub token from your password manager (never echoed):",
+            "kontext integration connect github --secret-stdin",
+        ),
+        (
+            "Connect with OAuth in a browser on another machine:",
+            "kontext integration connect github --no-browser",
+        ),
+    ),
+    ("integration", "disconnect"): (
+        ("Forget GitHub's upstream secret:", "kontext integration disconnect github"),
+    ),
 }
 
 
