@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 
 from kontext_cli.common import wire
+from kontextd.api import http11
 from kontextd.errors import ApiError, invalid
 
 log = logging.getLogger("kontextd.http")
@@ -50,6 +51,30 @@ class JsonHandler(BaseHTTPRequestHandler):
         # The method is whatever the client sent first on the line (a token, even): cap it.
         method = str(getattr(self, "command", None) or "-")[:16]
         log.debug("%s %s %s", method, path[:200], args[1] if len(args) > 1 else "")
+
+    def parse_request(self) -> bool:
+        """Parse the request head with ``http11`` instead of the ``email`` package."""
+        self.command = None  # type: ignore[assignment]  # as http.server does, for errors
+        self.request_version = self.default_request_version
+        self.close_connection = True
+        raw: bytes = getattr(self, "raw_requestline", b"")  # set by handle_one_request
+        self.requestline = str(raw, "iso-8859-1").rstrip("\r\n")
+        if not self.requestline.strip():
+            return False
+        try:
+            method, target, version = http11.request_line(raw)
+            self.command, self.path, self.request_version = method, target, version
+            self.headers = http11.read_headers(self.rfile)  # type: ignore[assignment,arg-type]
+        except http11.HeadError as exc:
+            self.send_error(exc.status, exc.reason)
+            return False
+        if self.path.startswith("//"):  # gh-87389: never an absolute-URI-looking path
+            self.path = "/" + self.path.lstrip("/")
+        connection = (self.headers.get("Connection") or "").lower()
+        self.close_connection = version == "HTTP/1.0" or connection == "close"
+        if connection == "keep-alive":
+            self.close_connection = False
+        return True
 
     def log_error(self, format: str, *args: Any) -> None:
         log.info("http error: %s", (format % args)[:200])
@@ -161,6 +186,18 @@ class JsonHandler(BaseHTTPRequestHandler):
         fields["Content-Length"] = str(len(data))
         if self._unread_body():
             fields["Connection"] = "close"  # send_header also sets close_connection
+        for name, value in fields.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def send_html(self, status: int, html: str, headers: dict[str, str]) -> None:
+        """An HTML page (or an empty redirect); ``headers`` carry its security policy."""
+        data = html.encode()
+        self.send_response(status)
+        fields = {**self.extra_headers, **headers, "Content-Length": str(len(data))}
+        if self._unread_body():
+            fields["Connection"] = "close"
         for name, value in fields.items():
             self.send_header(name, value)
         self.end_headers()

@@ -19,7 +19,12 @@ def canonical(event: dict[str, Any]) -> bytes:
     return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def digest(body: bytes) -> str:
+    """The chain hash of an event's canonical bytes (which carry ``prev_hash``)."""
+    return hashlib.sha256(body).hexdigest()
+
+
 def link(prev_hash: str, event: dict[str, Any]) -> str:
     """The hash of ``event``, which already carries ``prev_hash`` inside it."""
     assert event.get("prev_hash") == prev_hash
-    return hashlib.sha256(canonical(event)).hexdigest()
+    return digest(canonical(event))

@@ -86,6 +86,10 @@ class Store:
         os.chmod(path, 0o600)
         self._lock = threading.RLock()
         self._last_hash = self._tail_hash()
+        # The daemon is the only writer: the next event id and the agents are
+        # kept in memory (agents are read on every issuance and lease end).
+        self._next_id = self.last_event_id() + 1
+        self._agents: dict[str, AgentRow | None] = {}
         self.appended = threading.Condition(self._lock)
 
     def close(self) -> None:
@@ -96,7 +100,7 @@ class Store:
     def transaction(self) -> Iterator[Store]:
         """Hold the write lock and one SQLite transaction; roll back on any error."""
         with self._lock:
-            last_hash = self._last_hash
+            last_hash, next_id = self._last_hash, self._next_id
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 yield self
@@ -104,7 +108,8 @@ class Store:
             except BaseException:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
-                self._last_hash = last_hash
+                self._last_hash, self._next_id = last_hash, next_id
+                self._agents.clear()  # a rolled-back agent change must not linger
                 raise
             self.appended.notify_all()
 
@@ -138,8 +143,15 @@ class Store:
             self._conn.executemany(
                 "INSERT INTO agent_scopes (agent, scope) VALUES (?, ?)", [(name, s) for s in scopes]
             )
+            self._agents.clear()
 
     def agent(self, name: str) -> AgentRow | None:
+        with self._lock:  # read and cache under the lock writers hold: no stale entry
+            if name not in self._agents:
+                self._agents[name] = self._read_agent(name)
+            return self._agents[name]
+
+    def _read_agent(self, name: str) -> AgentRow | None:
         row = self._one("SELECT * FROM agents WHERE name = ?", (name,))
         if row is None:
             return None
@@ -151,17 +163,19 @@ class Store:
         return [a for a in (self.agent(n) for n in names) if a is not None]
 
     def delete_agent(self, name: str) -> bool:
-        return self._run("DELETE FROM agents WHERE name = ?", (name,)) > 0
+        with self._lock:
+            self._agents.clear()
+            return self._run("DELETE FROM agents WHERE name = ?", (name,)) > 0
 
     def set_agent_disabled(self, name: str, reason: str | None) -> bool:
         disabled_at = time.time() if reason is not None else None
-        return (
-            self._run(
+        with self._lock:
+            self._agents.clear()
+            changed = self._run(
                 "UPDATE agents SET disabled_at = ?, disabled_reason = ? WHERE name = ?",
                 (disabled_at, reason, name),
             )
-            > 0
-        )
+            return changed > 0
 
     # -- signing keys ---------------------------------------------------------
 
@@ -269,15 +283,14 @@ class Store:
     def append_event(self, event: dict[str, Any]) -> dict[str, Any]:
         """Append one audit event to the chain; call inside ``transaction()``."""
         assert self._conn.in_transaction, "audit appends belong to a transaction"
-        row_id = self._one("SELECT COALESCE(MAX(id), 0) + 1 AS next FROM audit_events")
-        assert row_id is not None
         record = {
-            "id": row_id["next"],
+            "id": self._next_id,
             "ts": round(time.time(), 6),
             **event,
             "prev_hash": self._last_hash,
         }
-        digest = chain.link(self._last_hash, record)
+        body = chain.canonical(record)
+        digest = chain.digest(body)
         agent = event.get("agent", {}).get("id") if isinstance(event.get("agent"), dict) else None
         self._run(
             "INSERT INTO audit_events (id, ts, event, agent, body, prev_hash, hash) "
@@ -287,12 +300,13 @@ class Store:
                 record["ts"],
                 record["event"],
                 agent,
-                chain.canonical(record).decode(),
+                body.decode(),
                 self._last_hash,
                 digest,
             ),
         )
         self._last_hash = digest
+        self._next_id += 1
         return record
 
     def events_after(
