@@ -20,7 +20,7 @@ NOT_RUNNING = "kontextd is not running"
 # A wall clock before this cannot be right (kontext did not exist yet).
 CLOCK_FLOOR = 1735689600  # 2025-01-01T00:00:00Z
 CLOCK_SLACK = 120.0  # seconds an audit event may seem to be from the future
-SESSION_ROUTES = ("/v1/session", "/v1/whoami")
+SESSION_ROUTES = ("/v1/session",)
 RESTART = "kontext doctor --fix (or: kontext daemon stop && kontext daemon start)"
 
 
@@ -177,13 +177,20 @@ def _route_missing(body: Any) -> bool:
 
 def _session_check(status: int, body: Any) -> Check:
     info = body if isinstance(body, dict) else {}
-    user = info.get("user") or info.get("sub")
+    user, issuer = info.get("user") or info.get("sub"), info.get("issuer")
     if status >= 400 or not user:
-        return ok("session", "not logged in (kontext login, when an agent needs your consent)")
-    expires = info.get("expires_at") or info.get("session_expires_at")
-    if isinstance(expires, int | float) and expires < time.time():
-        return warn("session", f"the session of {user} has expired", "kontext login")
-    return ok("session", f"logged in as {user}")
+        return warn("session", f"the daemon could not say ({status})", "kontext whoami")
+    if not issuer:
+        return ok("session", f"not logged in: acting as the local account {user}")
+    if info.get("logged_in") is False:
+        ended = info.get("ended") or "ended"
+        detail = f"the session of {user} at {issuer} is over ({ended})"
+        return warn("session", detail, "kontext login")
+    expires = info.get("expires_at")
+    if isinstance(expires, int | float):
+        until = time.strftime("%Y-%m-%d %H:%M", time.localtime(expires))
+        return ok("session", f"logged in as {user} at {issuer} (until {until})")
+    return ok("session", f"logged in as {user} at {issuer}")
 
 
 def clock(found: Probe, where: Paths) -> Check:
