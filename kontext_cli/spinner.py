@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TextIO
+
+TYPE_CHECKING = False  # not typing's: importing typing costs exec ~2 ms
+if TYPE_CHECKING:
+    from typing import TextIO
 
 FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 ASCII_FRAMES = "|/-\\"
