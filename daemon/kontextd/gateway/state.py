@@ -49,6 +49,7 @@ class GatewayState:
         self.lock = threading.RLock()  # one refresh at a time: rotation makes a race lose
         self.access: dict[str, AccessToken] = {}
         self.pending: dict[str, PendingConnect] = {}
+        self.verified: dict[str, dict[str, Any]] = {}  # token -> claims whose signature held
         self._client: Any = None
 
     def client(self) -> Any:
