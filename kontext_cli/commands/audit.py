@@ -26,7 +26,7 @@ def line(event: dict[str, Any]) -> str:
         parts.append(f"{event['method']} {event.get('path', '')} {event.get('status', '')}")
     elif event.get("integration"):
         parts.append(f"-> {event['integration']}")
-    if event.get("target"):
+    if event.get("target") and not event.get("method"):  # an API call's path names it
         parts.append(f"[{event['target']}]")
     if event["event"] == "credential.denied" or (
         event.get("reason") and event["event"] != "credential.issued"
