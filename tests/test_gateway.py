@@ -289,3 +289,19 @@ def test_an_unconnected_integration_says_how_to_connect(fresh_kx: Kontext) -> No
         fresh_kx.close(proc)
     assert answer.status_code == 502
     assert "run 'kontext integration connect github'" in answer.json()["message"]
+
+
+def test_head_and_redirects_stay_on_the_gateway(gw: Kontext, github: FakeGitHub) -> None:
+    agent = api_new_agent(gw, *READ_WRITE, prefix="redirect")
+    proc, token = _hold(gw, agent)
+    try:
+        with gw.http() as http:
+            auth = {"Authorization": f"Bearer {token}"}
+            head = http.head("/gw/github/repos/acme/backend/pulls/5", headers=auth)
+            moved = http.get("/gw/github/repos/acme/backend/pulls/5/moved", headers=auth)
+    finally:
+        gw.close(proc)
+    assert head.status_code == 200 and head.content == b""
+    assert int(head.headers["Content-Length"]) > 0
+    assert moved.status_code == 301
+    assert moved.headers["Location"] == f"{gw.base_url}/gw/github/repos/acme/backend/pulls/5"

@@ -151,6 +151,12 @@ class _Handler(BaseHTTPRequestHandler):
             review = {"id": len(self.fake.reviews) + 1, "state": "COMMENTED", **json.loads(body)}
             self.fake.reviews.append(review)
             return self._json(200, review)
+        if self.command == "GET" and path.endswith("/moved"):  # a renamed repository
+            return self._json(
+                301,
+                {"message": "Moved Permanently"},
+                {"Location": self.fake.url + path.removesuffix("/moved")},
+            )
         if self.command in ("GET", "HEAD") and (m := PULL.fullmatch(path)):
             return self._json(
                 200,

@@ -97,7 +97,7 @@ class Exchange:
 
     # -- response -------------------------------------------------------------
 
-    def relay(self, response: Any) -> None:
+    def relay(self, response: Any, upstream_base: str, gateway_base: str) -> None:
         """Send the upstream's status, headers and body back, as it streams in."""
         handler = self.handler
         self.status = response.status_code
@@ -105,6 +105,10 @@ class Exchange:
         handler.send_response_only(response.status_code, response.reason_phrase or None)
         drop = HOP_BY_HOP | _connection_tokens(response.headers.get("Connection", ""))
         for key, value in response.headers.multi_items():
+            if key.lower() in ("location", "content-location") and value.startswith(upstream_base):
+                # A redirect followed straight to the upstream would carry our token
+                # there (and bypass the rules): keep the client on the gateway.
+                value = gateway_base + value[len(upstream_base) :]
             if key.lower() not in drop:
                 handler.send_header(key, value)
         length = response.headers.get("Content-Length")
@@ -205,8 +209,14 @@ def _forward(exchange: Exchange, decision: Decision, secret: str) -> None:
         exchange.handler.close_connection = True
         reason = f"the upstream did not answer ({type(exc).__name__})"
         return _refuse(exchange, decision.refuse(502, reason), event="api.call")
+    if response.status_code == 401:
+        # The provider no longer takes this access token (revoked on its side):
+        # the next call refreshes instead of failing until the cached expiry.
+        with exchange.handler.server.core.gateway.lock:
+            exchange.handler.server.core.gateway.access.pop(integ.name, None)
+    gateway_base = f"{exchange.handler.server.core.issuer}{PREFIX}{integ.name}"
     try:
-        exchange.relay(response)
+        exchange.relay(response, integ.base_url, gateway_base)
     except (httpx.HTTPError, OSError) as exc:
         exchange.handler.close_connection = True  # mid-stream: the caller sees a short body
         log.info("gateway stream to %s ended early: %s", integ.name, type(exc).__name__)
