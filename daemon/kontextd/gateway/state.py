@@ -64,6 +64,10 @@ class GatewayState:
                     limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
                     # HTTPS_PROXY is honoured as curl does; https stays end to end (CONNECT).
                 )
+                # httpx adds these to every request; the caller's own must be the only
+                # ones, or an upstream would gzip for a client that cannot gunzip.
+                for name in ("Accept", "Accept-Encoding"):
+                    del self._client.headers[name]
             return self._client
 
     def close(self) -> None:
