@@ -1,0 +1,1 @@
+"""The pieces of ``kontext_cli.gendocs``: model, prose, man pages, shell completions."""
