@@ -18,10 +18,10 @@ HELP = """Print the completion script for SHELL on standard output.
 \b
 bash:  kontext completion bash > ~/.local/share/bash-completion/completions/kontext
 zsh:   kontext completion zsh > ~/.zfunc/_kontext
-       (with fpath=(~/.zfunc $fpath) before compinit in ~/.zshrc)
 fish:  kontext completion fish > ~/.config/fish/completions/kontext.fish
 
-Or load it for this shell only: source <(kontext completion bash).
+For zsh, put fpath=(~/.zfunc $fpath) before compinit in ~/.zshrc. Or load the
+script into the current shell only: source <(kontext completion bash).
 """
 
 
@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
 
 
 def completion(
-    shell: Annotated[Shell, typer.Argument(metavar="SHELL", help="bash, zsh or fish.")],
+    shell: Annotated[Shell, typer.Argument(metavar="SHELL", help="The shell to complete in.")],
 ) -> None:
     from kontext_cli import gendocs
 
