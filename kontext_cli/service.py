@@ -42,6 +42,21 @@ class Unit:
             ]
         return [["launchctl", "bootstrap", f"gui/{os.getuid()}", str(self.path)]]
 
+    def restart(self) -> list[list[str]]:
+        if self.kind == "systemd":
+            return [["systemctl", "--user", "restart", SYSTEMD_UNIT]]
+        return [["launchctl", "kickstart", "-k", f"gui/{os.getuid()}/{LAUNCHD_LABEL}"]]
+
+    def is_running(self) -> bool:
+        """Is kontextd running under this unit right now (not merely installed)?"""
+        if not self.path.exists() or not session_manager_running(self.kind):
+            return False
+        if self.kind == "systemd":
+            probe = ["systemctl", "--user", "is-active", "--quiet", SYSTEMD_UNIT]
+        else:
+            probe = ["launchctl", "print", f"gui/{os.getuid()}/{LAUNCHD_LABEL}"]
+        return run_all([probe]) is None
+
     def deactivate(self) -> list[list[str]]:
         if self.kind == "systemd":
             return [["systemctl", "--user", "disable", "--now", SYSTEMD_UNIT]]

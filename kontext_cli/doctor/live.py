@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from kontext_cli import __version__, client, errors, spawn
+from kontext_cli import __version__, client, errors, service, spawn
 from kontext_cli.common import config as config_mod
 from kontext_cli.common.paths import Paths
 from kontext_cli.doctor import Check, fail, ok, skip, warn
@@ -220,7 +220,18 @@ def _newest_event_time(found: Probe) -> float | None:
 
 
 def restart(where: Paths) -> str:
-    """Stop the running daemon and start this version's; returns what was done."""
+    """Stop the running daemon and start this version's; returns what was done.
+
+    Under a service manager the restart is its job (it would otherwise restart
+    the old daemon's unit, or see a crash); otherwise stop it and start ours.
+    """
+    kind = service.platform_kind()
+    unit = service.Unit(kind=kind, path=service.unit_path(kind), text="")
+    if unit.is_running():
+        failure = service.run_all(unit.restart())
+        if failure:
+            raise errors.DaemonUnavailable(f"could not restart kontextd: {failure}")
+        return _wait_for_version(where, f"restarted kontextd with {' '.join(unit.restart()[0])}")
     conn = client.try_connect(where)
     if conn is None:
         pid = spawn.start_background(where, announce=False)
@@ -235,3 +246,19 @@ def restart(where: Paths) -> str:
         time.sleep(0.05)
     pid = spawn.start_background(where, announce=False)
     return f"restarted kontextd {__version__} (pid {old} -> {pid})"
+
+
+def _wait_for_version(where: Paths, done: str) -> str:
+    """Wait until a kontextd of this version answers (a service manager starts it)."""
+    deadline = time.monotonic() + spawn.START_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            conn = client.try_connect(where)
+            if conn is not None:
+                with conn:
+                    if conn.call("GET", "/v1/status").get("version") == __version__:
+                        return done
+        except errors.DaemonUnavailable:
+            pass  # the old one is going away, or the new one is not serving yet
+        time.sleep(0.1)
+    raise errors.DaemonUnavailable(f"kontextd {__version__} did not answer after the restart")
