@@ -21,6 +21,7 @@ from kontextd.api.control import ControlServer
 from kontextd.api.loopback import LoopbackServer
 from kontextd.audit import trail
 from kontextd.core import Core
+from kontextd.oauth import session as login_session
 from kontextd.policy import admin as policy_admin
 from kontextd.secrets import SecretStore, SecretsUnavailable
 from kontextd.store.db import Store, StoreError
@@ -142,6 +143,7 @@ class Daemon:
     def serve(self) -> None:
         core = self.core
         orphans = credentials.revoke_orphans(core)
+        login_session.start(core)  # the issuer's client secret, the session's user
         with core.store.transaction() as tx:
             tx.append_event(
                 {

@@ -18,7 +18,8 @@ from kontext_cli.common import config as config_mod
 from kontext_cli.common import wire
 from kontextd import agents, credentials
 from kontextd.api import peercred
-from kontextd.api.httpbase import JsonHandler, Route, route
+from kontextd.api.control_auth import AUTH_ROUTES, AuthRoutes
+from kontextd.api.httpbase import Route, route
 from kontextd.audit import trail
 from kontextd.core import Core
 from kontextd.errors import ApiError, invalid
@@ -39,7 +40,7 @@ assert len(REFUSAL.split(b"\r\n\r\n", 1)[1]) == 78
 N = r"([a-z0-9][a-z0-9-]{0,62})"
 
 
-class ControlHandler(JsonHandler):
+class ControlHandler(AuthRoutes):
     """Routes of the control API (see ``kontext_cli.client`` for the caller side)."""
 
     server: ControlServer
@@ -67,6 +68,7 @@ class ControlHandler(JsonHandler):
         route("POST", r"/v1/policy/explain", "policy_explain"),
         route("POST", r"/v1/keys/rotate", "rotate_keys"),
         route("GET", r"/v1/keys", "list_keys"),
+        *AUTH_ROUTES,
         route("GET", r"/v1/integrations", "list_integrations"),
         route("POST", rf"/v1/integrations/{N}/secret", "connect_integration"),
         route("POST", rf"/v1/integrations/{N}/oauth/start", "integration_oauth_start"),

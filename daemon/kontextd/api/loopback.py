@@ -14,10 +14,12 @@ from http.server import HTTPServer
 from typing import Any, ClassVar
 
 from kontext_cli.common import wire
-from kontextd.api.httpbase import JsonHandler, Route, route
+from kontextd.api.httpbase import Route, route
 from kontextd.core import Core
 from kontextd.errors import ApiError
 from kontextd.gateway import proxy
+from kontextd.oauth.routes import OAUTH_ROUTES, OAuthRoutes
+from kontextd.oauth.routes import metadata as oauth_metadata
 from kontextd.tokens import verify
 
 log = logging.getLogger("kontextd.loopback")
@@ -25,7 +27,7 @@ log = logging.getLogger("kontextd.loopback")
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
-class LoopbackHandler(JsonHandler):
+class LoopbackHandler(OAuthRoutes):
     """Routes served on the loopback port."""
 
     server: LoopbackServer
@@ -36,6 +38,7 @@ class LoopbackHandler(JsonHandler):
         route("GET", r"/\.well-known/oauth-authorization-server", "metadata"),
         route("GET", r"/jwks\.json", "jwks"),
         route("POST", r"/introspect", "introspect"),
+        *OAUTH_ROUTES,
     ]
 
     def address_string(self) -> str:
@@ -103,16 +106,8 @@ class LoopbackHandler(JsonHandler):
 
 
 def metadata(issuer: str) -> dict[str, Any]:
-    """RFC 8414 §2 authorization server metadata for what this daemon serves today."""
-    return {
-        "issuer": issuer,
-        "jwks_uri": f"{issuer}/jwks.json",
-        "introspection_endpoint": f"{issuer}/introspect",
-        "introspection_endpoint_auth_methods_supported": ["none"],
-        "response_types_supported": [],
-        "grant_types_supported": [],
-        "code_challenge_methods_supported": ["S256"],
-    }
+    """RFC 8414 §2 authorization server metadata (the issuer's, see ``kontextd.oauth``)."""
+    return oauth_metadata(issuer)
 
 
 class LoopbackServer(socketserver.ThreadingMixIn, HTTPServer):

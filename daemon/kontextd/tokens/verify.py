@@ -26,6 +26,10 @@ def inspect(token: str, *, keys: KeyRing, store: Store, issuer: str) -> dict[str
     if claims is None:
         return None
     status = store.credential_status(str(claims["jti"]))
+    if status is None:  # not an exec credential: perhaps a token from /token
+        from kontextd.oauth.status import token_status
+
+        status = token_status(store, str(claims["jti"]))
     if status is None or status[0] != "live" or status[1] <= time.time():
         return None
     return claims

@@ -1,0 +1,137 @@
+"""Tokens the embedded issuer hands out: access (RFC 9068), refresh, ID tokens.
+
+Every access token is recorded (``oauth_tokens``) so introspection and
+revocation know it; refresh tokens are recorded only as SHA-256 hashes.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import jwt
+
+from kontextd.core import Core
+from kontextd.oauth.state import digest, for_core
+from kontextd.store.oauth_sql import TokenRow
+from kontextd.tokens.mint import new_jti
+
+ACCESS_TTL = 600
+ID_TTL = 600
+SESSION_TTL = 12 * 3600
+
+
+def _sign(core: Core, claims: dict[str, Any], typ: str) -> str:
+    key = core.keys.active()
+    return jwt.encode(claims, key.private, algorithm="ES256", headers={"typ": typ, "kid": key.kid})
+
+
+def access_token(
+    core: Core,
+    *,
+    user: str,
+    client_id: str,
+    scopes: tuple[str, ...],
+    audience: list[str],
+    family: str,
+    ttl: int,
+    act: dict[str, Any] | None = None,
+    target: str | None = None,
+    parent: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Sign and record an RFC 9068 access token; returns (token, claims)."""
+    now = int(time.time())
+    jti = new_jti()
+    claims: dict[str, Any] = {
+        "iss": core.issuer,
+        "sub": user,
+        "client_id": client_id,
+        "aud": audience[0] if len(audience) == 1 else audience,
+        "scope": " ".join(scopes),
+        "jti": jti,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl,
+    }
+    if act is not None:
+        claims["act"] = act
+    if target is not None:
+        claims["target"] = target
+    for_core(core).db.insert_token(
+        TokenRow(
+            jti=jti,
+            kind="access",
+            token_hash=None,
+            family=family,
+            client_id=client_id,
+            user=user,
+            scopes=scopes,
+            parent=parent,
+            issued_at=now,
+            expires_at=now + ttl,
+            rotated_at=None,
+            revoked_at=None,
+            revoke_reason=None,
+        )
+    )
+    return _sign(core, claims, "at+jwt"), claims
+
+
+def refresh_token(
+    core: Core,
+    *,
+    user: str,
+    client_id: str,
+    scopes: tuple[str, ...],
+    family: str,
+    expires_at: float,
+) -> str:
+    """An opaque refresh token; only its hash is stored."""
+    value = secrets.token_urlsafe(32)
+    for_core(core).db.insert_token(
+        TokenRow(
+            jti=new_jti(),
+            kind="refresh",
+            token_hash=digest(value),
+            family=family,
+            client_id=client_id,
+            user=user,
+            scopes=scopes,
+            parent=None,
+            issued_at=time.time(),
+            expires_at=expires_at,
+            rotated_at=None,
+            revoked_at=None,
+            revoke_reason=None,
+        )
+    )
+    return value
+
+
+def id_token(
+    core: Core,
+    *,
+    client_id: str,
+    subject: str,
+    nonce: str | None,
+    email: str | None,
+    name: str | None,
+) -> str:
+    """OIDC Core §2 ID token, with the ``nonce`` of the authorization request."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": core.issuer,
+        "sub": subject,
+        "aud": client_id,
+        "iat": now,
+        "auth_time": now,
+        "exp": now + ID_TTL,
+    }
+    if nonce is not None:
+        claims["nonce"] = nonce
+    if email is not None:
+        claims["email"] = email
+    if name is not None:
+        claims["name"] = name
+    return _sign(core, claims, "JWT")

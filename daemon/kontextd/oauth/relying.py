@@ -1,0 +1,106 @@
+"""The daemon as an OpenID Connect relying party of whichever issuer the user chose.
+
+The embedded issuer and an external provider (Keycloak, Okta, Auth0, Entra ID,
+Google, …) take the same road: discovery, the code redeemed with its PKCE
+verifier, the ID token checked (signature from the JWKS, ``iss``, ``aud``,
+``nonce``, ``exp``), refresh to confirm the user is still active.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import jwt
+
+TIMEOUT = 10.0
+ALGORITHMS = ["ES256", "RS256", "PS256", "ES384", "RS384", "EdDSA"]
+
+
+class ProviderError(Exception):
+    """The provider is unreachable or answered nonsense (not a refusal)."""
+
+
+class ProviderRefused(Exception):
+    """The provider refused (``invalid_grant`` and friends): the session is over."""
+
+
+def discover(issuer: str) -> dict[str, Any]:
+    url = issuer.rstrip("/") + "/.well-known/openid-configuration"
+    meta = _get_json(url)
+    if meta.get("issuer") != issuer:  # OIDC Discovery §4.3: exactly the issuer asked for
+        raise ProviderError(f"{url} names issuer {meta.get('issuer')!r}, not {issuer!r}")
+    for key in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
+        if not isinstance(meta.get(key), str):
+            raise ProviderError(f"the provider's metadata has no {key}")
+    return meta
+
+
+def _get_json(url: str) -> dict[str, Any]:
+    try:
+        answer = httpx.get(url, timeout=TIMEOUT, follow_redirects=False)
+        value = answer.json()
+    except (httpx.HTTPError, json.JSONDecodeError, ValueError) as exc:
+        raise ProviderError(f"cannot read {url}: {type(exc).__name__}") from exc
+    if answer.status_code != 200 or not isinstance(value, dict):
+        raise ProviderError(f"{url} answered HTTP {answer.status_code}")
+    return value
+
+
+def token_request(
+    meta: dict[str, Any], form: dict[str, str], auth: tuple[str, str] | None
+) -> dict[str, Any]:
+    """POST to the token endpoint; a 4xx ``error`` is a refusal."""
+    try:
+        answer = httpx.post(
+            meta["token_endpoint"], data=form, auth=auth, timeout=TIMEOUT, follow_redirects=False
+        )
+        value = answer.json()
+    except (httpx.HTTPError, json.JSONDecodeError, ValueError) as exc:
+        raise ProviderError(f"the token endpoint failed: {type(exc).__name__}") from exc
+    if not isinstance(value, dict):
+        raise ProviderError("the token endpoint sent a malformed answer")
+    if answer.status_code != 200:
+        error = str(value.get("error", f"HTTP {answer.status_code}"))[:80]
+        if 400 <= answer.status_code < 500:
+            raise ProviderRefused(error)
+        raise ProviderError(f"the token endpoint answered {error}")
+    return value
+
+
+def validate_id_token(
+    meta: dict[str, Any], id_token: str, client_id: str, nonce: str | None
+) -> dict[str, Any]:
+    """OIDC Core §3.1.3.7: signature from the provider's JWKS, iss, aud, exp, nonce."""
+    try:
+        header = jwt.get_unverified_header(id_token)
+        alg = header.get("alg")
+        if alg not in ALGORITHMS:
+            raise ProviderError(f"ID token algorithm {alg!r} is not accepted")
+        jwks = jwt.PyJWKSet.from_dict(_get_json(meta["jwks_uri"]))
+        keys = [k for k in jwks.keys if header.get("kid") in (None, k.key_id)]
+        if not keys:
+            raise ProviderError("the ID token's key is not in the provider's JWKS")
+        claims: dict[str, Any] = jwt.decode(
+            id_token,
+            keys[0].key,
+            algorithms=[alg],
+            audience=client_id,
+            issuer=meta["issuer"],
+            leeway=60,
+            options={"require": ["iss", "sub", "aud", "exp", "iat"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise ProviderError(f"the ID token is not valid: {exc}") from exc
+    if nonce is not None and claims.get("nonce") != nonce:
+        raise ProviderError("the ID token's nonce does not match this login")
+    return claims
+
+
+def user_of(claims: dict[str, Any], issuer: str) -> str:
+    """``user:EMAIL``, or ``user:ISS#SUB`` when the provider gives no email."""
+    email = claims.get("email")
+    if isinstance(email, str) and "@" in email and claims.get("email_verified", True) is not False:
+        return f"user:{email}"
+    return f"user:{issuer}#{claims['sub']}"

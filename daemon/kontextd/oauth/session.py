@@ -1,0 +1,209 @@
+"""The user's login session, held by the daemon.
+
+The CLI brings the authorization code and its PKCE verifier; the daemon redeems
+them, validates the ID token, keeps the refresh token in secret storage (never
+printed, never sent back) and from then on names the user in every credential
+and audit event. It refreshes against the issuer to confirm the user is still
+active; when the issuer refuses, the session ends — audited — and no new
+credentials are issued until the user logs in again.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from typing import Any
+
+from kontext_cli.common import wire
+from kontextd import credentials
+from kontextd.core import Core, local_user
+from kontextd.errors import ApiError, invalid
+from kontextd.oauth import clients, events, relying
+from kontextd.oauth.state import for_core
+from kontextd.store.oauth_sql import SessionRow
+
+log = logging.getLogger("kontextd.session")
+REFRESH_SECRET = "session-refresh-token"  # noqa: S105 - a secret's name
+RECHECK = 300.0
+FIELDS = ("issuer", "client_id", "code", "code_verifier", "redirect_uri")
+
+
+def _field(body: dict[str, Any], name: str, required: bool = True) -> str | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 4096:
+        raise invalid(f"{name} must be a non-empty string")
+    return value
+
+
+def _auth(core: Core, issuer: str, client_id: str) -> tuple[str, str] | None:
+    """The embedded issuer's clients authenticate with the secret; others are public."""
+    return (client_id, for_core(core).secret) if issuer == core.issuer else None
+
+
+def restore(core: Core) -> None:
+    """At start: the user of the last session (ended ones too: they block issuance)."""
+    session = for_core(core).db.current_session()
+    if session is not None:
+        core.user = session.user
+
+
+def login(core: Core, body: dict[str, Any]) -> dict[str, Any]:
+    issuer, client_id, code, verifier, redirect = (str(_field(body, n)) for n in FIELDS)
+    nonce = _field(body, "nonce", required=False)
+    try:
+        meta = relying.discover(issuer)
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "code_verifier": verifier,
+            "redirect_uri": redirect,
+            "client_id": client_id,
+        }
+        answer = relying.token_request(meta, form, _auth(core, issuer, client_id))
+        id_token = answer.get("id_token")
+        if not isinstance(id_token, str):
+            raise relying.ProviderError("the provider sent no ID token")
+        claims = relying.validate_id_token(meta, id_token, client_id, nonce)
+    except relying.ProviderRefused as exc:
+        raise ApiError(wire.DENIED, f"the issuer refused the login: {exc}") from exc
+    except relying.ProviderError as exc:
+        raise ApiError(wire.INVALID, f"login failed: {exc}") from exc
+    refresh = answer.get("refresh_token")
+    _end_current(core, "replaced by a new login")
+    now = time.time()
+    session = SessionRow(
+        id=secrets.token_urlsafe(12),
+        user=relying.user_of(claims, issuer),
+        display_name=claims.get("name") if isinstance(claims.get("name"), str) else None,
+        issuer=issuer,
+        client_id=client_id,
+        subject=str(claims["sub"]),
+        external=int(issuer != core.issuer),
+        created_at=now,
+        expires_at=now + int(answer.get("expires_in", 600) or 600)
+        if not isinstance(refresh, str)
+        else now + 12 * 3600,
+        checked_at=now,
+        ended_at=None,
+        end_reason=None,
+    )
+    if isinstance(refresh, str):
+        core.secrets.put(REFRESH_SECRET, refresh)
+    for_core(core).db.insert_session(session)
+    core.user = session.user
+    events.record(core, "session.started", issuer=issuer, external=bool(session.external))
+    return show(core)
+
+
+def _end_current(core: Core, reason: str) -> None:
+    db = for_core(core).db
+    session = db.current_session()
+    if session is None:
+        return
+    db.revoke_grants(f"session ended: {reason}", session_id=session.id)
+    db.revoke_user_tokens(session.user, f"session ended: {reason}")
+    for cred in core.store.live_credentials():
+        if cred.user == session.user:
+            credentials.end(core, cred.jti, "revoked", f"session ended: {reason}")
+    db.clear_session(session.id)
+    core.secrets.delete(REFRESH_SECRET)
+
+
+def logout(core: Core) -> dict[str, Any]:
+    session = for_core(core).db.current_session()
+    if session is None:
+        return {"logged_out": False, "user": core.user}
+    user = session.user
+    _end_current(core, "logged out")
+    events.record(core, "session.ended", reason="logged out", session_user=user)
+    core.user = local_user()
+    return {"logged_out": True, "user": user}
+
+
+def show(core: Core) -> dict[str, Any]:
+    session = for_core(core).db.current_session()
+    if session is None:
+        return {"user": core.user, "issuer": None, "logged_in": False}
+    return {
+        "user": session.user,
+        "display_name": session.display_name,
+        "issuer": session.issuer,
+        "external": bool(session.external),
+        "logged_in": session.ended_at is None,
+        "expires_at": session.expires_at,
+        "checked_at": session.checked_at,
+        "ended": session.end_reason,
+    }
+
+
+def check(core: Core) -> dict[str, Any]:
+    """Refresh against the issuer now; a refusal ends the session."""
+    db = for_core(core).db
+    session = db.current_session()
+    if session is None or session.ended_at is not None:
+        return show(core)
+    refresh = core.secrets.get(REFRESH_SECRET)
+    try:
+        if refresh is None:
+            raise relying.ProviderRefused("no refresh token is held for this session")
+        meta = relying.discover(session.issuer)
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh,
+            "client_id": session.client_id,
+        }
+        answer = relying.token_request(meta, form, _auth(core, session.issuer, session.client_id))
+    except relying.ProviderRefused as exc:
+        _refused(core, session, str(exc))
+        return show(core)
+    except relying.ProviderError as exc:
+        raise ApiError(
+            wire.INVALID, f"cannot reach the issuer to check the session: {exc}"
+        ) from exc
+    if isinstance(answer.get("refresh_token"), str):
+        core.secrets.put(REFRESH_SECRET, answer["refresh_token"])
+    db.touch_session(session.id, max(session.expires_at, time.time() + 600))
+    return show(core)
+
+
+def _refused(core: Core, session: SessionRow, error: str) -> None:
+    reason = f"the issuer refused to refresh the session ({error})"
+    db = for_core(core).db
+    db.end_session(session.id, reason)
+    db.revoke_grants(f"session ended: {reason}", session_id=session.id)
+    for cred in core.store.live_credentials():
+        if cred.user == session.user:
+            credentials.end(core, cred.jti, "revoked", f"session ended: {reason}")
+    core.secrets.delete(REFRESH_SECRET)
+    events.record(core, "session.ended", reason=reason, issuer=session.issuer)
+    log.warning("login session ended: %s", reason)
+
+
+def monitor(core: Core) -> None:
+    """Background: re-check an external session every few minutes."""
+    while not core.stopping.wait(30.0):
+        session = for_core(core).db.current_session()
+        if session is None or session.ended_at is not None or not session.external:
+            continue
+        if time.time() - session.checked_at < RECHECK:
+            continue
+        try:
+            check(core)
+        except ApiError as exc:
+            log.info("session check failed: %s", exc.message)
+        except Exception:
+            log.exception("session check failed")
+
+
+def start(core: Core) -> None:
+    """At daemon start: the issuer's secret file, the session's user, the monitor."""
+    for_core(core)
+    restore(core)
+    threading.Thread(target=monitor, args=(core,), name="session", daemon=True).start()
+
+
+__all__ = ["check", "clients", "login", "logout", "show", "start"]

@@ -1,0 +1,143 @@
+"""The authorization server's short-lived state: pushed requests and codes, in memory.
+
+Pushed requests live 5 minutes and are used once; codes live 60 seconds and are
+used once (RFC 6749 §4.1.2). A used code is remembered until its expiry so a
+replay can be recognised and what it issued revoked (§4.1.2, §10.5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kontextd.core import Core
+from kontextd.oauth import clients
+from kontextd.store.oauth_sql import OAuthStore
+
+REQUEST_TTL = 300
+CODE_TTL = 60
+REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
+
+
+def digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+@dataclass
+class Pending:
+    """One pushed authorization request (RFC 9126), waiting for the user's decision."""
+
+    request_uri: str
+    client_id: str
+    redirect_uri: str
+    state: str | None
+    nonce: str | None
+    challenge: str
+    scopes: tuple[str, ...]
+    target: str | None
+    duration: int
+    csrf: str
+    expires_at: float
+    used: bool = False
+
+    def __repr__(self) -> str:
+        return f"Pending(client_id={self.client_id!r}, <redacted>)"
+
+
+@dataclass
+class Code:
+    """An issued authorization code; the dict key is its hash, never the code."""
+
+    client_id: str
+    redirect_uri: str
+    challenge: str
+    nonce: str | None
+    scopes: tuple[str, ...]
+    target: str | None
+    duration: int
+    user: str
+    subject: str
+    email: str | None
+    name: str | None
+    expires_at: float
+    family: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    used: bool = False
+
+    def __repr__(self) -> str:
+        return f"Code(client_id={self.client_id!r}, <redacted>)"
+
+
+class AuthState:
+    """Per-daemon state of the embedded issuer."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.secret = clients.create_secret(core.paths.runtime)
+        self.db = OAuthStore(core.store)
+        self._lock = threading.Lock()
+        self._pending: dict[str, Pending] = {}
+        self._codes: dict[str, Code] = {}
+
+    def push(self, **fields: Any) -> Pending:
+        uri = REQUEST_URI_PREFIX + secrets.token_urlsafe(24)
+        pending = Pending(
+            request_uri=uri,
+            csrf=secrets.token_urlsafe(24),
+            expires_at=time.time() + REQUEST_TTL,
+            **fields,
+        )
+        with self._lock:
+            self._sweep()
+            self._pending[uri] = pending
+        return pending
+
+    def pending(self, request_uri: str | None) -> Pending | None:
+        with self._lock:
+            found = self._pending.get(request_uri or "")
+        if found is None or found.used or found.expires_at <= time.time():
+            return None
+        return found
+
+    def finish(self, pending: Pending) -> bool:
+        """Mark a pushed request decided; False if it already was (single use)."""
+        with self._lock:
+            if pending.used:
+                return False
+            pending.used = True
+            return True
+
+    def new_code(self, code: Code) -> str:
+        value = secrets.token_urlsafe(32)
+        with self._lock:
+            self._codes[digest(value)] = code
+        return value
+
+    def take_code(self, value: str) -> Code | None:
+        """The code's record (used or not) while it is remembered; marks it used."""
+        with self._lock:
+            code = self._codes.get(digest(value))
+        return code
+
+    def _sweep(self) -> None:
+        now = time.time()
+        for uri in [u for u, p in self._pending.items() if p.expires_at < now]:
+            del self._pending[uri]
+        for key in [k for k, c in self._codes.items() if c.expires_at + CODE_TTL < now]:
+            del self._codes[key]
+
+
+_STATES: dict[int, AuthState] = {}
+_STATES_LOCK = threading.Lock()
+
+
+def for_core(core: Core) -> AuthState:
+    """The issuer state of this daemon (created at start by ``start``)."""
+    with _STATES_LOCK:
+        state = _STATES.get(id(core))
+        if state is None:
+            state = _STATES[id(core)] = AuthState(core)
+        return state

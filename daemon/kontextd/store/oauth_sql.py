@@ -1,0 +1,248 @@
+"""SQL for login sessions, consent grants and the authorization server's tokens.
+
+Like ``audit_sql``, a companion of ``db.Store``: it uses the store's lock,
+connection and transactions, and is the only other place that speaks SQL.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kontextd.store.db import Store
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    id: str
+    user: str
+    display_name: str | None
+    issuer: str
+    client_id: str
+    subject: str
+    external: int
+    created_at: float
+    expires_at: float
+    checked_at: float
+    ended_at: float | None
+    end_reason: str | None
+
+
+@dataclass(frozen=True)
+class GrantRow:
+    id: str
+    session_id: str
+    user: str
+    agent: str
+    scopes: tuple[str, ...]
+    target: str | None
+    created_at: float
+    expires_at: float
+    revoked_at: float | None
+    revoke_reason: str | None
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    jti: str
+    kind: str
+    token_hash: str | None
+    family: str
+    client_id: str
+    user: str
+    scopes: tuple[str, ...]
+    parent: str | None
+    issued_at: float
+    expires_at: float
+    rotated_at: float | None
+    revoked_at: float | None
+    revoke_reason: str | None
+
+
+def _grant(row: Any) -> GrantRow:
+    values = dict(row)
+    values["scopes"] = tuple(values["scopes"].split())
+    return GrantRow(**values)
+
+
+def _token(row: Any) -> TokenRow:
+    values = dict(row)
+    values["scopes"] = tuple(values["scopes"].split())
+    return TokenRow(**values)
+
+
+class OAuthStore:
+    """Reads and writes of sessions, grants and tokens, on the one ``Store``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        with self.store.connection() as conn:
+            return conn.execute(sql, args).fetchall()
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        with self.store.connection() as conn:
+            return int(conn.execute(sql, args).rowcount)
+
+    # -- login sessions -------------------------------------------------------
+
+    def insert_session(self, row: SessionRow) -> None:
+        self._run(
+            "INSERT INTO login_sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            tuple(row.__dict__.values()),
+        )
+
+    def current_session(self) -> SessionRow | None:
+        """The newest session, ended or not (an ended one still blocks issuance)."""
+        rows = self._all("SELECT * FROM login_sessions ORDER BY created_at DESC LIMIT 1")
+        return SessionRow(**dict(rows[0])) if rows else None
+
+    def end_session(self, session_id: str, reason: str) -> bool:
+        return (
+            self._run(
+                "UPDATE login_sessions SET ended_at = ?, end_reason = ? "
+                "WHERE id = ? AND ended_at IS NULL",
+                (time.time(), reason, session_id),
+            )
+            > 0
+        )
+
+    def clear_session(self, session_id: str) -> None:
+        """Logout: the session is over and no longer the current one."""
+        self._run("DELETE FROM login_sessions WHERE id = ?", (session_id,))
+
+    def touch_session(self, session_id: str, expires_at: float) -> None:
+        self._run(
+            "UPDATE login_sessions SET checked_at = ?, expires_at = ? WHERE id = ?",
+            (time.time(), expires_at, session_id),
+        )
+
+    # -- consent grants -------------------------------------------------------
+
+    def insert_grant(self, row: GrantRow) -> None:
+        self._run(
+            "INSERT INTO consent_grants VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.id,
+                row.session_id,
+                row.user,
+                row.agent,
+                " ".join(row.scopes),
+                row.target,
+                row.created_at,
+                row.expires_at,
+                row.revoked_at,
+                row.revoke_reason,
+            ),
+        )
+
+    def live_grants(self, user: str | None, agent: str | None = None) -> list[GrantRow]:
+        sql = "SELECT * FROM consent_grants WHERE revoked_at IS NULL AND expires_at > ?"
+        args: tuple[Any, ...] = (time.time(),)
+        if user is not None:
+            sql, args = sql + " AND user = ?", (*args, user)
+        if agent is not None:
+            sql, args = sql + " AND agent = ?", (*args, agent)
+        return [_grant(r) for r in self._all(sql + " ORDER BY created_at", args)]
+
+    def revoke_grants(
+        self,
+        reason: str,
+        *,
+        agent: str | None = None,
+        session_id: str | None = None,
+        grant_id: str | None = None,
+        user: str | None = None,
+    ) -> list[str]:
+        where, args = ["revoked_at IS NULL"], []
+        if grant_id is not None:
+            where.append("id = ?")
+            args.append(grant_id)
+        if user is not None:
+            where.append("user = ?")
+            args.append(user)
+        if agent is not None:
+            where.append("agent = ?")
+            args.append(agent)
+        if session_id is not None:
+            where.append("session_id = ?")
+            args.append(session_id)
+        # ``where`` holds only the fixed fragments above; every value is a bound parameter.
+        clause = " AND ".join(where)
+        ids = [
+            r["id"]
+            for r in self._all(f"SELECT id FROM consent_grants WHERE {clause}", tuple(args))  # noqa: S608
+        ]
+        self._run(
+            f"UPDATE consent_grants SET revoked_at = ?, revoke_reason = ? WHERE {clause}",  # noqa: S608
+            (time.time(), reason, *args),
+        )
+        return ids
+
+    # -- issued tokens --------------------------------------------------------
+
+    def insert_token(self, row: TokenRow) -> None:
+        self._run(
+            "INSERT INTO oauth_tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.jti,
+                row.kind,
+                row.token_hash,
+                row.family,
+                row.client_id,
+                row.user,
+                " ".join(row.scopes),
+                row.parent,
+                row.issued_at,
+                row.expires_at,
+                row.rotated_at,
+                row.revoked_at,
+                row.revoke_reason,
+            ),
+        )
+
+    def token(self, jti: str) -> TokenRow | None:
+        rows = self._all("SELECT * FROM oauth_tokens WHERE jti = ?", (jti,))
+        return _token(rows[0]) if rows else None
+
+    def refresh_by_hash(self, token_hash: str) -> TokenRow | None:
+        rows = self._all(
+            "SELECT * FROM oauth_tokens WHERE token_hash = ? AND kind = 'refresh'", (token_hash,)
+        )
+        return _token(rows[0]) if rows else None
+
+    def mark_rotated(self, jti: str) -> bool:
+        """Single use: False when it was already rotated (a reuse)."""
+        return (
+            self._run(
+                "UPDATE oauth_tokens SET rotated_at = ? WHERE jti = ? AND rotated_at IS NULL",
+                (time.time(), jti),
+            )
+            > 0
+        )
+
+    def revoke_family(self, family: str, reason: str) -> int:
+        return self._run(
+            "UPDATE oauth_tokens SET revoked_at = ?, revoke_reason = ? "
+            "WHERE family = ? AND revoked_at IS NULL",
+            (time.time(), reason, family),
+        )
+
+    def revoke_token(self, jti: str, reason: str) -> bool:
+        return (
+            self._run(
+                "UPDATE oauth_tokens SET revoked_at = ?, revoke_reason = ? "
+                "WHERE jti = ? AND revoked_at IS NULL",
+                (time.time(), reason, jti),
+            )
+            > 0
+        )
+
+    def revoke_user_tokens(self, user: str, reason: str) -> int:
+        return self._run(
+            "UPDATE oauth_tokens SET revoked_at = ?, revoke_reason = ? "
+            "WHERE user = ? AND revoked_at IS NULL",
+            (time.time(), reason, user),
+        )
