@@ -16,11 +16,13 @@ from kontext_cli.commands import (
     audit,
     completion,
     config,
+    consent,
     daemon,
     doctor,
     exec_,
     integration,
     keys,
+    login,
     policy,
     revoke,
 )
@@ -55,6 +57,8 @@ def build() -> typer.Typer:
     app.add_typer(agent.app, name="agent")
     exec_.register(app)
     revoke.register(app)
+    login.register(app)
+    app.add_typer(consent.app, name="consent")
     app.add_typer(audit.app, name="audit")
     app.add_typer(policy.app, name="policy")
     app.add_typer(daemon.app, name="daemon")

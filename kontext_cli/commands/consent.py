@@ -1,0 +1,84 @@
+"""``kontext consent``: what this user has approved for which agent."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from kontext_cli import errors, render
+from kontext_cli.commands.common import checked, daemon
+from kontext_cli.common import paths, validate
+
+app = typer.Typer(help="List, grant and revoke your consent for agents.", no_args_is_help=True)
+MAX_GRANT = 30 * 86400
+
+
+def _agent(raw: str) -> str:
+    if not raw.startswith("agent:"):
+        raise errors.UsageError(f"write the agent as agent:NAME, not {raw!r}")
+    return checked(validate.agent_name, raw.removeprefix("agent:"))
+
+
+@app.command("list")
+def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the live grants of this session."""
+    with daemon() as conn:
+        result = conn.call("GET", "/v1/consent")
+    if as_json:
+        render.emit_json(result)
+        return
+    rows = [
+        [g["agent"], " ".join(g["scopes"]), g["target"] or "any", render.when(g["expires_at"])]
+        for g in result["grants"]
+    ]
+    render.table(["AGENT", "SCOPES", "TARGET", "EXPIRES"], rows)
+
+
+@app.command("revoke")
+def revoke(
+    agent: Annotated[str, typer.Argument(metavar="agent:NAME", help="The agent.")],
+) -> None:
+    """Withdraw every grant to agent:NAME (its next exec asks again)."""
+    name = _agent(agent)
+    with daemon() as conn:
+        result = conn.call("POST", "/v1/consent/revoke", {"agent": f"agent:{name}"})
+    render.out.print(f"revoked {len(result['revoked'])} grant(s) to agent:{name}")
+
+
+@app.command("grant")
+def grant(
+    agent: Annotated[str, typer.Argument(metavar="agent:NAME", help="The agent.")],
+    scope: Annotated[
+        list[str],
+        typer.Option("--scope", "-s", help="INTEGRATION:SCOPE to approve; repeat."),
+    ],
+    target: Annotated[
+        str | None, typer.Option("--target", "-t", help="Only for this resource.")
+    ] = None,
+    for_: Annotated[
+        str | None, typer.Option("--for", help="How long, e.g. 8h (default 1h, at most 30d).")
+    ] = None,
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="Only print the URL; do not open a browser.")
+    ] = False,
+) -> None:
+    """Approve scopes for agent:NAME ahead of time (e.g. for CI), on the consent page."""
+    from kontext_cli.login import consent
+
+    name = _agent(agent)
+    for item in scope:
+        checked(validate.scope, item)
+    scopes = list(dict.fromkeys(scope))
+    where = checked(validate.target, target) if target is not None else None
+    duration = None
+    if for_ is not None:
+        duration = checked(lambda v: validate.duration(v, lower=60, upper=MAX_GRANT), for_)
+    result = consent.obtain(
+        paths.resolve(), name, scopes, where, duration, open_browser=not no_browser
+    )
+    until = time.time() + int(result["expires_in"] or 0)
+    render.out.print(
+        f"approved {' '.join(result['scopes'])} for agent:{name} until {render.when(until)}"
+    )

@@ -1,0 +1,117 @@
+"""``kontext login``, ``logout`` and ``whoami``: the user's session, held by the daemon."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from kontext_cli import errors, render
+from kontext_cli.commands.common import daemon
+from kontext_cli.common import paths
+
+LOGIN_HELP = """Sign in, in the browser, with PKCE and a one-time loopback redirect.
+
+Without --issuer the daemon's embedded issuer shows a local sign-in page where
+you set the display name and email shown in audit. With --issuer URL any
+OpenID Connect provider works (discovery, PKCE, ID token checks); the user is
+the ID token's email, or ISSUER#SUB. The daemon keeps the session (its refresh
+token never leaves the daemon).
+"""
+
+EXTERNAL_SCOPES = "openid email profile offline_access"
+EXTERNAL_CALLBACK = "/callback"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("login", help=LOGIN_HELP)(login)
+    app.command("logout")(logout)
+    app.command("whoami")(whoami)
+
+
+def login(
+    issuer: Annotated[
+        str | None, typer.Option("--issuer", help="An external OIDC provider's issuer URL.")
+    ] = None,
+    client_id: Annotated[
+        str, typer.Option("--client-id", help="The client id registered at --issuer.")
+    ] = "kontext",
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="Only print the URL; do not open a browser.")
+    ] = False,
+    timeout: Annotated[
+        int, typer.Option("--timeout", min=5, max=3600, help="Seconds to wait for the browser.")
+    ] = 300,
+) -> None:
+    from kontext_cli.login import flow, local
+
+    if issuer is not None and not issuer.startswith(
+        ("https://", "http://127.0.0.1", "http://localhost")
+    ):
+        raise errors.UsageError("--issuer must be an https:// URL (or http on loopback)")
+    if issuer is None:
+        issuer, secret = local.issuer_and_secret(paths.resolve())
+        extra = {"scope": "openid profile email offline_access"}
+        path, secret_or_none = None, secret
+    else:
+        extra = {"scope": EXTERNAL_SCOPES, "prompt": "consent"}
+        path, secret_or_none = EXTERNAL_CALLBACK, None
+    meta = flow.discover(issuer)
+    result, session, redirect_uri = flow.authorize(
+        meta,
+        client_id,
+        extra,
+        secret=secret_or_none,
+        open_browser=not no_browser,
+        timeout=float(timeout),
+        callback_path=path,
+    )
+    if result.error is not None or result.code is None:
+        raise errors.Denied(f"login was not completed ({result.error or 'no code'})")
+    body = {
+        "issuer": issuer,
+        "client_id": client_id,
+        "code": result.code,
+        "code_verifier": session.take_verifier(),
+        "redirect_uri": redirect_uri,
+        "nonce": session.nonce,
+    }
+    with daemon() as conn:
+        who = conn.call("POST", "/v1/session/login", body)
+    render.out.print(f"Logged in as {who['user']} ({who['issuer']})")
+
+
+def logout() -> None:
+    """End the session: revoke its consent grants and its live credentials."""
+    with daemon() as conn:
+        result = conn.call("POST", "/v1/session/logout")
+    if result["logged_out"]:
+        render.out.print(f"Logged out {result['user']}; its grants and credentials are revoked")
+    else:
+        render.out.print(f"Not logged in (acting as the local account {result['user']})")
+
+
+def whoami(
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Ask the issuer now whether the session is still active."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the user, the issuer and when the session expires."""
+    with daemon() as conn:
+        info = conn.call(
+            "POST" if check else "GET", "/v1/session/check" if check else "/v1/session"
+        )
+    if as_json:
+        render.emit_json(info)
+        return
+    if info.get("issuer") is None:
+        render.out.print(f"user:    {info['user']} (local account; not logged in)")
+        return
+    render.out.print(f"user:    {info['user']}")
+    render.out.print(f"issuer:  {info['issuer']}")
+    if info.get("logged_in"):
+        render.out.print(f"expires: {render.when(info.get('expires_at'))}")
+    else:
+        render.out.print(f"ended:   {info.get('ended')}")

@@ -1,0 +1,75 @@
+"""Ask the user, in the browser, to approve scopes for one agent.
+
+An authorization-code + PKCE request with ``client_id`` = the agent, the
+scopes, the integration as ``resource`` (RFC 8707) and the target. Redeeming
+the code turns the approval into a grant; the short access token that comes
+back is revoked at once — credentials come only from ``kontext exec``.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+import httpx
+
+from kontext_cli import errors
+from kontext_cli.common.paths import Paths
+from kontext_cli.login import flow, local
+
+DEFAULT_TIMEOUT = 300.0
+
+
+def obtain(
+    paths: Paths,
+    agent: str,
+    scopes: list[str],
+    target: str | None,
+    duration: int | None = None,
+    *,
+    open_browser: bool = True,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> dict[str, Any]:
+    """Run the consent flow; returns the grant (id, scopes, expiry) or raises Denied."""
+    issuer, secret = local.issuer_and_secret(paths)
+    meta = flow.discover(issuer)
+    client_id = f"agent:{agent}"
+    extra = {"scope": " ".join(scopes)}
+    integrations = sorted({s.partition(":")[0] for s in scopes})
+    if len(integrations) == 1:
+        extra["resource"] = integrations[0]
+    if target is not None:
+        extra["target"] = target
+    if duration is not None:
+        extra["grant_duration"] = str(duration)
+    result, session, redirect_uri = flow.authorize(
+        meta, client_id, extra, secret=secret, open_browser=open_browser, timeout=timeout
+    )
+    if result.error is not None or result.code is None:
+        raise errors.Denied(f"consent for {client_id} was not given ({result.error or 'no code'})")
+    auth = (urllib.parse.quote(client_id, safe=""), secret)
+    form = {
+        "grant_type": "authorization_code",
+        "code": result.code,
+        "code_verifier": session.take_verifier(),
+        "redirect_uri": redirect_uri,
+    }
+    try:
+        answer = httpx.post(meta["token_endpoint"], data=form, auth=auth, timeout=flow.TIMEOUT)
+        value = answer.json()
+        if answer.status_code == 200 and isinstance(value.get("access_token"), str):
+            httpx.post(
+                meta["revocation_endpoint"],
+                data={"token": value["access_token"]},
+                timeout=flow.TIMEOUT,
+            )
+    except (httpx.HTTPError, ValueError) as exc:
+        raise flow.LoginFailed(f"redeeming the approval failed: {type(exc).__name__}") from exc
+    if answer.status_code != 200:
+        raise flow.LoginFailed(f"the approval was refused: {value.get('error_description')}")
+    return {
+        "grant": value.get("grant_id"),
+        "agent": client_id,
+        "scopes": str(value.get("scope", "")).split(),
+        "expires_in": value.get("grant_expires_in"),
+    }

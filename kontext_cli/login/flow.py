@@ -1,0 +1,114 @@
+"""Run one authorization in the browser: push (or build) the request, wait for the callback.
+
+Used by ``kontext login`` (embedded issuer or any OIDC provider) and by agent
+consent. The URL is always printed, and opened with ``webbrowser`` (which
+honours ``$BROWSER``) unless ``--no-browser``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.parse
+import webbrowser
+from typing import Any
+
+import httpx
+
+from kontext_cli import errors
+from kontext_cli.login.callback import CallbackResult, CallbackServer
+from kontext_cli.login.pkce import PkceSession
+
+TIMEOUT = 10.0
+
+
+class LoginFailed(errors.KontextError):
+    """The browser step did not complete (timeout, refused request, provider error)."""
+
+    exit_code = 14
+
+
+def get_json(url: str) -> dict[str, Any]:
+    try:
+        answer = httpx.get(url, timeout=TIMEOUT)
+        value = answer.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise LoginFailed(f"cannot read {url}: {type(exc).__name__}") from exc
+    if answer.status_code != 200 or not isinstance(value, dict):
+        raise LoginFailed(f"{url} answered HTTP {answer.status_code}")
+    return value
+
+
+def discover(issuer: str) -> dict[str, Any]:
+    meta = get_json(issuer.rstrip("/") + "/.well-known/openid-configuration")
+    if meta.get("issuer") != issuer:
+        raise LoginFailed(f"the provider says its issuer is {meta.get('issuer')!r}, not {issuer!r}")
+    if "S256" not in meta.get("code_challenge_methods_supported", ["S256"]):
+        raise LoginFailed("the provider does not support PKCE with S256")
+    return meta
+
+
+def push(meta: dict[str, Any], client_id: str, secret: str, params: dict[str, str]) -> str:
+    """RFC 9126 §2.1: push the request, authenticated; returns the request_uri."""
+    try:
+        answer = httpx.post(
+            meta["pushed_authorization_request_endpoint"],
+            data=params,
+            auth=(urllib.parse.quote(client_id, safe=""), secret),
+            timeout=TIMEOUT,
+        )
+        value = answer.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise LoginFailed(f"the authorization request failed: {type(exc).__name__}") from exc
+    if answer.status_code != 201 or not isinstance(value.get("request_uri"), str):
+        raise LoginFailed(f"the issuer refused the request: {value.get('error_description')}")
+    return str(value["request_uri"])
+
+
+def authorize(
+    meta: dict[str, Any],
+    client_id: str,
+    extra: dict[str, str],
+    *,
+    secret: str | None,
+    open_browser: bool,
+    timeout: float,
+    callback_path: str | None = None,
+) -> tuple[CallbackResult, PkceSession, str]:
+    """Returns the accepted callback, the PKCE session and the redirect URI used."""
+    session = PkceSession()
+    issuer = meta["issuer"] if meta.get("authorization_response_iss_parameter_supported") else None
+    with CallbackServer(session, issuer, callback_path) as server:
+        params = {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": server.redirect_uri,
+            "state": session.state,
+            "code_challenge": session.challenge,
+            "code_challenge_method": "S256",
+            **extra,
+        }
+        if "openid" in extra.get("scope", "").split():
+            params["nonce"] = session.nonce
+        if secret is not None and meta.get("pushed_authorization_request_endpoint"):
+            request_uri = push(meta, client_id, secret, params)
+            query = {"client_id": client_id, "request_uri": request_uri}
+        else:
+            query = params
+        url = meta["authorization_endpoint"] + "?" + urllib.parse.urlencode(query)
+        print(f"Open this URL in your browser to continue:\n  {url}", file=sys.stderr, flush=True)
+        if open_browser:
+            webbrowser.open(url)
+        result = _wait(server, timeout)
+    if result is None:
+        raise LoginFailed(f"no answer from the browser within {timeout:.0f}s")
+    return result, session, server.redirect_uri
+
+
+def _wait(server: CallbackServer, timeout: float) -> CallbackResult | None:
+    if sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
+        from rich.console import Console
+
+        with Console(stderr=True).status("Waiting for the browser… (Ctrl-C cancels)"):
+            return server.wait(timeout)
+    return server.wait(timeout)
