@@ -5,8 +5,9 @@ _kontext_scopes='github:actions:read github:actions:write github:contents:read g
 
 _kontext_subcommands() {
     case "$1" in
-        '') echo 'exec revoke doctor completion agent audit policy daemon config keys integration' ;;
+        '') echo 'exec revoke login logout whoami doctor completion agent consent audit policy daemon config keys integration' ;;
         'agent') echo 'create list show delete disable enable' ;;
+        'consent') echo 'list revoke grant' ;;
         'audit') echo 'tail checkpoint prune verify export' ;;
         'policy') echo 'schema check reload explain' ;;
         'daemon') echo 'run start stop status install uninstall' ;;
@@ -21,6 +22,9 @@ _kontext_options() {
         '') echo '--verbose --version --help' ;;
         'exec') echo '-a --agent -s --scope -t --target --ttl --allow-nested --help' ;;
         'revoke') echo '--kill --help' ;;
+        'login') echo '--issuer --client-id --no-browser --timeout --help' ;;
+        'logout') echo '--help' ;;
+        'whoami') echo '--check --json --help' ;;
         'doctor') echo '--json --fix --help' ;;
         'completion') echo '--help' ;;
         'agent') echo '--help' ;;
@@ -30,6 +34,10 @@ _kontext_options() {
         'agent delete') echo '--help' ;;
         'agent disable') echo '--help' ;;
         'agent enable') echo '--help' ;;
+        'consent') echo '--help' ;;
+        'consent list') echo '--json --help' ;;
+        'consent revoke') echo '--help' ;;
+        'consent grant') echo '-s --scope -t --target --for --no-browser --help' ;;
         'audit') echo '--help' ;;
         'audit tail') echo '-n --lines -f --follow --agent --user --event --since --until --json --help' ;;
         'audit checkpoint') echo '--help' ;;
@@ -65,7 +73,9 @@ _kontext_options() {
 _kontext_value_options() {
     case "$1" in
         'exec') echo '-a --agent -s --scope -t --target --ttl' ;;
+        'login') echo '--issuer --client-id --timeout' ;;
         'agent create') echo '--allow --display-name --max-ttl' ;;
+        'consent grant') echo '-s --scope -t --target --for' ;;
         'audit tail') echo '-n --lines --agent --user --event --since --until' ;;
         'audit prune') echo '--before' ;;
         'audit verify') echo '--file' ;;
@@ -82,6 +92,8 @@ _kontext_option_kind() {
         'exec|-s') echo 'scope' ;;
         'exec|--scope') echo 'scope' ;;
         'agent create|--allow') echo 'scope' ;;
+        'consent grant|-s') echo 'scope' ;;
+        'consent grant|--scope') echo 'scope' ;;
         'audit tail|--agent') echo 'agent' ;;
         'audit verify|--file') echo 'file' ;;
         'audit export|-o') echo 'file' ;;
@@ -101,6 +113,8 @@ _kontext_argument_kind() {
         'agent delete|'0) echo 'agent' ;;
         'agent disable|'0) echo 'agent' ;;
         'agent enable|'0) echo 'agent' ;;
+        'consent revoke|'0) echo 'agent-prefixed' ;;
+        'consent grant|'0) echo 'agent-prefixed' ;;
     esac
 }
 
@@ -144,6 +158,11 @@ _kontext_values() {
         agent) _kontext_reply "$cur" "$(_kontext_agents)" ;;
         agent-ref)
             local -a refs=(credential)
+            for name in $(_kontext_agents); do refs+=("agent:$name"); done
+            _kontext_reply "$cur" "${refs[*]}"
+            ;;
+        agent-prefixed)
+            local -a refs=()
             for name in $(_kontext_agents); do refs+=("agent:$name"); done
             _kontext_reply "$cur" "${refs[*]}"
             ;;

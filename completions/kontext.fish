@@ -3,9 +3,11 @@
 function __kontext_subcommands
     switch "$argv[1]"
         case ''
-            printf '%s\n' exec revoke doctor completion agent audit policy daemon config keys integration
+            printf '%s\n' exec revoke login logout whoami doctor completion agent consent audit policy daemon config keys integration
         case 'agent'
             printf '%s\n' create list show delete disable enable
+        case 'consent'
+            printf '%s\n' list revoke grant
         case 'audit'
             printf '%s\n' tail checkpoint prune verify export
         case 'policy'
@@ -25,8 +27,12 @@ function __kontext_value_options
     switch "$argv[1]"
         case 'exec'
             printf '%s\n' -a --agent -s --scope -t --target --ttl
+        case 'login'
+            printf '%s\n' --issuer --client-id --timeout
         case 'agent create'
             printf '%s\n' --allow --display-name --max-ttl
+        case 'consent grant'
+            printf '%s\n' -s --scope -t --target --for
         case 'audit tail'
             printf '%s\n' -n --lines --agent --user --event --since --until
         case 'audit prune'
@@ -131,6 +137,10 @@ end
 
 function __kontext_agent_refs
     echo credential
+    __kontext_agent_prefixed
+end
+
+function __kontext_agent_prefixed
     for name in (__kontext_agents)
         echo agent:$name
     end
@@ -139,9 +149,13 @@ end
 complete -c kontext -f
 complete -c kontext -n '__kontext_at \'\'' -f -a 'exec' -d 'Run CMD with a short-lived credential for one agent, in its environment only'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'revoke' -d 'Revoke agent:NAME (disable it and revoke all its live credentials) or one credential'
+complete -c kontext -n '__kontext_at \'\'' -f -a 'login' -d 'Sign in, in the browser, with PKCE and a one-time loopback redirect'
+complete -c kontext -n '__kontext_at \'\'' -f -a 'logout' -d 'End the session: revoke its consent grants and its live credentials'
+complete -c kontext -n '__kontext_at \'\'' -f -a 'whoami' -d 'Show the user, the issuer and when the session expires'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'doctor' -d 'Check this set-up and explain each problem with its fix'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'completion' -d 'Print the completion script for SHELL on standard output'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'agent' -d 'Register and manage agents (agent:NAME identities)'
+complete -c kontext -n '__kontext_at \'\'' -f -a 'consent' -d 'List, grant and revoke your consent for agents'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'audit' -d 'Read, verify, export and prune the audit log'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'policy' -d 'Org policy (Cedar): schema, check, reload, explain'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'daemon' -d 'Run, start, stop and inspect the kontextd daemon'
@@ -161,6 +175,15 @@ complete -c kontext -n __kontext_in_command -f -a '(__kontext_command_line)'
 complete -c kontext -n '__kontext_at revoke' -l kill -d 'Also terminate the agent\'s running exec\'d processes.'
 complete -c kontext -n '__kontext_at revoke' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at revoke 0' -f -a '(__kontext_agent_refs)'
+complete -c kontext -n '__kontext_at login' -l issuer -r -f -d 'An external OIDC provider\'s issuer URL.'
+complete -c kontext -n '__kontext_at login' -l client-id -r -f -d 'The client id registered at --issuer.'
+complete -c kontext -n '__kontext_at login' -l no-browser -d 'Only print the URL; do not open a browser.'
+complete -c kontext -n '__kontext_at login' -l timeout -r -f -d 'Seconds to wait for the browser.'
+complete -c kontext -n '__kontext_at login' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at logout' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at whoami' -l check -d 'Ask the issuer now whether the session is still active.'
+complete -c kontext -n '__kontext_at whoami' -l json -d 'Print JSON.'
+complete -c kontext -n '__kontext_at whoami' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at doctor' -l json -d 'Print JSON.'
 complete -c kontext -n '__kontext_at doctor' -l fix -d 'Restart a stale kontextd; tighten loose modes.'
 complete -c kontext -n '__kontext_at doctor' -l help -d 'Show this message and exit.'
@@ -189,6 +212,20 @@ complete -c kontext -n '__kontext_at \'agent disable\'' -l help -d 'Show this me
 complete -c kontext -n '__kontext_at \'agent disable\' 0' -f -a '(__kontext_agents)'
 complete -c kontext -n '__kontext_at \'agent enable\'' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at \'agent enable\' 0' -f -a '(__kontext_agents)'
+complete -c kontext -n '__kontext_at consent' -f -a 'list' -d 'List the live grants of this session'
+complete -c kontext -n '__kontext_at consent' -f -a 'revoke' -d 'Withdraw every grant to agent:NAME (its next exec asks again)'
+complete -c kontext -n '__kontext_at consent' -f -a 'grant' -d 'Approve scopes for agent:NAME ahead of time (e.g'
+complete -c kontext -n '__kontext_at consent' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'consent list\'' -l json -d 'Print JSON.'
+complete -c kontext -n '__kontext_at \'consent list\'' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'consent revoke\'' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'consent revoke\' 0' -f -a '(__kontext_agent_prefixed)'
+complete -c kontext -n '__kontext_at \'consent grant\'' -s s -l scope -r -f -a 'github:actions:read github:actions:write github:contents:read github:contents:write github:issues:read github:issues:write github:metadata:read github:pulls:read github:pulls:write github:releases:write slack:channels:history slack:channels:read slack:chat:write slack:reactions:write slack:users:read' -d 'INTEGRATION:SCOPE to approve; repeat.'
+complete -c kontext -n '__kontext_at \'consent grant\'' -s t -l target -r -f -d 'Only for this resource.'
+complete -c kontext -n '__kontext_at \'consent grant\'' -l for -r -f -d 'How long, e.g. 8h (default 1h, at most 30d).'
+complete -c kontext -n '__kontext_at \'consent grant\'' -l no-browser -d 'Only print the URL; do not open a browser.'
+complete -c kontext -n '__kontext_at \'consent grant\'' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'consent grant\' 0' -f -a '(__kontext_agent_prefixed)'
 complete -c kontext -n '__kontext_at audit' -f -a 'tail' -d 'Print the latest audit events, and follow new ones with -f'
 complete -c kontext -n '__kontext_at audit' -f -a 'checkpoint' -d 'Sign a checkpoint over the newest event now (the daemon also does every 1000)'
 complete -c kontext -n '__kontext_at audit' -f -a 'prune' -d 'Remove old events, leaving a signed anchor so the rest still verifies'

@@ -38,6 +38,7 @@ from kontext_cli.docgen.man import leaf_page, root_page
 from kontext_cli.docgen.model import (
     AGENT,
     AGENT_OR_CREDENTIAL,
+    AGENT_PREFIXED,
     CHOICE,
     COMMAND,
     FILE,
@@ -59,6 +60,7 @@ from kontext_cli.docgen.zsh import zsh_script
 __all__ = [
     "AGENT",
     "AGENT_OR_CREDENTIAL",
+    "AGENT_PREFIXED",
     "CHOICE",
     "COMMAND",
     "EXAMPLES",

@@ -65,3 +65,32 @@ def test_help_names_the_install_steps(fresh_kx: Kontext) -> None:
     text = fresh_kx.ok("completion", "--help").stdout
     assert "bash-completion/completions/kontext" in text
     assert "~/.config/fish/completions/kontext.fish" in text
+
+
+def test_agent_name_arguments_complete_as_agent_refs(kx: Kontext, tmp_path: Path) -> None:
+    """Any argument shown as agent:NAME (consent revoke, ...) completes agent:NAME live."""
+    from kontext_cli import gendocs
+
+    tree = gendocs.load_tree()
+    takers = [
+        c for c in gendocs.leaves(tree) if any(a.metavar == "agent:NAME" for a in c.arguments)
+    ]
+    if not takers:
+        pytest.skip("no command takes an agent:NAME argument")
+    name = kx.agent("github:pulls:read", prefix="ref")
+    script = tmp_path / "kontext.bash"
+    script.write_text(gendocs.bash_script(tree))
+    for command in takers:
+        line = f"{KONTEXT} {' '.join(command.path)} "
+        driver = (
+            'source "$1"; COMP_LINE=$2; COMP_POINT=${#COMP_LINE}; _kontext; '
+            "printf '%s\\n' \"${COMPREPLY[@]}\""
+        )
+        proc = subprocess.run(
+            ["bash", "-c", driver, "driver", str(script), line],
+            capture_output=True,
+            text=True,
+            env=kx.env,
+            timeout=60,
+        )
+        assert f"agent:{name}" in proc.stdout.split(), (command.name, proc.stderr)

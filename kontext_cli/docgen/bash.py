@@ -53,6 +53,11 @@ _kontext_values() {
             for name in $(_kontext_agents); do refs+=("agent:$name"); done
             _kontext_reply "$cur" "${refs[*]}"
             ;;
+        agent-prefixed)
+            local -a refs=()
+            for name in $(_kontext_agents); do refs+=("agent:$name"); done
+            _kontext_reply "$cur" "${refs[*]}"
+            ;;
         scope) _kontext_reply "$cur" "$_kontext_scopes" ;;
         file) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null ;;
         choice:*) _kontext_reply "$cur" "${kind#choice:}" ;;

@@ -7,6 +7,7 @@ import shlex
 from kontext_cli.docgen.model import (
     AGENT,
     AGENT_OR_CREDENTIAL,
+    AGENT_PREFIXED,
     CHOICE,
     COMMAND,
     FILE,
@@ -113,6 +114,10 @@ end
 
 function __kontext_agent_refs
     echo credential
+    __kontext_agent_prefixed
+end
+
+function __kontext_agent_prefixed
     for name in (__kontext_agents)
         echo agent:$name
     end
@@ -137,6 +142,7 @@ def _fish_values(param: Param) -> str:
     return {
         AGENT: " -a '(__kontext_agents)'",
         AGENT_OR_CREDENTIAL: " -a '(__kontext_agent_refs)'",
+        AGENT_PREFIXED: " -a '(__kontext_agent_prefixed)'",
         SCOPE: " -a " + _fish_quote(" ".join(all_scopes())),
         CHOICE: " -a " + _fish_quote(" ".join(param.choices)),
         FILE: " -F",

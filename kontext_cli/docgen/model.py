@@ -25,6 +25,7 @@ GENERATED_BY = "python -m kontext_cli.gendocs"
 # What a parameter's value completes to in the shells.
 AGENT = "agent"  # a registered agent's name, asked of a running daemon
 AGENT_OR_CREDENTIAL = "agent-ref"  # 'agent:NAME' or the word 'credential' (revoke)
+AGENT_PREFIXED = "agent-prefixed"  # 'agent:NAME' (an argument with that metavar)
 SCOPE = "scope"  # INTEGRATION:SCOPE from the built-in catalogue
 COMMAND = "command"  # a command line to run (exec)
 FILE = "file"
@@ -200,6 +201,8 @@ def _completion_kind(
         return AGENT
     elif path == ("revoke",) and param.name == "what":
         return AGENT_OR_CREDENTIAL
+    elif param.metavar == "agent:NAME":
+        return AGENT_PREFIXED
     elif path == ("exec",) and param.nargs == -1:
         return COMMAND
     descriptor = getattr(param, "type_descriptor", None)

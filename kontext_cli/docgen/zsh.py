@@ -7,6 +7,7 @@ import re
 from kontext_cli.docgen.model import (
     AGENT,
     AGENT_OR_CREDENTIAL,
+    AGENT_PREFIXED,
     CHOICE,
     COMMAND,
     FILE,
@@ -57,6 +58,13 @@ _kontext_agent_refs() {
     _wanted targets expl 'agent:NAME or credential' compadd -a refs
 }
 
+_kontext_agent_prefixed() {
+    local -a names refs
+    names=(${(f)"$(_kontext_agent_names)"})
+    refs=(${names/#/agent:})
+    _wanted agents expl 'agent:NAME' compadd -a refs
+}
+
 _kontext_scopes() {
     local -a scopes
     scopes=(@SCOPES@)
@@ -79,6 +87,7 @@ def _zsh_action(kind: str, param: Param) -> str:
     return {
         AGENT: "_kontext_agents",
         AGENT_OR_CREDENTIAL: "_kontext_agent_refs",
+        AGENT_PREFIXED: "_kontext_agent_prefixed",
         SCOPE: "_kontext_scopes",
         FILE: "_files",
         CHOICE: "(" + " ".join(param.choices) + ")",
