@@ -35,6 +35,38 @@ WALKTHROUGH: tuple[Example, ...] = (
 )
 
 EXAMPLES: dict[tuple[str, ...], tuple[Example, ...]] = {
+    ("login",): (
+        ("Sign in with the embedded issuer, in your browser:", "kontext login"),
+        (
+            "Sign in with your organisation's OpenID Connect provider:",
+            "kontext login --issuer https://login.acme.com --client-id kontext-cli",
+        ),
+        (
+            "On a machine without a browser, print the URL to open elsewhere:",
+            "kontext login --no-browser",
+        ),
+    ),
+    ("logout",): (("End the session, its grants and its live credentials:", "kontext logout"),),
+    ("whoami",): (
+        ("Who am I, at which issuer, until when?", "kontext whoami"),
+        ("Ask the issuer now whether the session is still active:", "kontext whoami --check"),
+    ),
+    ("consent", "list"): (
+        ("What have I approved, for which agents, until when?", "kontext consent list"),
+        ("The same as JSON:", "kontext consent list --json"),
+    ),
+    ("consent", "grant"): (
+        (
+            "Approve read access ahead of a CI run, for eight hours:",
+            "kontext consent grant agent:release-notes --scope github:contents:read --for 8h",
+        ),
+    ),
+    ("consent", "revoke"): (
+        (
+            "Withdraw every grant to an agent; its next exec asks again:",
+            "kontext consent revoke agent:pr-reviewer",
+        ),
+    ),
     ("agent", "create"): (
         (
             "Register an agent that may read pull requests and post reviews:",
