@@ -20,6 +20,7 @@ from tests.upstream.fake_github import API_KEY, FakeGitHub
 
 UPSTREAM = Path(__file__).parent / "upstream"
 READ_WRITE = ("github:pulls:read", "github:pulls:write")
+STORY = ("credential.", "api.")  # the events of the four-line story
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +118,8 @@ def test_the_audit_tells_the_story(gw: Kontext) -> None:
     agent = api_new_agent(gw, *READ_WRITE, prefix="pr-reviewer")
     run_script(gw, agent, "review_httpx.py")
     lines = gw.ok("audit", "tail", "--agent", agent, "-n", "20").stdout.splitlines()
-    story = [line.split(None, 1)[1] for line in lines if "agent.created" not in line]
+    story = [line.split(None, 1)[1] for line in lines]
+    story = [line for line in story if line.startswith(STORY)]
     assert story[0].startswith(f"credential.issued  agent:{agent} -> github")
     assert story[1].startswith(f"api.call           agent:{agent} GET /repos/acme/backend/pulls/42")
     assert story[2].startswith(
@@ -308,3 +310,28 @@ def test_head_and_redirects_stay_on_the_gateway(gw: Kontext, github: FakeGitHub)
     assert int(head.headers["Content-Length"]) > 0
     assert moved.status_code == 301
     assert moved.headers["Location"] == f"{gw.base_url}/gw/github/repos/acme/backend/pulls/5"
+
+
+@pytest.mark.slow
+def test_the_story_can_end_in_expiry_and_the_expired_token_is_refused(gw: Kontext) -> None:
+    from tests.conftest import wait_until
+
+    agent = api_new_agent(gw, *READ_WRITE, prefix="expiring")
+    proc, token = _hold(gw, agent, "--ttl", "10s", "--target", "acme/backend")
+    auth = {"Authorization": f"Bearer {token}"}
+    try:
+        with gw.http() as http:
+            assert (
+                http.get("/gw/github/repos/acme/backend/pulls/42", headers=auth).status_code == 200
+            )
+            assert wait_until(
+                lambda: any(e["event"] == "credential.expired" for e in api_audit(gw, agent)),
+                timeout=20,
+                interval=0.5,
+            )
+            late = http.get("/gw/github/repos/acme/backend/pulls/42", headers=auth)
+    finally:
+        gw.close(proc)
+    assert late.status_code == 401
+    events = [e["event"] for e in api_audit(gw, agent) if e["event"].startswith(STORY)]
+    assert events[:3] == ["credential.issued", "api.call", "credential.expired"], events

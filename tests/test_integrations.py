@@ -110,9 +110,9 @@ routes = [{ route = "GET /rest/api/3/issue/{key}", scope = "issues:read", target
         if r["name"] == "jira"
     )
     assert (jira["display_name"], jira["delivery"], jira["routes"]) == ("Jira", "broker", 1)
-    fresh_kx.ok("agent", "create", "jira-bot", "--allow", "jira:issues:read")
+    agent = fresh_kx.agent("jira:issues:read", prefix="jira-bot")
     script = "import json, os; print(json.dumps(dict(os.environ)))"
-    proc = fresh_kx.ok("exec", "--agent", "jira-bot", "--", sys.executable, "-c", script)
+    proc = fresh_kx.ok("exec", "--agent", agent, "--", sys.executable, "-c", script)
     env = json.loads(proc.stdout)
     assert env["JIRA_TOKEN"] == env["KONTEXT_TOKEN"]
     assert env["JIRA_BASE_URL"] == f"{fresh_kx.base_url}/gw/jira"
