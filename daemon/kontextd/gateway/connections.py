@@ -47,20 +47,37 @@ def header_safe(value: Any) -> bool:
 
 
 def stored(core: Core, name: str) -> dict[str, Any] | None:
+    """The connection record, read once from the SecretStore and then kept in memory:
+    a Secret Service round trip (D-Bus, a thread for the timeout) on every gateway
+    call would cost more than the gateway itself. Every change goes through ``_put``."""
+    with core.gateway.lock:
+        if name in core.gateway.records:
+            return core.gateway.records[name]
     raw = core.secrets.get(secret_name(name))
-    if raw is None:
-        return None
+    value = None
     try:
-        value = json.loads(raw)
+        value = json.loads(raw) if raw is not None else None
     except json.JSONDecodeError:
         log.warning("the stored secret for %s is unreadable; treating it as not connected", name)
-        return None
-    return value if isinstance(value, dict) else None
+    record = value if isinstance(value, dict) else None
+    with core.gateway.lock:
+        core.gateway.records[name] = record
+    return record
+
+
+def _put(core: Core, name: str, record: dict[str, Any] | None) -> None:
+    """Write (or with None, delete) the connection record, and the in-memory copy."""
+    if record is None:
+        core.secrets.delete(secret_name(name))
+    else:
+        core.secrets.put(secret_name(name), json.dumps(record))
+    with core.gateway.lock:
+        core.gateway.records[name] = record
 
 
 def save(core: Core, name: str, record: dict[str, Any], method: str) -> None:
     """Store a new connection (replacing any old one) and audit it — without the secret."""
-    core.secrets.put(secret_name(name), json.dumps({**record, "connected_at": time.time()}))
+    _put(core, name, {**record, "connected_at": time.time()})
     with core.gateway.lock:
         core.gateway.access.pop(name, None)
     with core.store.transaction() as tx:
@@ -77,7 +94,7 @@ def save(core: Core, name: str, record: dict[str, Any], method: str) -> None:
 def disconnect(core: Core, name: str, reason: str) -> bool:
     """Forget the upstream credential; returns whether there was one."""
     had = stored(core, name) is not None
-    core.secrets.delete(secret_name(name))
+    _put(core, name, None)
     with core.gateway.lock:
         core.gateway.access.pop(name, None)
     if had:
@@ -138,9 +155,7 @@ def refresh(core: Core, integration: Integration, record: dict[str, Any]) -> Acc
     token = provider_oauth.access_from(name, answer)
     if header_safe(answer.get("refresh_token")) and answer["refresh_token"] != refresh_token:
         # Rotated (RFC 6749 §10.4): the old one is now dead, keep the new one.
-        core.secrets.put(
-            secret_name(name), json.dumps({**record, "refresh_token": answer["refresh_token"]})
-        )
+        _put(core, name, {**record, "refresh_token": answer["refresh_token"]})
     with core.store.transaction() as tx:
         tx.append_event({"event": "integration.refreshed", "integration": name})
     return token

@@ -50,6 +50,7 @@ class GatewayState:
         self.access: dict[str, AccessToken] = {}
         self.pending: dict[str, PendingConnect] = {}
         self.verified: dict[str, dict[str, Any]] = {}  # token -> claims whose signature held
+        self.records: dict[str, dict[str, Any] | None] = {}  # integration -> stored connection
         self._client: Any = None
 
     def client(self) -> Any:
