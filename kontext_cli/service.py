@@ -77,14 +77,10 @@ def unit_path(kind: str) -> Path:
 
 
 def template_dirs() -> list[Path]:
-    """A source checkout's ``daemon/``, then the wheel's ``share/kontext/``."""
+    """A source checkout's ``daemon/``, else where the wheel put ``share/kontext/``."""
     checkout = Path(__file__).resolve().parent.parent / "daemon"
-    shares = {
-        Path(sysconfig.get_path("data", scheme)) / "share" / "kontext"
-        for scheme in sysconfig.get_scheme_names()
-        if scheme in (sysconfig.get_default_scheme(), "posix_user", "osx_framework_user")
-    }
-    return [checkout, Path(sys.prefix) / "share" / "kontext", *sorted(shares)]
+    prefixes = [sys.prefix, sysconfig.get_path("data"), sysconfig.get_path("data", "posix_user")]
+    return [checkout, *(Path(p) / "share" / "kontext" for p in dict.fromkeys(prefixes))]
 
 
 def template(kind: str) -> str:
