@@ -71,7 +71,18 @@ def start_daemon(home: str, upstream: str) -> str:
         "github:contents:read",
     )
     port = Path(f"{home}/data/http-port").read_text().strip()
+    approve(home)
     return f"http://127.0.0.1:{port}"
+
+
+def approve(home: str) -> None:
+    """Where user consent is enforced, approve the bench agent's scopes on the consent
+    page as the test harness's browser stand-in does (once, before timing)."""
+    try:
+        from tests.conftest import Kontext, approve_over_http
+    except ImportError:  # a tree without the consent layer
+        return
+    approve_over_http(Kontext(Path(home)), "bench", ["github:pulls:read", "github:contents:read"])
 
 
 def latencies(base: str, headers: dict[str, str], calls: int) -> list[float]:
