@@ -94,7 +94,12 @@ def service_unit() -> Check:
             "kontext daemon install",
         )
     if text != wanted:
-        return warn("service", f"{path} is out of date for this kontext", "kontext daemon install")
+        return warn(
+            "service",
+            f"{path} differs from what this kontext would write (an older kontext, "
+            "or another KONTEXT_HOME)",
+            "kontext daemon install",
+        )
     return ok("service", f"{path} runs {program}")
 
 
