@@ -200,3 +200,12 @@ def test_doctor_is_documented_with_its_exit_status() -> None:
     assert "\\fB12\\fR" in page and ".SH EXAMPLES" in page
     readme = (root / "README.md").read_text()
     assert "kontext doctor" in readme and "| 12 |" in readme
+
+
+def test_a_service_unit_for_another_home_is_a_warning(
+    fresh_kx: Kontext, xdg: dict[str, str], tmp_path: Path
+) -> None:
+    fresh_kx.ok("daemon", "install", env={**xdg, "KONTEXT_HOME": str(tmp_path / "other")})
+    check = by_name(report(fresh_kx, env=xdg))["service"]
+    assert check["status"] == "warn" and "another KONTEXT_HOME" in check["detail"]
+    assert check["fix"] == "kontext daemon install"
