@@ -209,3 +209,32 @@ def test_a_service_unit_for_another_home_is_a_warning(
     check = by_name(report(fresh_kx, env=xdg))["service"]
     assert check["status"] == "warn" and "another KONTEXT_HOME" in check["detail"]
     assert check["fix"] == "kontext daemon install"
+
+
+FUTURE_DAEMON = (
+    "import sys, time; now = time.time; time.time = lambda: now() + 3600; "
+    "from kontextd.main import main; sys.exit(main(['--detach-stderr']))"
+)
+
+
+def test_a_clock_that_went_back_is_a_failure(fresh_kx: Kontext, xdg: dict[str, str]) -> None:
+    # A daemon that ran while the clock was an hour ahead left audit events
+    # "from the future": as if the clock was set back since.
+    ahead = subprocess.Popen(
+        [sys.executable, "-c", FUTURE_DAEMON],
+        env=fresh_kx.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert ahead.stderr is not None
+    ahead.stderr.read()
+    ahead.stderr.close()
+    try:
+        check = by_name(report(fresh_kx, env=xdg))["clock"]
+        assert check["status"] == "fail", check
+        assert "went back" in check["detail"] and "timedatectl" in check["fix"]
+    finally:
+        fresh_kx.stop()
+        ahead.wait(timeout=15)
