@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from kontextd.api.httpbase import JsonHandler, Route, route
 from kontextd.core import Core
-from kontextd.oauth import authorize, pages, token
+from kontextd.oauth import authorize, pages, throttle, token
 from kontextd.oauth.clients import OAuthError, authenticate
 from kontextd.oauth.state import REQUEST_TTL, for_core
 
@@ -68,8 +68,23 @@ class OAuthRoutes(JsonHandler):
     def oidc_metadata(self) -> None:
         self.send_json(200, metadata(self._core.issuer))
 
-    def _oauth_error(self, exc: OAuthError) -> None:
+    def _throttled(self, endpoint: str) -> bool:
+        """Answer 429 when ``endpoint`` has seen too many failures lately (``throttle``)."""
+        wait = throttle.retry_after(endpoint)
+        if wait:
+            self._oauth_error(
+                OAuthError(
+                    "temporarily_unavailable", f"too many failed attempts; retry in {wait} s", 429
+                ),
+                {"Retry-After": str(wait)},
+            )
+        return bool(wait)
+
+    def _oauth_error(self, exc: OAuthError, extra: dict[str, str] | None = None) -> None:
+        if exc.error in ("invalid_client", "invalid_grant"):
+            throttle.failed(self.path.split("?", 1)[0])
         headers = {"WWW-Authenticate": "Basic"} if exc.status == 401 else {}
+        headers.update(extra or {})
         self.send_json(
             exc.status, {"error": exc.error, "error_description": exc.description}, headers
         )
@@ -78,6 +93,8 @@ class OAuthRoutes(JsonHandler):
         """RFC 9126 §2: only an authenticated client (this OS user) may push."""
         form = self.read_form()
         core = self._core
+        if self._throttled("/par"):
+            return
         try:
             client = authenticate(
                 core, for_core(core).secret, self.headers.get("Authorization"), form
@@ -91,10 +108,19 @@ class OAuthRoutes(JsonHandler):
     def _page(self, status: int, html: str, form_target: str | None = None) -> None:
         self.send_html(status, html, pages.security_headers(form_target))
 
+    def _page_throttled(self) -> bool:
+        wait = throttle.retry_after("/authorize")
+        if wait:
+            self._page(429, pages.error_page(f"Too many failed attempts; retry in {wait} s."))
+        return bool(wait)
+
     def authorize_page(self) -> None:
+        if self._page_throttled():
+            return
         try:
             html, pending = authorize.show(self._core, self.query)
         except authorize.PageError as exc:
+            throttle.failed("/authorize")
             self._page(400, pages.error_page(str(exc)))
             return
         origin = pending.redirect_uri.split("/", 3)
@@ -102,9 +128,12 @@ class OAuthRoutes(JsonHandler):
 
     def authorize_decision(self) -> None:
         form = self.read_form()
+        if self._page_throttled():
+            return
         try:
             location = authorize.decide(self._core, form)
         except authorize.PageError as exc:
+            throttle.failed("/authorize")
             self._page(400, pages.error_page(str(exc)))
             return
         self.send_html(
@@ -113,6 +142,8 @@ class OAuthRoutes(JsonHandler):
 
     def token(self) -> None:
         form = self.read_form()
+        if self._throttled("/token"):
+            return
         try:
             answer = token.handle(self._core, self.headers.get("Authorization"), form)
         except OAuthError as exc:

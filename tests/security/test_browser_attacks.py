@@ -1,0 +1,158 @@
+"""A web page in the user's browser attacks every loopback route.
+
+DNS rebinding (the page's own name as ``Host``) gets 421 and no data on every
+route; a cross-site POST (a foreign ``Origin``) gets 403 and changes nothing;
+every HTML page forbids framing; brute-forcing codes, secrets and request URIs
+is throttled (429 with ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+
+import pytest
+
+from tests.conftest import Kontext, api_new_agent, wait_until
+
+# Every route the loopback port serves (kontextd.api.loopback + oauth.routes + the gateway).
+ROUTES = [
+    ("GET", "/.well-known/oauth-authorization-server"),
+    ("GET", "/.well-known/openid-configuration"),
+    ("GET", "/jwks.json"),
+    ("POST", "/introspect"),
+    ("POST", "/par"),
+    ("GET", "/authorize"),
+    ("POST", "/authorize"),
+    ("POST", "/token"),
+    ("POST", "/revoke"),
+    ("GET", "/gw/github/repos/a/b/pulls/1"),
+    ("POST", "/gw/github/repos/a/b/pulls/1/reviews"),
+    ("DELETE", "/gw/github/repos/a/b/issues/1"),
+]
+REBINDING_HOSTS = ["evil.example:{port}", "127.0.0.1.evil.example:{port}", "localhost.:{port}"]
+FOREIGN_ORIGINS = ["http://evil.example", "null", "http://127.0.0.1:1", "https://127.0.0.1:{port}"]
+
+
+@pytest.mark.parametrize("host", REBINDING_HOSTS)
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_dns_rebinding_gets_421_on_every_route(
+    kx: Kontext, method: str, path: str, host: str
+) -> None:
+    with kx.http() as http:
+        answer = http.request(
+            method, path, headers={"Host": host.format(port=kx.port)}, data={"token": "x"}
+        )
+    assert answer.status_code == 421, (method, path, answer.text)
+    assert answer.json()["error"]["code"] == "misdirected"
+    assert "keys" not in answer.text and "issuer" not in answer.text
+
+
+@pytest.mark.parametrize("origin", FOREIGN_ORIGINS)
+@pytest.mark.parametrize(("method", "path"), [r for r in ROUTES if r[0] != "GET"])
+def test_cross_site_posts_get_403_on_every_route(
+    kx: Kontext, method: str, path: str, origin: str
+) -> None:
+    with kx.http() as http:
+        answer = http.request(
+            method,
+            path,
+            headers={"Origin": origin.format(port=kx.port), "Sec-Fetch-Site": "cross-site"},
+            data={"token": "x"},
+        )
+    assert answer.status_code == 403, (method, path, answer.text)
+
+
+def test_a_cross_site_revoke_or_introspect_changes_and_reveals_nothing(kx: Kontext) -> None:
+    agent = api_new_agent(kx, "github:pulls:read", prefix="xsite")
+    proc, env = kx.token_for(agent)
+    try:
+        token = env["KONTEXT_TOKEN"]
+        with kx.http() as http:
+            evil = {"Origin": "http://evil.example"}
+            revoked = http.post("/revoke", data={"token": token}, headers=evil)
+            peek = http.post("/introspect", data={"token": token}, headers=evil)
+        assert revoked.status_code == peek.status_code == 403
+        assert "act" not in peek.text and agent not in peek.text
+        assert kx.introspect(token)["active"] is True
+    finally:
+        kx.close(proc)
+
+
+def test_every_html_page_forbids_framing(kx: Kontext) -> None:
+    agent = api_new_agent(kx, "github:pulls:read", prefix="frame", consent=False)
+    secret = (kx.runtime / "oauth-client-secret").read_text().strip()
+    with kx.http() as http:
+        pushed = http.post(
+            "/par",
+            auth=(urllib.parse.quote(f"agent:{agent}", safe=""), secret),
+            data={
+                "response_type": "code",
+                "redirect_uri": "http://127.0.0.1:9/cb",
+                "scope": "github:pulls:read",
+                "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                "code_challenge_method": "S256",
+            },
+        ).json()
+        consent = http.get(
+            "/authorize",
+            params={"client_id": f"agent:{agent}", "request_uri": pushed["request_uri"]},
+        )
+        error_page = http.get("/authorize", params={"client_id": "x", "request_uri": "nope"})
+        bad_post = http.post("/authorize", data={"request_uri": "nope", "csrf": "x"})
+    assert consent.status_code == 200 and "Approve" in consent.text
+    for page in (consent, error_page, bad_post):
+        assert page.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        assert page.headers["cache-control"] == "no-store"
+
+
+# -- brute force ---------------------------------------------------------------------
+
+
+def _wrong_code(k: Kontext, secret: str) -> int:
+    with k.http() as http:
+        return http.post(
+            "/token",
+            auth=("kontext", secret),
+            data={
+                "grant_type": "authorization_code",
+                "code": "guess-" + "A" * 40,
+                "code_verifier": "v" * 43,
+                "redirect_uri": "http://127.0.0.1:9/cb",
+            },
+        ).status_code
+
+
+def test_guessing_codes_and_secrets_is_throttled_then_recovers(fresh_kx: Kontext) -> None:
+    fresh_kx.start()
+    secret = (fresh_kx.runtime / "oauth-client-secret").read_text().strip()
+    statuses = [_wrong_code(fresh_kx, secret) for _ in range(20)]
+    assert set(statuses) == {400}
+    with fresh_kx.http() as http:
+        throttled = http.post(
+            "/token", auth=("kontext", "wrong-secret"), data={"grant_type": "refresh_token"}
+        )
+    assert throttled.status_code == 429
+    assert throttled.json()["error"] == "temporarily_unavailable"
+    assert 1 <= int(throttled.headers["retry-after"]) <= 10
+    # Once the window has passed, codes are checked again and a real consent goes through.
+    assert wait_until(lambda: _wrong_code(fresh_kx, secret) == 400, timeout=15, interval=0.5)
+    api_new_agent(fresh_kx, "github:pulls:read", prefix="after-throttle")
+
+
+def test_guessing_request_uris_on_the_consent_page_is_throttled(fresh_kx: Kontext) -> None:
+    fresh_kx.start()
+    with fresh_kx.http() as http:
+        answers = [
+            http.get(
+                "/authorize",
+                params={"client_id": "kontext", "request_uri": f"urn:guess:{n}"},
+            )
+            for n in range(21)
+        ]
+        csrf = http.post("/authorize", data={"request_uri": "urn:guess", "csrf": "guess"})
+    assert [a.status_code for a in answers[:20]] == [400] * 20
+    assert answers[20].status_code == 429 and csrf.status_code == 429
+    assert re.search(r"retry in \d+ s", answers[20].text)
+    assert answers[20].headers["x-frame-options"] == "DENY"
