@@ -23,7 +23,9 @@ On Linux this writes a systemd user unit (kontextd.service, in
 $XDG_CONFIG_HOME/systemd/user) and enables it; on macOS a launchd agent in
 ~/Library/LaunchAgents. The unit runs the installed kontextd by absolute path,
 passes KONTEXT_HOME through when it is set, restarts kontextd if it crashes, and
-holds no secret. Run it again after moving or upgrading kontext.
+holds no secret. Where systemd does not run your session (a container, WSL),
+the unit is written and the commands that enable it are printed instead. Run it
+again after moving or upgrading kontext.
 """
 
 
