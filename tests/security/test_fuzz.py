@@ -1,0 +1,441 @@
+"""Bad input at volume: hypothesis feeds every parser garbage and hostile look-alikes.
+
+- control-API JSON bodies and query strings, over the real Unix socket;
+- the issuer's form parameters (/par, /token, /revoke, /introspect, /authorize), over
+  loopback HTTP, with and without the real client secret;
+- config.toml and Cedar policy files, through the daemon's own loaders;
+- CLI arguments, through ``kontext_cli.main.main`` in-process.
+
+Never a 500 or a traceback, never a dead daemon: after each parser the daemon
+still answers ``/v1/status`` and its log holds no "internal error".
+
+CI runs ``KONTEXT_FUZZ_EXAMPLES`` (default 300) cases per parser;
+``KONTEXT_FUZZ_EXAMPLES=10000`` is the dedicated long run. With
+``KONTEXT_FUZZ_REPORT=FILE`` the number of cases each parser ran is written there.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+import tempfile
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import tomli_w
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import Kontext, short_home
+
+EXAMPLES = int(os.environ.get("KONTEXT_FUZZ_EXAMPLES", "300"))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,  # nothing written into the repository
+    suppress_health_check=list(HealthCheck),
+)
+CASES: collections.Counter[str] = collections.Counter()
+
+# Hostile strings: separators, NULs, look-alikes, bidi overrides, injections, huge.
+NASTY = [
+    "",
+    "../../etc/passwd",
+    "a/b",
+    "a\\b",
+    "a\x00b",
+    "\x00",
+    "agent:\x00",
+    "ａｇｅｎｔ",  # fullwidth
+    "аgent",  # Cyrillic a
+    "pr\u200breviewer",  # zero-width space
+    "\u202etxt.exe",  # right-to-left override
+    "github:pulls:read\ngithub:admin",
+    "' OR 1=1 --",
+    "<script>alert(1)</script>",
+    "%00%2e%2e%2f",
+    "${HOME}",
+    "x" * 5000,
+    "é" * 70000,
+    "-1",
+    "1e309",
+    "NaN",
+    "99999999999999999999999",
+]
+text = st.one_of(st.sampled_from(NASTY), st.text(max_size=80))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    text,
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+    max_leaves=12,
+)
+CONTROL_KEYS = [
+    "name",
+    "agent",
+    "allow",
+    "display_name",
+    "max_ttl",
+    "scopes",
+    "target",
+    "ttl",
+    "interactive",
+    "jti",
+    "kill",
+    "scope",
+    "action",
+    "resource",
+    "principal",
+    "secret",
+    "pid",
+]
+bodies = st.dictionaries(st.sampled_from(CONTROL_KEYS) | text, json_values, max_size=6)
+CONTROL_POSTS = [
+    "/v1/agents",
+    "/v1/credentials",
+    "/v1/revoke",
+    "/v1/policy/explain",
+    "/v1/lease/child",
+    "/v1/lease/release",
+    "/v1/audit/checkpoint",
+    "/v1/config/reload",
+    "/v1/policy/reload",
+]
+segments = st.one_of(st.sampled_from(NASTY[:12]), st.text(min_size=1, max_size=40))
+# URLs have a length limit of their own (the client's): big values go in bodies.
+url_text = st.one_of(st.sampled_from([n for n in NASTY if len(n) < 6000]), st.text(max_size=80))
+
+
+def _alive(k: Kontext) -> None:
+    with k.control() as api:
+        assert api.get("/v1/status").status_code == 200
+    log = k.log_file.read_text(errors="replace")
+    assert "internal error" not in log and "Traceback" not in log, log[-3000:]
+
+
+def _sane(answer: httpx.Response) -> None:
+    assert answer.status_code < 500 or answer.status_code in (502, 503), answer.text
+    assert "Traceback" not in answer.text and 'File "' not in answer.text
+    if answer.status_code >= 400 and answer.headers.get("content-type", "").startswith(
+        "application/json"
+    ):
+        error = answer.json()
+        assert "error" in error or "message" in error
+
+
+@pytest.fixture(scope="module")
+def fz() -> Iterator[Kontext]:
+    """A daemon of this module's own: the throttle and junk agents stay here."""
+    k = Kontext(short_home())
+    k.start()
+    yield k
+    k.stop()
+    shutil.rmtree(k.home, ignore_errors=True)
+    report = os.environ.get("KONTEXT_FUZZ_REPORT")
+    if report:
+        Path(report).write_text(json.dumps(dict(CASES), indent=2) + "\n")
+
+
+def test_control_api_json_bodies(fz: Kontext) -> None:
+    with fz.control() as api:
+
+        @FUZZ
+        @given(path=st.sampled_from(CONTROL_POSTS), body=bodies)
+        def case(path: str, body: dict[str, Any]) -> None:
+            CASES["control-api JSON bodies"] += 1
+            _sane(api.post(path, content=json.dumps(body, allow_nan=True)))
+
+        case()
+    _alive(fz)
+
+
+def test_control_api_paths_queries_and_raw_bytes(fz: Kontext) -> None:
+    with fz.control() as api:
+
+        @FUZZ
+        @given(
+            kind=st.sampled_from(["agent", "audit", "credentials", "integration", "raw"]),
+            segment=segments,
+            query=st.dictionaries(
+                st.sampled_from(["agent", "last", "after", "limit", "event", "since"]) | url_text,
+                url_text,
+                max_size=4,
+            ),
+            raw=st.binary(max_size=300),
+        )
+        def case(kind: str, segment: str, query: dict[str, str], raw: bytes) -> None:
+            CASES["control-api paths, queries, raw bodies"] += 1
+            quoted = urllib.parse.quote(segment, safe="")
+            if kind == "agent":
+                answer = api.get(f"/v1/agents/{quoted}")
+            elif kind == "audit":
+                answer = api.get(
+                    "/v1/audit", params={k: v for k, v in query.items() if k != "wait"}
+                )
+            elif kind == "credentials":
+                answer = api.get("/v1/credentials", params=query)
+            elif kind == "integration":
+                answer = api.post(f"/v1/integrations/{quoted}/disconnect", json={})
+            else:
+                answer = api.post("/v1/agents", content=raw)
+            _sane(answer)
+
+        case()
+    _alive(fz)
+
+
+OAUTH_KEYS = [
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "request_uri",
+    "grant_type",
+    "code",
+    "code_verifier",
+    "refresh_token",
+    "subject_token",
+    "subject_token_type",
+    "token",
+    "token_type_hint",
+    "csrf",
+    "decision",
+    "grant_duration",
+    "resource",
+    "audience",
+]
+forms = st.dictionaries(st.sampled_from(OAUTH_KEYS) | text, text, max_size=8)
+
+
+def test_oauth_form_parameters(fz: Kontext) -> None:
+    secret = (fz.runtime / "oauth-client-secret").read_text().strip()
+    with fz.http() as http:
+
+        @FUZZ
+        @given(
+            endpoint=st.sampled_from(["/par", "/token", "/revoke", "/introspect", "/authorize"]),
+            method=st.sampled_from(["GET", "POST"]),
+            form=forms,
+            client=st.sampled_from([None, "kontext", "agent:x", "agent:../..", "\x00"]),
+        )
+        def case(endpoint: str, method: str, form: dict[str, str], client: str | None) -> None:
+            CASES["OAuth form parameters"] += 1
+            auth = (urllib.parse.quote(client, safe=""), secret) if client else None
+            if method == "GET":
+                answer = http.get(endpoint, params={k[:200]: v[:500] for k, v in form.items()})
+            else:
+                answer = http.post(endpoint, data=form, auth=auth)
+            _sane(answer)
+
+        case()
+    _alive(fz)
+
+
+config_tables = st.fixed_dictionaries(
+    {},
+    optional={
+        "secrets": st.dictionaries(st.sampled_from(["fallback"]) | text, json_values, max_size=2),
+        "integrations": st.dictionaries(
+            st.sampled_from(["github", "slack", "acme", "../x", ""]) | text,
+            st.dictionaries(
+                st.sampled_from(
+                    [
+                        "base_url",
+                        "env",
+                        "scopes",
+                        "routes",
+                        "oauth",
+                        "credential",
+                        "delivery",
+                        "display_name",
+                        "auth_scheme",
+                    ]
+                )
+                | text,
+                json_values,
+                max_size=5,
+            ),
+            max_size=3,
+        ),
+    },
+)
+
+
+def _toml(value: Any) -> str | None:
+    try:
+        return tomli_w.dumps(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def test_config_files() -> None:
+    from kontext_cli.common import config
+
+    directory = Path(tempfile.mkdtemp(prefix="kx-fuzz-"))
+    path = directory / "config.toml"
+    try:
+
+        @FUZZ
+        @given(table=config_tables, raw=st.one_of(st.none(), st.text(max_size=200)))
+        def case(table: dict[str, Any], raw: str | None) -> None:
+            CASES["config files"] += 1
+            content = raw if raw is not None else _toml(table)
+            if content is None:
+                return
+            path.write_text(content, errors="surrogatepass")
+            try:
+                config.load(str(path))
+            except config.ConfigError as exc:
+                assert str(path) in str(exc) and "Traceback" not in str(exc)
+
+        case()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+CEDAR_WORDS = [
+    "permit",
+    "forbid",
+    "(",
+    ")",
+    "{",
+    "}",
+    ";",
+    ",",
+    "principal",
+    "action",
+    "resource",
+    "context",
+    "==",
+    "in",
+    "when",
+    "unless",
+    "&&",
+    "||",
+    "!",
+    ".",
+    'Agent::"pr-reviewer"',
+    'Action::"issue"',
+    'Integration::"github"',
+    "context.scopes.contains",
+    '"github:pulls:write"',
+    "?principal",
+    "@id(",
+    '"',
+    "//",
+    "/*",
+    "like",
+    '"*"',
+    "has",
+    "ttl",
+    "<",
+    "3600",
+    "if",
+    "then",
+    "else",
+]
+
+
+def test_policy_files() -> None:
+    import cedarpy
+
+    from kontext_cli.common.integrations import BUILTINS
+    from kontextd.policy import loader, schema
+
+    parsed = cedarpy.Schema.from_str(schema.schema_text(BUILTINS))
+    directory = Path(tempfile.mkdtemp(prefix="kx-fuzz-"))
+    path = directory / "fuzz.cedar"
+    try:
+
+        @FUZZ
+        @given(words=st.lists(st.sampled_from(CEDAR_WORDS) | text, max_size=30))
+        def case(words: list[str]) -> None:
+            CASES["policy files"] += 1
+            path.write_text(" ".join(words), errors="surrogatepass")
+            bundle = loader.load([str(directory)], parsed)
+            assert bundle.errors or bundle.policy_set is not None or not bundle.policies
+            for error in bundle.errors:
+                assert str(path) in error
+
+        case()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+CLI_COMMANDS = [
+    ["agent", "create"],
+    ["agent", "show"],
+    ["agent", "list"],
+    ["agent", "delete"],
+    ["agent", "disable"],
+    ["agent", "enable"],
+    ["audit", "tail"],
+    ["policy", "check"],
+    ["policy", "explain"],
+    ["revoke"],
+    ["revoke", "credential"],
+    ["consent", "list"],
+    ["consent", "revoke"],
+    ["integration", "list"],
+]
+CLI_OPTIONS = [
+    "--allow",
+    "--json",
+    "--max-ttl",
+    "--display-name",
+    "--agent",
+    "-n",
+    "--scope",
+    "--target",
+    "--ttl",
+    "--yes",
+    "--kill",
+    "--",
+    "-h",
+    "--since",
+    "--event",
+]
+
+
+def test_cli_arguments(fz: Kontext, capsys: pytest.CaptureFixture[str]) -> None:
+    from kontext_cli import main
+
+    saved = dict(os.environ)
+    os.environ.update({k: v for k, v in fz.env.items() if k.startswith(("KONTEXT_", "NO_COLOR"))})
+    try:
+
+        @FUZZ
+        @given(
+            command=st.sampled_from(CLI_COMMANDS),
+            rest=st.lists(st.sampled_from(CLI_OPTIONS) | text, max_size=6),
+        )
+        def case(command: list[str], rest: list[str]) -> None:
+            CASES["CLI arguments"] += 1
+            argv = [*command, *(a.replace("\x00", "\\0") for a in rest)]
+            code = main.main(argv)
+            out, err = capsys.readouterr()
+            assert isinstance(code, int) and code != 1, (argv, code, err)
+            assert "Traceback" not in err + out, (argv, err)
+            if code != 0:
+                assert err.strip(), argv
+
+        case()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    _alive(fz)
