@@ -111,7 +111,8 @@ def try_connect(paths: Paths) -> Connection | None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(paths.socket)
-    except (FileNotFoundError, ConnectionRefusedError):
+    except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
+        # No daemon. (A file where the runtime dir belongs: starting one says what to fix.)
         sock.close()
         return None
     except OSError as exc:
