@@ -61,7 +61,8 @@ class Connection:
             status, raw = self._read_response()
         except OSError as exc:
             raise errors.DaemonUnavailable(
-                f"lost the connection to kontextd: {exc.strerror or exc}"
+                f"lost the connection to kontextd ({exc.strerror or exc}): it stopped or "
+                "crashed; run the command again"
             ) from exc
         try:
             return status, json.loads(raw) if raw else None
@@ -72,7 +73,10 @@ class Connection:
         while marker not in self._buffer:
             chunk = self._sock.recv(65536)
             if not chunk:
-                raise errors.DaemonUnavailable("kontextd closed the connection")
+                raise errors.DaemonUnavailable(
+                    "kontextd closed the connection before answering (it stopped or crashed); "
+                    "run the command again"
+                )
             self._buffer += chunk
             if len(self._buffer) > 65536 and marker == b"\r\n\r\n":
                 raise errors.KontextError("kontextd sent oversized headers")
