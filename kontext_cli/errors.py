@@ -10,11 +10,13 @@
     ├── ConfigInvalid            6  config.toml is invalid
     ├── SecretsUnavailable       7  no secret storage may be used
     ├── Denied                   8  the request path refused (names the layer and reason)
+    │   └── ConsentRequired      8  only the user's consent is missing (names the command)
     ├── Forbidden                9  the daemon belongs to another OS user
     ├── AuditBroken             10  ``audit verify`` found a broken link (names the event)
     ├── PolicyInvalid           11  an org policy file does not parse or validate
     ├── DoctorFailed            12  ``kontext doctor`` found a problem (each with its fix)
-    └── UpstreamFailed          13  an integration's provider refused, failed or is not connected
+    ├── UpstreamFailed          13  an integration's provider refused, failed or is not connected
+    └── LoginFailed             14  a browser login or consent did not complete (timeout, refusal)
 
 ``kontext exec`` passes its command's own status (0–255) through, so its own
 failures use codes a command rarely does: 122 denied, 125 any other kontext
@@ -76,6 +78,10 @@ class Denied(KontextError):
     exec_code = EXEC_DENIED
 
 
+class ConsentRequired(Denied):
+    """Org policy and the agent allow it; the user has not approved it yet."""
+
+
 class Forbidden(KontextError):
     exit_code = 9
 
@@ -96,6 +102,10 @@ class UpstreamFailed(KontextError):
     exit_code = 13
 
 
+class LoginFailed(KontextError):
+    exit_code = 14
+
+
 class CommandNotFound(KontextError):
     exec_code = EXEC_NOT_FOUND
 
@@ -110,6 +120,7 @@ BY_WIRE_CODE: dict[str, type[KontextError]] = {
     wire.NOT_FOUND: NotFound,
     wire.CONFLICT: Conflict,
     wire.DENIED: Denied,
+    wire.CONSENT_REQUIRED: ConsentRequired,
     wire.FORBIDDEN: Forbidden,
     wire.SECRETS: SecretsUnavailable,
     wire.CONFIG: ConfigInvalid,

@@ -133,7 +133,7 @@ def _body(req: ExecRequest) -> dict[str, object]:
         body: dict[str, object] = {
             "agent": name,
             "scopes": req.scopes,
-            "interactive": sys.stdin.isatty(),
+            "interactive": _interactive(),
         }
         if req.target is not None:
             body["target"] = validate.target(req.target)
@@ -148,6 +148,26 @@ def _body(req: ExecRequest) -> dict[str, object]:
             "(pass --allow-nested if you mean it)"
         )
     return body
+
+
+def _interactive() -> bool:
+    """A person at a terminal, and not CI: only then may exec wait for a browser."""
+    ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    return sys.stdin.isatty() and not ci
+
+
+def _ask_consent(req: ExecRequest, body: dict[str, object]) -> client.Connection:
+    """Run the consent flow in the browser (imported only now: it needs httpx)."""
+    from kontext_cli.login import consent
+
+    where = paths.resolve()
+    scopes = list(req.scopes)
+    if not scopes:
+        with client.connect(where) as conn:
+            scopes = list(conn.call("GET", f"/v1/agents/{body['agent']}")["scopes"])
+    target = body.get("target")
+    consent.obtain(where, str(body["agent"]), scopes, str(target) if target else None)
+    return client.connect(where)
 
 
 def child_env(issued: dict[str, object]) -> dict[str, str]:
@@ -176,7 +196,14 @@ def run(req: ExecRequest) -> int:
     body = _body(req)
     conn = client.connect(paths.resolve())
     try:
-        issued = conn.call("POST", "/v1/credentials", body)
+        try:
+            issued = conn.call("POST", "/v1/credentials", body)
+        except errors.ConsentRequired:
+            if not body["interactive"]:
+                raise  # never wait for a browser: the message names the grant command
+            conn.close()
+            conn = _ask_consent(req, body)
+            issued = conn.call("POST", "/v1/credentials", body)
         signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
         pid = _spawn(req.command, child_env(issued))
         # Told after the child exists, so 'kontext revoke --kill' can stop it.

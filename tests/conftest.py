@@ -8,16 +8,20 @@ must fit in 108 bytes.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,18 @@ BIN = Path(sys.executable).parent
 KONTEXT = str(BIN / "kontext")
 KONTEXTD = str(BIN / "kontextd")
 _names = itertools.count(1)
+BROWSER_SCRIPT = Path(__file__).parent / "browser_approve.py"
+_browser_dir = tempfile.mkdtemp(prefix="kx-browser-")
+
+
+def browser_command() -> str:
+    """An executable for ``$BROWSER`` (webbrowser runs it with the URL) that answers the
+    consent and login pages over HTTP like a person clicking Approve."""
+    path = Path(_browser_dir) / "browser"
+    if not path.exists():
+        path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{BROWSER_SCRIPT}" "$@"\n')
+        path.chmod(0o700)
+    return str(path)
 
 
 class Kontext:
@@ -40,6 +56,8 @@ class Kontext:
         for var in ("KONTEXT_TOKEN", "KONTEXT_AGENT", "GITHUB_TOKEN", "GH_TOKEN", "NO_COLOR"):
             self.env.pop(var, None)
         self.env["NO_COLOR"] = "1"
+        # Never a real browser: consent and login pages are answered by the stand-in.
+        self.env["BROWSER"] = browser_command()
 
     # -- the CLI --------------------------------------------------------------
 
@@ -73,14 +91,33 @@ class Kontext:
         env = {**self.env, **kw.pop("env", {})}
         return subprocess.Popen([KONTEXT, *args], env=env, **kw)
 
-    def agent(self, *allow: str, prefix: str = "agent", extra: tuple[str, ...] = ()) -> str:
-        """Create an agent with a unique name; returns the name."""
+    def agent(
+        self,
+        *allow: str,
+        prefix: str = "agent",
+        extra: tuple[str, ...] = (),
+        consent: bool = True,
+    ) -> str:
+        """Create an agent with a unique name and (unless ``consent=False``) approve all
+        its scopes on the consent page, as ``kontext consent grant`` + a browser would."""
         name = f"{prefix}-{os.getpid()}-{next(_names)}"
         args = ["agent", "create", name]
-        for scope in allow or ("github:pulls:read",):
+        scopes = allow or ("github:pulls:read",)
+        for scope in scopes:
             args += ["--allow", scope]
         self.ok(*args, *extra)
+        if consent:
+            self.approve(name, *scopes)
         return name
+
+    def approve(self, agent: str, *scopes: str, target: str | None = None) -> None:
+        """``kontext consent grant`` with the $BROWSER stand-in clicking Approve."""
+        args = ["consent", "grant", f"agent:{agent}", "--for", "1d"]
+        for scope in scopes:
+            args += ["--scope", scope]
+        if target is not None:
+            args += ["--target", target]
+        self.ok(*args)
 
     def audit(self, agent: str | None = None, n: int = 10000) -> list[dict[str, Any]]:
         args = ["audit", "tail", "-n", str(n), "--json"] + (["--agent", agent] if agent else [])
@@ -259,6 +296,7 @@ def api_new_agent(
     prefix: str = "agent",
     display_name: str | None = None,
     max_ttl: int | None = None,
+    consent: bool = True,
 ) -> str:
     """Like ``Kontext.agent`` but over the control API, for tests where creating is incidental."""
     name = f"{prefix}-{os.getpid()}-{next(_names)}"
@@ -270,4 +308,53 @@ def api_new_agent(
     with k.control() as api:
         answer = api.post("/v1/agents", json=body)
     assert answer.status_code == 201, answer.text
+    if consent:
+        approve_over_http(k, name, body["allow"])
     return name
+
+
+def approve_over_http(k: Kontext, agent: str, scopes: list[str]) -> None:
+    """The consent flow in-process, quicker than the CLI: push the request with the
+    client secret, read the page's CSRF token, click Approve, redeem the code."""
+    secret = (k.runtime / "oauth-client-secret").read_text().strip()
+    client_id = f"agent:{agent}"
+    auth = (client_id.replace(":", "%3A"), secret)
+    verifier = base64.urlsafe_b64encode(os.urandom(40)).rstrip(b"=").decode()
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    redirect = "http://127.0.0.1:9/callback/harness"
+    with k.http() as http:
+        pushed = http.post(
+            "/par",
+            auth=auth,
+            data={
+                "response_type": "code",
+                "redirect_uri": redirect,
+                "scope": " ".join(scopes),
+                "code_challenge": challenge.rstrip(b"=").decode(),
+                "code_challenge_method": "S256",
+                "grant_duration": "86400",
+            },
+        )
+        assert pushed.status_code == 201, pushed.text
+        uri = pushed.json()["request_uri"]
+        page = http.get("/authorize", params={"client_id": client_id, "request_uri": uri}).text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert csrf is not None, page
+        decided = http.post(
+            "/authorize",
+            data={"request_uri": uri, "csrf": csrf.group(1), "decision": "approve"},
+            headers={"Origin": k.base_url},
+        )
+        code = dict(urllib.parse.parse_qsl(decided.headers["location"].split("?", 1)[1]))["code"]
+        redeemed = http.post(
+            "/token",
+            auth=auth,
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "code_verifier": verifier,
+                "redirect_uri": redirect,
+            },
+        )
+        assert redeemed.status_code == 200, redeemed.text
+        http.post("/revoke", data={"token": redeemed.json()["access_token"]})

@@ -171,7 +171,7 @@ def test_delete(kx: Kontext) -> None:
 
 
 def test_agent_changes_are_audited(kx: Kontext) -> None:
-    name = kx.agent("github:issues:read", prefix="audited")
+    name = kx.agent("github:issues:read", prefix="audited", consent=False)
     kx.ok("agent", "disable", name)
     kx.ok("agent", "enable", name)
     kx.ok("agent", "delete", name)
@@ -385,6 +385,7 @@ def test_user_defined_integration(fresh_kx: Kontext) -> None:
     k.ok(
         "agent", "create", "triage", "--allow", "jira:issues:read", "--allow", "github:issues:read"
     )
+    k.approve("triage", "jira:issues:read")
     proc = k.popen(
         "exec",
         "--agent",
@@ -422,6 +423,7 @@ def test_inherited_integration_tokens_do_not_leak_into_the_child(fresh_kx: Konte
     write_config(k, JIRA)
     k.start()
     k.ok("agent", "create", "reader", "--allow", "github:contents:read")
+    k.approve("reader", "github:contents:read")
     proc, env = k.token_for("reader")
     k.close(proc)
     assert "JIRA_TOKEN" not in env

@@ -95,7 +95,12 @@ def test_denial_event_records_every_layers_verdict(kx: Kontext) -> None:
     assert denied["integration"] == "github"
     assert denied["scopes"] == ["github:pulls:write"]
     assert denied["target"] == "acme-corp/backend"
-    assert denied["policy_evaluation"] == {**ALL_ALLOW, "agent_permissions": "deny"}
+    # Not approved either (the user approved pulls:read); the message names the agent layer.
+    assert denied["policy_evaluation"] == {
+        **ALL_ALLOW,
+        "user_consent": "deny",
+        "agent_permissions": "deny",
+    }
     assert f"kontext: {denied['reason']}" == line
     assert events_of(kx, name, "credential.issued") == []
 
@@ -119,6 +124,7 @@ def test_revocation_events(kx: Kontext) -> None:
     # Revoked once: the exec's own lease release afterwards adds no second event.
     assert [e["event"] for e in api_audit(kx, agent=name)] == [
         "agent.created",
+        "consent.granted",  # the harness approves each agent, as a user would
         "credential.issued",
         "agent.revoked",
         "credential.revoked",
@@ -172,10 +178,11 @@ def test_tail_text_lines(kx: Kontext) -> None:
     kx.close(kx.token_for(name, "--target", "acme-corp/backend")[0])
     kx.run("exec", "--agent", name, "--scope", "github:issues:read", "--", "true")
     lines = kx.ok("audit", "tail", "--agent", name).stdout.splitlines()
-    assert len(lines) == 6
+    assert len(lines) == 7
     who = re.escape(f"agent:{name}")
     expected = [
         rf"{CLOCK} agent\.created      {who}",
+        rf"{CLOCK} consent\.granted    {who}",
         rf"{CLOCK} credential\.issued  {who} -> github",
         rf"{CLOCK} credential\.revoked {who} -> github \(lease closed: the process exited with "
         r"status 0\)",
@@ -193,7 +200,7 @@ def test_tail_n_limits_to_the_newest(kx: Kontext) -> None:
     for _ in range(2):
         kx.run("exec", "--agent", name, "--", "true")
     everything = kx.audit(agent=name)
-    assert len(everything) == 5
+    assert len(everything) == 6  # created, consent granted, 2 x (issued, revoked)
     newest_two = kx.ok("audit", "tail", "-n", "2", "--agent", name, "--json").stdout.splitlines()
     assert [json.loads(line) for line in newest_two] == everything[-2:]
     assert len(kx.ok("audit", "tail", "-n", "3", "--agent", name).stdout.splitlines()) == 3
@@ -208,6 +215,7 @@ def test_tail_agent_filters(kx: Kontext) -> None:
     events = kx.audit(agent=mine)
     assert [e["event"] for e in events] == [
         "agent.created",
+        "consent.granted",
         "credential.issued",
         "credential.revoked",
     ]
@@ -269,7 +277,7 @@ def test_tail_follow_prints_new_events_live(kx: Kontext) -> None:
     name = api_new_agent(kx, "github:pulls:read", prefix="follow")
     follower = Follower(kx, "--json", "-n", "1", "--agent", name)
     try:
-        assert follower.event()["event"] == "agent.created"
+        assert follower.event()["event"] == "consent.granted"
         proc, env = kx.token_for(name)
         try:
             issued = follower.event()
@@ -297,7 +305,7 @@ def test_tail_follow_text_mode(kx: Kontext) -> None:
     follower = Follower(kx, "-n", "1", "--agent", name)
     try:
         first = follower.line()
-        assert re.fullmatch(rf"{CLOCK} agent\.created      agent:{name}\n", str(first))
+        assert re.fullmatch(rf"{CLOCK} consent\.granted    agent:{name}\n", str(first))
         kx.run("exec", "--agent", name, "--", "true")
         issued = follower.line()
         assert re.fullmatch(rf"{CLOCK} credential\.issued  agent:{name} -> github\n", str(issued))

@@ -36,6 +36,7 @@ def org() -> Iterator[Kontext]:
         "--allow",
         "slack:chat:write",
     )
+    k.approve("pr-reviewer", "github:pulls:write", "github:pulls:read", "slack:chat:write")
     yield k
     k.stop()
     shutil.rmtree(home, ignore_errors=True)

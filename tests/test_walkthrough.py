@@ -41,6 +41,10 @@ def test_three_agents_revoke_one_the_others_keep_working(fresh_kx: Kontext) -> N
             assert created.stdout == (
                 "created agent:pr-reviewer (PR Reviewer): github:pulls:read github:pulls:write\n"
             )
+    # The user approves each agent once, on the consent page (here the $BROWSER
+    # stand-in clicks Approve; at a terminal the first exec opens the page itself).
+    for name, (scopes, _) in AGENTS.items():
+        k.approve(name, *scopes)
     listed = {a["id"]: a for a in json.loads(k.ok("agent", "list", "--json").stdout)}
     assert listed["agent:release-notes"]["max_ttl"] == 1800
     assert set(listed) == {f"agent:{n}" for n in AGENTS}

@@ -13,7 +13,7 @@ from kontext_cli.common.paths import Paths
 from kontextd.errors import ApiError
 from kontextd.gateway.state import GatewayState
 from kontextd.policy.cedar import CedarOrgPolicy
-from kontextd.policy.layers import AgentPermissions, Layer, LocalAccountConsent
+from kontextd.policy.layers import AgentPermissions, Layer
 from kontextd.policy.loader import policy_dirs
 from kontextd.secrets import SecretStore
 from kontextd.store.db import Store
@@ -43,7 +43,9 @@ class Core:
     def __post_init__(self) -> None:
         if not self.layers:
             org = CedarOrgPolicy(policy_dirs(self.paths.config), lambda: self.config.integrations)
-            self.layers = [org, LocalAccountConsent(self.user), AgentPermissions()]
+            from kontextd.consent.layer import GrantConsent  # it needs this module
+
+            self.layers = [org, GrantConsent(self), AgentPermissions()]
 
     @property
     def org_policy(self) -> CedarOrgPolicy | None:

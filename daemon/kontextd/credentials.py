@@ -23,7 +23,7 @@ from kontextd import agents
 from kontextd.core import Core
 from kontextd.errors import ApiError, invalid, not_found
 from kontextd.gateway import delivery
-from kontextd.policy.layers import denial_message, evaluate_layers
+from kontextd.policy.layers import USER_CONSENT, denial_message, evaluate_layers
 from kontextd.policy.request import CredentialRequest, PathResult
 from kontextd.store.db import AgentRow, CredentialRow
 from kontextd.tokens.mint import mint
@@ -134,12 +134,15 @@ def issue(core: Core, body: dict[str, Any], wrapper_pid: int | None) -> Issued:
         "policy_ids": result.policy_ids(),
     }
     if not result.allowed:
-        message = denial_message(result)
+        # Name another layer's refusal first: consent is asked only for what the
+        # org and the agent's permissions allow (see kontextd.consent.layer).
+        others = [v for v in result.verdicts if not v.allowed and v.layer != USER_CONSENT]
+        message = denial_message(PathResult(tuple(others)) if others else result)
         with core.store.transaction() as tx:
             tx.append_event(
                 _event(core, request, "credential.denied", reason=message, **evaluation)
             )
-        raise ApiError(wire.DENIED, message)
+        raise ApiError(wire.DENIED if others else wire.CONSENT_REQUIRED, message)
     child = delivery.for_child(core, request.integrations)  # token mode: the provider's token
     key = core.keys.active()
     now = int(time.time())

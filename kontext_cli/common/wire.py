@@ -13,6 +13,7 @@ API_PREFIX = "/v1"
 INVALID = "invalid"  # 400: a parameter or body is malformed
 FORBIDDEN = "forbidden"  # 403: the peer is not this OS user
 DENIED = "denied"  # 403: the request path refused a credential
+CONSENT_REQUIRED = "consent_required"  # 403: only the user's consent is missing
 NOT_FOUND = "not_found"  # 404: no such agent, credential or route
 NOT_ALLOWED = "not_allowed"  # 405: the route exists, the method does not
 CONFLICT = "conflict"  # 409: already exists
@@ -27,6 +28,7 @@ HTTP_STATUS = {
     INVALID: 400,
     FORBIDDEN: 403,
     DENIED: 403,
+    CONSENT_REQUIRED: 403,
     NOT_FOUND: 404,
     NOT_ALLOWED: 405,
     CONFLICT: 409,

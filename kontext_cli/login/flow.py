@@ -22,10 +22,7 @@ from kontext_cli.login.pkce import PkceSession
 TIMEOUT = 10.0
 
 
-class LoginFailed(errors.KontextError):
-    """The browser step did not complete (timeout, refused request, provider error)."""
-
-    exit_code = 14
+LoginFailed = errors.LoginFailed
 
 
 def get_json(url: str) -> dict[str, Any]:

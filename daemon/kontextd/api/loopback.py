@@ -78,9 +78,21 @@ class LoopbackHandler(OAuthRoutes):
             self.command == "POST"
             and origin is not None
             and origin not in {f"http://{h}" for h in allowed}
+            and not self._own_form_post(origin)
         ):
             return ApiError(wire.FORBIDDEN, "cross-origin request refused")
         return None
+
+    def _own_form_post(self, origin: str) -> bool:
+        """Our pages send ``Referrer-Policy: no-referrer``, so a browser posts their
+        forms with ``Origin: null`` (Fetch §3.2.5). Accept that only for the decision
+        form, only when the browser says the post came from our own origin; its CSRF
+        token is checked as well."""
+        return (
+            origin == "null"
+            and self.path.partition("?")[0] == "/authorize"
+            and self.headers.get("Sec-Fetch-Site") == "same-origin"
+        )
 
     def metadata(self) -> None:
         self.send_json(200, metadata(self.server.core.issuer))
