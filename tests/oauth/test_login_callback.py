@@ -1,0 +1,59 @@
+"""The CLI's one-shot loopback redirect server and PKCE session, on their own."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+
+import httpx
+import pytest
+
+from kontext_cli.login.callback import CallbackServer
+from kontext_cli.login.pkce import PkceSession, StateMismatch
+
+ISSUER = "http://127.0.0.1:1234"
+
+
+def test_pkce_session_is_s256_single_use_and_redacted() -> None:
+    session = PkceSession()
+    verifier = session.take_verifier()
+    digest = hashlib.sha256(verifier.encode()).digest()
+    assert session.challenge == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    assert 43 <= len(verifier) <= 128
+    with pytest.raises(RuntimeError):
+        session.take_verifier()
+    assert verifier not in repr(session) and session.state not in repr(session)
+    with pytest.raises(StateMismatch):
+        session.check_state("forged")
+
+
+def test_only_the_callback_path_answers_and_forgeries_are_ignored() -> None:
+    session = PkceSession()
+    with CallbackServer(session, ISSUER) as server:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        assert server.path.startswith("/callback/") and len(server.path) > 25
+        with httpx.Client(base_url=base) as http:
+            assert http.get("/").status_code == 404
+            assert http.get("/callback").status_code == 404
+            good = {"code": "c-1", "state": session.state, "iss": ISSUER}
+            # Wrong state, wrong iss, missing iss: ignored, the login keeps waiting.
+            for forged in (
+                {**good, "state": "nope"},
+                {**good, "iss": "http://127.0.0.1:9999"},
+                {"code": "c-1", "state": session.state},
+            ):
+                assert http.get(server.path, params=forged).status_code == 400
+                assert not server.done.is_set()
+            assert http.get(server.path, params=good).status_code == 200
+            # One shot: later callbacks change nothing.
+            assert http.get(server.path, params={**good, "code": "c-2"}).status_code == 400
+        result = server.wait(1)
+    assert result is not None and result.code == "c-1" and "c-1" not in repr(result)
+
+
+def test_waiting_times_out_without_a_callback() -> None:
+    with CallbackServer(PkceSession(), None) as server:
+        done = threading.Event()
+        assert server.wait(0.2) is None
+        done.set()

@@ -1,0 +1,135 @@
+"""Login and consent end to end in a real headless Chromium (Debian ``chromium``),
+driven by Playwright with the system browser — never a downloaded one."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from conftest import Kontext
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+]
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason="Debian chromium is not installed (.ci/run installs it)"
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as play:
+        chromium = play.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+def url_from(proc: subprocess.Popen[str]) -> str:
+    assert proc.stderr is not None
+    for _ in range(20):
+        line = proc.stderr.readline()
+        match = re.search(r"(http://127\.0\.0\.1:\d+/authorize\?\S+)", line)
+        if match:
+            return match.group(1)
+    raise AssertionError("no URL printed")
+
+
+def test_login_in_chromium(fresh_kx: Kontext, browser: object) -> None:
+    k = fresh_kx
+    k.start()
+    proc = k.popen("login", "--no-browser", "--timeout", "60")
+    page = browser.new_page()  # type: ignore[attr-defined]
+    try:
+        page.goto(url_from(proc))
+        assert page.locator("h1").inner_text() == "Sign in to kontext"
+        page.fill("input[name=name]", "Alice Example")
+        page.fill("input[name=email]", "alice@acme.com")
+        page.click("button[value=approve]")
+        page.wait_for_selector("text=Done")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        page.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Logged in as user:alice@acme.com" in out
+    assert "user:alice@acme.com" in k.ok("whoami").stdout
+
+
+def test_consent_in_chromium_says_exactly_what_is_asked(kx: Kontext, browser: object) -> None:
+    agent = kx.agent(
+        "github:pulls:read",
+        "github:pulls:write",
+        extra=("--display-name", "PR Reviewer"),
+        consent=False,
+    )
+    proc = kx.popen(
+        "consent",
+        "grant",
+        f"agent:{agent}",
+        "--scope",
+        "github:pulls:read",
+        "--scope",
+        "github:pulls:write",
+        "--target",
+        "acme-corp/backend",
+        "--no-browser",
+    )
+    page = browser.new_page()  # type: ignore[attr-defined]
+    try:
+        url = url_from(proc)
+        page.goto(url)
+        assert page.locator("h1").inner_text() == "PR Reviewer is requesting access:"
+        body = page.inner_text("body")
+        assert "Read pull requests" in body
+        assert "Post review comments and update pull requests" in body
+        assert "No org admin access" in body and "No access to: Read issues" in body
+        assert "acme-corp/backend" in body
+        assert "Expires in 1 hour" in body
+        # Framed by another page, the consent page does not render (X-Frame-Options, CSP).
+        framer = browser.new_page()  # type: ignore[attr-defined]
+        framer.set_content(f'<iframe src="{url}" width="600" height="400"></iframe>')
+        framer.wait_for_timeout(500)
+        framed = [f for f in framer.frames if f != framer.main_frame]
+        assert all(f.query_selector("button") is None for f in framed)
+        framer.close()
+        page.click("button[value=approve]")
+        page.wait_for_selector("text=Done")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        page.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert f"for agent:{agent}" in out
+    ran = kx.run("exec", "--agent", agent, "--target", "acme-corp/backend", "--", "true")
+    assert ran.returncode == 0, ran.stderr
+
+
+def test_deny_in_chromium_fails_the_grant(kx: Kontext, browser: object) -> None:
+    agent = kx.agent("github:pulls:read", consent=False)
+    proc = kx.popen(
+        "consent", "grant", f"agent:{agent}", "--scope", "github:pulls:read", "--no-browser"
+    )
+    page = browser.new_page()  # type: ignore[attr-defined]
+    try:
+        page.goto(url_from(proc))
+        page.click("button[value=deny]")
+        page.wait_for_selector("text=Done")
+        _, err = proc.communicate(timeout=30)
+    finally:
+        page.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 8 and "was not given (access_denied)" in err

@@ -1,0 +1,63 @@
+// A real third-party OpenID Connect provider (npm oidc-provider) for the
+// `kontext login --issuer` tests. Prints its issuer URL, then serves.
+// Its dev login/consent pages accept any login name and password.
+// POST /__test__/forget drops every grant and token it holds, so the next
+// refresh is refused (the provider "no longer knows the user").
+import http from "node:http";
+import Provider from "oidc-provider";
+
+const store = new Map();
+class MemoryAdapter {
+  constructor(name) { this.name = name; }
+  key(id) { return `${this.name}:${id}`; }
+  async upsert(id, payload) { store.set(this.key(id), payload); }
+  async find(id) { return store.get(this.key(id)); }
+  async findByUserCode() { return undefined; }
+  async findByUid(uid) {
+    for (const [k, v] of store) if (k.startsWith(`${this.name}:`) && v.uid === uid) return v;
+    return undefined;
+  }
+  async consume(id) { const v = store.get(this.key(id)); if (v) v.consumed = Math.floor(Date.now() / 1000); }
+  async destroy(id) { store.delete(this.key(id)); }
+  async revokeByGrantId(grantId) {
+    for (const [k, v] of store) if (v.grantId === grantId) store.delete(k);
+  }
+}
+
+const port = Number(process.argv[2] || 0);
+const server = http.createServer();
+server.listen(port, "127.0.0.1", () => {
+  const issuer = `http://127.0.0.1:${server.address().port}`;
+  const provider = new Provider(issuer, {
+    adapter: MemoryAdapter,
+    clients: [{
+      client_id: "kontext-test",
+      application_type: "native",
+      token_endpoint_auth_method: "none",
+      redirect_uris: ["http://127.0.0.1/callback"],
+      grant_types: ["authorization_code", "refresh_token"],
+      response_types: ["code"],
+    }],
+    pkce: { required: () => true },
+    conformIdTokenClaims: false, // email in the ID token, as most providers do
+    scopes: ["openid", "email", "profile", "offline_access"],
+    claims: { email: ["email", "email_verified"], profile: ["name"] },
+    findAccount: async (ctx, sub) => ({
+      accountId: sub,
+      claims: async () => ({ sub, email: `${sub}@example.org`, email_verified: true, name: sub }),
+    }),
+    features: { devInteractions: { enabled: true }, revocation: { enabled: true } },
+    ttl: { AccessToken: 600, IdToken: 600, RefreshToken: 3600, Grant: 3600, Session: 3600, Interaction: 600 },
+  });
+  provider.on("server_error", (ctx, err) => console.error(err));
+  const callback = provider.callback();
+  server.on("request", (req, res) => {
+    if (req.method === "POST" && req.url === "/__test__/forget") {
+      store.clear();
+      res.writeHead(204).end();
+      return;
+    }
+    callback(req, res);
+  });
+  console.log(issuer);
+});
