@@ -129,3 +129,7 @@ def test_a_tool_install_gives_working_kontext_and_kontextd(installer: str, tmp_p
     assert unit.returncode == 0, unit.stderr
     exec_start = unit.stdout.split("ExecStart=")[1].split()[0]
     assert Path(exec_start).resolve() == (bin_dir / "kontextd").resolve()
+    script = subprocess.run(
+        [str(bin_dir / "kontext"), "completion", "bash"], capture_output=True, timeout=60
+    )
+    assert script.stdout == (ROOT / "completions" / "kontext.bash").read_bytes()
