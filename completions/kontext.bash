@@ -115,6 +115,8 @@ _kontext_argument_kind() {
         'agent enable|'0) echo 'agent' ;;
         'consent revoke|'0) echo 'agent-prefixed' ;;
         'consent grant|'0) echo 'agent-prefixed' ;;
+        'integration connect|'0) echo 'choice:github slack' ;;
+        'integration disconnect|'0) echo 'choice:github slack' ;;
     esac
 }
 

@@ -305,4 +305,6 @@ complete -c kontext -n '__kontext_at \'integration connect\'' -l secret-stdin -d
 complete -c kontext -n '__kontext_at \'integration connect\'' -l no-browser -d 'Print the authorization URL; open nothing.'
 complete -c kontext -n '__kontext_at \'integration connect\'' -l timeout -r -f -d 'Seconds to wait for the browser.'
 complete -c kontext -n '__kontext_at \'integration connect\'' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'integration connect\' 0' -f -a 'github slack'
 complete -c kontext -n '__kontext_at \'integration disconnect\'' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'integration disconnect\' 0' -f -a 'github slack'

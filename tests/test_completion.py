@@ -94,3 +94,22 @@ def test_agent_name_arguments_complete_as_agent_refs(kx: Kontext, tmp_path: Path
             timeout=60,
         )
         assert f"agent:{name}" in proc.stdout.split(), (command.name, proc.stderr)
+
+
+def test_integration_names_complete_from_the_built_in_catalogue(fresh_kx: Kontext) -> None:
+    from kontext_cli.common import integrations
+
+    script = ROOT / "completions" / "kontext.bash"
+    driver = (
+        'source "$1"; COMP_LINE=$2; COMP_POINT=${#COMP_LINE}; _kontext; '
+        "printf '%s\\n' \"${COMPREPLY[@]}\""
+    )
+    for command in ("connect", "disconnect"):
+        proc = subprocess.run(
+            ["bash", "-c", driver, "driver", str(script), f"kontext integration {command} "],
+            capture_output=True,
+            text=True,
+            env=fresh_kx.env,
+            timeout=60,
+        )
+        assert sorted(proc.stdout.split()) == sorted(integrations.BUILTINS), proc.stderr

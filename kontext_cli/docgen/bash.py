@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
-from kontext_cli.docgen.model import CHOICE, COMMAND, GENERATED_BY, NOTHING, Command, Param, walk
-from kontext_cli.docgen.shells import all_scopes, pkey, sh_quote, socket_under_home
+from kontext_cli.docgen.model import (
+    CHOICE,
+    COMMAND,
+    GENERATED_BY,
+    INTEGRATION,
+    NOTHING,
+    Command,
+    Param,
+    walk,
+)
+from kontext_cli.docgen.shells import (
+    all_integrations,
+    all_scopes,
+    pkey,
+    sh_quote,
+    socket_under_home,
+)
 
 # ---------------------------------------------------------------------------
 # bash
@@ -122,6 +137,8 @@ _kontext() {
 
 
 def _kind_word(param: Param) -> str:
+    if param.completes == INTEGRATION:
+        return f"choice:{' '.join(all_integrations())}"
     return f"choice:{' '.join(param.choices)}" if param.completes == CHOICE else param.completes
 
 

@@ -12,13 +12,14 @@ from kontext_cli.docgen.model import (
     COMMAND,
     FILE,
     GENERATED_BY,
+    INTEGRATION,
     NOTHING,
     SCOPE,
     Command,
     Param,
     walk,
 )
-from kontext_cli.docgen.shells import all_scopes, pkey, socket_under_home
+from kontext_cli.docgen.shells import all_integrations, all_scopes, pkey, socket_under_home
 
 # ---------------------------------------------------------------------------
 # fish
@@ -145,6 +146,7 @@ def _fish_values(param: Param) -> str:
         AGENT_PREFIXED: " -a '(__kontext_agent_prefixed)'",
         SCOPE: " -a " + _fish_quote(" ".join(all_scopes())),
         CHOICE: " -a " + _fish_quote(" ".join(param.choices)),
+        INTEGRATION: " -a " + _fish_quote(" ".join(all_integrations())),
         FILE: " -F",
     }.get(param.completes, "")
 

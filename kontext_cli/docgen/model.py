@@ -27,6 +27,7 @@ AGENT = "agent"  # a registered agent's name, asked of a running daemon
 AGENT_OR_CREDENTIAL = "agent-ref"  # 'agent:NAME' or the word 'credential' (revoke)
 AGENT_PREFIXED = "agent-prefixed"  # 'agent:NAME' (an argument with that metavar)
 SCOPE = "scope"  # INTEGRATION:SCOPE from the built-in catalogue
+INTEGRATION = "integration"  # a built-in integration's name (integration connect NAME)
 COMMAND = "command"  # a command line to run (exec)
 FILE = "file"
 CHOICE = "choice"
@@ -203,6 +204,8 @@ def _completion_kind(
         return AGENT_OR_CREDENTIAL
     elif param.metavar == "agent:NAME":
         return AGENT_PREFIXED
+    elif path[:1] == ("integration",) and param.name == "name":
+        return INTEGRATION
     elif path == ("exec",) and param.nargs == -1:
         return COMMAND
     descriptor = getattr(param, "type_descriptor", None)

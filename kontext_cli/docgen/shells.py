@@ -17,6 +17,11 @@ def all_scopes() -> list[str]:
     return sorted(f"{i.name}:{s}" for i in integrations.BUILTINS.values() for s in i.scopes)
 
 
+def all_integrations() -> list[str]:
+    """The built-in integrations' names (user-defined ones are the user's to type)."""
+    return sorted(integrations.BUILTINS)
+
+
 def socket_under_home() -> str:
     """The control socket's place relative to KONTEXT_HOME (``run/control.sock``)."""
     return os.path.relpath(home_paths().socket, HOME_MARK)

@@ -12,12 +12,13 @@ from kontext_cli.docgen.model import (
     COMMAND,
     FILE,
     GENERATED_BY,
+    INTEGRATION,
     SCOPE,
     Command,
     Param,
     walk,
 )
-from kontext_cli.docgen.shells import all_scopes, socket_under_home
+from kontext_cli.docgen.shells import all_integrations, all_scopes, socket_under_home
 
 # ---------------------------------------------------------------------------
 # zsh
@@ -91,6 +92,7 @@ def _zsh_action(kind: str, param: Param) -> str:
         SCOPE: "_kontext_scopes",
         FILE: "_files",
         CHOICE: "(" + " ".join(param.choices) + ")",
+        INTEGRATION: "(" + " ".join(all_integrations()) + ")",
     }.get(kind, " ")
 
 
