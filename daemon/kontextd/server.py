@@ -217,7 +217,11 @@ def run(paths: Paths, *, detach_stderr: bool = False) -> int:
         return 1
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: core.stopping.set())
-    daemon.serve()
+    try:
+        daemon.serve()
+    except StoreError as exc:  # e.g. the disk filled up between opening and serving
+        print(f"kontextd: {exc}", file=sys.stderr)
+        return 3
     for notice in daemon.notices:
         log.warning("%s", notice)
         print(f"kontextd: {notice}", file=sys.stderr)

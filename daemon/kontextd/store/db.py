@@ -7,6 +7,7 @@ and the audit chain needs appends in a single order. WAL lets the file be read
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -18,11 +19,29 @@ from dataclasses import dataclass
 from typing import Any
 
 from kontextd.audit import chain
+from kontextd.errors import ApiError
 from kontextd.store import audit_sql, migrations
 
 
 class StoreError(RuntimeError):
     """The database cannot be opened or written (corrupt, read-only, disk full)."""
+
+
+class StoreWriteError(StoreError, ApiError):
+    """A write failed (disk full, read-only, I/O error) and was rolled back: nothing
+    changed. The API answers 503 with the message; the caller may retry later."""
+
+    def __init__(self, message: str) -> None:
+        ApiError.__init__(self, "storage", message)
+
+    @property
+    def status(self) -> int:
+        return 503
+
+
+def _write_failure(exc: BaseException) -> bool:
+    """SQLite's "cannot write now" errors, not a bug in our SQL (those stay 500s)."""
+    return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
 
 
 @dataclass(frozen=True)
@@ -82,9 +101,17 @@ class Store:
             self._conn.execute("PRAGMA busy_timeout=5000")
             self.schema_version = migrations.apply(self._conn)
         except (sqlite3.DatabaseError, migrations.SchemaTooNew) as exc:
-            raise StoreError(f"cannot open database {path}: {exc}") from exc
+            # WAL needs to write beside the file even to read it: say why it cannot.
+            where = os.path.dirname(path)
+            hint = "" if os.access(where, os.W_OK) else f" ({where} is read-only)"
+            raise StoreError(f"cannot open database {path}: {exc}{hint}") from exc
         os.chmod(path, 0o600)
+        self.path = path
         self._lock = threading.RLock()
+        # Credentials whose end could not be written (disk full): dead in memory at
+        # once, so introspection and the gateway refuse them; persisted on a later try.
+        self._ended_unsaved: dict[str, str] = {}
+        self._ending: dict[str, str] = {}
         self._last_hash = self._tail_hash()
         # The daemon is the only writer: the next event id and the agents are
         # kept in memory (agents are read on every issuance and lease end).
@@ -101,16 +128,27 @@ class Store:
         """Hold the write lock and one SQLite transaction; roll back on any error."""
         with self._lock:
             last_hash, next_id = self._last_hash, self._next_id
+            self._ending.clear()
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 yield self
                 self._conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
+                    # SQLite may have rolled back itself already (SQLITE_FULL).
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
                 self._last_hash, self._next_id = last_hash, next_id
                 self._agents.clear()  # a rolled-back agent change must not linger
+                self._ended_unsaved.update(self._ending)
+                if _write_failure(exc):
+                    raise StoreWriteError(
+                        f"cannot write the database {self.path}: {exc}; nothing was changed "
+                        "(free space on its disk or make it writable, then retry)"
+                    ) from exc
                 raise
+            for jti in self._ending:
+                self._ended_unsaved.pop(jti, None)
             self.appended.notify_all()
 
     @contextmanager
@@ -243,6 +281,9 @@ class Store:
 
     def credential_status(self, jti: str) -> tuple[str, float] | None:
         """(status, expires_at) — the hot path of introspection."""
+        unsaved = self._ended_unsaved.get(jti)
+        if unsaved is not None:
+            return (unsaved, 0.0)
         row = self._one("SELECT status, expires_at FROM credentials WHERE jti = ?", (jti,))
         return (row["status"], row["expires_at"]) if row else None
 
@@ -262,6 +303,7 @@ class Store:
 
     def end_credential(self, jti: str, status: str, reason: str) -> bool:
         """Mark a live credential revoked or expired; False if it was not live."""
+        self._ending[jti] = status
         changed = self._run(
             "UPDATE credentials SET status = ?, ended_at = ?, end_reason = ? "
             "WHERE jti = ? AND status = 'live'",
