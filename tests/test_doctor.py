@@ -238,3 +238,14 @@ def test_a_clock_that_went_back_is_a_failure(fresh_kx: Kontext, xdg: dict[str, s
     finally:
         fresh_kx.stop()
         ahead.wait(timeout=15)
+
+
+def test_an_unreachable_daemon_is_a_failure_with_its_reason(
+    fresh_kx: Kontext, xdg: dict[str, str], tmp_path: Path
+) -> None:
+    home = tmp_path / ("h" * 110)  # the socket path cannot fit in a sockaddr_un
+    proc = fresh_kx.run("doctor", "--json", env={**xdg, "KONTEXT_HOME": str(home)})
+    assert proc.returncode == DOCTOR_FAILED
+    daemon = by_name(json.loads(proc.stdout))["daemon"]
+    assert daemon["status"] == "fail" and "too long" in daemon["detail"]
+    assert proc.stderr.strip().endswith("checks failed: daemon")

@@ -38,6 +38,7 @@ class Probe:
 
 
 def probe(where: Paths) -> Probe:
+    conn = None
     try:
         conn = client.try_connect(where)
         if conn is None:
@@ -45,7 +46,9 @@ def probe(where: Paths) -> Probe:
                 warn("daemon", f"{NOT_RUNNING} (commands start it on demand)", _start_fix())
             )
         status = conn.call("GET", "/v1/status")
-    except errors.KontextError as exc:
+    except errors.KontextError as exc:  # another user's daemon, a socket path too long, ...
+        if conn is not None:
+            conn.close()
         fix = "kontext daemon stop && kontext daemon start"
         return Probe(fail("daemon", exc.diagnostics(), fix))
     detail = f"kontextd {status.get('version')} is running (pid {status.get('pid')})"
