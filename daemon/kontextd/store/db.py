@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -112,6 +113,9 @@ class Store:
         # once, so introspection and the gateway refuse them; persisted on a later try.
         self._ended_unsaved: dict[str, str] = {}
         self._ending: dict[str, str] = {}
+        # Each credential's end on the monotonic clock: a wall clock set back (or
+        # forward, then back) must not let a token outlive its TTL (SECURITY.md).
+        self._deadlines: dict[str, float] = {}
         self._last_hash = self._tail_hash()
         # The daemon is the only writer: the next event id and the agents are
         # kept in memory (agents are read on every issuance and lease end).
@@ -254,6 +258,7 @@ class Store:
     # -- credentials ----------------------------------------------------------
 
     def insert_credential(self, cred: CredentialRow) -> None:
+        self._deadlines[cred.jti] = time.monotonic() + (cred.expires_at - cred.issued_at)
         self._run(
             f"INSERT INTO credentials ({CRED_COLUMNS}) VALUES ({', '.join('?' * 15)})",
             (
@@ -285,7 +290,11 @@ class Store:
         if unsaved is not None:
             return (unsaved, 0.0)
         row = self._one("SELECT status, expires_at FROM credentials WHERE jti = ?", (jti,))
-        return (row["status"], row["expires_at"]) if row else None
+        if row is None:
+            return None
+        if self._deadlines.get(jti, math.inf) <= time.monotonic():
+            return (row["status"], 0.0)  # past its TTL, whatever the wall clock says
+        return (row["status"], row["expires_at"])
 
     def live_credentials(self, agent: str | None = None) -> list[CredentialRow]:
         sql = f"SELECT {CRED_COLUMNS} FROM credentials WHERE status = 'live'"
@@ -295,10 +304,17 @@ class Store:
         return [_credential(r) for r in self._all(sql + " ORDER BY issued_at", args)]
 
     def due_credentials(self, now: float) -> list[CredentialRow]:
+        """Live credentials past ``exp`` on the wall clock or past their TTL on the
+        monotonic clock (the wall clock may have been set back)."""
+        mono = time.monotonic()
+        overdue = [jti for jti, deadline in self._deadlines.items() if deadline <= mono]
         rows = self._all(
-            f"SELECT {CRED_COLUMNS} FROM credentials WHERE status = 'live' AND expires_at <= ?",
-            (now,),
+            f"SELECT {CRED_COLUMNS} FROM credentials WHERE status = 'live' AND "
+            f"(expires_at <= ? OR jti IN ({', '.join('?' * len(overdue))}))",
+            (now, *overdue),
         )
+        for jti in overdue:  # ended now, or already ended another way
+            self._deadlines.pop(jti, None)
         return [_credential(r) for r in rows]
 
     def end_credential(self, jti: str, status: str, reason: str) -> bool:

@@ -1,0 +1,127 @@
+"""The daemon's wall clock jumps (libfaketime, the monotonic clock untouched, as
+when NTP or a user sets the time): no credential lives longer than its TTL.
+
+- set back 10 s while a 20 s credential is live: it dies 20 s after issue, not 30;
+- minted while 10 s ahead, then set right: the same;
+- set forward an hour: live credentials are past ``exp`` at once (early is safe).
+
+A token whose ``iat`` is ahead of the wall clock is "not yet valid" meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Kontext, api_audit, api_new_agent, wait_until
+
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+TTL = 20
+JUMP = 10
+
+
+class Clock:
+    """The offset file libfaketime re-reads on every call."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.set(0)
+
+    def set(self, offset: int) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(f"{offset:+d}\n")
+        tmp.replace(self.path)
+
+
+@pytest.fixture
+def skewed(fresh_kx: Kontext, tmp_path: Path) -> Iterator[tuple[Kontext, Clock]]:
+    if not os.path.exists(LIBFAKETIME):
+        pytest.skip("libfaketime is not installed (Debian: faketime)")
+    clock = Clock(tmp_path / "faketime")
+    env = {
+        **fresh_kx.env,
+        "LD_PRELOAD": LIBFAKETIME,
+        "FAKETIME_TIMESTAMP_FILE": str(clock.path),
+        "FAKETIME_NO_CACHE": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "kontextd"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert daemon.stderr is not None
+    seen, deadline = b"", time.monotonic() + 30
+    while b"kontextd: ready" not in seen and time.monotonic() < deadline:
+        if select.select([daemon.stderr], [], [], 1)[0]:
+            chunk = os.read(daemon.stderr.fileno(), 65536)
+            assert chunk, seen
+            seen += chunk
+    assert b"kontextd: ready" in seen, seen
+    try:
+        yield fresh_kx, clock
+    finally:
+        daemon.terminate()
+        daemon.communicate(timeout=30)
+
+
+def _lifetime(k: Kontext, agent: str, clock: Clock, at_mint: int, after: int) -> float:
+    """Mint with the clock at ``at_mint``, move it to ``after``; return how long after
+    issue the token went inactive for good (it is "not yet valid" while the wall
+    clock is before its ``iat``, and must not come back to life after ``exp``)."""
+    clock.set(at_mint)
+    issued = time.monotonic()
+    proc, env = k.token_for(agent, "--ttl", f"{TTL}s")
+    token = env["KONTEXT_TOKEN"]
+    try:
+        clock.set(after)
+        # Back in the valid window once the wall clock passes iat again...
+        assert wait_until(lambda: k.introspect(token).get("active") is True, timeout=TTL)
+        # ...and out of it on time, though the wall clock says exp is JUMP s away.
+        assert wait_until(lambda: k.introspect(token) == {"active": False}, timeout=TTL + JUMP)
+        lived = time.monotonic() - issued
+        assert wait_until(
+            lambda: (
+                env["KONTEXT_CREDENTIAL_ID"]
+                in {
+                    e.get("jti")
+                    for e in api_audit(k, agent=agent)
+                    if e["event"] == "credential.expired"
+                }
+            )
+        )
+    finally:
+        k.close(proc)
+    return lived
+
+
+@pytest.mark.parametrize(
+    ("at_mint", "after"), [(0, -JUMP), (JUMP, 0)], ids=["set-back", "minted-ahead-then-back"]
+)
+def test_a_clock_set_back_does_not_extend_a_credential(
+    skewed: tuple[Kontext, Clock], at_mint: int, after: int
+) -> None:
+    k, clock = skewed
+    agent = api_new_agent(k, "github:pulls:read", prefix="clock")
+    lived = _lifetime(k, agent, clock, at_mint, after)
+    assert TTL - 1 <= lived <= TTL + JUMP / 2, lived  # without the fix: TTL + JUMP
+
+
+def test_a_clock_set_forward_ends_credentials_early(skewed: tuple[Kontext, Clock]) -> None:
+    k, clock = skewed
+    agent = api_new_agent(k, "github:pulls:read", prefix="clock")
+    proc, env = k.token_for(agent)  # the default 10 minutes
+    try:
+        clock.set(3600)
+        assert k.introspect(env["KONTEXT_TOKEN"]) == {"active": False}
+    finally:
+        k.close(proc)
