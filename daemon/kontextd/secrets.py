@@ -8,19 +8,26 @@ block forever.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import hashlib
 import logging
 import os
+import threading
 from typing import Any
+
+from kontext_cli.common import wire
+from kontextd.errors import ApiError
 
 log = logging.getLogger("kontextd.secrets")
 KEYRING_TIMEOUT = 5.0
 
 
-class SecretsUnavailable(RuntimeError):
-    """No secret storage may be used: no keyring backend and the fallback is refused."""
+class SecretsUnavailable(RuntimeError, ApiError):
+    """No secret storage may be used: no keyring backend and the fallback is refused,
+    or the keyring did not answer. Over the API it is a 503 ``secrets`` error."""
+
+    def __init__(self, message: str) -> None:
+        ApiError.__init__(self, wire.SECRETS, message)
 
 
 class SecretStore:
@@ -95,15 +102,27 @@ class SecretStore:
 
 
 def _with_timeout(fn: Any, *args: Any) -> Any:
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    try:
-        return pool.submit(fn, *args).result(timeout=KEYRING_TIMEOUT)
-    except concurrent.futures.TimeoutError as exc:
+    # A daemon thread, not a thread pool: a pool's workers are joined at interpreter
+    # exit, so one call that never returns kept a failed or stopped kontextd alive.
+    outcome: list[Any] = []
+
+    def call() -> None:
+        try:
+            outcome.append((True, fn(*args)))
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome.append((False, exc))
+
+    worker = threading.Thread(target=call, name="keyring-call", daemon=True)
+    worker.start()
+    worker.join(KEYRING_TIMEOUT)
+    if not outcome:
         raise SecretsUnavailable(
             f"the OS keyring did not answer within {KEYRING_TIMEOUT:.0f}s (is it locked?)"
-        ) from exc
-    finally:
-        pool.shutdown(wait=False)
+        )
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 def _working_keyring() -> Any:
