@@ -90,3 +90,18 @@ def make_non_dumpable() -> bool:
         return bool(libc.prctl(pr_set_dumpable, 0, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
+
+
+def raise_open_file_limit(ceiling: int = 65536) -> int:
+    """Lift the soft RLIMIT_NOFILE towards the hard limit: every connection is a file,
+    and at a desktop's usual 1,024 a thousand idle clients starved new commands and
+    the reaper (EMFILE). Returns the soft limit now in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = ceiling if hard == resource.RLIM_INFINITY else min(hard, ceiling)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return target
+    return soft

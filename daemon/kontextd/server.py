@@ -99,6 +99,7 @@ class Daemon:
             )
         _setup_logging(self.paths)
         self.dumpable_off = runtime.make_non_dumpable()
+        runtime.raise_open_file_limit()
 
     def open(self) -> Core:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socketserver
+import threading
 from http.server import HTTPServer
 from typing import Any, ClassVar
 
@@ -25,6 +26,7 @@ from kontextd.tokens import verify
 log = logging.getLogger("kontextd.loopback")
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+MAX_CONNECTIONS = 512
 
 
 class LoopbackHandler(OAuthRoutes):
@@ -131,7 +133,25 @@ class LoopbackServer(socketserver.ThreadingMixIn, HTTPServer):
 
     def __init__(self, port: int, core: Core) -> None:
         self.core = core
+        self._open = 0
+        self._open_lock = threading.Lock()
         super().__init__(("127.0.0.1", port), LoopbackHandler)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """At most ``MAX_CONNECTIONS`` at once: any local user can open this port, and
+        its connections share the daemon's open files with the control socket."""
+        with self._open_lock:
+            if self._open >= MAX_CONNECTIONS:
+                return False  # socketserver closes it
+            self._open += 1
+            return True
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open -= 1
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """socketserver prints tracebacks to stderr; ours go to the log."""
