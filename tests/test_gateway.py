@@ -335,3 +335,32 @@ def test_the_story_can_end_in_expiry_and_the_expired_token_is_refused(gw: Kontex
     assert late.status_code == 401
     events = [e["event"] for e in api_audit(gw, agent) if e["event"].startswith(STORY)]
     assert events[:3] == ["credential.issued", "api.call", "credential.expired"], events
+
+
+def test_a_token_narrowed_by_rfc_8693_exchange_works_only_within_its_scopes(gw: Kontext) -> None:
+    agent = api_new_agent(gw, *READ_WRITE, prefix="narrow")
+    proc, token = _hold(gw, agent)
+    pull, reviews = (
+        "/gw/github/repos/acme/backend/pulls/3",
+        "/gw/github/repos/acme/backend/pulls/3/reviews",
+    )
+    try:
+        with gw.http() as http:
+            exchanged = http.post(
+                "/token",
+                data={
+                    "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+                    "subject_token": token,
+                    "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                    "scope": "github:pulls:read",
+                },
+            )
+            assert exchanged.status_code == 200, exchanged.text
+            auth = {"Authorization": f"Bearer {exchanged.json()['access_token']}"}
+            assert http.get(pull, headers=auth).status_code == 200
+            write = http.post(reviews, headers=auth, json={"body": "no"})
+            assert write.status_code == 403 and "needs github:pulls:write" in write.text
+    finally:
+        gw.close(proc)
+    with gw.http() as http:  # the exec ended: its narrowed token died with it
+        assert http.get(pull, headers=auth).status_code == 403

@@ -4,7 +4,8 @@ Checks, in order (deny by default — any check that cannot decide refuses):
 
 1. the integration exists and has route rules (else 404);
 2. a bearer token of ours: signature, ``typ``, ``iss``, ``exp`` (else 401, RFC 6750 §3.1);
-3. its credential is still live in the store — revocation reaches us at once (else 403);
+3. its credential (or, for an RFC 8693 exchanged token, the token and its parent)
+   is still live in the store — revocation reaches us at once (else 403);
 4. ``aud`` names this integration (else 403);
 5. the path is safe and a route rule matches (else 403: unknown routes are denied);
 6. the credential carries the rule's scope, and its target (if any) is the rule's (else 403).
@@ -69,7 +70,7 @@ def decide(core: Core, name: str, method: str, raw_path: str, auth: str | None) 
     if token is None or claims is None:
         return decision.refuse(401, "a valid kontext token is required (Authorization: Bearer)")
     decision.claims, decision.token = claims, token
-    status = core.store.credential_status(str(claims["jti"]))
+    status = _status(core, str(claims["jti"]))
     if status is None or status[0] != "live" or status[1] <= time.time():
         word = status[0] if status else "unknown"
         return decision.refuse(403, f"credential {word}")
@@ -97,6 +98,17 @@ def _claims(core: Core, token: str | None) -> dict[str, Any] | None:
             cache.clear()  # crude but bounded; a refill costs one verify per live token
         cache[token] = claims
     return claims
+
+
+def _status(core: Core, jti: str) -> tuple[str, float] | None:
+    """An exec credential's state or, for a token from ``/token`` (an RFC 8693
+    exchange that narrowed one), that token's — dead once its parent is."""
+    status = core.store.credential_status(jti)
+    if status is None:
+        from kontextd.oauth.status import token_status
+
+        status = token_status(core.store, jti)
+    return status
 
 
 def _audience(claims: dict[str, Any]) -> list[str]:
