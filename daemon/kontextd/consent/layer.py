@@ -7,6 +7,8 @@ sent to a consent page for something that would be refused anyway.
 
 from __future__ import annotations
 
+import time
+
 from kontextd.consent import grants
 from kontextd.core import Core
 from kontextd.oauth.state import for_core
@@ -39,6 +41,12 @@ class GrantConsent:
                 "deny",
                 f"the login session of {session.user} ended ({session.end_reason}); "
                 "run 'kontext login'",
+            )
+        if session is not None and session.expires_at <= time.time():
+            return Verdict(
+                self.name,
+                "deny",
+                f"the login session of {session.user} expired; run 'kontext login'",
             )
         who = f"agent:{request.agent_name}"
         grant = grants.covering(

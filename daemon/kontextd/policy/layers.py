@@ -2,9 +2,9 @@
 
 The org layer is ``kontextd.policy.cedar.CedarOrgPolicy``; ``NoOrgPolicy`` is
 the explicit allow-all stand-in for set-ups without it (its name says what it
-is). ``LocalAccountConsent`` is the user-consent layer before ``kontext login``
-exists: the OS account that owns the daemon is the user and has consented to
-its own agents. ``AgentPermissions`` is the agent's own allow-list and TTL cap.
+is). The user-consent layer is ``kontextd.consent.layer.GrantConsent``: the
+grants the user approved on the consent page. ``AgentPermissions`` is the
+agent's own allow-list and TTL cap.
 """
 
 from __future__ import annotations
@@ -41,20 +41,6 @@ class NoOrgPolicy:
 
     def evaluate(self, request: CredentialRequest) -> Verdict:
         return Verdict(self.name, "allow", "no org policy is configured")
-
-
-class LocalAccountConsent:
-    """User layer before login exists: the daemon's own OS account is the user."""
-
-    name = USER_CONSENT
-
-    def __init__(self, user: str) -> None:
-        self.user = user
-
-    def evaluate(self, request: CredentialRequest) -> Verdict:
-        if request.user != self.user:
-            return Verdict(self.name, "deny", f"{request.user} is not the local account")
-        return Verdict(self.name, "allow", f"{self.user} owns this daemon and its agents")
 
 
 class AgentPermissions:
