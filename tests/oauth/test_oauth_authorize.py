@@ -173,3 +173,34 @@ def test_approval_and_denial_return_state_and_iss(kx: Kontext) -> None:
         else:
             assert query["error"] == "access_denied" and "code" not in query
     assert client_secret(kx) not in kx.log_file.read_text()
+
+
+def test_consent_page_says_who_asks_for_what_in_plain_words(kx: Kontext) -> None:
+    agent = kx.agent(
+        "github:pulls:read",
+        "github:pulls:write",
+        extra=("--display-name", "PR Reviewer"),
+        consent=False,
+    )
+    _, challenge = pkce()
+    pushed = push(
+        kx,
+        f"agent:{agent}",
+        code_challenge=challenge,
+        **S256,
+        scope="github:pulls:read github:pulls:write",
+        resource="github",
+        target="acme-corp/backend",
+    )
+    assert pushed.status_code == 201, pushed.text
+    html = page(kx, f"agent:{agent}", pushed.json()["request_uri"]).text
+    assert "<h1>PR Reviewer is requesting access:</h1>" in html
+    assert "<li>Read pull requests</li>" in html
+    assert "<li>Post review comments and update pull requests</li>" in html
+    assert "<li>No org admin access</li>" in html and "No access to: Read issues" in html
+    assert "acme-corp/backend" in html and "<p>Expires in 1 hour</p>" in html
+    # Scopes beyond the agent's permissions cannot even be asked for.
+    wider = push(
+        kx, f"agent:{agent}", code_challenge=challenge, **S256, scope="github:issues:write"
+    )
+    assert wider.status_code == 400 and wider.json()["error"] == "invalid_scope"
