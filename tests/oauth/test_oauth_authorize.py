@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
 
 from conftest import Kontext
 from oauth_flows import REDIRECT, client_secret, decide, metadata, page, pkce, push, query_of
@@ -29,6 +31,14 @@ def test_client_secret_is_private_to_this_user(kx: Kontext) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(kx.runtime.stat().st_mode) == 0o700
     assert path.stat().st_uid == os.getuid()
+    if os.getuid() == 0 and shutil.which("setpriv"):
+        # Another OS user cannot read it (CI runs as root: switch to nobody).
+        other = subprocess.run(
+            ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "cat", str(path)],
+            capture_output=True,
+            text=True,
+        )
+        assert other.returncode != 0 and other.stdout == ""
 
 
 def test_a_request_not_pushed_by_this_user_is_refused_before_any_page(kx: Kontext) -> None:

@@ -20,6 +20,7 @@ ARGS = [
     "--disable-background-networking",
 ]
 
+pytest.importorskip("playwright")
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM), reason="Debian chromium is not installed (.ci/run installs it)"
 )
