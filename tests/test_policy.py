@@ -36,7 +36,7 @@ def org() -> Iterator[Kontext]:
         "--allow",
         "slack:chat:write",
     )
-    k.approve("pr-reviewer", "github:pulls:write", "github:pulls:read", "slack:chat:write")
+    k.approve("pr-reviewer", "github:pulls:write", "github:pulls:read")  # org forbids slack
     yield k
     k.stop()
     shutil.rmtree(home, ignore_errors=True)
@@ -203,3 +203,17 @@ def test_explain_rejects_bad_input_in_one_line(kx: Kontext) -> None:
     proc = kx.run("policy", "explain", "--agent", "x", "--ttl", "forever")
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("kontext: invalid duration")
+
+
+def test_consent_cannot_be_granted_beyond_org_policy(org: Kontext) -> None:
+    proc = org.run(
+        "consent",
+        "grant",
+        "agent:pr-reviewer",
+        "--scope",
+        "github:pulls:write",
+        "--target",
+        "acme/production-api",
+    )
+    assert proc.returncode == 14, proc.stderr
+    assert "denied by org policy" in proc.stderr and "no-production-writes" in proc.stderr

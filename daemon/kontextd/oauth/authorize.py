@@ -20,6 +20,7 @@ from kontextd.core import Core
 from kontextd.oauth import pages
 from kontextd.oauth.clients import Client, OAuthError, check_redirect
 from kontextd.oauth.state import Code, Pending, for_core
+from kontextd.policy.request import CredentialRequest
 
 LOGIN_SCOPES = ("openid", "profile", "email", "offline_access")
 CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -72,6 +73,8 @@ def push(core: Core, client: Client, form: dict[str, str]) -> Pending:
     integrations = {s.partition(":")[0] for s in scopes}
     if resource is not None and not client.is_login and resource not in integrations:
         raise OAuthError("invalid_target", "resource must be the integration of the scopes")
+    if client.agent is not None:
+        _org_allows(core, client, scopes, target)
     duration = form.get("grant_duration", str(DEFAULT_GRANT))
     if not duration.isdigit() or not 60 <= int(duration) <= MAX_GRANT:
         raise OAuthError("invalid_request", "grant_duration must be 60 to 2592000 seconds")
@@ -85,6 +88,26 @@ def push(core: Core, client: Client, form: dict[str, str]) -> Pending:
         target=target,
         duration=int(duration),
     )
+
+
+def _org_allows(core: Core, client: Client, scopes: tuple[str, ...], target: str | None) -> None:
+    """A grant is bounded by org policy: what it would refuse is never put to the user."""
+    org = core.org_policy
+    assert client.agent is not None
+    if org is None:
+        return
+    request = CredentialRequest(
+        agent_name=client.agent.name,
+        agent=client.agent,
+        user=core.user,
+        scopes=scopes,
+        target=target,
+        ttl=min(600, client.agent.max_ttl),
+        ttl_explicit=False,
+    )
+    verdict = org.evaluate(request)
+    if not verdict.allowed:
+        raise OAuthError("invalid_scope", f"denied by org policy: {verdict.reason}")
 
 
 def local_account() -> str:
