@@ -105,6 +105,7 @@ def test_every_html_page_forbids_framing(kx: Kontext) -> None:
         assert page.headers["x-frame-options"] == "DENY"
         assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
         assert page.headers["cache-control"] == "no-store"
+        assert page.headers["referrer-policy"] == "no-referrer"
 
 
 # -- brute force ---------------------------------------------------------------------
