@@ -8,12 +8,13 @@ is throttled (429 with ``Retry-After``).
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.parse
 
 import pytest
 
-from tests.conftest import Kontext, api_new_agent, wait_until
+from tests.conftest import Kontext, api_audit, api_new_agent, wait_until
 
 # Every route the loopback port serves (kontextd.api.loopback + oauth.routes + the gateway).
 ROUTES = [
@@ -61,6 +62,21 @@ def test_cross_site_posts_get_403_on_every_route(
             data={"token": "x"},
         )
     assert answer.status_code == 403, (method, path, answer.text)
+
+
+def test_refusals_are_audited_without_flooding_the_log(fresh_kx: Kontext) -> None:
+    fresh_kx.start()
+    with fresh_kx.http() as http:
+        for _ in range(5):
+            http.get("/jwks.json", headers={"Host": f"evil.example:{fresh_kx.port}"})
+            http.post("/token", data={"x": "1"}, headers={"Origin": "http://evil.example"})
+    refused = [e for e in api_audit(fresh_kx) if e["event"] == "http.refused"]
+    assert sorted((e["reason"], e["path"]) for e in refused) == [
+        ("Host is not our loopback address (DNS rebinding?)", "/jwks.json"),
+        ("cross-origin request refused", "/token"),
+    ]
+    assert all(e["not_recorded_since_last"] == 0 for e in refused)
+    assert "evil.example" not in json.dumps(refused)  # nothing the page chose but the path
 
 
 def test_a_cross_site_revoke_or_introspect_changes_and_reveals_nothing(kx: Kontext) -> None:

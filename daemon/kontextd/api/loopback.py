@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import socketserver
 import threading
+import time
 from http.server import HTTPServer
 from typing import Any, ClassVar
 
@@ -21,12 +22,14 @@ from kontextd.errors import ApiError
 from kontextd.gateway import proxy
 from kontextd.oauth.routes import OAUTH_ROUTES, OAuthRoutes
 from kontextd.oauth.routes import metadata as oauth_metadata
+from kontextd.store.db import StoreError
 from kontextd.tokens import verify
 
 log = logging.getLogger("kontextd.loopback")
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 MAX_CONNECTIONS = 512
+REFUSAL_AUDIT_INTERVAL = 60.0
 
 
 class LoopbackHandler(OAuthRoutes):
@@ -74,6 +77,7 @@ class LoopbackHandler(OAuthRoutes):
         allowed = {f"{name}:{port}" for name in LOOPBACK_NAMES}
         host = self.headers.get("Host", "")
         if host.lower() not in allowed:
+            self.server.audit_refusal(self, "Host is not our loopback address (DNS rebinding?)")
             return ApiError(wire.MISDIRECTED, "this server answers only to its loopback address")
         origin = self.headers.get("Origin")
         if (
@@ -82,6 +86,7 @@ class LoopbackHandler(OAuthRoutes):
             and origin not in {f"http://{h}" for h in allowed}
             and not self._own_form_post(origin)
         ):
+            self.server.audit_refusal(self, "cross-origin request refused")
             return ApiError(wire.FORBIDDEN, "cross-origin request refused")
         return None
 
@@ -135,6 +140,7 @@ class LoopbackServer(socketserver.ThreadingMixIn, HTTPServer):
         self.core = core
         self._open = 0
         self._open_lock = threading.Lock()
+        self._refusals: dict[str, tuple[float, int]] = {}
         super().__init__(("127.0.0.1", port), LoopbackHandler)
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
@@ -145,6 +151,29 @@ class LoopbackServer(socketserver.ThreadingMixIn, HTTPServer):
                 return False  # socketserver closes it
             self._open += 1
             return True
+
+    def audit_refusal(self, handler: LoopbackHandler, reason: str) -> None:
+        """An ``http.refused`` event, at most one per reason a minute (with how many
+        were left out): any web page can send these, and must not flood the log."""
+        now = time.monotonic()
+        with self._open_lock:
+            last, skipped = self._refusals.get(reason, (-REFUSAL_AUDIT_INTERVAL, 0))
+            if now - last < REFUSAL_AUDIT_INTERVAL:
+                self._refusals[reason] = (last, skipped + 1)
+                return
+            self._refusals[reason] = (now, 0)
+        event = {
+            "event": "http.refused",
+            "reason": reason,
+            "method": str(handler.command)[:16],
+            "path": handler.path.split("?", 1)[0][:100],
+            "not_recorded_since_last": skipped,
+        }
+        try:
+            with self.core.store.transaction() as tx:
+                tx.append_event(event)
+        except StoreError:  # the refusal stands; the log says why it is not in the audit
+            log.warning("could not audit a refused request: the database cannot be written")
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
