@@ -937,6 +937,16 @@ def write_results(path: Path, report: str) -> None:
     ]
     if findings.exists():
         parts += ["## Findings", "", findings.read_text().strip(), ""]
+    # The slower, separate benchmarks keep their own last results; fold them in so
+    # RESULTS.md is the one place to read every figure.
+    for name, script in (
+        ("AUDIT_RESULTS.md", "audit_bench.py"),
+        ("GATEWAY_RESULTS.md", "gateway_bench.py"),
+    ):
+        extra = HERE / name
+        if extra.exists():
+            body = extra.read_text().strip().replace("\n# ", "\n### ").removeprefix("# ")
+            parts += [f"## {body}", "", f"(From `bench/{name}`, written by `bench/{script}`.)", ""]
     path.write_text("\n".join(parts))
 
 
