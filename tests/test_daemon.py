@@ -377,6 +377,9 @@ def test_host_header_is_checked(kx: Kontext, host: str, status: int) -> None:
     if status == 421:
         assert answer.json()["error"]["code"] == "misdirected"
         assert "keys" not in answer.text
+        # The daemon hangs up after a 421 and says so, so a client does not reuse
+        # the dead connection for its next request.
+        assert answer.headers["Connection"] == "close"
     else:
         assert answer.json()["keys"]
 

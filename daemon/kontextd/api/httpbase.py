@@ -184,7 +184,9 @@ class JsonHandler(BaseHTTPRequestHandler):
         # One Content-Type, which ``headers`` may override (e.g. the JWKS's own type).
         fields = {"Content-Type": "application/json", **self.extra_headers, **(headers or {})}
         fields["Content-Length"] = str(len(data))
-        if self._unread_body():
+        if self._unread_body() or self.close_connection:
+            # Say so when we will close: a client that reuses the connection after
+            # an answer without it fails its next request ("server disconnected").
             fields["Connection"] = "close"  # send_header also sets close_connection
         for name, value in fields.items():
             self.send_header(name, value)
@@ -196,7 +198,7 @@ class JsonHandler(BaseHTTPRequestHandler):
         data = html.encode()
         self.send_response(status)
         fields = {**self.extra_headers, **headers, "Content-Length": str(len(data))}
-        if self._unread_body():
+        if self._unread_body() or self.close_connection:
             fields["Connection"] = "close"
         for name, value in fields.items():
             self.send_header(name, value)
