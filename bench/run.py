@@ -225,6 +225,25 @@ class Daemon:
 
     def create_agent(self, name: str) -> None:
         self.call("POST", "/v1/agents", {"name": name, "allow": list(SCOPES), "max_ttl": 3600})
+        self.approve(name)
+
+    def approve(self, name: str) -> None:
+        """Approve the agent's scopes once, before timing: ``kontext consent grant`` with
+        the tests' browser stand-in (tests/browser_approve.py) clicking Approve."""
+        browser = self.home / "browser.sh"
+        script = HERE.parent / "tests" / "browser_approve.py"
+        browser.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
+        browser.chmod(0o700)
+        scopes = [arg for scope in SCOPES for arg in ("--scope", scope)]
+        proc = subprocess.run(
+            [KONTEXT, "consent", "grant", f"agent:{name}", "--for", "1d", *scopes],
+            env={**self.env, "BROWSER": str(browser)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"consent grant for {name}: {proc.stderr.strip()}")
 
 
 def introspect(conn: http.client.HTTPConnection, token: str) -> dict[str, Any]:
