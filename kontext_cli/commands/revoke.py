@@ -12,6 +12,7 @@ from kontext_cli.common import validate
 
 HELP = """Revoke agent:NAME (disable it and revoke all its live credentials) or one credential.
 
+\b
   kontext revoke agent:issue-triage [--kill]
   kontext revoke credential JTI
 """
@@ -24,7 +25,7 @@ def register(app: typer.Typer) -> None:
 def revoke(
     what: Annotated[str, typer.Argument(metavar="agent:NAME | credential", help="What to revoke.")],
     jti: Annotated[
-        str | None, typer.Argument(metavar="[JTI]", help="With 'credential': its id.")
+        str | None, typer.Argument(metavar="JTI", help="With 'credential': its id.")
     ] = None,
     kill: Annotated[
         bool, typer.Option("--kill", help="Also terminate the agent's running exec'd processes.")
