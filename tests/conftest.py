@@ -23,6 +23,7 @@ import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -358,3 +359,21 @@ def approve_over_http(k: Kontext, agent: str, scopes: list[str]) -> None:
         )
         assert redeemed.status_code == 200, redeemed.text
         http.post("/revoke", data={"token": redeemed.json()["access_token"]})
+
+
+@contextmanager
+def gateway_daemon(upstream_url: str, api_key: str) -> Iterator[Kontext]:
+    """A daemon of its own whose GitHub integration points at ``upstream_url`` (a fake
+    GitHub), connected with ``api_key`` the way a user would (``--secret-stdin``)."""
+    k = Kontext(short_home())
+    (k.home / "config").mkdir(mode=0o700)
+    (k.home / "config" / "config.toml").write_text(
+        f'[integrations.github]\nbase_url = "{upstream_url}"\n'
+    )
+    k.start()
+    try:
+        k.ok("integration", "connect", "github", "--secret-stdin", input=api_key + "\n")
+        yield k
+    finally:
+        k.stop()
+        shutil.rmtree(k.home, ignore_errors=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Kontext, api_audit, api_new_agent, short_home
+from tests.conftest import Kontext, api_audit, api_new_agent, gateway_daemon
 from tests.upstream.fake_github import API_KEY, FakeGitHub
 
 UPSTREAM = Path(__file__).parent / "upstream"
@@ -32,15 +32,8 @@ def github() -> Iterator[FakeGitHub]:
 @pytest.fixture(scope="module")
 def gw(github: FakeGitHub) -> Iterator[Kontext]:
     """A daemon whose GitHub integration points at the fake, connected with its API key."""
-    k = Kontext(short_home())
-    (k.home / "config").mkdir(mode=0o700)
-    (k.home / "config" / "config.toml").write_text(
-        f'[integrations.github]\nbase_url = "{github.url}"\n'
-    )
-    k.start()
-    k.ok("integration", "connect", "github", "--secret-stdin", input=API_KEY + "\n")
-    yield k
-    k.stop()
+    with gateway_daemon(github.url, API_KEY) as k:
+        yield k
 
 
 def run_script(k: Kontext, agent: str, script: str, *exec_args: str) -> dict:

@@ -23,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.conftest import Kontext, api_audit, api_new_agent, short_home
+from tests.conftest import Kontext, api_audit, api_new_agent, gateway_daemon
 from tests.upstream.fake_github import API_KEY, FakeGitHub
 
 PULL = "/gw/github/repos/acme/backend/pulls/7"
@@ -45,15 +45,8 @@ def github() -> Iterator[FakeGitHub]:
 
 @pytest.fixture(scope="module")
 def gw(github: FakeGitHub) -> Iterator[Kontext]:
-    k = Kontext(short_home())
-    (k.home / "config").mkdir(mode=0o700)
-    (k.home / "config" / "config.toml").write_text(
-        f'[integrations.github]\nbase_url = "{github.url}"\n'
-    )
-    k.start()
-    k.ok("integration", "connect", "github", "--secret-stdin", input=API_KEY + "\n")
-    yield k
-    k.stop()
+    with gateway_daemon(github.url, API_KEY) as k:
+        yield k
 
 
 class Held:
