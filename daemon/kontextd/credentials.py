@@ -196,6 +196,24 @@ def issue(core: Core, body: dict[str, Any], wrapper_pid: int | None) -> Issued:
     )
 
 
+def issue_for_exec(
+    core: Core, body: dict[str, Any], wrapper_pid: int | None
+) -> tuple[str, dict[str, Any]]:
+    """``POST /v1/credentials``: (jti, the JSON answer), for the loop and the handler alike."""
+    core.secrets_check()
+    issued = issue(core, body, wrapper_pid)
+    return issued.jti, issued.to_json(agents.name_from(body.get("agent")))
+
+
+def release_reason(status: Any) -> str:
+    """The end reason for ``POST /v1/lease/release``; ``status`` is the child's exit status
+    (negative: the signal that killed it)."""
+    if not isinstance(status, int) or isinstance(status, bool) or not -64 <= status <= 255:
+        raise invalid("status must be the child's exit status")
+    how = f"exited with status {status}" if status >= 0 else f"killed by signal {-status}"
+    return f"lease closed: the process {how}"
+
+
 def _all_env_names(core: Core) -> list[str]:
     names = {var for i in core.config.integrations.values() for var in i.env}
     return sorted(names | set(wire.KONTEXT_ENV))

@@ -17,7 +17,7 @@ from kontext_cli.common import config as config_mod
 from kontext_cli.common import wire
 from kontext_cli.common.paths import MAX_SOCKET_PATH, Paths
 from kontextd import credentials, runtime
-from kontextd.api.control import ControlServer
+from kontextd.api.control_loop import ControlServer
 from kontextd.api.loopback import LoopbackServer
 from kontextd.audit import trail
 from kontextd.core import Core

@@ -1,23 +1,25 @@
-"""The control API: HTTP/1.1 + JSON on a Unix socket, for this OS user only.
+"""The control API's routes: HTTP/1.1 + JSON on a Unix socket, for this OS user only.
 
-Every connection's peer uid is checked by the kernel (SO_PEERCRED/getpeereid)
-before a byte is read; other uids get one 403 line, are disconnected and audited.
-A connection that obtains a credential becomes that credential's lease.
+``kontextd.api.control_loop`` accepts connections, checks the peer's uid
+(SO_PEERCRED/getpeereid) before a byte is read — other uids get one 403 line,
+are disconnected and audited — and answers exec's lease requests itself. Every
+other request reaches ``ControlHandler`` here, on a thread of its own, with the
+bytes the loop already read. A connection that obtains a credential becomes that
+credential's lease.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
-import socketserver
-import threading
+import socket
 import time
 from typing import Any, ClassVar
 
 from kontext_cli.common import config as config_mod
 from kontext_cli.common import wire
 from kontextd import agents, credentials
-from kontextd.api import peercred
 from kontextd.api.control_auth import AUTH_ROUTES, AuthRoutes
 from kontextd.api.httpbase import Route, route
 from kontextd.audit import trail
@@ -40,10 +42,39 @@ assert len(REFUSAL.split(b"\r\n\r\n", 1)[1]) == 78
 N = r"([a-z0-9][a-z0-9-]{0,62})"
 
 
+class Peer:
+    """What the loop hands a handler thread: the peer's pid (from the kernel), the
+    bytes it already read from the connection, and the leases the connection holds."""
+
+    __slots__ = ("leases", "pid", "prefix", "reason")
+
+    def __init__(self, pid: int | None, prefix: bytes, leases: list[str], reason: str) -> None:
+        self.pid, self.prefix, self.leases, self.reason = pid, prefix, leases, reason
+
+
+class _Prefixed(io.RawIOBase):
+    """Reads ``prefix`` first, then the socket: the handler's ``rfile`` after a hand-off."""
+
+    def __init__(self, prefix: bytes, sock: socket.socket) -> None:
+        self._prefix = memoryview(prefix)
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._prefix:
+            count = min(len(buffer), len(self._prefix))
+            buffer[:count] = self._prefix[:count]
+            self._prefix = self._prefix[count:]
+            return count
+        return self._sock.recv_into(buffer)
+
+
 class ControlHandler(AuthRoutes):
     """Routes of the control API (see ``kontext_cli.client`` for the caller side)."""
 
-    server: ControlServer
+    server: Any  # kontextd.api.control_loop.ControlServer
     ROUTES: ClassVar[list[Route]] = [
         route("GET", r"/v1/status", "status"),
         route("POST", r"/v1/shutdown", "shutdown"),
@@ -78,18 +109,23 @@ class ControlHandler(AuthRoutes):
 
     def setup(self) -> None:
         super().setup()
-        self.leases: list[str] = []
-        # ControlServer.process_request passes the kernel-reported peer pid here.
-        self.peer_pid: int | None = (
-            self.client_address if isinstance(self.client_address, int) else None
-        )
+        # The loop hands over the kernel-reported peer pid, what it read and the leases.
+        peer: Peer = self.client_address  # type: ignore[assignment]
+        self.peer_pid: int | None = peer.pid
+        self.leases: list[str] = list(peer.leases)
+        self.lease_reason = peer.reason
+        if peer.prefix:
+            self.rfile = io.BufferedReader(_Prefixed(peer.prefix, self.connection))
+        if self.leases:
+            self.connection.settimeout(None)  # the lease is this connection: no idle limit
 
     def address_string(self) -> str:
         return f"unix:pid={self.peer_pid}"
 
     @property
     def core(self) -> Core:
-        return self.server.core
+        core: Core = self.server.core
+        return core
 
     def finish(self) -> None:
         """The connection is gone: every lease it held ends now."""
@@ -147,13 +183,11 @@ class ControlHandler(AuthRoutes):
     # -- credentials and leases -----------------------------------------------
 
     def issue_credential(self) -> None:
-        body = self.read_json()
-        self.core.secrets_check()
-        issued = credentials.issue(self.core, body, self.peer_pid)
-        self.leases.append(issued.jti)
+        jti, issued = credentials.issue_for_exec(self.core, self.read_json(), self.peer_pid)
+        self.leases.append(jti)
         # The lease is this connection: no idle timeout while it is held.
         self.connection.settimeout(None)
-        self.send_json(201, issued.to_json(agents.name_from(body.get("agent"))))
+        self.send_json(201, issued)
 
     def list_credentials(self) -> None:
         agent = self.query.get("agent")
@@ -188,11 +222,7 @@ class ControlHandler(AuthRoutes):
         self.send_json(200, {"ok": True})
 
     def lease_release(self) -> None:
-        status = self.read_json().get("status")
-        if not isinstance(status, int) or isinstance(status, bool) or not -64 <= status <= 255:
-            raise invalid("status must be the child's exit status")
-        how = f"exited with status {status}" if status >= 0 else f"killed by signal {-status}"
-        self.lease_reason = f"lease closed: the process {how}"
+        self.lease_reason = credentials.release_reason(self.read_json().get("status"))
         for jti in self.leases:
             credentials.end(self.core, jti, "revoked", self.lease_reason)
         self.leases.clear()
@@ -308,62 +338,3 @@ def _int_param(query: dict[str, str], name: str, low: int, high: int, default: i
     if not raw.isdigit() or not low <= int(raw) <= high:
         raise invalid(f"{name} must be a whole number between {low} and {high}")
     return int(raw)
-
-
-class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """The Unix-socket server; refuses any peer that is not this OS user."""
-
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 256
-
-    def __init__(self, path: str, core: Core, status: Any) -> None:
-        self.core = core
-        self.status = status
-        self._uid = os.getuid()
-        old = os.umask(0o177)  # the socket is born 0600; the 0700 directory guards it too
-        try:
-            super().__init__(path, ControlHandler)
-        finally:
-            os.umask(old)
-        os.chmod(path, 0o600)
-
-    def verify_request(self, request: Any, client_address: Any) -> bool:
-        try:
-            pid, uid = peercred.peer(request)
-        except OSError:
-            pid, uid = None, -1
-        if uid == self._uid:
-            return True
-        log.warning("refused control connection from uid %s pid %s", uid, pid)
-        try:
-            # A fresh socket's send buffer is empty: this cannot block.
-            request.setblocking(False)
-            request.send(REFUSAL)
-        except OSError:
-            pass
-        threading.Thread(target=_audit_refusal, args=(self.core, pid, uid), daemon=True).start()
-        return False
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """socketserver prints tracebacks to stderr; ours go to the log."""
-        log.exception("control connection failed")
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """Hand the peer pid to the handler in place of the (empty) Unix client address."""
-        try:
-            pid, _ = peercred.peer(request)
-        except OSError:
-            pid = None
-        super().process_request(request, pid)
-
-
-def _audit_refusal(core: Core, pid: int | None, uid: int) -> None:
-    with core.store.transaction() as tx:
-        tx.append_event(
-            {
-                "event": "control.refused",
-                "peer": {"uid": uid, "pid": pid},
-                "reason": "peer is not the daemon's OS user",
-            }
-        )

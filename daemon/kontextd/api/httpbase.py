@@ -28,6 +28,19 @@ def route(method: str, pattern: str, handler: str) -> Route:
     return (method, re.compile(pattern), handler)
 
 
+def json_body(raw: bytes) -> dict[str, Any]:
+    """A request body as a JSON object (empty means ``{}``); one ``invalid`` line otherwise."""
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise invalid(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise invalid("body must be a JSON object")
+    return value
+
+
 class JsonHandler(BaseHTTPRequestHandler):
     """Dispatches by ``ROUTES``; subclasses add handlers and access checks."""
 
@@ -151,16 +164,7 @@ class JsonHandler(BaseHTTPRequestHandler):
         return bool(self.headers.get("Transfer-Encoding")) or length != "0"
 
     def read_json(self) -> dict[str, Any]:
-        raw = self._body()
-        if not raw:
-            return {}
-        try:
-            value = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise invalid(f"body is not valid JSON: {exc}") from exc
-        if not isinstance(value, dict):
-            raise invalid("body must be a JSON object")
-        return value
+        return json_body(self._body())
 
     def read_form(self) -> dict[str, str]:
         if not (self.headers.get("Content-Type") or "").startswith(

@@ -1,0 +1,404 @@
+"""The control socket's server: one selector loop for exec's leases, threads for the rest.
+
+Every ``kontext exec`` opens a connection, asks for a credential, and keeps the
+connection open as the credential's lease until its child exits. A thread per
+connection (``socketserver.ThreadingMixIn``) cost more daemon CPU than minting,
+storing and auditing the credential together (bench/FINDINGS.md): thread start,
+lock hand-offs, buffered file objects. So this loop accepts every connection,
+checks the peer's uid (SO_PEERCRED) before reading a byte, and answers the three
+lease requests itself — ``POST /v1/credentials``, ``/v1/lease/child``,
+``/v1/lease/release`` — without blocking. A lease's end is the kernel closing
+the socket (exit or SIGKILL): the loop sees EOF and revokes at once.
+
+Anything else — another route, a head it does not parse exactly, ``Expect``,
+chunked bodies, a token-delivery issuance that may call a provider — is handed,
+bytes already read and leases held, to a thread running ``ControlHandler``, the
+one definition of every route's behaviour. The loop never waits on a client: a
+partial request waits in its buffer, a partial answer in its outbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import io
+import json
+import logging
+import os
+import selectors
+import socket
+import threading
+import time
+from http import HTTPStatus
+from typing import Any
+
+from kontext_cli.common import wire
+from kontextd import credentials
+from kontextd.api import http11, peercred
+from kontextd.api.control import REFUSAL, ControlHandler, Peer
+from kontextd.api.httpbase import json_body
+from kontextd.core import Core
+from kontextd.errors import ApiError, invalid
+
+log = logging.getLogger("kontextd.control")
+
+IDLE_LIMIT = 30.0  # a connection without a lease must finish a request within this
+MAX_HEAD = http11.MAX_LINE  # a longer head goes to a thread, which answers 431
+ACCEPT_BURST = 64
+# Requests are a few hundred bytes; a 64 KiB buffer per recv costs an allocation that
+# shows in profiles. A bigger request simply takes more reads.
+RECV_SIZE = 8192
+FAST_ROUTES = frozenset(
+    {
+        ("POST", "/v1/credentials"),
+        ("POST", "/v1/lease/child"),
+        ("POST", "/v1/lease/release"),
+    }
+)
+# Headers the loop does not interpret; a request carrying one goes to a thread.
+HANDOFF_HEADERS = ("transfer-encoding", "expect")
+REASONS = {s.value: s.phrase for s in HTTPStatus}
+EXTRA_HEADERS = (
+    b"Content-Type: application/json\r\nCache-Control: no-store\r\n"
+    b"X-Content-Type-Options: nosniff\r\n"
+)
+
+
+class _Date:
+    """The Date header, formatted once a second (RFC 9110 §6.6.1)."""
+
+    second = -1
+    value = b""
+
+    @classmethod
+    def now(cls) -> bytes:
+        now = int(time.time())
+        if now != cls.second:
+            cls.second = now
+            cls.value = email.utils.formatdate(now, usegmt=True).encode()
+        return cls.value
+
+
+def response(status: int, body: Any, *, close: bool) -> bytes:
+    """One HTTP/1.1 JSON answer, headers as ``JsonHandler.send_json`` writes them."""
+    data = json.dumps(body, separators=(",", ":")).encode()
+    head = b"HTTP/1.1 %d %s\r\nServer: kontextd\r\nDate: %s\r\n%sContent-Length: %d\r\n%s\r\n" % (
+        status,
+        REASONS.get(status, "").encode(),
+        _Date.now(),
+        EXTRA_HEADERS,
+        len(data),
+        b"Connection: close\r\n" if close else b"",
+    )
+    return head + data
+
+
+def error_response(exc: ApiError, *, close: bool) -> bytes:
+    return response(exc.status, {"error": {"code": exc.code, "message": exc.message}}, close=close)
+
+
+class _Request:
+    """A complete request the loop answers itself."""
+
+    __slots__ = ("body", "close", "path", "size")
+
+    def __init__(self, path: str, body: bytes, close: bool, size: int) -> None:
+        self.path, self.body, self.close, self.size = path, body, close, size
+
+
+def parse(buf: bytearray) -> _Request | bool:
+    """The first request in ``buf``: a ``_Request`` when the loop answers it, True to
+    hand the connection to a thread, False when more bytes are needed."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return len(buf) > MAX_HEAD
+    lines = bytes(buf[:end]).split(b"\r\n")
+    try:
+        method, target, version = http11.request_line(lines[0])
+        headers = http11.read_headers(io.BytesIO(b"\r\n".join(lines[1:]) + b"\r\n\r\n"))
+    except http11.HeadError:
+        return True  # the thread's parser says what is wrong, as on every route
+    path = target.partition("?")[0]
+    if (method, path) not in FAST_ROUTES or any(h in headers for h in HANDOFF_HEADERS):
+        return True
+    length = headers.get("Content-Length") or ""
+    if not length.isdigit() or int(length) > wire.MAX_BODY:
+        return True
+    size = end + 4 + int(length)
+    if len(buf) < size:
+        return False
+    connection = (headers.get("Connection") or "").lower()
+    close = connection == "close" or (version == "HTTP/1.0" and connection != "keep-alive")
+    return _Request(path, bytes(buf[end + 4 : size]), close, size)
+
+
+def _token_delivery(core: Core) -> bool:
+    """Token-mode OAuth integrations may refresh at a provider: never on the loop."""
+    return any(
+        i.mode == "token" and i.credential == "oauth" for i in core.config.integrations.values()
+    )
+
+
+class LeaseConnection:
+    """One client connection while the loop owns it."""
+
+    __slots__ = ("buf", "closing", "leases", "outbox", "pid", "reason", "since", "sock")
+
+    def __init__(self, sock: socket.socket, pid: int | None) -> None:
+        self.sock = sock
+        self.pid = pid
+        self.buf = bytearray()
+        self.outbox = b""
+        self.leases: list[str] = []
+        self.reason = ControlHandler.lease_reason
+        self.since = time.monotonic()
+        self.closing = False
+
+    def answer(self, core: Core, req: _Request) -> bytes:
+        """Run one lease request; errors become the same JSON lines as on every route."""
+        try:
+            status, body = self._route(core, req)
+        except ApiError as exc:
+            return error_response(exc, close=req.close)
+        except ValueError as exc:
+            return error_response(invalid(f"bad request: {str(exc)[:120]}"), close=req.close)
+        except Exception:
+            log.exception("internal error on POST %s", req.path)
+            error = ApiError(wire.INTERNAL, "internal error; see the daemon log")
+            return error_response(error, close=req.close)
+        return response(status, body, close=req.close)
+
+    def _route(self, core: Core, req: _Request) -> tuple[int, Any]:
+        body = json_body(req.body)
+        if req.path == "/v1/credentials":
+            jti, issued = credentials.issue_for_exec(core, body, self.pid)
+            self.leases.append(jti)
+            return 201, issued
+        if not self.leases:
+            raise invalid("this connection holds no credential")
+        if req.path == "/v1/lease/child":
+            credentials.record_child(core, self.leases[-1], body.get("pid"), self.pid)
+            return 200, {"ok": True}
+        self.reason = credentials.release_reason(body.get("status"))
+        for jti in self.leases:
+            credentials.end(core, jti, "revoked", self.reason)
+        self.leases.clear()
+        return 200, {"released": True}
+
+
+class ControlServer:
+    """The control socket (0600, this OS user only) and the loop that serves it."""
+
+    def __init__(self, path: str, core: Core, status: Any) -> None:
+        self.core = core
+        self.status = status
+        self._uid = os.getuid()
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)  # the socket is born 0600; the 0700 directory guards it too
+        try:
+            self._listener.bind(path)
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        self._listener.listen(256)
+        self._listener.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._listener, selectors.EVENT_READ, None)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._conns: dict[int, LeaseConnection] = {}
+        self._running = threading.Event()
+        self._stopped = threading.Event()
+        self._stop = False
+
+    # -- life -----------------------------------------------------------------
+
+    def serve_forever(self) -> None:
+        """Serve until ``shutdown``; a failure on one connection closes only that one."""
+        self._running.set()
+        next_sweep = time.monotonic() + 1.0
+        try:
+            while not self._stop:
+                for key, mask in self._selector.select(timeout=1.0):
+                    self._ready(key, mask)
+                if time.monotonic() >= next_sweep:
+                    self._sweep_idle()
+                    next_sweep = time.monotonic() + 1.0
+        finally:
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop the loop and wait for it (leases are ended by ``Daemon.stop``)."""
+        self._stop = True
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        if self._running.is_set():
+            self._stopped.wait(10)
+
+    def server_close(self) -> None:
+        for conn in list(self._conns.values()):
+            self._forget(conn)
+            conn.sock.close()
+        self._selector.close()
+        for sock in (self._listener, self._wake_r, self._wake_w):
+            sock.close()
+
+    # -- events ---------------------------------------------------------------
+
+    def _ready(self, key: selectors.SelectorKey, mask: int) -> None:
+        if key.fileobj is self._listener:
+            self._accept()
+            return
+        if key.fileobj is self._wake_r:
+            with contextlib.suppress(OSError):
+                self._wake_r.recv(64)
+            return
+        conn: LeaseConnection = key.data
+        if conn.sock.fileno() < 0:
+            return  # closed earlier in this same batch of events
+        try:
+            if mask & selectors.EVENT_WRITE:
+                self._flush(conn)
+            if mask & selectors.EVENT_READ and conn.sock.fileno() >= 0:
+                self._read(conn)
+        except Exception:
+            log.exception("control connection failed")
+            self._close(conn)
+
+    def _accept(self) -> None:
+        for _ in range(ACCEPT_BURST):
+            try:
+                sock, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: log, keep serving the rest
+                log.warning("accept failed: %s", exc)
+                return
+            try:
+                pid, uid = peercred.peer(sock)
+            except OSError:
+                pid, uid = None, -1
+            if uid != self._uid:
+                self._refuse(sock, pid, uid)
+                continue
+            sock.setblocking(False)
+            conn = LeaseConnection(sock, pid)
+            self._conns[sock.fileno()] = conn
+            self._selector.register(sock, selectors.EVENT_READ, conn)
+
+    def _refuse(self, sock: socket.socket, pid: int | None, uid: int) -> None:
+        log.warning("refused control connection from uid %s pid %s", uid, pid)
+        try:
+            # A fresh socket's send buffer is empty: this cannot block.
+            sock.setblocking(False)
+            sock.send(REFUSAL)
+        except OSError:
+            pass
+        sock.close()
+        threading.Thread(target=_audit_refusal, args=(self.core, pid, uid), daemon=True).start()
+
+    def _read(self, conn: LeaseConnection) -> None:
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(conn)
+            return
+        conn.buf += data
+        self._serve(conn)
+
+    def _serve(self, conn: LeaseConnection) -> None:
+        """Answer every complete request in the buffer, in order."""
+        while conn.buf and not conn.outbox and not conn.closing:
+            req = parse(conn.buf)
+            if req is False:
+                return
+            if req is True or (req.path == "/v1/credentials" and _token_delivery(self.core)):
+                self._hand_off(conn)
+                return
+            del conn.buf[: req.size]
+            conn.since = time.monotonic()
+            conn.closing = req.close
+            self._send(conn, conn.answer(self.core, req))
+        if conn.closing and not conn.outbox:
+            self._close(conn)
+
+    def _send(self, conn: LeaseConnection, data: bytes) -> None:
+        conn.outbox = data
+        self._flush(conn)
+
+    def _flush(self, conn: LeaseConnection) -> None:
+        try:
+            sent = conn.sock.send(conn.outbox)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._close(conn)
+            return
+        conn.outbox = conn.outbox[sent:]
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.outbox else 0)
+        self._selector.modify(conn.sock, events, conn)
+        if not conn.outbox:
+            if conn.closing:
+                self._close(conn)
+            elif conn.buf:
+                self._serve(conn)
+
+    # -- endings --------------------------------------------------------------
+
+    def _forget(self, conn: LeaseConnection) -> None:
+        self._conns.pop(conn.sock.fileno(), None)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(conn.sock)
+
+    def _close(self, conn: LeaseConnection) -> None:
+        """The connection is gone: every lease it held ends now."""
+        if conn.sock.fileno() < 0:
+            return
+        self._forget(conn)
+        conn.sock.close()
+        # While stopping, Daemon.stop() revokes every live credential itself.
+        if not self.core.stopping.is_set():
+            for jti in conn.leases:
+                credentials.end(self.core, jti, "revoked", conn.reason)
+        conn.leases.clear()
+
+    def _sweep_idle(self) -> None:
+        cutoff = time.monotonic() - IDLE_LIMIT
+        for conn in [c for c in self._conns.values() if not c.leases and c.since < cutoff]:
+            self._close(conn)
+
+    def _hand_off(self, conn: LeaseConnection) -> None:
+        """Give the connection, its unread bytes and its leases to a handler thread."""
+        self._forget(conn)
+        peer = Peer(conn.pid, bytes(conn.buf), list(conn.leases), conn.reason)
+        thread = threading.Thread(
+            target=self._handle, args=(conn.sock, peer), name="control-request", daemon=True
+        )
+        thread.start()
+
+    def _handle(self, sock: socket.socket, peer: Peer) -> None:
+        try:
+            server: Any = self  # what socketserver's handlers call "server"
+            ControlHandler(sock, peer, server)
+        except Exception:
+            log.exception("control connection failed")
+        finally:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+            sock.close()
+
+
+def _audit_refusal(core: Core, pid: int | None, uid: int) -> None:
+    with core.store.transaction() as tx:
+        tx.append_event(
+            {
+                "event": "control.refused",
+                "peer": {"uid": uid, "pid": pid},
+                "reason": "peer is not the daemon's OS user",
+            }
+        )
