@@ -1,7 +1,8 @@
 """Entry point: ``kontext``.
 
-``kontext exec`` with ordinary arguments takes a fast path that never imports
-typer, rich or httpx (see ``execrun.parse_fast``); everything else — including
+``kontext exec`` and ``kontext audit tail`` with ordinary arguments take a fast
+path that never imports typer, rich or httpx (see ``execrun.parse_fast`` and
+``audittail.parse_fast``); everything else — including
 ``exec --help`` and every usage error — goes through the one typer definition in
 ``kontext_cli.app``. All errors end here, in ``main``: one line on stderr, a
 documented exit status, a traceback only with ``--verbose``.
@@ -104,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         request = execrun.parse_fast(args[1:])
         if request is not None:
             return guarded(lambda: execrun.run(request), exec_mode=True)
+    if args[:2] == ["audit", "tail"]:
+        from kontext_cli import audittail
+
+        tail = audittail.parse_fast(args[2:])
+        if tail is not None:
+            return guarded(lambda: audittail.run(tail), exec_mode=False)
     return guarded(lambda: _run_typer(args), exec_mode=args[:1] == ["exec"])
 
 

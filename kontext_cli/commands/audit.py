@@ -8,31 +8,13 @@ from typing import Annotated, Any
 import typer
 
 from kontext_cli import render
+from kontext_cli.audittail import line
 from kontext_cli.commands import audit_files
 from kontext_cli.commands.common import checked, daemon
 from kontext_cli.common import validate, when
 
 app = typer.Typer(help="Read, verify, export and prune the audit log.", no_args_is_help=True)
 FOLLOW_WAIT = 25
-
-
-def line(event: dict[str, Any]) -> str:
-    """``09:32:14 credential.issued  agent:pr-reviewer -> github``."""
-    parts = [render.clock(event["ts"]), f"{event['event']:<18}"]
-    agent = event.get("agent")
-    if isinstance(agent, dict):
-        parts.append(str(agent.get("id")))
-    if event.get("method"):  # api.call / api.denied: what the agent did upstream
-        parts.append(f"{event['method']} {event.get('path', '')} {event.get('status', '')}")
-    elif event.get("integration"):
-        parts.append(f"-> {event['integration']}")
-    if event.get("target") and not event.get("method"):  # an API call's path names it
-        parts.append(f"[{event['target']}]")
-    if event["event"] == "credential.denied" or (
-        event.get("reason") and event["event"] != "credential.issued"
-    ):
-        parts.append(f"({event.get('reason')})")
-    return " ".join(parts)
 
 
 def _show(events: list[dict[str, Any]], as_json: bool) -> None:
