@@ -71,7 +71,7 @@ def _verify_db(db: str) -> Any:
         conn.execute("BEGIN")  # one snapshot: the daemon may append meanwhile
         checkpoints = audit_sql.checkpoints(conn)
         keys = audit_sql.public_keys(conn)
-        return walker.walk(audit_sql.iter_events(conn), checkpoints, keys)
+        return walker.walk(audit_sql.event_rows(conn), checkpoints, keys)
     finally:
         conn.close()
 

@@ -11,7 +11,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 EVENT_TRIGGERS = {
     "audit_no_delete": "BEFORE DELETE ON audit_events "
@@ -48,9 +48,12 @@ class AuditFilter:
         return " AND ".join(parts), args
 
 
-@dataclass(frozen=True)
-class EventRow:
-    """One stored event exactly as written: the canonical body and the link columns."""
+class EventRow(NamedTuple):
+    """One stored event exactly as written: the canonical body and the link columns.
+
+    A named tuple, so the verifier can walk sqlite's own row tuples (see
+    ``event_rows``) and exported rows alike without building an object per row.
+    """
 
     id: int
     body: str
@@ -90,23 +93,27 @@ def events_after(
     return _decoded(conn.execute(sql + " ORDER BY id LIMIT ?", (after, *args, limit)).fetchall())
 
 
-def iter_events(
-    conn: sqlite3.Connection, after: int = 0, until_ts: float | None = None, batch: int = 20_000
-) -> Iterator[EventRow]:
-    """Every event from ``after`` on, in id order, read in batches (1M rows fit in no list)."""
+def event_rows(
+    conn: sqlite3.Connection, after: int = 0, until_ts: float | None = None
+) -> Iterator[tuple[int, str, str, str]]:
+    """Every event from ``after`` on, in id order, as ``(id, body, prev_hash, hash)``.
+
+    One statement, streamed: sqlite hands rows over as the cursor is iterated,
+    so a million rows never sit in a list and no object is built per row.
+    """
     bound = "" if until_ts is None else " AND ts < ?"
     extra: tuple[Any, ...] = () if until_ts is None else (until_ts,)
-    while True:
-        rows = conn.execute(
-            "SELECT id, body, prev_hash, hash FROM audit_events WHERE id > ?"
-            f"{bound} ORDER BY id LIMIT ?",
-            (after, *extra, batch),
-        ).fetchall()
-        for row in rows:
-            yield EventRow(*row)
-        if len(rows) < batch:
-            return
-        after = rows[-1][0]
+    return conn.execute(
+        f"SELECT id, body, prev_hash, hash FROM audit_events WHERE id > ?{bound} ORDER BY id",
+        (after, *extra),
+    )
+
+
+def iter_events(
+    conn: sqlite3.Connection, after: int = 0, until_ts: float | None = None
+) -> Iterator[EventRow]:
+    """``event_rows`` as ``EventRow``s."""
+    return map(EventRow._make, event_rows(conn, after, until_ts))
 
 
 def first_id_since(conn: sqlite3.Connection, since: float) -> int:
