@@ -14,14 +14,16 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from kontextd.audit import chain
 from kontextd.errors import ApiError
 from kontextd.store import audit_sql, migrations
+
+T = TypeVar("T")
 
 
 class StoreError(RuntimeError):
@@ -121,6 +123,12 @@ class Store:
         # kept in memory (agents are read on every issuance and lease end).
         self._next_id = self.last_event_id() + 1
         self._agents: dict[str, AgentRow | None] = {}
+        # Inside batch(): the credentials its savepoints ended (see _savepoint).
+        self._batch: dict[str, str] | None = None
+        # Reads of rarely written rows (the login session, consent grants) that every
+        # issuance makes; dropped on any write to them (oauth_sql) and on rollback.
+        self._reads: dict[Any, Any] = {}
+        self._batch_lost: BaseException | None = None
         self.appended = threading.Condition(self._lock)
 
     def close(self) -> None:
@@ -129,8 +137,15 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Store]:
-        """Hold the write lock and one SQLite transaction; roll back on any error."""
+        """Hold the write lock and one SQLite transaction; roll back on any error.
+
+        Inside ``batch()`` this is a savepoint of the batch's transaction: it
+        rolls back alone, and becomes durable when the batch commits."""
         with self._lock:
+            if self._batch is not None:
+                with self._savepoint():
+                    yield self
+                return
             last_hash, next_id = self._last_hash, self._next_id
             self._ending.clear()
             try:
@@ -138,22 +153,111 @@ class Store:
                 yield self
                 self._conn.execute("COMMIT")
             except BaseException as exc:
-                if self._conn.in_transaction:
-                    # SQLite may have rolled back itself already (SQLITE_FULL).
-                    with contextlib.suppress(sqlite3.Error):
-                        self._conn.execute("ROLLBACK")
-                self._last_hash, self._next_id = last_hash, next_id
-                self._agents.clear()  # a rolled-back agent change must not linger
-                self._ended_unsaved.update(self._ending)
+                self._rolled_back(last_hash, next_id, self._ending)
                 if _write_failure(exc):
-                    raise StoreWriteError(
-                        f"cannot write the database {self.path}: {exc}; nothing was changed "
-                        "(free space on its disk or make it writable, then retry)"
-                    ) from exc
+                    raise self._write_error(exc) from exc
                 raise
-            for jti in self._ending:
-                self._ended_unsaved.pop(jti, None)
-            self.appended.notify_all()
+            self._committed(self._ending)
+
+    def _rolled_back(self, last_hash: str, next_id: int, ending: dict[str, str]) -> None:
+        if self._conn.in_transaction:
+            # SQLite may have rolled back itself already (SQLITE_FULL).
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+        self._last_hash, self._next_id = last_hash, next_id
+        self._forget_rolled_back()
+        self._ended_unsaved.update(ending)
+
+    def _forget_rolled_back(self) -> None:
+        """Cached rows may hold a change that was just rolled back: read them again."""
+        self._agents.clear()
+        self._reads.clear()
+
+    def cached(self, key: Any, fill: Callable[[], T]) -> T:
+        """``fill()``'s result, kept until ``forget_reads`` or a rollback.
+
+        For rows every issuance reads and hardly anything writes; the caller
+        (``oauth_sql``) calls ``forget_reads`` on each write to them."""
+        with self._lock:
+            if key not in self._reads:
+                self._reads[key] = fill()
+            value: T = self._reads[key]
+            return value
+
+    def forget_reads(self) -> None:
+        with self._lock:
+            self._reads.clear()
+
+    def _committed(self, ending: dict[str, str]) -> None:
+        for jti in ending:
+            self._ended_unsaved.pop(jti, None)
+        self.appended.notify_all()
+
+    def _write_error(self, exc: BaseException) -> StoreWriteError:
+        return StoreWriteError(
+            f"cannot write the database {self.path}: {exc}; nothing was changed "
+            "(free space on its disk or make it writable, then retry)"
+        )
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        """One ``transaction()`` inside a batch (SQLite SAVEPOINT, §"Transactions")."""
+        if self._batch_lost is not None:
+            raise self._write_error(self._batch_lost)
+        if not self._conn.in_transaction:
+            self._conn.execute("BEGIN IMMEDIATE")
+        last_hash, next_id = self._last_hash, self._next_id
+        self._ending.clear()
+        self._conn.execute("SAVEPOINT tx")
+        try:
+            yield
+            self._conn.execute("RELEASE tx")
+        except BaseException as exc:
+            if not self._conn.in_transaction:
+                # SQLite rolled the whole transaction back (SQLITE_FULL, IOERR): the
+                # batch's earlier savepoints are gone too, so the batch must fail.
+                self._batch_lost = exc
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK TO tx")
+                self._conn.execute("RELEASE tx")
+            self._last_hash, self._next_id = last_hash, next_id
+            self._forget_rolled_back()
+            self._ended_unsaved.update(self._ending)
+            if _write_failure(exc):
+                raise self._write_error(exc) from exc
+            raise
+        assert self._batch is not None
+        self._batch.update(self._ending)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group commit: every ``transaction()`` in the block shares one SQLite
+        transaction, committed (once, if anything was written) when the block ends.
+
+        Callers must not reveal a write's result (e.g. answer a client) before the
+        block has ended without raising; if the commit fails, every write in the
+        block is undone and ``StoreWriteError`` is raised."""
+        with self._lock:
+            if self._batch is not None:
+                yield  # already batching: the outer block commits
+                return
+            last_hash, next_id = self._last_hash, self._next_id
+            self._batch = {}
+            try:
+                yield
+                if self._batch_lost is not None:
+                    raise self._batch_lost
+                if self._conn.in_transaction:
+                    self._conn.execute("COMMIT")
+            except BaseException as exc:
+                self._batch_lost = None
+                ending, self._batch = self._batch, None
+                self._rolled_back(last_hash, next_id, ending)
+                if _write_failure(exc):
+                    raise self._write_error(exc) from exc
+                raise
+            ending, self._batch = self._batch, None
+            self._committed(ending)
 
     @contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
@@ -183,7 +287,8 @@ class Store:
         )
         with self._lock:
             self._conn.executemany(
-                "INSERT INTO agent_scopes (agent, scope) VALUES (?, ?)", [(name, s) for s in scopes]
+                "INSERT INTO agent_scopes (agent, scope) VALUES (?, ?)",
+                [(name, s) for s in scopes],
             )
             self._agents.clear()
 
@@ -229,7 +334,8 @@ class Store:
 
     def retire_keys(self, except_kid: str) -> list[str]:
         rows = self._all(
-            "SELECT kid FROM signing_keys WHERE retired_at IS NULL AND kid != ?", (except_kid,)
+            "SELECT kid FROM signing_keys WHERE retired_at IS NULL AND kid != ?",
+            (except_kid,),
         )
         self._run(
             "UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL AND kid != ?",
@@ -329,7 +435,8 @@ class Store:
 
     def set_child(self, jti: str, pid: int, start: str | None) -> None:
         self._run(
-            "UPDATE credentials SET child_pid = ?, child_start = ? WHERE jti = ?", (pid, start, jti)
+            "UPDATE credentials SET child_pid = ?, child_start = ? WHERE jti = ?",
+            (pid, start, jti),
         )
 
     # -- audit ----------------------------------------------------------------

@@ -84,6 +84,8 @@ class OAuthStore:
 
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> int:
         with self.store.connection() as conn:
+            # Every write here may change a cached session or grant (Store.cached).
+            self.store.forget_reads()
             return int(conn.execute(sql, args).rowcount)
 
     # -- login sessions -------------------------------------------------------
@@ -96,6 +98,9 @@ class OAuthStore:
 
     def current_session(self) -> SessionRow | None:
         """The newest session, ended or not (an ended one still blocks issuance)."""
+        return self.store.cached("session", self._read_session)
+
+    def _read_session(self) -> SessionRow | None:
         rows = self._all("SELECT * FROM login_sessions ORDER BY created_at DESC LIMIT 1")
         return SessionRow(**dict(rows[0])) if rows else None
 
@@ -139,13 +144,19 @@ class OAuthStore:
         )
 
     def live_grants(self, user: str | None, agent: str | None = None) -> list[GrantRow]:
-        sql = "SELECT * FROM consent_grants WHERE revoked_at IS NULL AND expires_at > ?"
-        args: tuple[Any, ...] = (time.time(),)
+        """Unrevoked, unexpired grants, oldest first (expiry is checked on every call)."""
+        now = time.time()
+        rows = self.store.cached(("grants", user, agent), lambda: self._unrevoked(user, agent))
+        return [g for g in rows if g.expires_at > now]
+
+    def _unrevoked(self, user: str | None, agent: str | None) -> tuple[GrantRow, ...]:
+        sql = "SELECT * FROM consent_grants WHERE revoked_at IS NULL"
+        args: tuple[Any, ...] = ()
         if user is not None:
             sql, args = sql + " AND user = ?", (*args, user)
         if agent is not None:
             sql, args = sql + " AND agent = ?", (*args, agent)
-        return [_grant(r) for r in self._all(sql + " ORDER BY created_at", args)]
+        return tuple(_grant(r) for r in self._all(sql + " ORDER BY created_at", args))
 
     def revoke_grants(
         self,
