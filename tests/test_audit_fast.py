@@ -8,16 +8,17 @@ lines rich changes when it prints them (tabs, control characters, ``:emoji:``).
 
 from __future__ import annotations
 
-import json
+import os
+import pty
 import re
 import shutil
 import subprocess
-import sys
+import termios
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Kontext, one_line_error, short_home
+from conftest import KONTEXT, Kontext, one_line_error, short_home
 from test_exec import HEAVY, loaded_modules
 
 from kontext_cli.audittail import parse_fast, plain
@@ -153,21 +154,44 @@ def test_closed_pipe_ends_quietly_both_ways(odd_log: Kontext) -> None:
     assert seen == [(1, "")] * 4
 
 
-TTY_PROBE = """
-import json, os, pty, sys
-from kontext_cli.audittail import parse_fast, plain
-_, tty = pty.openpty()
-os.dup2(tty, 1)
-sys.stderr.write(json.dumps([parse_fast([]) is None, parse_fast(["--json"]) is None]))
-"""
-
-
-def test_a_terminal_gets_the_typer_path(odd_log: Kontext) -> None:
-    # rich owns terminal output, so text on a terminal is left to it; JSON lines are not.
-    proc = subprocess.run(
-        [sys.executable, "-c", TTY_PROBE], env=odd_log.env, capture_output=True, text=True
+def on_a_terminal(k: Kontext, *args: str, env: dict[str, str] | None = None) -> bytes:
+    """What ``kontext ARGS`` writes to a pseudo-terminal, as a person at a shell sees it."""
+    master, slave = pty.openpty()
+    attrs = termios.tcgetattr(slave)
+    attrs[1] &= ~termios.OPOST  # no \n -> \r\n: keep the program's own bytes
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    proc = subprocess.Popen(
+        [KONTEXT, *args],
+        env={**k.env, **(env or {})},
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
     )
-    assert json.loads(proc.stderr) == [True, False]
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the last writer closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr is not None and proc.stderr.read() == b""
+    proc.stderr.close()
+    return out
+
+
+@pytest.mark.parametrize("env", [{}, {"NO_COLOR": "1"}, {"FORCE_COLOR": "1"}])
+def test_a_terminal_gets_the_same_bytes_both_ways(odd_log: Kontext, env: dict[str, str]) -> None:
+    # The console has no styles, markup or wrapping: a terminal changes nothing.
+    assert parse_fast(["-n", "50"]) is not None
+    fast = on_a_terminal(odd_log, "audit", "tail", "-n", "50", env=env)
+    typer = on_a_terminal(odd_log, "audit", "tail", "-n50", env=env)
+    assert fast == typer
+    assert b"credential.denied" in fast and b"\x1b[" not in fast.replace(b"\x1b[31mred", b"")
 
 
 @pytest.mark.parametrize(
