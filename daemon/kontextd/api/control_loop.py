@@ -66,19 +66,16 @@ EXTRA_HEADERS = (
 )
 
 
-class _Date:
-    """The Date header, formatted once a second (RFC 9110 §6.6.1)."""
+_DATE: list[Any] = [-1, b""]  # (second, the Date header's value for it)
 
-    second = -1
-    value = b""
 
-    @classmethod
-    def now(cls) -> bytes:
-        now = int(time.time())
-        if now != cls.second:
-            cls.second = now
-            cls.value = email.utils.formatdate(now, usegmt=True).encode()
-        return cls.value
+def _date() -> bytes:
+    """The Date header's IMF-fixdate (RFC 9110 §5.6.7), formatted once a second."""
+    now = int(time.time())
+    if now != _DATE[0]:
+        _DATE[:] = [now, email.utils.formatdate(now, usegmt=True).encode()]
+    value: bytes = _DATE[1]
+    return value
 
 
 def response(status: int, body: Any, *, close: bool) -> bytes:
@@ -87,7 +84,7 @@ def response(status: int, body: Any, *, close: bool) -> bytes:
     head = b"HTTP/1.1 %d %s\r\nServer: kontextd\r\nDate: %s\r\n%sContent-Length: %d\r\n%s\r\n" % (
         status,
         REASONS.get(status, "").encode(),
-        _Date.now(),
+        _date(),
         EXTRA_HEADERS,
         len(data),
         b"Connection: close\r\n" if close else b"",

@@ -128,6 +128,9 @@ class Store:
         # Reads of rarely written rows (the login session, consent grants) that every
         # issuance makes; dropped on any write to them (oauth_sql) and on rollback.
         self._reads: dict[Any, Any] = {}
+        # Credentials this daemon inserted and has not ended or changed since: a lease's
+        # end reads its row from here instead of the table (dropped on rollback).
+        self._live: dict[str, CredentialRow] = {}
         self._batch_lost: BaseException | None = None
         self.appended = threading.Condition(self._lock)
 
@@ -172,6 +175,7 @@ class Store:
         """Cached rows may hold a change that was just rolled back: read them again."""
         self._agents.clear()
         self._reads.clear()
+        self._live.clear()
 
     def cached(self, key: Any, fill: Callable[[], T]) -> T:
         """``fill()``'s result, kept until ``forget_reads`` or a rollback.
@@ -365,6 +369,7 @@ class Store:
 
     def insert_credential(self, cred: CredentialRow) -> None:
         self._deadlines[cred.jti] = time.monotonic() + (cred.expires_at - cred.issued_at)
+        self._live[cred.jti] = cred
         self._run(
             f"INSERT INTO credentials ({CRED_COLUMNS}) VALUES ({', '.join('?' * 15)})",
             (
@@ -387,8 +392,12 @@ class Store:
         )
 
     def credential(self, jti: str) -> CredentialRow | None:
-        row = self._one(f"SELECT {CRED_COLUMNS} FROM credentials WHERE jti = ?", (jti,))
-        return _credential(row) if row else None
+        with self._lock:
+            cached = self._live.get(jti)
+            if cached is not None:
+                return cached
+            row = self._one(f"SELECT {CRED_COLUMNS} FROM credentials WHERE jti = ?", (jti,))
+            return _credential(row) if row else None
 
     def credential_status(self, jti: str) -> tuple[str, float] | None:
         """(status, expires_at) — the hot path of introspection."""
@@ -426,6 +435,7 @@ class Store:
     def end_credential(self, jti: str, status: str, reason: str) -> bool:
         """Mark a live credential revoked or expired; False if it was not live."""
         self._ending[jti] = status
+        self._live.pop(jti, None)
         changed = self._run(
             "UPDATE credentials SET status = ?, ended_at = ?, end_reason = ? "
             "WHERE jti = ? AND status = 'live'",
@@ -434,6 +444,7 @@ class Store:
         return changed > 0
 
     def set_child(self, jti: str, pid: int, start: str | None) -> None:
+        self._live.pop(jti, None)  # read it from the table from now on
         self._run(
             "UPDATE credentials SET child_pid = ?, child_start = ? WHERE jti = ?",
             (pid, start, jti),
