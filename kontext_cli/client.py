@@ -41,7 +41,12 @@ class Connection:
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """Send one request; return the JSON answer or raise the matching KontextError."""
-        status, answer = self.request(method, path, body)
+        self.send(method, path, body)
+        return self.answer()
+
+    def answer(self) -> Any:
+        """The next answer's JSON, or the matching KontextError raised."""
+        status, answer = self.receive()
         if status >= 400:
             raise errors.from_wire(answer.get("error") if isinstance(answer, dict) else None)
         return answer
@@ -49,24 +54,31 @@ class Connection:
     def request(
         self, method: str, path: str, body: dict[str, Any] | None = None
     ) -> tuple[int, Any]:
+        self.send(method, path, body)
+        return self.receive()
+
+    def send(self, method: str, path: str, body: dict[str, Any] | None = None) -> None:
+        """Send a request without waiting; ``receive`` reads the answers in order."""
         data = b"" if body is None else json.dumps(body).encode()
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: kontextd\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
         )
         try:
+            self._sock.sendall(head.encode() + data)
+        except (BrokenPipeError, ConnectionResetError):
             # The daemon may answer and close before reading us (its refusal of
             # another OS user does): then read that answer rather than fail here.
-            try:
-                self._sock.sendall(head.encode() + data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
+            pass
+        except OSError as exc:
+            raise _lost(exc) from exc
+
+    def receive(self) -> tuple[int, Any]:
+        """The next answer: (HTTP status, decoded JSON)."""
+        try:
             status, raw = self._read_response()
         except OSError as exc:
-            raise errors.DaemonUnavailable(
-                f"lost the connection to kontextd ({exc.strerror or exc}): it stopped or "
-                "crashed; run the command again"
-            ) from exc
+            raise _lost(exc) from exc
         try:
             return status, json.loads(raw) if raw else None
         except ValueError as exc:
@@ -107,6 +119,13 @@ class Connection:
             self._buffer += chunk
         body, self._buffer = self._buffer[:length], self._buffer[length:]
         return status, body
+
+
+def _lost(exc: OSError) -> errors.DaemonUnavailable:
+    return errors.DaemonUnavailable(
+        f"lost the connection to kontextd ({exc.strerror or exc}): it stopped or "
+        "crashed; run the command again"
+    )
 
 
 def try_connect(paths: Paths) -> Connection | None:
