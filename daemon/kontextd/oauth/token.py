@@ -82,31 +82,40 @@ def _code_grant(core: Core, authorization: str | None, form: dict[str, str]) -> 
     return grants.from_code(core, code)
 
 
-def _login_tokens(core: Core, code: Any) -> dict[str, Any]:
-    expires_at = time.time() + issue.SESSION_TTL
+def _session_access(
+    core: Core, *, user: str, client_id: str, scopes: tuple[str, ...], family: str
+) -> dict[str, Any]:
+    """The access-token part of a login session's token response (RFC 6749 §5.1)."""
     access, _ = issue.access_token(
         core,
-        user=code.user,
-        client_id=code.client_id,
-        scopes=code.scopes,
+        user=user,
+        client_id=client_id,
+        scopes=scopes,
         audience=[core.issuer],
-        family=code.family,
+        family=family,
         ttl=issue.ACCESS_TTL,
     )
-    answer: dict[str, Any] = {
+    return {
         "access_token": access,
         "token_type": "Bearer",
         "expires_in": issue.ACCESS_TTL,
-        "scope": " ".join(code.scopes),
-        "id_token": issue.id_token(
-            core,
-            client_id=code.client_id,
-            subject=code.subject,
-            nonce=code.nonce,
-            email=code.email,
-            name=code.name,
-        ),
+        "scope": " ".join(scopes),
     }
+
+
+def _login_tokens(core: Core, code: Any) -> dict[str, Any]:
+    expires_at = time.time() + issue.SESSION_TTL
+    answer = _session_access(
+        core, user=code.user, client_id=code.client_id, scopes=code.scopes, family=code.family
+    )
+    answer["id_token"] = issue.id_token(
+        core,
+        client_id=code.client_id,
+        subject=code.subject,
+        nonce=code.nonce,
+        email=code.email,
+        name=code.name,
+    )
     if "offline_access" in code.scopes:
         answer["refresh_token"] = issue.refresh_token(
             core,
@@ -135,16 +144,10 @@ def _refresh_grant(core: Core, authorization: str | None, form: dict[str, str]) 
         raise OAuthError(
             "invalid_grant", "the refresh token was already used; its family is revoked"
         )
-    access, _ = issue.access_token(
-        core,
-        user=row.user,
-        client_id=row.client_id,
-        scopes=row.scopes,
-        audience=[core.issuer],
-        family=row.family,
-        ttl=issue.ACCESS_TTL,
+    answer = _session_access(
+        core, user=row.user, client_id=row.client_id, scopes=row.scopes, family=row.family
     )
-    fresh = issue.refresh_token(
+    answer["refresh_token"] = issue.refresh_token(
         core,
         user=row.user,
         client_id=row.client_id,
@@ -152,13 +155,7 @@ def _refresh_grant(core: Core, authorization: str | None, form: dict[str, str]) 
         family=row.family,
         expires_at=row.expires_at,
     )
-    return {
-        "access_token": access,
-        "token_type": "Bearer",
-        "expires_in": issue.ACCESS_TTL,
-        "refresh_token": fresh,
-        "scope": " ".join(row.scopes),
-    }
+    return answer
 
 
 def _exchange(core: Core, authorization: str | None, form: dict[str, str]) -> dict[str, Any]:
