@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -129,3 +130,36 @@ def test_idle_slow_and_oversized_clients_do_not_starve_a_new_exec(flooded_kx: Ko
     assert _exec_takes(k, agent) < PROMPT
     k.ok("audit", "verify")
     assert "Too many open files" not in k.log_file.read_text()
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_file_descriptors_the_daemon_waits_instead_of_spinning(
+    fresh_kx: Kontext,
+) -> None:
+    """accept() failing with EMFILE leaves the connection in the backlog, so the
+    socket stays readable: the daemon must pause accepting, not spin on it."""
+    k = fresh_kx
+    k.start()
+    agent = api_new_agent(k, "github:pulls:read", prefix="emfile")
+    pid = k.daemon_pid
+    limits = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    open_now = len(os.listdir(f"/proc/{pid}/fd"))
+    socks: list[socket.socket] = []
+    try:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (open_now + 3, limits[1]))
+        socks = [_idle_unix(str(k.socket)) for _ in range(20)]  # most wait in the backlog
+        cpu_before = _cpu_seconds(pid)
+        time.sleep(2.0)
+        spent = _cpu_seconds(pid) - cpu_before
+    finally:
+        for sock in socks:
+            sock.close()
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, limits)
+    assert spent < 0.5, f"the daemon used {spent:.2f} s of CPU in 2 s while out of descriptors"
+    failures = k.log_file.read_text().count("accept failed")
+    assert 1 <= failures <= 40, failures  # said, about ten times a second, not in a loop
+    assert _exec_takes(k, agent) < PROMPT  # and it serves again once descriptors are free

@@ -50,6 +50,7 @@ ACCEPT_BURST = 64
 # Requests are a few hundred bytes; a 64 KiB buffer per recv costs an allocation that
 # shows in profiles. A bigger request simply takes more reads.
 RECV_SIZE = 8192
+ACCEPT_PAUSE = 0.1  # seconds without accepting after accept() failed (e.g. EMFILE)
 FAST_ROUTES = frozenset(
     {
         ("POST", "/v1/credentials"),
@@ -222,6 +223,7 @@ class ControlServer:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._conns: dict[int, LeaseConnection] = {}
         self._answered: list[LeaseConnection] = []  # answers waiting for the commit
+        self._accept_again = 0.0  # while accept() fails (EMFILE): when to try again
         self._batching = False
         self._running = threading.Event()
         self._stopped = threading.Event()
@@ -236,7 +238,8 @@ class ControlServer:
         try:
             while not self._stop:
                 try:
-                    events = self._selector.select(timeout=1.0)
+                    self._resume_accepting()
+                    events = self._selector.select(timeout=0.1 if self._accept_again else 1.0)
                     if events:
                         self._in_batch(self._ready_all, events)
                     if time.monotonic() >= next_sweep:
@@ -291,8 +294,8 @@ class ControlServer:
                 sock, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and friends: log, keep serving the rest
-                log.warning("accept failed: %s", exc)
+            except OSError as exc:  # EMFILE and friends: serve the rest, accept later
+                self._pause_accepting(exc)
                 return
             try:
                 pid, uid = peercred.peer(sock)
@@ -305,6 +308,18 @@ class ControlServer:
             conn = LeaseConnection(sock, pid)
             self._conns[sock.fileno()] = conn
             self._selector.register(sock, selectors.EVENT_READ, conn)
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        """The pending connection stays in the backlog, so the listener stays readable:
+        stop watching it for a moment instead of spinning (and logging) on it."""
+        log.warning("accept failed (%s); accepting again in %.1f s", exc, ACCEPT_PAUSE)
+        self._selector.unregister(self._listener)
+        self._accept_again = time.monotonic() + ACCEPT_PAUSE
+
+    def _resume_accepting(self) -> None:
+        if self._accept_again and time.monotonic() >= self._accept_again:
+            self._accept_again = 0.0
+            self._selector.register(self._listener, selectors.EVENT_READ, None)
 
     def _refuse(self, sock: socket.socket, pid: int | None, uid: int) -> None:
         log.warning("refused control connection from uid %s pid %s", uid, pid)
