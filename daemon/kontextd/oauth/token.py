@@ -82,10 +82,17 @@ def _code_grant(core: Core, authorization: str | None, form: dict[str, str]) -> 
     return grants.from_code(core, code)
 
 
-def _session_access(
-    core: Core, *, user: str, client_id: str, scopes: tuple[str, ...], family: str
+def _session_tokens(
+    core: Core,
+    *,
+    user: str,
+    client_id: str,
+    scopes: tuple[str, ...],
+    family: str,
+    refresh_until: float | None,
 ) -> dict[str, Any]:
-    """The access-token part of a login session's token response (RFC 6749 §5.1)."""
+    """A login session's token response (RFC 6749 §5.1): an access token, and a
+    rotating refresh token of the same family when ``refresh_until`` is given."""
     access, _ = issue.access_token(
         core,
         user=user,
@@ -95,18 +102,33 @@ def _session_access(
         family=family,
         ttl=issue.ACCESS_TTL,
     )
-    return {
+    answer: dict[str, Any] = {
         "access_token": access,
         "token_type": "Bearer",
         "expires_in": issue.ACCESS_TTL,
         "scope": " ".join(scopes),
     }
+    if refresh_until is not None:
+        answer["refresh_token"] = issue.refresh_token(
+            core,
+            user=user,
+            client_id=client_id,
+            scopes=scopes,
+            family=family,
+            expires_at=refresh_until,
+        )
+    return answer
 
 
 def _login_tokens(core: Core, code: Any) -> dict[str, Any]:
-    expires_at = time.time() + issue.SESSION_TTL
-    answer = _session_access(
-        core, user=code.user, client_id=code.client_id, scopes=code.scopes, family=code.family
+    offline = "offline_access" in code.scopes
+    answer = _session_tokens(
+        core,
+        user=code.user,
+        client_id=code.client_id,
+        scopes=code.scopes,
+        family=code.family,
+        refresh_until=time.time() + issue.SESSION_TTL if offline else None,
     )
     answer["id_token"] = issue.id_token(
         core,
@@ -116,15 +138,6 @@ def _login_tokens(core: Core, code: Any) -> dict[str, Any]:
         email=code.email,
         name=code.name,
     )
-    if "offline_access" in code.scopes:
-        answer["refresh_token"] = issue.refresh_token(
-            core,
-            user=code.user,
-            client_id=code.client_id,
-            scopes=code.scopes,
-            family=code.family,
-            expires_at=expires_at,
-        )
     return answer
 
 
@@ -144,18 +157,14 @@ def _refresh_grant(core: Core, authorization: str | None, form: dict[str, str]) 
         raise OAuthError(
             "invalid_grant", "the refresh token was already used; its family is revoked"
         )
-    answer = _session_access(
-        core, user=row.user, client_id=row.client_id, scopes=row.scopes, family=row.family
-    )
-    answer["refresh_token"] = issue.refresh_token(
+    return _session_tokens(
         core,
         user=row.user,
         client_id=row.client_id,
         scopes=row.scopes,
         family=row.family,
-        expires_at=row.expires_at,
+        refresh_until=row.expires_at,
     )
-    return answer
 
 
 def _exchange(core: Core, authorization: str | None, form: dict[str, str]) -> dict[str, Any]:
