@@ -137,8 +137,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@pytest.mark.parametrize("where", ["control", "loopback"])
 def test_out_of_file_descriptors_the_daemon_waits_instead_of_spinning(
-    fresh_kx: Kontext,
+    fresh_kx: Kontext, where: str
 ) -> None:
     """accept() failing with EMFILE leaves the connection in the backlog, so the
     socket stays readable: the daemon must pause accepting, not spin on it."""
@@ -151,7 +152,11 @@ def test_out_of_file_descriptors_the_daemon_waits_instead_of_spinning(
     socks: list[socket.socket] = []
     try:
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (open_now + 3, limits[1]))
-        socks = [_idle_unix(str(k.socket)) for _ in range(20)]  # most wait in the backlog
+        for _ in range(20):  # most wait in the backlog
+            if where == "control":
+                socks.append(_idle_unix(str(k.socket)))
+            else:
+                socks.append(socket.create_connection(("127.0.0.1", k.port), timeout=10))
         cpu_before = _cpu_seconds(pid)
         time.sleep(2.0)
         spent = _cpu_seconds(pid) - cpu_before

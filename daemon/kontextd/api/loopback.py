@@ -29,6 +29,7 @@ log = logging.getLogger("kontextd.loopback")
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 MAX_CONNECTIONS = 512
+ACCEPT_PAUSE = 0.1  # seconds the accepting thread waits after accept() failed (EMFILE)
 REFUSAL_AUDIT_INTERVAL = 60.0
 
 
@@ -174,6 +175,17 @@ class LoopbackServer(socketserver.ThreadingMixIn, HTTPServer):
                 tx.append_event(event)
         except StoreError:  # the refusal stands; the log says why it is not in the audit
             log.warning("could not audit a refused request: the database cannot be written")
+
+    def get_request(self) -> tuple[Any, Any]:
+        """accept(); when it fails (EMFILE), wait a moment before the next try: the
+        connection stays in the backlog, so the listener stays readable and
+        ``serve_forever`` would otherwise spin on it. Only this thread accepts."""
+        try:
+            return super().get_request()
+        except OSError as exc:
+            log.warning("accept failed (%s); accepting again in %.1f s", exc, ACCEPT_PAUSE)
+            time.sleep(ACCEPT_PAUSE)
+            raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
