@@ -7,8 +7,9 @@ storing and auditing the credential together (bench/FINDINGS.md): thread start,
 lock hand-offs, buffered file objects. So this loop accepts every connection,
 checks the peer's uid (SO_PEERCRED) before reading a byte, and answers the three
 lease requests itself — ``POST /v1/credentials``, ``/v1/lease/child``,
-``/v1/lease/release`` — without blocking. A lease's end is the kernel closing
-the socket (exit or SIGKILL): the loop sees EOF and revokes at once.
+``/v1/lease/release``, see ``kontextd.api.leases`` — without blocking. A
+lease's end is the kernel closing the socket (exit or SIGKILL): the loop sees
+EOF and revokes at once.
 
 Anything else — another route, a head it does not parse exactly, ``Expect``,
 chunked bodies, a token-delivery issuance that may call a provider — is handed,
@@ -20,9 +21,6 @@ partial request waits in its buffer, a partial answer in its outbox.
 from __future__ import annotations
 
 import contextlib
-import email.utils
-import io
-import json
 import logging
 import os
 import selectors
@@ -30,106 +28,25 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from http import HTTPStatus
 from typing import Any
 
 from kontext_cli.common import wire
 from kontextd import credentials
-from kontextd.api import http11, peercred
+from kontextd.api import peercred
 from kontextd.api.control import REFUSAL, ControlHandler, Peer
-from kontextd.api.httpbase import json_body
+from kontextd.api.leases import LeaseConnection, error_response, parse
 from kontextd.core import Core
-from kontextd.errors import ApiError, invalid
+from kontextd.errors import ApiError
 from kontextd.store.db import StoreWriteError
 
 log = logging.getLogger("kontextd.control")
 
 IDLE_LIMIT = 30.0  # a connection without a lease must finish a request within this
-MAX_HEAD = http11.MAX_LINE  # a longer head goes to a thread, which answers 431
 ACCEPT_BURST = 64
 # Requests are a few hundred bytes; a 64 KiB buffer per recv costs an allocation that
 # shows in profiles. A bigger request simply takes more reads.
 RECV_SIZE = 8192
 ACCEPT_PAUSE = 0.1  # seconds without accepting after accept() failed (e.g. EMFILE)
-FAST_ROUTES = frozenset(
-    {
-        ("POST", "/v1/credentials"),
-        ("POST", "/v1/lease/child"),
-        ("POST", "/v1/lease/release"),
-    }
-)
-# Headers the loop does not interpret; a request carrying one goes to a thread.
-HANDOFF_HEADERS = ("transfer-encoding", "expect")
-REASONS = {s.value: s.phrase for s in HTTPStatus}
-EXTRA_HEADERS = (
-    b"Content-Type: application/json\r\nCache-Control: no-store\r\n"
-    b"X-Content-Type-Options: nosniff\r\n"
-)
-
-
-_DATE: list[Any] = [-1, b""]  # (second, the Date header's value for it)
-
-
-def _date() -> bytes:
-    """The Date header's IMF-fixdate (RFC 9110 §5.6.7), formatted once a second."""
-    now = int(time.time())
-    if now != _DATE[0]:
-        _DATE[:] = [now, email.utils.formatdate(now, usegmt=True).encode()]
-    value: bytes = _DATE[1]
-    return value
-
-
-def response(status: int, body: Any, *, close: bool) -> bytes:
-    """One HTTP/1.1 JSON answer, headers as ``JsonHandler.send_json`` writes them."""
-    data = json.dumps(body, separators=(",", ":")).encode()
-    head = b"HTTP/1.1 %d %s\r\nServer: kontextd\r\nDate: %s\r\n%sContent-Length: %d\r\n%s\r\n" % (
-        status,
-        REASONS.get(status, "").encode(),
-        _date(),
-        EXTRA_HEADERS,
-        len(data),
-        b"Connection: close\r\n" if close else b"",
-    )
-    return head + data
-
-
-def error_response(exc: ApiError, *, close: bool) -> bytes:
-    return response(exc.status, {"error": {"code": exc.code, "message": exc.message}}, close=close)
-
-
-class _Request:
-    """A complete request the loop answers itself."""
-
-    __slots__ = ("body", "close", "path", "size")
-
-    def __init__(self, path: str, body: bytes, close: bool, size: int) -> None:
-        self.path, self.body, self.close, self.size = path, body, close, size
-
-
-def parse(buf: bytearray) -> _Request | bool:
-    """The first request in ``buf``: a ``_Request`` when the loop answers it, True to
-    hand the connection to a thread, False when more bytes are needed."""
-    end = buf.find(b"\r\n\r\n")
-    if end < 0:
-        return len(buf) > MAX_HEAD
-    lines = bytes(buf[:end]).split(b"\r\n")
-    try:
-        method, target, version = http11.request_line(lines[0])
-        headers = http11.read_headers(io.BytesIO(b"\r\n".join(lines[1:]) + b"\r\n\r\n"))
-    except http11.HeadError:
-        return True  # the thread's parser says what is wrong, as on every route
-    path = target.partition("?")[0]
-    if (method, path) not in FAST_ROUTES or any(h in headers for h in HANDOFF_HEADERS):
-        return True
-    length = headers.get("Content-Length") or ""
-    if not length.isdigit() or int(length) > wire.MAX_BODY:
-        return True
-    size = end + 4 + int(length)
-    if len(buf) < size:
-        return False
-    connection = (headers.get("Connection") or "").lower()
-    close = connection == "close" or (version == "HTTP/1.0" and connection != "keep-alive")
-    return _Request(path, bytes(buf[end + 4 : size]), close, size)
 
 
 def _token_delivery(core: Core) -> bool:
@@ -137,67 +54,6 @@ def _token_delivery(core: Core) -> bool:
     return any(
         i.mode == "token" and i.credential == "oauth" for i in core.config.integrations.values()
     )
-
-
-class LeaseConnection:
-    """One client connection while the loop owns it."""
-
-    __slots__ = (
-        "before",
-        "buf",
-        "closing",
-        "leases",
-        "mask",
-        "outbox",
-        "pid",
-        "reason",
-        "since",
-        "sock",
-    )
-
-    def __init__(self, sock: socket.socket, pid: int | None) -> None:
-        self.sock = sock
-        self.pid = pid
-        self.buf = bytearray()
-        self.outbox = b""
-        self.leases: list[str] = []
-        self.reason = ControlHandler.lease_reason
-        self.since = time.monotonic()
-        self.closing = False
-        self.mask = selectors.EVENT_READ
-        # The leases held before this batch's answers: what stays if its commit fails.
-        self.before: list[str] | None = None
-
-    def answer(self, core: Core, req: _Request) -> bytes:
-        """Run one lease request; errors become the same JSON lines as on every route."""
-        try:
-            status, body = self._route(core, req)
-        except ApiError as exc:
-            return error_response(exc, close=req.close)
-        except ValueError as exc:
-            return error_response(invalid(f"bad request: {str(exc)[:120]}"), close=req.close)
-        except Exception:
-            log.exception("internal error on POST %s", req.path)
-            error = ApiError(wire.INTERNAL, "internal error; see the daemon log")
-            return error_response(error, close=req.close)
-        return response(status, body, close=req.close)
-
-    def _route(self, core: Core, req: _Request) -> tuple[int, Any]:
-        body = json_body(req.body)
-        if req.path == "/v1/credentials":
-            jti, issued = credentials.issue_for_exec(core, body, self.pid)
-            self.leases.append(jti)
-            return 201, issued
-        if not self.leases:
-            raise invalid("this connection holds no credential")
-        if req.path == "/v1/lease/child":
-            credentials.record_child(core, self.leases[-1], body.get("pid"), self.pid)
-            return 200, {"ok": True}
-        self.reason = credentials.release_reason(body.get("status"))
-        for jti in self.leases:
-            credentials.end(core, jti, "revoked", self.reason)
-        self.leases.clear()
-        return 200, {"released": True}
 
 
 class ControlServer:
