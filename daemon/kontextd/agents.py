@@ -7,7 +7,7 @@ from typing import Any
 from kontext_cli.common import validate, wire
 from kontextd.core import Core
 from kontextd.errors import ApiError, invalid, not_found
-from kontextd.store.db import AgentRow
+from kontextd.store.rows import AgentRow
 
 DEFAULT_MAX_TTL = 3600
 MAX_DISPLAY_NAME = 64

@@ -25,7 +25,7 @@ from kontextd.errors import ApiError, invalid, not_found
 from kontextd.gateway import delivery
 from kontextd.policy.layers import USER_CONSENT, denial_message, evaluate_layers
 from kontextd.policy.request import CredentialRequest, PathResult
-from kontextd.store.db import AgentRow, CredentialRow
+from kontextd.store.rows import AgentRow, CredentialRow
 from kontextd.tokens.mint import mint
 
 log = logging.getLogger("kontextd.credentials")

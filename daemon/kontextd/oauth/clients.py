@@ -17,7 +17,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from kontextd.core import Core
-from kontextd.store.db import AgentRow
+from kontextd.store.rows import AgentRow
 
 LOGIN_CLIENT = "kontext"
 SECRET_FILE = "oauth-client-secret"  # noqa: S105 - a file name

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from kontextd.store.db import AgentRow
+from kontextd.store.rows import AgentRow
 
 Decision = Literal["allow", "deny"]
 

@@ -16,12 +16,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from kontextd.audit import chain
 from kontextd.errors import ApiError
 from kontextd.store import audit_sql, migrations
+from kontextd.store.rows import CRED_COLUMNS, AgentRow, CredentialRow, credential_row
 
 T = TypeVar("T")
 
@@ -45,49 +45,6 @@ class StoreWriteError(StoreError, ApiError):
 def _write_failure(exc: BaseException) -> bool:
     """SQLite's "cannot write now" errors, not a bug in our SQL (those stay 500s)."""
     return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
-
-
-@dataclass(frozen=True)
-class AgentRow:
-    name: str
-    display_name: str
-    max_ttl: int
-    created_at: float
-    disabled_at: float | None
-    disabled_reason: str | None
-    scopes: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class CredentialRow:
-    jti: str
-    agent: str
-    user: str
-    scopes: tuple[str, ...]
-    audience: tuple[str, ...]
-    target: str | None
-    kid: str
-    issued_at: float
-    expires_at: float
-    status: str
-    ended_at: float | None = None
-    end_reason: str | None = None
-    wrapper_pid: int | None = None
-    child_pid: int | None = None
-    child_start: str | None = None
-
-
-CRED_COLUMNS = (
-    "jti, agent, user, scopes, audience, target, kid, issued_at, expires_at, status, "
-    "ended_at, end_reason, wrapper_pid, child_pid, child_start"
-)
-
-
-def _credential(row: sqlite3.Row) -> CredentialRow:
-    values = dict(row)
-    values["scopes"] = tuple(values["scopes"].split())
-    values["audience"] = tuple(values["audience"].split())
-    return CredentialRow(**values)
 
 
 class Store:
@@ -397,7 +354,7 @@ class Store:
             if cached is not None:
                 return cached
             row = self._one(f"SELECT {CRED_COLUMNS} FROM credentials WHERE jti = ?", (jti,))
-            return _credential(row) if row else None
+            return credential_row(row) if row else None
 
     def credential_status(self, jti: str) -> tuple[str, float] | None:
         """(status, expires_at) — the hot path of introspection."""
@@ -416,7 +373,7 @@ class Store:
         args: tuple[Any, ...] = ()
         if agent is not None:
             sql, args = sql + " AND agent = ?", (agent,)
-        return [_credential(r) for r in self._all(sql + " ORDER BY issued_at", args)]
+        return [credential_row(r) for r in self._all(sql + " ORDER BY issued_at", args)]
 
     def due_credentials(self, now: float) -> list[CredentialRow]:
         """Live credentials past ``exp`` on the wall clock or past their TTL on the
@@ -430,7 +387,7 @@ class Store:
         )
         for jti in overdue:  # ended now, or already ended another way
             self._deadlines.pop(jti, None)
-        return [_credential(r) for r in rows]
+        return [credential_row(r) for r in rows]
 
     def end_credential(self, jti: str, status: str, reason: str) -> bool:
         """Mark a live credential revoked or expired; False if it was not live."""

@@ -1,0 +1,50 @@
+"""The rows the store hands out: plain frozen values, safe to cache and share."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AgentRow:
+    name: str
+    display_name: str
+    max_ttl: int
+    created_at: float
+    disabled_at: float | None
+    disabled_reason: str | None
+    scopes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CredentialRow:
+    jti: str
+    agent: str
+    user: str
+    scopes: tuple[str, ...]
+    audience: tuple[str, ...]
+    target: str | None
+    kid: str
+    issued_at: float
+    expires_at: float
+    status: str
+    ended_at: float | None = None
+    end_reason: str | None = None
+    wrapper_pid: int | None = None
+    child_pid: int | None = None
+    child_start: str | None = None
+
+
+CRED_COLUMNS = (
+    "jti, agent, user, scopes, audience, target, kid, issued_at, expires_at, status, "
+    "ended_at, end_reason, wrapper_pid, child_pid, child_start"
+)
+
+
+def credential_row(row: sqlite3.Row) -> CredentialRow:
+    """A ``credentials`` table row (selected as ``CRED_COLUMNS``) as a value."""
+    values = dict(row)
+    values["scopes"] = tuple(values["scopes"].split())
+    values["audience"] = tuple(values["audience"].split())
+    return CredentialRow(**values)
