@@ -115,6 +115,7 @@ class ControlHandler(AuthRoutes):
         self.leases: list[str] = list(peer.leases)
         self.lease_reason = peer.reason
         if peer.prefix:
+            self.rfile.close()  # the plain makefile() reader; the socket stays open
             self.rfile = io.BufferedReader(_Prefixed(peer.prefix, self.connection))
         if self.leases:
             self.connection.settimeout(None)  # the lease is this connection: no idle limit
