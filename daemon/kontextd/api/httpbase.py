@@ -28,6 +28,18 @@ def route(method: str, pattern: str, handler: str) -> Route:
     return (method, re.compile(pattern), handler)
 
 
+def api_error(exc: Exception, where: str) -> ApiError:
+    """The error to answer with for an exception from a handler: its own ApiError, a
+    ValueError (parse limits and the like) as ``invalid``; anything else is a bug,
+    logged with its traceback and answered only as ``internal``."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, ValueError):
+        return invalid(f"bad request: {str(exc)[:120]}")
+    log.exception("internal error on %s", where)
+    return ApiError(wire.INTERNAL, "internal error; see the daemon log")
+
+
 def json_body(raw: bytes) -> dict[str, Any]:
     """A request body as a JSON object (empty means ``{}``); one ``invalid`` line otherwise."""
     if not raw:
@@ -118,13 +130,8 @@ class JsonHandler(BaseHTTPRequestHandler):
                 raise refusal
             handler, params = self._find(path)
             handler(*params)
-        except ApiError as exc:
-            self.send_error_json(exc)
-        except ValueError as exc:  # parse_qs limits and similar
-            self.send_error_json(invalid(f"bad request: {str(exc)[:120]}"))
-        except Exception:
-            log.exception("internal error on %s %s", self.command, path[:200])
-            self.send_error_json(ApiError(wire.INTERNAL, "internal error; see the daemon log"))
+        except Exception as exc:
+            self.send_error_json(api_error(exc, f"{self.command} {path[:200]}"))
 
     def _find(self, path: str) -> tuple[Callable[..., None], tuple[str, ...]]:
         allowed = False

@@ -13,7 +13,6 @@ from __future__ import annotations
 import email.utils
 import io
 import json
-import logging
 import selectors
 import socket
 import time
@@ -24,11 +23,9 @@ from kontext_cli.common import wire
 from kontextd import credentials
 from kontextd.api import http11
 from kontextd.api.control import ControlHandler
-from kontextd.api.httpbase import json_body
+from kontextd.api.httpbase import api_error, json_body
 from kontextd.core import Core
 from kontextd.errors import ApiError, invalid
-
-log = logging.getLogger("kontextd.control")
 
 MAX_HEAD = http11.MAX_LINE  # a longer head goes to a thread, which answers 431
 FAST_ROUTES = frozenset(
@@ -145,14 +142,8 @@ class LeaseConnection:
         """Run one lease request; errors become the same JSON lines as on every route."""
         try:
             status, body = self._route(core, req)
-        except ApiError as exc:
-            return error_response(exc, close=req.close)
-        except ValueError as exc:
-            return error_response(invalid(f"bad request: {str(exc)[:120]}"), close=req.close)
-        except Exception:
-            log.exception("internal error on POST %s", req.path)
-            error = ApiError(wire.INTERNAL, "internal error; see the daemon log")
-            return error_response(error, close=req.close)
+        except Exception as exc:
+            return error_response(api_error(exc, f"POST {req.path}"), close=req.close)
         return response(status, body, close=req.close)
 
     def _route(self, core: Core, req: Request) -> tuple[int, Any]:
