@@ -124,6 +124,11 @@ class Store:
             # SQLite may have rolled back itself already (SQLITE_FULL).
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
+        self._restore(last_hash, next_id, ending)
+
+    def _restore(self, last_hash: str, next_id: int, ending: dict[str, str]) -> None:
+        """Memory as before the rolled-back writes: chain tail, next id, no cached rows;
+        credentials whose end was not stored are dead in memory until it is."""
         self._last_hash, self._next_id = last_hash, next_id
         self._forget_rolled_back()
         self._ended_unsaved.update(ending)
@@ -181,9 +186,7 @@ class Store:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK TO tx")
                 self._conn.execute("RELEASE tx")
-            self._last_hash, self._next_id = last_hash, next_id
-            self._forget_rolled_back()
-            self._ended_unsaved.update(self._ending)
+            self._restore(last_hash, next_id, self._ending)
             if _write_failure(exc):
                 raise self._write_error(exc) from exc
             raise
