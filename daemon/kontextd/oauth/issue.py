@@ -70,9 +70,6 @@ def access_token(
             parent=parent,
             issued_at=now,
             expires_at=now + ttl,
-            rotated_at=None,
-            revoked_at=None,
-            revoke_reason=None,
         )
     )
     return _sign(core, claims, "at+jwt"), claims
@@ -101,9 +98,6 @@ def refresh_token(
             parent=None,
             issued_at=time.time(),
             expires_at=expires_at,
-            rotated_at=None,
-            revoked_at=None,
-            revoke_reason=None,
         )
     )
     return value

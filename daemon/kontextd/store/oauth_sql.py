@@ -55,9 +55,9 @@ class TokenRow:
     parent: str | None
     issued_at: float
     expires_at: float
-    rotated_at: float | None
-    revoked_at: float | None
-    revoke_reason: str | None
+    rotated_at: float | None = None  # a new token is neither rotated nor revoked
+    revoked_at: float | None = None
+    revoke_reason: str | None = None
 
 
 def _grant(row: Any) -> GrantRow:
