@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from kontext_cli.common.paths import resolve
+from kontext.common.paths import resolve
 from kontextd.audit import checkpoint
 from kontextd.secrets import SecretStore
 from kontextd.store import audit_sql

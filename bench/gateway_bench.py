@@ -32,8 +32,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from kontext.common.paths import resolve  # noqa: E402
 from kontext_cli import client  # noqa: E402
-from kontext_cli.common.paths import resolve  # noqa: E402
 from tests.upstream.fake_github import API_KEY, big_body  # noqa: E402
 
 KONTEXT = str(Path(sys.executable).parent / "kontext")

@@ -1,8 +1,9 @@
-"""kontext: per-agent, short-lived, process-bound credentials.
+"""The ``kontext`` command-line tool.
 
-The package is the command-line tool. ``kontext_cli.common`` holds the wire,
-path and validation code that the daemon (``kontextd``) imports too, so the
-two can never disagree about a name, a scope or a duration.
+Shared code (wire format, paths, validation, config) lives in ``kontext.common``,
+which the daemon (``kontextd``) imports too; nothing here is imported by the daemon.
 """
 
-__version__ = "0.1.0"
+from kontext import __version__
+
+__all__ = ["__version__"]

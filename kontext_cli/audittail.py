@@ -25,8 +25,8 @@ import sys
 import time
 import urllib.parse
 
+from kontext.common import paths, validate
 from kontext_cli import client, errors
-from kontext_cli.common import paths, validate
 
 TYPE_CHECKING = False  # typing costs ~3-5 ms to import; mypy still reads this block
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import _socket
 import json
 
+from kontext.common.paths import MAX_SOCKET_PATH, Paths
 from kontext_cli import errors
-from kontext_cli.common.paths import MAX_SOCKET_PATH, Paths
 
 TYPE_CHECKING = False  # typing costs ~3-5 ms to import; mypy still reads this block
 if TYPE_CHECKING:

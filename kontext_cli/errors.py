@@ -27,7 +27,7 @@ This module is on the ``kontext exec`` fast path: standard library only.
 
 from __future__ import annotations
 
-from kontext_cli.common import wire
+from kontext.common import wire
 
 EXEC_DENIED = 122
 EXEC_FAILED = 125

@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 import sys
 
+from kontext.common import paths, validate, wire
 from kontext_cli import client, errors
-from kontext_cli.common import paths, validate, wire
 
 TYPE_CHECKING = False  # typing costs ~3-5 ms to import; mypy still reads this block
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@
 
 Everything here is read from the typer app that ``kontext_cli.app.build()`` returns
 (commands, help, options, metavars, defaults), from ``kontext_cli.errors`` (exit
-statuses) and from ``kontext_cli.common`` (file names, child environment, the
+statuses) and from ``kontext.common`` (file names, child environment, the
 built-in scope catalogue), so the docs cannot drift from the code. The only
 hand-written parts are examples per command, the environment and the
 overview. Examples are parsed against the CLI at generation time, so an

@@ -13,9 +13,9 @@ import subprocess
 import sys
 import time
 
+from kontext.common import wire
+from kontext.common.paths import Paths
 from kontext_cli import errors
-from kontext_cli.common import wire
-from kontext_cli.common.paths import Paths
 from kontext_cli.spinner import INTERVAL, Spinner
 
 START_TIMEOUT = 20.0

@@ -97,7 +97,7 @@ def test_agent_name_arguments_complete_as_agent_refs(kx: Kontext, tmp_path: Path
 
 
 def test_integration_names_complete_from_the_built_in_catalogue(fresh_kx: Kontext) -> None:
-    from kontext_cli.common import integrations
+    from kontext.common import integrations
 
     script = ROOT / "completions" / "kontext.bash"
     driver = (

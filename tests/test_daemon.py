@@ -144,7 +144,7 @@ def test_runtime_secrets_and_log_files_are_private(fresh_kx: Kontext) -> None:
 NOBODY_CLIENT = r"""
 import collections, socket, sys, time
 from kontext_cli import client, errors
-from kontext_cli.common import paths
+from kontext.common import paths
 
 # What a raw HTTP client gets: one 403 answer, then the connection is closed.
 s = socket.socket(socket.AF_UNIX)

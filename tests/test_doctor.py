@@ -88,7 +88,7 @@ def test_loose_modes_fail_with_the_chmod_and_fix_tightens_them(
 
 
 OLD_DAEMON = (
-    "import sys, kontext_cli; kontext_cli.__version__ = '0.0.1'; "
+    "import sys, kontext; kontext.__version__ = '0.0.1'; "
     "from kontextd.main import main; sys.exit(main(['--detach-stderr']))"
 )
 

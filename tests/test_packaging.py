@@ -55,7 +55,7 @@ def test_the_version_has_one_source() -> None:
     assert "version" not in project["project"]
     assert "version" in project["project"]["dynamic"]
     attr = project["tool"]["setuptools"]["dynamic"]["version"]["attr"]
-    assert attr == "kontext_cli.__version__"
+    assert attr == "kontext.__version__"
 
 
 def test_kontext_and_kontextd_print_the_package_version() -> None:
@@ -87,6 +87,7 @@ def test_the_wheel_carries_man_pages_completions_and_unit_templates(
     assert f"{data}kontext/systemd/kontextd.service.in" in names
     assert f"{data}kontext/launchd/kontextd.plist.in" in names
     assert "kontext_cli/gendocs.py" in names and "kontextd/server.py" in names
+    assert "kontext/common/wire.py" in names
     assert not any(n.startswith(("tests/", "daemon/")) for n in names)
 
 

@@ -5,6 +5,6 @@ Subpackages by domain: ``api`` (control socket and loopback HTTP), ``store``
 verification), ``policy`` (the request path's layers), ``audit`` (the hash chain).
 """
 
-from kontext_cli import __version__
+from kontext import __version__
 
 __all__ = ["__version__"]

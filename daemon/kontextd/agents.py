@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kontext_cli.common import validate, wire
+from kontext.common import validate, wire
 from kontextd.core import Core
 from kontextd.errors import ApiError, invalid, not_found
 from kontextd.store.rows import AgentRow

@@ -7,9 +7,9 @@ import socket
 import threading
 from dataclasses import dataclass, field
 
-from kontext_cli.common import wire
-from kontext_cli.common.config import Config
-from kontext_cli.common.paths import Paths
+from kontext.common import wire
+from kontext.common.config import Config
+from kontext.common.paths import Paths
 from kontextd.errors import ApiError
 from kontextd.gateway.state import GatewayState
 from kontextd.policy.cedar import CedarOrgPolicy

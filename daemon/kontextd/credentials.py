@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from kontext_cli.common import validate, wire
+from kontext.common import validate, wire
 from kontextd import agents
 from kontextd.core import Core
 from kontextd.errors import ApiError, invalid, not_found

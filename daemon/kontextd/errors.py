@@ -1,8 +1,8 @@
-"""The daemon's error type: a wire code (``kontext_cli.common.wire``) and one line."""
+"""The daemon's error type: a wire code (``kontext.common.wire``) and one line."""
 
 from __future__ import annotations
 
-from kontext_cli.common import wire
+from kontext.common import wire
 
 
 class ApiError(Exception):

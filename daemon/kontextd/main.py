@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kontext_cli import __version__
+from kontext import __version__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         help="close stderr once ready (used by 'kontext daemon start')",
     )
     args = parser.parse_args(argv)
-    from kontext_cli.common import paths
+    from kontext.common import paths
     from kontextd import server
 
     return server.run(paths.resolve(), detach_stderr=args.detach_stderr)

@@ -15,7 +15,7 @@ import os
 import threading
 from typing import Any
 
-from kontext_cli.common import wire
+from kontext.common import wire
 from kontextd.errors import ApiError
 
 log = logging.getLogger("kontextd.secrets")

@@ -12,10 +12,10 @@ import threading
 import time
 from typing import Any
 
-from kontext_cli import __version__
-from kontext_cli.common import config as config_mod
-from kontext_cli.common import wire
-from kontext_cli.common.paths import MAX_SOCKET_PATH, Paths
+from kontext import __version__
+from kontext.common import config as config_mod
+from kontext.common import wire
+from kontext.common.paths import MAX_SOCKET_PATH, Paths
 from kontextd import credentials, runtime
 from kontextd.api.control_loop import ControlServer
 from kontextd.api.loopback import LoopbackServer

@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 import typer
 
+from kontext.common import validate
 from kontext_cli import render
 from kontext_cli.commands.common import checked, daemon
-from kontext_cli.common import validate
 
 app = typer.Typer(help="Register and manage agents (agent:NAME identities).", no_args_is_help=True)
 

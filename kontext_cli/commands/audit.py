@@ -7,11 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
+from kontext.common import validate, when
 from kontext_cli import render
 from kontext_cli.audittail import line
 from kontext_cli.commands import audit_files
 from kontext_cli.commands.common import checked, daemon
-from kontext_cli.common import validate, when
 
 app = typer.Typer(help="Read, verify, export and prune the audit log.", no_args_is_help=True)
 FOLLOW_WAIT = 25

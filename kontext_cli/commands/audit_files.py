@@ -18,9 +18,9 @@ from typing import IO, Annotated, Any
 
 import typer
 
+from kontext.common import paths, when
 from kontext_cli import errors, render
 from kontext_cli.commands.common import checked
-from kontext_cli.common import paths, when
 
 KEY, CHECKPOINT = "key", "checkpoint"
 RECORD = "kontext_record"  # marks key/checkpoint lines; event lines are plain events

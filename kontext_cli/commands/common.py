@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+from kontext.common import paths, validate
 from kontext_cli import client, errors
-from kontext_cli.common import paths, validate
 
 T = TypeVar("T")
 

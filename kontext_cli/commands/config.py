@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
+from kontext.common import config, paths
 from kontext_cli import client, errors, render
-from kontext_cli.common import config, paths
 
 app = typer.Typer(help="Read and change settings (config.toml).", no_args_is_help=True)
 

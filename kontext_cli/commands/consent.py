@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
+from kontext.common import paths, validate
 from kontext_cli import errors, render
 from kontext_cli.commands.common import checked, daemon
-from kontext_cli.common import paths, validate
 
 app = typer.Typer(help="List, grant and revoke your consent for agents.", no_args_is_help=True)
 MAX_GRANT = 30 * 86400

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
+from kontext.common import paths
 from kontext_cli import client, errors, render, spawn
 from kontext_cli.commands import daemon_service
-from kontext_cli.common import paths
 
 app = typer.Typer(help="Run, start, stop and inspect the kontextd daemon.", no_args_is_help=True)
 STOP_TIMEOUT = 10.0

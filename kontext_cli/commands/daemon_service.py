@@ -14,8 +14,8 @@ from typing import Annotated
 
 import typer
 
+from kontext.common import paths
 from kontext_cli import client, render, service
-from kontext_cli.common import paths
 
 INSTALL_HELP = """Install kontextd as a service of your login session.
 

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
+from kontext.common import validate
 from kontext_cli import errors, render
 from kontext_cli.commands.common import daemon
-from kontext_cli.common import validate
 
 app = typer.Typer(
     help="Connect upstream APIs (GitHub, Slack, your own) whose secrets stay in kontextd.",

@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
+from kontext.common import paths
 from kontext_cli import errors, render
 from kontext_cli.commands.common import daemon
-from kontext_cli.common import paths
 
 LOGIN_HELP = """Sign in, in the browser, with PKCE and a one-time loopback redirect.
 

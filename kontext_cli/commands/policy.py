@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 import typer
 
+from kontext.common import validate
 from kontext_cli import errors, render
 from kontext_cli.commands.common import checked, daemon
-from kontext_cli.common import validate
 
 app = typer.Typer(help="Org policy (Cedar): schema, check, reload, explain.", no_args_is_help=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]

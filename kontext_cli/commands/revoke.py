@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
+from kontext.common import validate
 from kontext_cli import errors, render
 from kontext_cli.commands.common import checked, daemon
-from kontext_cli.common import validate
 
 HELP = """Revoke agent:NAME (disable it and revoke all its live credentials) or one credential.
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
+from kontext.common import paths
 from kontext_cli import __version__
-from kontext_cli.common import paths
 
 PROG = "kontext"
 MANUAL = "kontext manual"
@@ -271,6 +271,6 @@ def set_env(name: str, value: str | None) -> None:
 
 
 def home_paths() -> paths.Paths:
-    """``kontext_cli.common.paths`` under a KONTEXT_HOME of ``/KONTEXT_HOME``."""
+    """``kontext.common.paths`` under a KONTEXT_HOME of ``/KONTEXT_HOME``."""
     with temporary_environment(KONTEXT_HOME=HOME_MARK):
         return paths.resolve()

@@ -12,7 +12,7 @@ import shlex
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from kontext_cli.common import wire
+from kontext.common import wire
 from kontext_cli.docgen.examples import examples_for
 from kontext_cli.docgen.model import PROG, Command, leaves
 

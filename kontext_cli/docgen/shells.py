@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from kontext_cli.common import integrations
+from kontext.common import integrations
 from kontext_cli.docgen.model import HOME_MARK, home_paths
 
 # ---------------------------------------------------------------------------

@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from kontext.common import config as config_mod
+from kontext.common.paths import Paths
 from kontext_cli import __version__, client, errors, service, spawn
-from kontext_cli.common import config as config_mod
-from kontext_cli.common.paths import Paths
 from kontext_cli.doctor import Check, fail, ok, skip, warn
 
 NOT_RUNNING = "kontextd is not running"

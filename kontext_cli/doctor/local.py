@@ -6,9 +6,9 @@ import os
 import shlex
 import stat
 
+from kontext.common import config as config_mod
+from kontext.common.paths import Paths
 from kontext_cli import service
-from kontext_cli.common import config as config_mod
-from kontext_cli.common.paths import Paths
 from kontext_cli.doctor import Check, fail, ok, skip, warn
 
 PRIVATE_DIR = 0o700

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from kontext_cli.common import paths as paths_mod
-from kontext_cli.common.paths import Paths
+from kontext.common import paths as paths_mod
+from kontext.common.paths import Paths
 from kontext_cli.doctor import FAIL, Check
 from kontext_cli.doctor import live as live
 from kontext_cli.doctor import local as local

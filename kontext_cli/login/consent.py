@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
+from kontext.common.paths import Paths
 from kontext_cli import errors
-from kontext_cli.common.paths import Paths
 from kontext_cli.login import flow, local
 
 DEFAULT_TIMEOUT = 300.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+from kontext.common.paths import Paths
 from kontext_cli import client, errors
-from kontext_cli.common.paths import Paths
 
 SECRET_FILE = "oauth-client-secret"  # noqa: S105 - a file name
 

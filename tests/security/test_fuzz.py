@@ -284,7 +284,7 @@ def _toml(value: Any) -> str | None:
 
 
 def test_config_files() -> None:
-    from kontext_cli.common import config
+    from kontext.common import config
 
     directory = Path(tempfile.mkdtemp(prefix="kx-fuzz-"))
     path = directory / "config.toml"
@@ -354,7 +354,7 @@ CEDAR_WORDS = [
 def test_policy_files() -> None:
     import cedarpy
 
-    from kontext_cli.common.integrations import BUILTINS
+    from kontext.common.integrations import BUILTINS
     from kontextd.policy import loader, schema
 
     parsed = cedarpy.Schema.from_str(schema.schema_text(BUILTINS))

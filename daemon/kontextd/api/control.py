@@ -17,8 +17,8 @@ import socket
 import time
 from typing import Any, ClassVar
 
-from kontext_cli.common import config as config_mod
-from kontext_cli.common import wire
+from kontext.common import config as config_mod
+from kontext.common import wire
 from kontextd import agents, credentials
 from kontextd.api.control_auth import AUTH_ROUTES, AuthRoutes
 from kontextd.api.httpbase import Route, route

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kontext_cli.common import wire
+from kontext.common import wire
 from kontextd import credentials
 from kontextd.api import peercred
 from kontextd.api.control import REFUSAL, ControlHandler, Peer

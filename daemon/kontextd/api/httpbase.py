@@ -15,7 +15,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 
-from kontext_cli.common import wire
+from kontext.common import wire
 from kontextd.api import http11
 from kontextd.errors import ApiError, invalid
 

@@ -19,7 +19,7 @@ import time
 from http import HTTPStatus
 from typing import Any
 
-from kontext_cli.common import wire
+from kontext.common import wire
 from kontextd import credentials
 from kontextd.api import http11
 from kontextd.api.control import ControlHandler

@@ -15,7 +15,7 @@ import time
 from http.server import HTTPServer
 from typing import Any, ClassVar
 
-from kontext_cli.common import wire
+from kontext.common import wire
 from kontextd.api.httpbase import Route, route
 from kontextd.core import Core
 from kontextd.errors import ApiError

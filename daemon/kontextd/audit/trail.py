@@ -14,7 +14,7 @@ import math
 import time
 from typing import Any
 
-from kontext_cli.common import validate
+from kontext.common import validate
 from kontextd.audit import checkpoint
 from kontextd.core import Core
 from kontextd.errors import invalid

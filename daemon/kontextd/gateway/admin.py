@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kontext_cli.common.integrations import Integration
+from kontext.common.integrations import Integration
 from kontextd.core import Core
 from kontextd.errors import invalid, not_found
 from kontextd.gateway import connections, provider_oauth

@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from kontext_cli.common import routes, validate
-from kontext_cli.common.integrations import Integration
+from kontext.common import routes, validate
+from kontext.common.integrations import Integration
 from kontextd.core import Core
 from kontextd.tokens import verify
 

@@ -14,8 +14,8 @@ import logging
 import time
 from typing import Any
 
-from kontext_cli.common import wire
-from kontext_cli.common.integrations import Integration
+from kontext.common import wire
+from kontext.common.integrations import Integration
 from kontextd.core import Core
 from kontextd.errors import ApiError
 from kontextd.gateway.state import AccessToken

@@ -16,8 +16,8 @@ import time
 import urllib.parse
 from typing import Any
 
-from kontext_cli.common import wire
-from kontext_cli.common.integrations import Integration
+from kontext.common import wire
+from kontext.common.integrations import Integration
 from kontextd.core import Core
 from kontextd.errors import ApiError, invalid
 from kontextd.gateway import connections

@@ -15,7 +15,7 @@ import socket
 import time
 import urllib.parse
 
-from kontext_cli.common import validate
+from kontext.common import validate
 from kontextd.core import Core
 from kontextd.oauth import pages
 from kontextd.oauth.clients import Client, OAuthError, check_redirect

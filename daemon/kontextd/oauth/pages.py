@@ -11,7 +11,7 @@ import base64
 import hashlib
 from html import escape
 
-from kontext_cli.common.integrations import Integration
+from kontext.common.integrations import Integration
 
 STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;"

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from kontext_cli.common import wire
+from kontext.common import wire
 from kontextd import credentials
 from kontextd.core import Core, local_user
 from kontextd.errors import ApiError, invalid

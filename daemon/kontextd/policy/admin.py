@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kontext_cli.common import wire
+from kontext.common import wire
 from kontextd import credentials
 from kontextd.core import Core
 from kontextd.errors import ApiError

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 
 import cedarpy
 
-from kontext_cli.common.integrations import Integration
+from kontext.common.integrations import Integration
 from kontextd.policy import loader, schema
 from kontextd.policy.layers import ORG_POLICY
 from kontextd.policy.request import CredentialRequest, Verdict

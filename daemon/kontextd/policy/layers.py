@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from kontext_cli.common.validate import format_duration
+from kontext.common.validate import format_duration
 from kontextd.policy.request import CredentialRequest, PathResult, Verdict
 
 ORG_POLICY = "org_policy"

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from kontext_cli.common.integrations import Integration
+from kontext.common.integrations import Integration
 from kontextd.policy.request import CredentialRequest
 
 GROUPS = ("read", "write", "admin")

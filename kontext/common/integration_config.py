@@ -26,7 +26,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from kontext_cli.common import routes, validate
+from kontext.common import routes, validate
 
 KEYS = frozenset(
     {

@@ -17,13 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kontext_cli.common import routes, validate
-from kontext_cli.common.integration_config import (
+from kontext.common import routes, validate
+from kontext.common.integration_config import (
     InvalidIntegration,
     OAuthProvider,
     parse_overrides,
 )
-from kontext_cli.common.routes import RouteRule
+from kontext.common.routes import RouteRule
 
 __all__ = ["BUILTINS", "Integration", "InvalidIntegration", "OAuthProvider", "catalogue"]
 

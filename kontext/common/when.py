@@ -9,7 +9,7 @@ import datetime as dt
 import re
 import time
 
-from kontext_cli.common.validate import UNIT_SECONDS, InvalidInput
+from kontext.common.validate import UNIT_SECONDS, InvalidInput
 
 AGE = re.compile(r"(?:\d{1,6}[smhd])+")
 AGE_PART = re.compile(r"(\d{1,6})([smhd])")

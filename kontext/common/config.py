@@ -18,7 +18,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from kontext_cli.common import integrations
+from kontext.common import integrations
 
 SETTABLE = {"secrets.fallback": ("allow", "refuse")}
 
