@@ -1,4 +1,4 @@
-"""``kontext audit tail``: the event line, and a fast path that skips typer and rich.
+"""``kontext audit tail``: a fast path that skips typer and rich.
 
 People pipe ``audit tail`` into grep and scripts, and the CLI's start-up (typer,
 rich: ~150 ms) dwarfed the daemon's ~2 ms answer. So, like ``kontext exec``,
@@ -8,13 +8,9 @@ that is not plainly valid — returns None from ``parse_fast`` and goes through
 the one typer definition in ``kontext_cli.commands.audit``, so help text and
 usage errors have one source.
 
-The fast path writes exactly the bytes the typer path writes. Text lines go
-through rich there, on a console without styles, markup, highlighting or
-wrapping, so rich prints plain text unchanged — on a pipe and on a terminal
-alike — except for tabs, a few control characters and ``:emoji:`` codes.
-``plain`` spots those, and such a line is handed to rich after all. (A person
-at a terminal is who runs ``audit tail`` most; tests compare both paths' bytes
-through a pseudo-terminal too.)
+Both roads print through ``show`` here (lines from ``kontext_cli.auditline``),
+so the fast path writes exactly the bytes the typer path writes, on a pipe and
+on a terminal; tests compare them both ways.
 """
 
 from __future__ import annotations
@@ -22,11 +18,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 import urllib.parse
 
 from kontext.common import paths, validate
+from kontext.common.events import check as check_event
 from kontext_cli import client, errors
+from kontext_cli.auditline import Lines
 
 TYPE_CHECKING = False  # typing costs ~3-5 ms to import; mypy still reads this block
 if TYPE_CHECKING:
@@ -36,48 +33,6 @@ if TYPE_CHECKING:
 VALUE_OPTIONS = {"--agent": "agent", "--user": "user", "--event": "event"}
 LINES_OPTIONS = ("-n", "--lines")
 MAX_LINES = 10000  # typer's IntRange(1, 10000) on -n
-# rich strips these (rich.control.strip_control_codes) and expands tabs.
-RICH_CHANGES = frozenset("\x07\x08\x0b\x0c\x0d\t")
-
-
-def line(event: dict[str, Any]) -> str:
-    """``09:32:14 credential.issued  agent:pr-reviewer -> github``."""
-    parts = [time.strftime("%H:%M:%S", time.localtime(event["ts"])), f"{event['event']:<18}"]
-    agent = event.get("agent")
-    if isinstance(agent, dict):
-        parts.append(str(agent.get("id")))
-    if event.get("method"):  # api.call / api.denied: what the agent did upstream
-        parts.append(f"{event['method']} {event.get('path', '')} {event.get('status', '')}")
-    elif event.get("integration"):
-        parts.append(f"-> {event['integration']}")
-    if event.get("target") and not event.get("method"):  # an API call's path names it
-        parts.append(f"[{event['target']}]")
-    if event["event"] == "credential.denied" or (
-        event.get("reason") and event["event"] != "credential.issued"
-    ):
-        parts.append(f"({event.get('reason')})")
-    return " ".join(parts)
-
-
-def plain(text: str) -> bool:
-    """True if rich would print ``text`` unchanged (not on a terminal, no markup).
-
-    rich replaces ``:name:`` (no whitespace inside) by an emoji; every such code
-    lies between two neighbouring colons, so a line without such a pair is safe.
-    The clock's own ``HH:MM:`` pair is consumed first and is never an emoji, so
-    the check starts after the clock.
-    """
-    if not RICH_CHANGES.isdisjoint(text):
-        return False
-    start = text.find(":", 9)
-    while start != -1:
-        end = text.find(":", start + 1)
-        if end == -1:
-            return True
-        if not any(char.isspace() for char in text[start + 1 : end]):
-            return False
-        start = end
-    return True
 
 
 class TailRequest:
@@ -137,43 +92,41 @@ def parse_fast(argv: list[str]) -> TailRequest | None:
 def _query(filters: dict[str, str]) -> str:
     """The same query string ``commands.audit.tail`` sends (agent checked the same way)."""
     params = dict(filters)
-    if "agent" in params:
-        try:
+    try:
+        if "agent" in params:
             params["agent"] = validate.agent_name(params["agent"])
-        except validate.InvalidInput as exc:
-            raise errors.UsageError(str(exc)) from exc
+        if "event" in params:
+            check_event(params["event"])
+    except validate.InvalidInput as exc:
+        raise errors.UsageError(str(exc)) from exc
     ordered: dict[str, str] = {k: params[k] for k in ("agent", "user", "event") if k in params}
     query = urllib.parse.urlencode(ordered)
     return query + "&" if query else ""
 
 
-def _write(text: str) -> None:
-    """Write and flush one line; a closed pipe ends quietly with status 1.
+def _write(lines: list[str]) -> None:
+    """Write lines and flush; a closed pipe (``| head -1``) ends quietly with status 1.
 
-    The typer path does the same: rich's ``Console.on_broken_pipe`` for text,
-    click's EPIPE handling for ``--json``.
+    Line by line into the stream's buffer, which the kernel gets in buffer-sized
+    writes: one huge write() to a pipe whose reader has gone returns short
+    instead of failing, and the closed pipe would go unnoticed.
     """
     try:
-        sys.stdout.write(text)
+        for line in lines:
+            sys.stdout.write(line + "\n")
         sys.stdout.flush()
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(1) from None
 
 
-def show(events: list[dict[str, Any]], as_json: bool) -> None:
-    """Print events as ``commands.audit.tail`` does (``render.emit_json_line``, or rich)."""
-    for event in events:
-        if as_json:
-            _write(json.dumps(event, sort_keys=True, separators=(",", ":")) + "\n")
-            continue
-        text = line(event)
-        if plain(text):
-            _write(text + "\n")
-        else:
-            from kontext_cli import render  # rare: let rich apply its changes
-
-            render.out.print(text, markup=False)
+def show(events: list[dict[str, Any]], as_json: bool, lines: Lines | None = None) -> None:
+    """Print events: one JSON object per line, or one line each from ``lines``."""
+    if as_json:
+        rendered = [json.dumps(e, sort_keys=True, separators=(",", ":")) for e in events]
+    else:
+        rendered = (lines or Lines(sys.stdout)).batch(events)
+    _write(rendered)
 
 
 def run(req: TailRequest) -> int:

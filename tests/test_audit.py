@@ -181,8 +181,8 @@ def test_tail_text_lines(kx: Kontext) -> None:
     assert len(lines) == 7
     who = re.escape(f"agent:{name}")
     expected = [
-        rf"{CLOCK} agent\.created      {who}",
-        rf"{CLOCK} consent\.granted    {who}",
+        rf"{CLOCK} agent\.created      {who} github:pulls:read \(max ttl \d+s\)",
+        rf"{CLOCK} consent\.granted    {who} github:pulls:read for 86400s by user:\S+",
         rf"{CLOCK} credential\.issued  {who} -> github",
         rf"{CLOCK} credential\.revoked {who} -> github \(lease closed: the process exited with "
         r"status 0\)",
@@ -305,7 +305,9 @@ def test_tail_follow_text_mode(kx: Kontext) -> None:
     follower = Follower(kx, "-n", "1", "--agent", name)
     try:
         first = follower.line()
-        assert re.fullmatch(rf"{CLOCK} consent\.granted    agent:{name}\n", str(first))
+        assert re.fullmatch(
+            rf"{CLOCK} consent\.granted    agent:{name} .* by user:\S+\n", str(first)
+        )
         kx.run("exec", "--agent", name, "--", "true")
         issued = follower.line()
         assert re.fullmatch(rf"{CLOCK} credential\.issued  agent:{name} -> github\n", str(issued))

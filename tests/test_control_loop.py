@@ -188,7 +188,7 @@ def test_revoked_consent_is_seen_at_once(kx: Kontext) -> None:
 
     assert issue()[0] == 201  # the grant is now read (and cached)
     revoked = kx.ok("consent", "revoke", f"agent:{name}")
-    assert f"revoked 1 grant(s) to agent:{name}" in revoked.stdout
+    assert f"revoked 1 grant to agent:{name}" in revoked.stdout
     status, refused = issue()
     assert status == 403 and refused["error"]["code"] == "consent_required", refused
     proc = kx.run("exec", "--agent", name, "--", "true")  # not a terminal: never waits

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 import urllib.parse
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from kontext.common import events as event_names
 from kontext.common import validate, when
 from kontext_cli import render
-from kontext_cli.audittail import line
+from kontext_cli.auditline import Lines
+from kontext_cli.audittail import show
 from kontext_cli.commands import audit_files
 from kontext_cli.commands.common import checked, daemon
 
 app = typer.Typer(help="Read, verify, export and prune the audit log.", no_args_is_help=True)
 FOLLOW_WAIT = 25
-
-
-def _show(events: list[dict[str, Any]], as_json: bool) -> None:
-    for event in events:
-        if as_json:
-            render.emit_json_line(event)
-        else:
-            render.out.print(line(event), markup=False)
 
 
 @app.command("tail")
@@ -48,19 +43,20 @@ def tail(
     params = {
         "agent": checked(validate.agent_name, agent) if agent else None,
         "user": user,
-        "event": event,
+        "event": checked(event_names.check, event) if event else None,
         "since": str(checked(when.parse, since)) if since else None,
         "until": str(checked(when.parse, until)) if until else None,
     }
     query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
     query += "&" if query else ""
+    out = Lines(sys.stdout)  # one renderer: a dated first batch keeps -f's lines dated
     with daemon() as conn:
         answer = conn.call("GET", f"/v1/audit?{query}last={lines}")
-        _show(answer["events"], as_json)
+        show(answer["events"], as_json, out)
         last_id = answer["last_id"]
         while follow:
             answer = conn.call("GET", f"/v1/audit?{query}after={last_id}&wait={FOLLOW_WAIT}")
-            _show(answer["events"], as_json)
+            show(answer["events"], as_json, out)
             last_id = max(last_id, answer["last_id"])
 
 

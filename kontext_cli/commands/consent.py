@@ -44,7 +44,11 @@ def revoke(
     name = _agent(agent)
     with daemon() as conn:
         result = conn.call("POST", "/v1/consent/revoke", {"agent": f"agent:{name}"})
-    render.out.print(f"revoked {len(result['revoked'])} grant(s) to agent:{name}")
+    count = len(result["revoked"])
+    if count == 0:
+        render.out.print(f"agent:{name} has no live grants: nothing to revoke")
+        return
+    render.out.print(f"revoked {count} grant{'s' if count != 1 else ''} to agent:{name}")
 
 
 @app.command("grant")

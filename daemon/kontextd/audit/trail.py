@@ -14,7 +14,7 @@ import math
 import time
 from typing import Any
 
-from kontext.common import validate
+from kontext.common import events, validate
 from kontextd.audit import checkpoint
 from kontextd.core import Core
 from kontextd.errors import invalid
@@ -119,8 +119,11 @@ def query_filter(query: dict[str, str]) -> audit_sql.AuditFilter:
     agent = query.get("agent")
     user = query.get("user")
     event = query.get("event")
-    if event is not None and not validate.SCOPE_NAME.fullmatch(event.replace(".", ":")):
-        raise invalid(f"invalid event name {event[:60]!r}: e.g. credential.denied")
+    if event is not None:
+        try:
+            events.check(event)
+        except validate.InvalidInput as exc:
+            raise invalid(str(exc)) from exc
     if user is not None and not 0 < len(user) <= 256:
         raise invalid("user must be 1-256 characters")
     try:

@@ -121,5 +121,6 @@ def revoke_agent(core: Core, raw: Any) -> dict[str, Any]:
     if core.store.agent(name) is None:
         raise not_found(f"no agent named {name}")
     ids = for_core(core).db.revoke_grants(f"revoked by {core.user}", agent=name)
-    events.record(core, "consent.revoked", agent={"id": raw}, grants=ids)
+    if ids:  # a repeated revoke changes nothing, so it records nothing
+        events.record(core, "consent.revoked", agent={"id": raw}, grants=ids)
     return {"agent": raw, "revoked": ids}

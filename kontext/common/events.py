@@ -1,0 +1,55 @@
+"""Every audit event name the daemon writes, with what it means.
+
+``kontext audit tail --event NAME`` refuses a name that is not here (a typo
+would otherwise print nothing, which reads as "it never happened"), and the
+README's list comes from the same table. A new event goes here first:
+``tests/test_audit_events.py`` fails when the daemon writes a name this table
+does not know.
+"""
+
+from __future__ import annotations
+
+from kontext.common.validate import InvalidInput
+
+EVENTS: dict[str, str] = {
+    "agent.created": "an agent was registered",
+    "agent.enabled": "a disabled agent was enabled again",
+    "agent.disabled": "an agent was disabled",
+    "agent.revoked": "an agent was revoked (its live credentials end)",
+    "agent.deleted": "an agent was deleted",
+    "credential.issued": "a credential was minted (every layer allowed)",
+    "credential.denied": "a credential was refused (the layer and reason)",
+    "credential.revoked": "a credential ended before its expiry",
+    "credential.expired": "a credential reached its expiry",
+    "process.killed": "a credential's process was signalled (revoke --kill)",
+    "consent.granted": "the user approved an agent's scopes",
+    "consent.revoked": "the user withdrew an agent's grants",
+    "session.started": "a user logged in",
+    "session.ended": "a login session ended (logout, expiry, refusal)",
+    "oauth.code_replayed": "an authorization code was used twice (what it issued is revoked)",
+    "oauth.refresh_reused": "a rotated refresh token was reused (its family is revoked)",
+    "integration.connected": "an upstream secret was stored",
+    "integration.disconnected": "an upstream secret was forgotten",
+    "integration.refreshed": "a provider token was refreshed",
+    "key.created": "a signing key was made",
+    "key.rotated": "the signing key was rotated",
+    "policy.reloaded": "org policy files were (re)loaded",
+    "audit.pruned": "old audit events were removed behind a signed anchor",
+    "daemon.started": "kontextd started",
+    "daemon.stopped": "kontextd stopped",
+    "control.refused": "another OS user was refused on the control socket",
+    "http.refused": "a loopback request was refused (Host, Origin)",
+    "api.call": "a gateway call was forwarded upstream",
+    "api.denied": "a gateway call was refused",
+}
+
+
+def check(name: str) -> str:
+    """``name`` if it is a known event; else one line with the closest names or the list."""
+    if name in EVENTS:
+        return name
+    import difflib  # only on this error path
+
+    close = difflib.get_close_matches(name, EVENTS, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else f"the events are {', '.join(sorted(EVENTS))}"
+    raise InvalidInput(f"unknown event {name[:60]!r}: {hint}")
