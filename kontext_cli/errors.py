@@ -16,7 +16,8 @@
     ├── PolicyInvalid           11  an org policy file does not parse or validate
     ├── DoctorFailed            12  ``kontext doctor`` found a problem (each with its fix)
     ├── UpstreamFailed          13  an integration's provider refused, failed or is not connected
-    └── LoginFailed             14  a browser login or consent did not complete (timeout, refusal)
+    ├── LoginFailed             14  a browser login or consent did not complete (timeout, refusal)
+    └── Cancelled              130  cancelled with Ctrl-C (nothing more was done)
 
 ``kontext exec`` passes its command's own status (0–255) through, so its own
 failures use codes a command rarely does: 122 denied, 125 any other kontext
@@ -104,6 +105,13 @@ class UpstreamFailed(KontextError):
 
 class LoginFailed(KontextError):
     exit_code = 14
+
+
+class Cancelled(KontextError):
+    """The user pressed Ctrl-C (SIGINT) before kontext finished; 130 = 128 + SIGINT."""
+
+    exit_code = 130
+    exec_code = 130
 
 
 class CommandNotFound(KontextError):

@@ -21,18 +21,23 @@ if TYPE_CHECKING:
     from typing import Any
 
 
+CANCELLED = "cancelled (Ctrl-C)"
+
+
 def _fail(exc: BaseException, *, exec_mode: bool) -> int:
     verbose = "--verbose" in sys.argv or bool(os.environ.get("KONTEXT_DEBUG"))
     if isinstance(exc, errors.KontextError):
         print(f"kontext: {exc.diagnostics()}", file=sys.stderr)
-        if verbose:
+        # An ordinary outcome (not found, denied, ...) is fully said in its one line;
+        # only a bare KontextError (exit 1: something we did not foresee) has a trace.
+        if verbose and type(exc) is errors.KontextError:
             import traceback
 
             traceback.print_exception(exc)
         return exc.exec_code if exec_mode else exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
-        print("kontext: interrupted", file=sys.stderr)
-        return 130
+        print(f"kontext: {CANCELLED}", file=sys.stderr)
+        return errors.Cancelled.exit_code
     print(
         f"kontext: internal error ({type(exc).__name__}); run with --verbose for details",
         file=sys.stderr,
@@ -71,8 +76,19 @@ def _click_exceptions() -> Any:
     return exceptions
 
 
+def _cancel(signum: int, frame: object) -> None:
+    """SIGINT handler for typer commands: typer turns a KeyboardInterrupt into a silent
+    exit 130, so a Ctrl-C is raised as our own error, which says what happened."""
+    raise errors.Cancelled(CANCELLED)
+
+
 def _run_typer(argv: list[str]) -> int:
+    import signal
+
     import typer
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _cancel)
 
     from kontext_cli.app import build
 
@@ -88,9 +104,9 @@ def _run_typer(argv: list[str]) -> int:
     except click.UsageError as exc:
         print(_usage_line(exc), file=sys.stderr)
         code = errors.UsageError.exit_code
-    except typer.Abort:
-        print("kontext: interrupted", file=sys.stderr)
-        return 130
+    except typer.Abort:  # click's form of a Ctrl-C
+        print(f"kontext: {CANCELLED}", file=sys.stderr)
+        return errors.Cancelled.exit_code
     else:
         return result if isinstance(result, int) else 0
     # exec's own failures use 125 (see errors): its command owns 0-125.

@@ -9,13 +9,19 @@ has no form: the CLI's callback.
 
 Environment: ``KX_DECISION`` (approve|deny, default approve), ``KX_EMAIL``,
 ``KX_NAME``, ``KX_LOGIN``/``KX_PASSWORD`` (for a provider's login form),
-``KX_BROWSER_LOG`` (append each visited path, for tests).
+``KX_BROWSER_LOG`` (append each visited path, for tests). ``KX_IDLE_CONNECTIONS=N``
+opens N connections to the CLI's callback port that never send a byte (as a
+real browser's speculative pre-connects do), held open by a forked process for
+``KX_IDLE_HOLD`` seconds (default 60), before following the redirect there;
+``KX_ABANDON=1`` then stops short of the callback, like a person who walks away.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import sys
+import time
 import urllib.parse
 from html.parser import HTMLParser
 
@@ -68,25 +74,58 @@ def fill(form: dict[str, object]) -> dict[str, str]:
     return values
 
 
+class Abandoned(Exception):
+    """KX_ABANDON: the person walked away before the callback."""
+
+
+def _before_callback(response: httpx.Response) -> None:
+    """An event hook: idle connections to the callback's port, then maybe walk away."""
+    location = response.headers.get("location", "")
+    if not response.is_redirect or "/callback" not in location:
+        return
+    count = int(os.environ.get("KX_IDLE_CONNECTIONS", "0"))
+    target = urllib.parse.urlsplit(location)
+    idle = [
+        socket.create_connection((target.hostname or "127.0.0.1", target.port or 80))
+        for _ in range(count)
+    ]
+    if idle and os.fork() == 0:  # the holder keeps them open after this "browser" returns
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # not the CLI's pipes: a test reading them would wait for us
+            os.dup2(devnull, fd)
+        time.sleep(float(os.environ.get("KX_IDLE_HOLD", "60")))
+        os._exit(0)
+    if os.environ.get("KX_ABANDON"):
+        raise Abandoned
+
+
 def main(url: str) -> int:
     log = os.environ.get("KX_BROWSER_LOG")
-    with httpx.Client(timeout=30, follow_redirects=True) as client:
-        page = client.get(url)
-        for _ in range(12):
-            if log:
-                with open(log, "a") as fh:
-                    fh.write(f"{page.status_code} {page.url.path}\n")
-            parser = Forms()
-            parser.feed(page.text)
-            if not parser.forms or page.status_code >= 400:
-                return 0 if page.status_code < 400 else 1
-            form = parser.forms[0]
-            target = urllib.parse.urljoin(str(page.url), str(form["action"]) or str(page.url))
-            origin = f"{page.url.scheme}://{page.url.netloc.decode()}"
-            if str(form["method"]).lower() == "post":
-                page = client.post(target, data=fill(form), headers={"Origin": origin})
-            else:
-                page = client.get(target, params=fill(form))
+    hooks = {"response": [_before_callback]}
+    with httpx.Client(timeout=30, follow_redirects=True, event_hooks=hooks) as client:
+        try:
+            return _browse(client, url, log)
+        except Abandoned:
+            return 0
+
+
+def _browse(client: httpx.Client, url: str, log: str | None) -> int:
+    page = client.get(url)
+    for _ in range(12):
+        if log:
+            with open(log, "a") as fh:
+                fh.write(f"{page.status_code} {page.url.path}\n")
+        parser = Forms()
+        parser.feed(page.text)
+        if not parser.forms or page.status_code >= 400:
+            return 0 if page.status_code < 400 else 1
+        form = parser.forms[0]
+        target = urllib.parse.urljoin(str(page.url), str(form["action"]) or str(page.url))
+        origin = f"{page.url.scheme}://{page.url.netloc.decode()}"
+        if str(form["method"]).lower() == "post":
+            page = client.post(target, data=fill(form), headers={"Origin": origin})
+        else:
+            page = client.get(target, params=fill(form))
     return 1
 
 

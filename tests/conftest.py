@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import json
 import os
+import pty
 import re
 import shutil
 import signal
@@ -54,7 +55,7 @@ class Kontext:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.env = {**os.environ, "KONTEXT_HOME": str(home)}
-        for var in ("KONTEXT_TOKEN", "KONTEXT_AGENT", "GITHUB_TOKEN", "GH_TOKEN", "NO_COLOR"):
+        for var in ("KONTEXT_TOKEN", "KONTEXT_AGENT", "GITHUB_TOKEN", "GH_TOKEN", "NO_COLOR", "CI"):
             self.env.pop(var, None)
         self.env["NO_COLOR"] = "1"
         # Never a real browser: consent and login pages are answered by the stand-in.
@@ -68,16 +69,35 @@ class Kontext:
         input: str | None = None,
         env: dict[str, str] | None = None,
         timeout: float = 60,
+        tty: bool = False,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``kontext ARGS`` and return the finished process (never raises on exit status)."""
-        return subprocess.run(
-            [KONTEXT, *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**self.env, **(env or {})},
-        )
+        """Run ``kontext ARGS`` and return the finished process (never raises on exit status).
+
+        ``tty=True`` gives it a terminal as stdin, as a person at a shell has: ``login``
+        and ``consent grant`` open a browser only then (elsewhere they fail at once).
+        """
+        if not tty:
+            return subprocess.run(
+                [KONTEXT, *args],
+                input=input,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env={**self.env, **(env or {})},
+            )
+        primary, secondary = pty.openpty()
+        try:
+            return subprocess.run(
+                [KONTEXT, *args],
+                stdin=secondary,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env={**self.env, **(env or {})},
+            )
+        finally:
+            os.close(primary)
+            os.close(secondary)
 
     def ok(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         """Run and insist on exit status 0."""
@@ -118,7 +138,7 @@ class Kontext:
             args += ["--scope", scope]
         if target is not None:
             args += ["--target", target]
-        self.ok(*args)
+        self.ok(*args, tty=True)
 
     def audit(self, agent: str | None = None, n: int = 10000) -> list[dict[str, Any]]:
         args = ["audit", "tail", "-n", str(n), "--json"] + (["--agent", agent] if agent else [])

@@ -193,11 +193,11 @@ def test_a_forged_state_or_a_refusal_at_the_provider_changes_nothing(ox: Kontext
 
 
 def test_the_redirect_listener_answers_only_its_path_and_only_once() -> None:
-    from kontext_cli.redirect_listener import RedirectListener
+    from kontext_cli.login.callback import ProviderRedirect
 
-    with RedirectListener() as listener:
+    with ProviderRedirect() as listener:
         base = listener.redirect_uri.rsplit("/callback/", 1)[0]
         assert httpx.get(f"{base}/callback/guess?code=x&state=y").status_code == 404
         assert httpx.get(f"{listener.redirect_uri}?code=c1&state=s1").status_code == 200
-        assert httpx.get(f"{listener.redirect_uri}?code=c2&state=s2").status_code == 404
+        assert httpx.get(f"{listener.redirect_uri}?code=c2&state=s2").status_code == 400
         assert listener.wait(1) == {"code": "c1", "state": "s1"}

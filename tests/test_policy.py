@@ -214,6 +214,7 @@ def test_consent_cannot_be_granted_beyond_org_policy(org: Kontext) -> None:
         "github:pulls:write",
         "--target",
         "acme/production-api",
+        tty=True,
     )
     assert proc.returncode == 14, proc.stderr
     assert "denied by org policy" in proc.stderr and "no-production-writes" in proc.stderr

@@ -8,17 +8,19 @@ from typing import Annotated
 import typer
 
 from kontext.common import paths, validate
-from kontext_cli import errors, render
+from kontext_cli import render
 from kontext_cli.commands.common import checked, daemon
 
 app = typer.Typer(help="List, grant and revoke your consent for agents.", no_args_is_help=True)
 MAX_GRANT = 30 * 86400
+AgentArg = Annotated[
+    str, typer.Argument(metavar="agent:NAME", help="The agent (agent:NAME or just NAME).")
+]
 
 
 def _agent(raw: str) -> str:
-    if not raw.startswith("agent:"):
-        raise errors.UsageError(f"write the agent as agent:NAME, not {raw!r}")
-    return checked(validate.agent_name, raw.removeprefix("agent:"))
+    """``agent:NAME`` or a bare ``NAME``, as every command takes it."""
+    return checked(validate.agent_name, raw)
 
 
 @app.command("list")
@@ -38,7 +40,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
 
 @app.command("revoke")
 def revoke(
-    agent: Annotated[str, typer.Argument(metavar="agent:NAME", help="The agent.")],
+    agent: AgentArg,
 ) -> None:
     """Withdraw every grant to agent:NAME (its next exec asks again)."""
     name = _agent(agent)
@@ -53,7 +55,7 @@ def revoke(
 
 @app.command("grant")
 def grant(
-    agent: Annotated[str, typer.Argument(metavar="agent:NAME", help="The agent.")],
+    agent: AgentArg,
     scope: Annotated[
         list[str],
         typer.Option("--scope", "-s", help="INTEGRATION:SCOPE to approve; repeat."),
@@ -79,6 +81,8 @@ def grant(
     duration = None
     if for_ is not None:
         duration = checked(lambda v: validate.duration(v, lower=60, upper=MAX_GRANT), for_)
+    with daemon() as conn:  # a mistyped agent is "no agent named ...", not an OAuth error
+        conn.call("GET", f"/v1/agents/{name}")
     result = consent.obtain(
         paths.resolve(), name, scopes, where, duration, open_browser=not no_browser
     )

@@ -90,9 +90,14 @@ def connect(
 
 
 def _connect_oauth(name: str, *, no_browser: bool, timeout: int) -> None:
-    from kontext_cli.redirect_listener import RedirectListener
+    from kontext_cli.login import flow
+    from kontext_cli.login.callback import ProviderRedirect
 
-    with daemon() as conn, RedirectListener() as listener:
+    action = f"connecting {name}"
+    flow.require_person(
+        action, open_browser=not no_browser, beforehand="connect it beforehand at a terminal"
+    )
+    with daemon() as conn, ProviderRedirect() as listener:
         start = conn.call(
             "POST", f"/v1/integrations/{name}/oauth/start", {"redirect_uri": listener.redirect_uri}
         )
@@ -102,10 +107,13 @@ def _connect_oauth(name: str, *, no_browser: bool, timeout: int) -> None:
             import webbrowser
 
             webbrowser.open(url)
-        params = listener.wait(timeout)
+        try:
+            params = listener.wait(timeout)
+        except (KeyboardInterrupt, errors.Cancelled):
+            raise errors.Cancelled(f"{action} cancelled (Ctrl-C); nothing changed") from None
         if params is None:
-            raise errors.UsageError(
-                f"no answer from the browser within {timeout}s; nothing changed"
+            raise errors.LoginFailed(
+                f"{action}: no answer from the browser within {timeout}s; nothing changed"
             )
         result = conn.call("POST", f"/v1/integrations/{name}/oauth/finish", _finish_body(params))
     how = "refreshes on its own" if result.get("refreshable") else "lasts until it expires"

@@ -49,6 +49,9 @@ def login(
         ("https://", "http://127.0.0.1", "http://localhost")
     ):
         raise errors.UsageError("--issuer must be an https:// URL (or http on loopback)")
+    flow.require_person(
+        "login", open_browser=not no_browser, beforehand="log in beforehand at a terminal"
+    )
     if issuer is None:
         issuer, secret = local.issuer_and_secret(paths.resolve())
         extra = {"scope": "openid profile email offline_access"}

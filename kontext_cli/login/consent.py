@@ -20,6 +20,14 @@ from kontext_cli.login import flow, local
 DEFAULT_TIMEOUT = 300.0
 
 
+def grant_command(client_id: str, scopes: list[str], target: str | None) -> str:
+    """The ``kontext consent grant`` line that approves exactly this, for messages."""
+    words = ["kontext consent grant", client_id, *(f"--scope {s}" for s in scopes)]
+    if target is not None:
+        words.append(f"--target {target}")
+    return "'" + " ".join(words) + "'"
+
+
 def obtain(
     paths: Paths,
     agent: str,
@@ -31,9 +39,15 @@ def obtain(
     timeout: float = DEFAULT_TIMEOUT,
 ) -> dict[str, Any]:
     """Run the consent flow; returns the grant (id, scopes, expiry) or raises Denied."""
+    client_id = f"agent:{agent}"
+    flow.require_person(
+        f"consent for {client_id}",
+        open_browser=open_browser,
+        beforehand="approve it beforehand at a terminal with "
+        + grant_command(client_id, scopes, target),
+    )
     issuer, secret = local.issuer_and_secret(paths)
     meta = flow.discover(issuer)
-    client_id = f"agent:{agent}"
     extra = {"scope": " ".join(scopes)}
     integrations = sorted({s.partition(":")[0] for s in scopes})
     if len(integrations) == 1:
@@ -43,7 +57,13 @@ def obtain(
     if duration is not None:
         extra["grant_duration"] = str(duration)
     result, session, redirect_uri = flow.authorize(
-        meta, client_id, extra, secret=secret, open_browser=open_browser, timeout=timeout
+        meta,
+        client_id,
+        extra,
+        secret=secret,
+        open_browser=open_browser,
+        timeout=timeout,
+        action=f"consent for {client_id}",
     )
     if result.error is not None or result.code is None:
         raise errors.Denied(f"consent for {client_id} was not given ({result.error or 'no code'})")

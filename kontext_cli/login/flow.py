@@ -16,13 +16,40 @@ from typing import Any
 import httpx
 
 from kontext_cli import errors
-from kontext_cli.login.callback import CallbackResult, CallbackServer
+from kontext_cli.login.callback import CallbackResult, CallbackServer, signals_to_main_thread
 from kontext_cli.login.pkce import PkceSession
 
 TIMEOUT = 10.0
 
 
 LoginFailed = errors.LoginFailed
+
+
+def why_nobody_can_answer() -> str | None:
+    """Why no person can answer a browser page here, or None if one can.
+
+    The same rule as ``kontext exec``'s: a person is at a terminal (stdin is a
+    TTY) and this is not CI (``CI`` set to 1/true/yes, as CI services do).
+    """
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        return f"this is CI (CI={os.environ['CI']})"
+    if not sys.stdin.isatty():
+        return "there is no terminal (stdin is not a TTY)"
+    return None
+
+
+def require_person(action: str, *, open_browser: bool, beforehand: str) -> None:
+    """Fail at once, instead of waiting minutes, when nobody can answer the page.
+
+    ``--no-browser`` (``open_browser`` False) is the explicit "print the URL and
+    wait: I will open it elsewhere", so it always waits.
+    """
+    reason = why_nobody_can_answer() if open_browser else None
+    if reason is not None:
+        raise LoginFailed(
+            f"{action} needs you in a browser, but {reason}: {beforehand}, "
+            "or pass --no-browser to print the URL and wait for it"
+        )
 
 
 def get_json(url: str) -> dict[str, Any]:
@@ -71,41 +98,72 @@ def authorize(
     open_browser: bool,
     timeout: float,
     callback_path: str | None = None,
+    action: str = "login",
 ) -> tuple[CallbackResult, PkceSession, str]:
-    """Returns the accepted callback, the PKCE session and the redirect URI used."""
+    """Returns the accepted callback, the PKCE session and the redirect URI used.
+
+    ``action`` names what is waited for in the messages ("login", "consent for
+    agent:x"); Ctrl-C while waiting cancels it (exit 130), nothing changed.
+    """
     session = PkceSession()
     issuer = meta["issuer"] if meta.get("authorization_response_iss_parameter_supported") else None
-    with CallbackServer(session, issuer, callback_path) as server:
-        params = {
-            "response_type": "code",
-            "client_id": client_id,
-            "redirect_uri": server.redirect_uri,
-            "state": session.state,
-            "code_challenge": session.challenge,
-            "code_challenge_method": "S256",
-            **extra,
-        }
-        if "openid" in extra.get("scope", "").split():
-            params["nonce"] = session.nonce
-        if secret is not None and meta.get("pushed_authorization_request_endpoint"):
-            request_uri = push(meta, client_id, secret, params)
-            query = {"client_id": client_id, "request_uri": request_uri}
-        else:
-            query = params
-        url = meta["authorization_endpoint"] + "?" + urllib.parse.urlencode(query)
-        print(f"Open this URL in your browser to continue:\n  {url}", file=sys.stderr, flush=True)
-        if open_browser:
-            webbrowser.open(url)
-        result = _wait(server, timeout)
+    try:
+        with CallbackServer(session, issuer, callback_path) as server:
+            url = _authorization_url(meta, client_id, extra, secret, session, server.redirect_uri)
+            print(
+                f"Open this URL in your browser to continue:\n  {url}", file=sys.stderr, flush=True
+            )
+            if open_browser:
+                webbrowser.open(url)
+            result = _wait(server, timeout)
+    except (KeyboardInterrupt, errors.Cancelled):
+        raise errors.Cancelled(f"{action} cancelled (Ctrl-C); nothing changed") from None
     if result is None:
-        raise LoginFailed(f"no answer from the browser within {timeout:.0f}s")
+        raise LoginFailed(
+            f"{action}: no answer from the browser within {timeout:.0f}s; nothing changed"
+        )
     return result, session, server.redirect_uri
+
+
+def _authorization_url(
+    meta: dict[str, Any],
+    client_id: str,
+    extra: dict[str, str],
+    secret: str | None,
+    session: PkceSession,
+    redirect_uri: str,
+) -> str:
+    """The URL to open: a pushed request's ``request_uri`` (RFC 9126), else every parameter."""
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "state": session.state,
+        "code_challenge": session.challenge,
+        "code_challenge_method": "S256",
+        **extra,
+    }
+    if "openid" in extra.get("scope", "").split():
+        params["nonce"] = session.nonce
+    if secret is not None and meta.get("pushed_authorization_request_endpoint"):
+        request_uri = push(meta, client_id, secret, params)
+        query = {"client_id": client_id, "request_uri": request_uri}
+    else:
+        query = params
+    return str(meta["authorization_endpoint"]) + "?" + urllib.parse.urlencode(query)
 
 
 def _wait(server: CallbackServer, timeout: float) -> CallbackResult | None:
     if sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
         from rich.console import Console
 
-        with Console(stderr=True).status("Waiting for the browser… (Ctrl-C cancels)"):
+        status = Console(stderr=True, emoji=False).status(
+            "Waiting for the browser… (Ctrl-C cancels)"
+        )
+        try:  # stopped whenever a Ctrl-C lands: a live display left running swallows stderr
+            with signals_to_main_thread():  # the spinner's thread must not take a Ctrl-C
+                status.start()
             return server.wait(timeout)
+        finally:
+            status.stop()
     return server.wait(timeout)

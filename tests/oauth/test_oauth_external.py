@@ -43,7 +43,14 @@ def provider() -> Iterator[str]:
 
 def login(k: Kontext, issuer: str) -> subprocess.CompletedProcess[str]:
     return k.run(
-        "login", "--issuer", issuer, "--client-id", CLIENT, env={"KX_LOGIN": "alice"}, timeout=90
+        "login",
+        "--issuer",
+        issuer,
+        "--client-id",
+        CLIENT,
+        env={"KX_LOGIN": "alice"},
+        timeout=90,
+        tty=True,
     )
 
 
@@ -77,7 +84,15 @@ def test_login_with_an_external_provider_and_refused_refresh(
 def test_external_login_refuses_a_wrong_client(fresh_kx: Kontext, provider: str) -> None:
     fresh_kx.start()
     proc = fresh_kx.run(
-        "login", "--issuer", provider, "--client-id", "nobody", "--timeout", "10", timeout=60
+        "login",
+        "--issuer",
+        provider,
+        "--client-id",
+        "nobody",
+        "--timeout",
+        "10",
+        timeout=60,
+        tty=True,
     )
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
