@@ -11,7 +11,7 @@
     ├── SecretsUnavailable       7  no secret storage may be used
     ├── Denied                   8  the request path refused (names the layer and reason)
     │   └── ConsentRequired      8  only the user's consent is missing (names the command)
-    ├── Forbidden                9  the daemon belongs to another OS user
+    ├── Forbidden                9  the daemon, its socket or directory belongs to another OS user
     ├── AuditBroken             10  ``audit verify`` found a broken link (names the event)
     ├── PolicyInvalid           11  an org policy file does not parse or validate
     ├── DoctorFailed            12  ``kontext doctor`` found a problem (each with its fix)

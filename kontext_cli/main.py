@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
+from kontext.common.paths import PathsUnusable
 from kontext_cli import errors
 
 TYPE_CHECKING = False  # typing costs ~3-5 ms to import; mypy still reads this block
@@ -26,6 +27,8 @@ CANCELLED = "cancelled (Ctrl-C)"
 
 def _fail(exc: BaseException, *, exec_mode: bool) -> int:
     verbose = "--verbose" in sys.argv or bool(os.environ.get("KONTEXT_DEBUG"))
+    if isinstance(exc, PathsUnusable):  # e.g. a /tmp/runtime-UID another user made first
+        exc = errors.Forbidden(str(exc))
     if isinstance(exc, errors.KontextError):
         print(f"kontext: {exc.diagnostics()}", file=sys.stderr)
         # An ordinary outcome (not found, denied, ...) is fully said in its one line;

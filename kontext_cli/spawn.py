@@ -19,6 +19,12 @@ from kontext_cli import errors
 from kontext_cli.spinner import INTERVAL, Spinner
 
 START_TIMEOUT = 20.0
+# kontextd's exit statuses are the CLI's own numbers: each becomes the same error.
+BY_DAEMON_EXIT: dict[int, type[errors.KontextError]] = {
+    wire.EXIT_CONFIG_INVALID: errors.ConfigInvalid,
+    wire.EXIT_SECRETS: errors.SecretsUnavailable,
+    wire.EXIT_FOREIGN: errors.Forbidden,
+}
 READY_PREFIX = "kontextd: ready"
 
 
@@ -60,11 +66,10 @@ def start_background(paths: Paths, *, announce: bool = True) -> int:
     if not any(line.startswith(READY_PREFIX) for line in lines):
         code = proc.wait(timeout=5)
         message = lines[-1].removeprefix("kontextd: ") if lines else f"exited with status {code}"
-        if "already running" in message:
+        if code == wire.EXIT_ALREADY_RUNNING:
             return proc.pid  # another command started it a moment ago: use that one
-        if code == wire.EXIT_CONFIG_INVALID:
-            raise errors.ConfigInvalid(f"kontextd could not start: {message}")
-        raise errors.DaemonUnavailable(f"kontextd could not start: {message}")
+        error = BY_DAEMON_EXIT.get(code, errors.DaemonUnavailable)
+        raise error(f"kontextd could not start: {message}")
     if announce:
         print(f"kontext: started kontextd in the background (pid {proc.pid})", file=sys.stderr)
         for line in lines:

@@ -1,7 +1,11 @@
 """``kontextd``: run the credential daemon in the foreground.
 
 ``kontext daemon start`` (and any command that needs the daemon) runs this in
-the background with ``--detach-stderr``.
+the background with ``--detach-stderr``. Exit statuses are the CLI's numbers
+(``kontext.common.wire.EXIT_*``): 0 stopped cleanly, 1 a bug, 4 already
+running, 5 cannot start (an unsafe directory, the database, the port), 6
+config.toml invalid, 7 no secret storage may be used, 9 a directory belongs to
+another OS user.
 """
 
 from __future__ import annotations
@@ -24,10 +28,15 @@ def main(argv: list[str] | None = None) -> int:
         help="close stderr once ready (used by 'kontext daemon start')",
     )
     args = parser.parse_args(argv)
-    from kontext.common import paths
+    from kontext.common import paths, wire
     from kontextd import server
 
-    return server.run(paths.resolve(), detach_stderr=args.detach_stderr)
+    try:
+        where = paths.resolve()
+    except paths.PathsUnusable as exc:  # e.g. a /tmp/runtime-UID another user made first
+        print(f"kontextd: {exc}", file=sys.stderr)
+        return wire.EXIT_FOREIGN
+    return server.run(where, detach_stderr=args.detach_stderr)
 
 
 def entry() -> None:

@@ -41,6 +41,10 @@ class ConfigInvalid(StartupError):
     """config.toml is invalid: exit with ``wire.EXIT_CONFIG_INVALID`` so the starter says so."""
 
 
+class AlreadyRunning(StartupError):
+    """Another kontextd holds this home's lock: exit ``wire.EXIT_ALREADY_RUNNING``."""
+
+
 def _setup_logging(paths: Paths) -> None:
     os.makedirs(paths.logs, mode=0o700, exist_ok=True)
     handler = logging.FileHandler(paths.log_file)
@@ -94,7 +98,7 @@ class Daemon:
             runtime.secure_dir(directory)
         self.lock = runtime.InstanceLock(self.paths.lock)
         if not self.lock.acquire():
-            raise StartupError(
+            raise AlreadyRunning(
                 f"kontextd is already running for this KONTEXT_HOME (pid {self.lock.holder()})"
             )
         _setup_logging(self.paths)
@@ -209,20 +213,26 @@ def run(paths: Paths, *, detach_stderr: bool = False) -> int:
     except ConfigInvalid as exc:
         print(f"kontextd: {exc}", file=sys.stderr)
         return wire.EXIT_CONFIG_INVALID
-    except (StartupError, runtime.RuntimeDirError, StoreError, SecretsUnavailable) as exc:
+    except AlreadyRunning as exc:
         print(f"kontextd: {exc}", file=sys.stderr)
-        return 3
+        return wire.EXIT_ALREADY_RUNNING
+    except SecretsUnavailable as exc:
+        print(f"kontextd: {exc}", file=sys.stderr)
+        return wire.EXIT_SECRETS
+    except (StartupError, runtime.RuntimeDirError, StoreError) as exc:
+        print(f"kontextd: {exc}", file=sys.stderr)
+        return wire.EXIT_CANNOT_START
     except Exception as exc:
         log.exception("start-up failed")
         print(f"kontextd: cannot start: {exc}", file=sys.stderr)
-        return 1
+        return wire.EXIT_BUG
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: core.stopping.set())
     try:
         daemon.serve()
     except StoreError as exc:  # e.g. the disk filled up between opening and serving
         print(f"kontextd: {exc}", file=sys.stderr)
-        return 3
+        return wire.EXIT_CANNOT_START
     for notice in daemon.notices:
         log.warning("%s", notice)
         print(f"kontextd: {notice}", file=sys.stderr)

@@ -17,6 +17,11 @@ LOCK_NAME = "kontextd.lock"
 MAX_SOCKET_PATH = 103
 
 
+class PathsUnusable(Exception):
+    """The platform's directories cannot be used (e.g. a runtime dir another user
+    created first); the message is one line saying what to do."""
+
+
 class Paths:
     """The four directories kontext uses, and the files inside them.
 
@@ -85,10 +90,31 @@ def resolve() -> Paths:
         )
     import platformdirs  # only needed without KONTEXT_HOME
 
-    runtime = platformdirs.user_runtime_dir("kontext")
     return Paths(
         config=platformdirs.user_config_dir("kontext"),
         data=platformdirs.user_data_dir("kontext"),
-        runtime=runtime,
+        runtime=_runtime_dir(platformdirs),
         logs=platformdirs.user_log_dir("kontext"),
     )
+
+
+def _runtime_dir(platformdirs: object) -> str:
+    """``$XDG_RUNTIME_DIR/kontext``, or platformdirs' fallback (``/tmp/runtime-UID``).
+
+    Without ``XDG_RUNTIME_DIR`` platformdirs warns on stderr (not one line of
+    ours) and refuses a ``/tmp/runtime-UID`` that another user made first (they
+    could serve a socket in it): that refusal becomes ``PathsUnusable``.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return str(platformdirs.user_runtime_dir("kontext"))  # type: ignore[attr-defined]
+        except OSError as exc:
+            raise PathsUnusable(
+                f"cannot use the runtime directory: {exc.strerror or exc}".replace(
+                    "; set XDG_RUNTIME_DIR instead", ""
+                )
+                + "; set XDG_RUNTIME_DIR (or KONTEXT_HOME) to a directory of your own"
+            ) from exc

@@ -42,9 +42,15 @@ HTTP_STATUS = {
 
 MAX_BODY = 64 * 1024
 
-# kontextd's exit status when config.toml is invalid; the CLI's starter turns it
-# into its own ConfigInvalid (exit 6) instead of "daemon unavailable".
-EXIT_CONFIG_INVALID = 6
+# kontextd's exit statuses: the same numbers as the CLI's table (kontext_cli.errors,
+# README "Exit status"; tests/test_exit_codes.py holds them together). The CLI's
+# starter turns each into its own error instead of "daemon unavailable".
+EXIT_BUG = 1  # an unexpected error at start-up (the daemon log has the traceback)
+EXIT_ALREADY_RUNNING = 4  # another kontextd serves this KONTEXT_HOME (Conflict)
+EXIT_CANNOT_START = 5  # an unsafe directory, an unusable database or port (DaemonUnavailable)
+EXIT_CONFIG_INVALID = 6  # config.toml is invalid (ConfigInvalid)
+EXIT_SECRETS = 7  # no secret storage may be used (SecretsUnavailable)
+EXIT_FOREIGN = 9  # a directory it needs belongs to another OS user (Forbidden)
 
 # Environment variables set for an exec'd child (besides integration variables).
 ENV_TOKEN = "KONTEXT_TOKEN"  # noqa: S105 - a variable name, not a secret

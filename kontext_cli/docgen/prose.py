@@ -44,8 +44,14 @@ ENVIRONMENT = (
     ("NO_COLOR", "When set (to anything), output has no colour."),
     (
         "KONTEXT_DEBUG",
-        "When set, errors print a traceback (like --verbose) and kontextd logs at "
-        "debug level. Secrets are never logged.",
+        "When set, unexpected errors print a traceback (like --verbose) and kontextd "
+        "logs at debug level. Secrets are never logged.",
+    ),
+    (
+        "KONTEXT_DAEMON_TIMEOUT",
+        "Seconds to wait for kontextd to accept and answer each request (default 30). "
+        "A daemon that is stopped or stuck is then one line, exit 5, not a hang; a "
+        "command that kontext exec runs is never cut short by it.",
     ),
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kontext.common import paths as paths_mod
 from kontext.common.paths import Paths
-from kontext_cli.doctor import FAIL, Check
+from kontext_cli.doctor import FAIL, Check, fail
 from kontext_cli.doctor import live as live
 from kontext_cli.doctor import local as local
 
@@ -36,7 +36,11 @@ def repair(where: Paths, checks: list[Check]) -> list[str]:
 
 
 def run(fix: bool = False) -> tuple[list[Check], list[str]]:
-    where = paths_mod.resolve()
+    try:
+        where = paths_mod.resolve()
+    except paths_mod.PathsUnusable as exc:  # nothing else can be checked without the paths
+        fix_it = "export XDG_RUNTIME_DIR=/run/user/$(id -u), or KONTEXT_HOME=~/.kontext"
+        return [fail("paths", str(exc), fix_it)], []
     checks = diagnose(where)
     done = repair(where, checks) if fix else []
     if done:

@@ -78,7 +78,7 @@ def test_six_daemons_racing_for_one_home_leave_exactly_one(fresh_kx: Kontext) ->
         (winner,) = [p for p in procs if p.poll() is None]
         for loser in losers:
             err = loser.communicate(timeout=10)[1]
-            assert loser.returncode == 3, err
+            assert loser.returncode == 4, err  # EXIT_ALREADY_RUNNING (Conflict)
             assert "already running" in err and "Traceback" not in err
         assert wait_until(lambda: fresh_kx.socket.exists(), timeout=30)
         assert wait_until(lambda: fresh_kx.run("daemon", "status").returncode == 0, timeout=30)
