@@ -27,6 +27,11 @@ class ConfigError(ValueError):
     """The config file cannot be read or holds an invalid value."""
 
 
+class SettingError(ConfigError):
+    """``set_value`` was asked for an unknown key or a value it does not take (bad
+    usage, not a broken file)."""
+
+
 @dataclass(frozen=True)
 class Config:
     """The validated configuration."""
@@ -76,9 +81,9 @@ def set_value(path: str, key: str, value: str) -> None:
 
     allowed = SETTABLE.get(key)
     if allowed is None:
-        raise ConfigError(f"unknown setting {key!r}: settable keys are {', '.join(SETTABLE)}")
+        raise SettingError(f"unknown setting {key!r}: settable keys are {', '.join(SETTABLE)}")
     if value not in allowed:
-        raise ConfigError(f"{key} must be one of {', '.join(allowed)}, not {value!r}")
+        raise SettingError(f"{key} must be one of {', '.join(allowed)}, not {value!r}")
     raw = read_raw(path)
     section, _, name = key.partition(".")
     table = raw.setdefault(section, {})

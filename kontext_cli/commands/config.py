@@ -21,8 +21,10 @@ def set_(
     where = paths.resolve()
     try:
         config.set_value(where.config_file, key, value)
-    except config.ConfigError as exc:
+    except config.SettingError as exc:
         raise errors.UsageError(str(exc)) from exc
+    except config.ConfigError as exc:  # the file itself: unreadable or not valid TOML
+        raise errors.ConfigInvalid(str(exc)) from exc
     conn = client.try_connect(where)
     if conn is not None:
         with conn:
