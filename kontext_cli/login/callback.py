@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
+from kontext.common import peeruid
 from kontext_cli.login.pkce import PkceSession, StateMismatch
 
 REQUEST_DEADLINE = 10.0  # seconds from accept() to a complete request
@@ -130,8 +131,12 @@ class RedirectServer(ThreadingHTTPServer):
         Every connection passes here, on the serving thread, before a byte of it
         is read. It gets ``REQUEST_DEADLINE`` seconds; past ``MAX_CONNECTIONS``
         the oldest open one is closed to make room, so no number of idle
-        connections can keep the browser's callback out.
+        connections can keep the browser's callback out. Only this OS user's
+        connections are let in at all: the authorize URL (and so this callback's
+        address) is in the browser's argv, readable by every user on the machine.
         """
+        if not peeruid.own_user(conn):
+            return False
         with self._open_lock:
             if len(self._open) >= MAX_CONNECTIONS:
                 oldest = min(self._open, key=self._open.__getitem__)

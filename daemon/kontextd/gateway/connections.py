@@ -122,6 +122,27 @@ def upstream_secret(core: Core, integration: Integration) -> str:
     raise NotConnected(integration.name, "has an unusable stored credential")
 
 
+def ready_secret(core: Core, integration: Integration) -> str | None:
+    """The upstream secret if it is in memory and fresh — no keyring, no provider call;
+    None means ask ``upstream_secret`` off the event loop. Never waits for the lock
+    (a refresh on another thread holds it)."""
+    if not core.gateway.lock.acquire(blocking=False):
+        return None
+    try:
+        record = core.gateway.records.get(integration.name)
+        if record is None:
+            return None
+        if record.get("kind") == "api_key" and header_safe(record.get("secret")):
+            return str(record["secret"])
+        cached = core.gateway.access.get(integration.name)
+        fresh = cached is not None and (
+            cached.expires_at is None or cached.expires_at - REFRESH_MARGIN > time.time()
+        )
+        return cached.value if fresh and cached is not None else None
+    finally:
+        core.gateway.lock.release()
+
+
 def access_token(core: Core, integration: Integration, record: dict[str, Any]) -> AccessToken:
     """The cached provider access token, refreshed when it is about to expire."""
     with core.gateway.lock:

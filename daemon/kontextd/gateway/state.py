@@ -52,6 +52,8 @@ class GatewayState:
         self.verified: dict[str, dict[str, Any]] = {}  # token -> claims whose signature held
         self.records: dict[str, dict[str, Any] | None] = {}  # integration -> stored connection
         self._client: Any = None
+        self._async_client: Any = None
+        self.refusals: Any = None  # the loopback server's RefusalLog, for unauthenticated calls
 
     def client(self) -> Any:
         """The pooled httpx client, made on first use (the daemon starts faster without it)."""
@@ -70,6 +72,20 @@ class GatewayState:
                 for name in ("Accept", "Accept-Encoding"):
                     del self._client.headers[name]
             return self._client
+
+    def async_client(self) -> Any:
+        """The pooled ``httpx.AsyncClient`` of the loopback loop (made there, on first use)."""
+        if self._async_client is None:
+            import httpx
+
+            self._async_client = httpx.AsyncClient(
+                timeout=httpx.Timeout(30.0, connect=10.0),
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=128, max_keepalive_connections=64),
+            )
+            for name in ("Accept", "Accept-Encoding"):
+                del self._async_client.headers[name]
+        return self._async_client
 
     def close(self) -> None:
         with self.lock:

@@ -10,11 +10,10 @@ import secrets
 import time
 from typing import Any
 
-import jwt
-
 from kontextd.core import Core
 from kontextd.oauth.state import digest, for_core
 from kontextd.store.oauth_sql import TokenRow
+from kontextd.tokens import jws
 from kontextd.tokens.mint import new_jti
 
 ACCESS_TTL = 600
@@ -24,7 +23,7 @@ SESSION_TTL = 12 * 3600
 
 def _sign(core: Core, claims: dict[str, Any], typ: str) -> str:
     key = core.keys.active()
-    return jwt.encode(claims, key.private, algorithm="ES256", headers={"typ": typ, "kid": key.kid})
+    return jws.sign(claims, key.private, {"typ": typ, "kid": key.kid})  # low-S
 
 
 def access_token(

@@ -1,27 +1,26 @@
-"""The issuer's loopback routes, mixed into ``LoopbackHandler``.
+"""The issuer's loopback routes: metadata, PAR, the login and consent pages, ``/token``.
 
 Errors of the JSON endpoints follow RFC 6749 §5.2 (``error``,
-``error_description``); ``/authorize`` answers refusals with an error page.
+``error_description``) — a malformed request too (``invalid_request``);
+``/authorize`` answers refusals with an error page. The pages answer only the OS
+user running the daemon (``routing.PAGE``/``FORM``: the authorize URL is in the
+browser's argv, readable by everyone). Guessable inputs are throttled per
+caller (``throttle``), and each lock-out is audited.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
-from kontextd.api.httpbase import JsonHandler, Route, route
+from kontextd.api.web import routing
+from kontextd.api.web.messages import Request, Response, html_response, json_response
+from kontextd.api.web.routing import Route, route
 from kontextd.core import Core
+from kontextd.errors import ApiError
 from kontextd.oauth import authorize, pages, throttle, token
+from kontextd.oauth import events as audit_events
 from kontextd.oauth.clients import OAuthError, authenticate
 from kontextd.oauth.state import REQUEST_TTL, for_core
-
-OAUTH_ROUTES: list[Route] = [
-    route("GET", r"/\.well-known/openid-configuration", "oidc_metadata"),
-    route("POST", r"/par", "par"),
-    route("GET", r"/authorize", "authorize_page"),
-    route("POST", r"/authorize", "authorize_decision"),
-    route("POST", r"/token", "token"),
-    route("POST", r"/revoke", "revoke"),
-]
 
 
 def metadata(issuer: str) -> dict[str, Any]:
@@ -54,103 +53,138 @@ def metadata(issuer: str) -> dict[str, Any]:
     }
 
 
-class OAuthRoutes(JsonHandler):
-    """Handlers for ``OAUTH_ROUTES``; the server provides ``core``."""
+def oauth_error(exc: OAuthError, extra: dict[str, str] | None = None) -> Response:
+    """RFC 6749 §5.2; a 401 names the scheme and realm (RFC 9110 §11.6.1)."""
+    headers = {"WWW-Authenticate": 'Basic realm="kontext"'} if exc.status == 401 else {}
+    headers.update(extra or {})
+    body = {"error": exc.error, "error_description": exc.description}
+    return json_response(exc.status, body, headers)
 
-    server: Any
-    ROUTES: ClassVar[list[Route]] = []
 
-    @property
-    def _core(self) -> Core:
-        core: Core = self.server.core
-        return core
-
-    def oidc_metadata(self) -> None:
-        self.send_json(200, metadata(self._core.issuer))
-
-    def _throttled(self, endpoint: str) -> bool:
-        """Answer 429 when ``endpoint`` has seen too many failures lately (``throttle``)."""
-        wait = throttle.retry_after(endpoint)
-        if wait:
-            self._oauth_error(
-                OAuthError(
-                    "temporarily_unavailable", f"too many failed attempts; retry in {wait} s", 429
-                ),
-                {"Retry-After": str(wait)},
-            )
-        return bool(wait)
-
-    def _oauth_error(self, exc: OAuthError, extra: dict[str, str] | None = None) -> None:
-        if exc.error in ("invalid_client", "invalid_grant"):
-            throttle.failed(self.path.split("?", 1)[0])
-        headers = {"WWW-Authenticate": "Basic"} if exc.status == 401 else {}
-        headers.update(extra or {})
-        self.send_json(
-            exc.status, {"error": exc.error, "error_description": exc.description}, headers
+def malformed(error: ApiError) -> Response:
+    """A request the endpoint could not read (RFC 6749 §5.2 ``invalid_request``)."""
+    if error.status >= 500:
+        return json_response(
+            error.status, {"error": "server_error", "error_description": error.message}
         )
+    return oauth_error(OAuthError("invalid_request", error.message, error.status))
 
-    def par(self) -> None:
+
+class OAuthRoutes:
+    """Handlers for the issuer's routes, over one ``Core``."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    def routes(self) -> list[Route]:
+        return [
+            route("GET", r"/\.well-known/openid-configuration", self.oidc_metadata),
+            route("POST", r"/par", self.par, errors=malformed),
+            route("GET", r"/authorize", self.authorize_page, routing.PAGE),
+            route("POST", r"/authorize", self.authorize_decision, routing.FORM),
+            route("POST", r"/token", self.token, errors=malformed),
+            route("POST", r"/revoke", self.revoke, errors=malformed),
+        ]
+
+    def oidc_metadata(self, request: Request) -> Response:
+        return json_response(200, metadata(self.core.issuer))
+
+    # -- throttling ---------------------------------------------------------------
+
+    def _who(self, request: Request) -> str:
+        return throttle.caller(request.peer_uid, request.headers.get("Sec-Fetch-Site"))
+
+    def _failed(self, request: Request, endpoint: str) -> None:
+        who = self._who(request)
+        if throttle.failed(endpoint, who):
+            audit_events.record(
+                self.core,
+                "oauth.throttled",
+                endpoint=endpoint,
+                caller=who,
+                limit=throttle.LIMIT,
+                window_seconds=throttle.WINDOW,
+            )
+
+    def _throttled(self, request: Request, endpoint: str) -> Response | None:
+        """429 when this caller has failed too often at ``endpoint`` lately."""
+        wait = throttle.retry_after(endpoint, self._who(request))
+        if not wait:
+            return None
+        error = OAuthError(
+            "temporarily_unavailable", f"too many failed attempts; retry in {wait} s", 429
+        )
+        return oauth_error(error, {"Retry-After": str(wait)})
+
+    def _refused(self, request: Request, endpoint: str, exc: OAuthError) -> Response:
+        if exc.error in ("invalid_client", "invalid_grant"):
+            self._failed(request, endpoint)
+        return oauth_error(exc)
+
+    # -- endpoints -------------------------------------------------------------------
+
+    def par(self, request: Request) -> Response:
         """RFC 9126 §2: only an authenticated client (this OS user) may push."""
-        form = self.read_form()
-        core = self._core
-        if self._throttled("/par"):
-            return
+        form = request.form()
+        throttled = self._throttled(request, "/par")
+        if throttled is not None:
+            return throttled
+        core = self.core
         try:
             client = authenticate(
-                core, for_core(core).secret, self.headers.get("Authorization"), form
+                core, for_core(core).secret, request.headers.get("Authorization"), form
             )
             pending = authorize.push(core, client, form)
         except OAuthError as exc:
-            self._oauth_error(exc)
-            return
-        self.send_json(201, {"request_uri": pending.request_uri, "expires_in": REQUEST_TTL})
+            return self._refused(request, "/par", exc)
+        return json_response(201, {"request_uri": pending.request_uri, "expires_in": REQUEST_TTL})
 
-    def _page(self, status: int, html: str, form_target: str | None = None) -> None:
-        self.send_html(status, html, pages.security_headers(form_target))
+    def _page(self, status: int, html: str, form_target: str | None = None) -> Response:
+        return html_response(status, html, pages.security_headers(form_target))
 
-    def _page_throttled(self) -> bool:
-        wait = throttle.retry_after("/authorize")
+    def _page_throttled(self, request: Request) -> Response | None:
+        wait = throttle.retry_after("/authorize", self._who(request))
         if wait:
-            self._page(429, pages.error_page(f"Too many failed attempts; retry in {wait} s."))
-        return bool(wait)
+            return self._page(
+                429, pages.error_page(f"Too many failed attempts; retry in {wait} s.")
+            )
+        return None
 
-    def authorize_page(self) -> None:
-        if self._page_throttled():
-            return
+    def authorize_page(self, request: Request) -> Response:
+        throttled = self._page_throttled(request)
+        if throttled is not None:
+            return throttled
         try:
-            html, pending = authorize.show(self._core, self.query)
+            html, pending = authorize.show(self.core, request.query)
         except authorize.PageError as exc:
-            throttle.failed("/authorize")
-            self._page(400, pages.error_page(str(exc)))
-            return
+            self._failed(request, "/authorize")
+            return self._page(400, pages.error_page(str(exc)))
         origin = pending.redirect_uri.split("/", 3)
-        self._page(200, html, "/".join(origin[:3]))
+        return self._page(200, html, "/".join(origin[:3]))
 
-    def authorize_decision(self) -> None:
-        form = self.read_form()
-        if self._page_throttled():
-            return
+    def authorize_decision(self, request: Request) -> Response:
+        form = request.form()
+        throttled = self._page_throttled(request)
+        if throttled is not None:
+            return throttled
         try:
-            location = authorize.decide(self._core, form)
+            location = authorize.decide(self.core, form)
         except authorize.PageError as exc:
-            throttle.failed("/authorize")
-            self._page(400, pages.error_page(str(exc)))
-            return
-        self.send_html(
-            303, "", {**pages.security_headers(), "Location": location, "Content-Length": "0"}
-        )
+            self._failed(request, "/authorize")
+            return self._page(400, pages.error_page(str(exc)))
+        return html_response(303, "", {**pages.security_headers(), "Location": location})
 
-    def token(self) -> None:
-        form = self.read_form()
-        if self._throttled("/token"):
-            return
+    def token(self, request: Request) -> Response:
+        form = request.form()
+        throttled = self._throttled(request, "/token")
+        if throttled is not None:
+            return throttled
         try:
-            answer = token.handle(self._core, self.headers.get("Authorization"), form)
+            answer = token.handle(self.core, request.headers.get("Authorization"), form)
         except OAuthError as exc:
-            self._oauth_error(exc)
-            return
-        self.send_json(200, answer, {"Pragma": "no-cache"})
+            return self._refused(request, "/token", exc)
+        return json_response(200, answer, {"Pragma": "no-cache"})
 
-    def revoke(self) -> None:
-        token.revoke(self._core, self.read_form())
-        self.send_json(200, {})
+    def revoke(self, request: Request) -> Response:
+        token.revoke(self.core, request.form())
+        return json_response(200, {})

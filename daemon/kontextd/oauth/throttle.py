@@ -1,11 +1,15 @@
-"""Failed-attempt throttling for the issuer's guessable inputs.
+"""Failed-attempt throttling for the issuer's guessable inputs, per caller.
 
 Codes, request URIs, CSRF tokens and the client secret are 256-bit random, so
 guessing them is hopeless already; this is defence in depth (RFC 6749 §10.10,
-OAuth 2.0 Security BCP §4.16). Every caller is 127.0.0.1, so the key is the
-endpoint: after ``LIMIT`` failures within ``WINDOW`` seconds the endpoint answers
-429 until the oldest failure leaves the window. A same-uid process could use this
-to slow the user's own logins for a few seconds; it can do far worse already.
+OAuth 2.0 Security BCP §4.16). After ``LIMIT`` failures within ``WINDOW`` seconds
+an (endpoint, caller) pair answers 429 until the oldest failure leaves the window.
+
+The caller is the OS user at the other end of the loopback connection (its peer
+uid), and for a browser, whether the request came from another site
+(``Sec-Fetch-Site``): another OS user or a web page guessing fills only its own
+bucket, so neither can lock the user's own CLI and pages out. Each lock-out is
+reported once (``failed`` returns True) for the audit.
 """
 
 from __future__ import annotations
@@ -16,9 +20,17 @@ import time
 
 LIMIT = 20
 WINDOW = 10.0
+MAX_CALLERS = 1024  # buckets kept; a backstop, callers are a handful of uids
 
-_failures: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+_failures: dict[tuple[str, str], collections.deque[float]] = {}
 _lock = threading.Lock()
+
+
+def caller(uid: int | None, fetch_site: str | None) -> str:
+    """The throttle's key for a request: its peer uid, and whether a page on another
+    site sent it (browsers say so in ``Sec-Fetch-Site``)."""
+    who = f"uid:{uid}" if uid is not None else "uid:unknown"
+    return f"{who}/web" if fetch_site in ("cross-site", "same-site") else who
 
 
 def _trim(stamps: collections.deque[float], now: float) -> None:
@@ -26,21 +38,26 @@ def _trim(stamps: collections.deque[float], now: float) -> None:
         stamps.popleft()
 
 
-def retry_after(endpoint: str) -> int:
-    """Seconds until ``endpoint`` accepts attempts again; 0 when it does now."""
+def retry_after(endpoint: str, who: str) -> int:
+    """Seconds until ``who`` may try ``endpoint`` again; 0 when it may now."""
     now = time.monotonic()
     with _lock:
-        stamps = _failures[endpoint]
+        stamps = _failures.get((endpoint, who))
+        if stamps is None:
+            return 0
         _trim(stamps, now)
         if len(stamps) < LIMIT:
             return 0
         return max(1, int(stamps[0] + WINDOW - now + 0.999))
 
 
-def failed(endpoint: str) -> None:
-    """Count one failed attempt (a wrong code, secret, CSRF token, …) at ``endpoint``."""
+def failed(endpoint: str, who: str) -> bool:
+    """Count one failed attempt by ``who``; True when this one locked it out."""
     now = time.monotonic()
     with _lock:
-        stamps = _failures[endpoint]
+        if len(_failures) > MAX_CALLERS:
+            _failures.clear()
+        stamps = _failures.setdefault((endpoint, who), collections.deque())
         _trim(stamps, now)
         stamps.append(now)
+        return len(stamps) == LIMIT

@@ -90,6 +90,9 @@ class Store:
         self._live: dict[str, CredentialRow] = {}
         self._batch_lost: BaseException | None = None
         self.appended = threading.Condition(self._lock)
+        # Called (on the committing thread) after every commit: the loopback loop's
+        # SSE feed wakes its streams from here, with no thread per stream.
+        self.commit_listeners: list[Callable[[], None]] = []
 
     def close(self) -> None:
         with self._lock:
@@ -158,6 +161,8 @@ class Store:
         for jti in ending:
             self._ended_unsaved.pop(jti, None)
         self.appended.notify_all()
+        for listener in self.commit_listeners:
+            listener()
 
     def _write_error(self, exc: BaseException) -> StoreWriteError:
         return StoreWriteError(

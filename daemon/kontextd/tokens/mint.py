@@ -12,8 +12,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
-
+from kontextd.tokens import jws
 from kontextd.tokens.keys import SigningKey
 
 
@@ -64,5 +63,5 @@ def mint(
     if target is not None:
         claims["target"] = target
     headers = {"typ": "at+jwt", "kid": key.kid}
-    token = jwt.encode(claims, key.private, algorithm="ES256", headers=headers)
+    token = jws.sign(claims, key.private, headers)  # low-S: one string per token
     return Minted(jti=jti, token=token, claims=claims)

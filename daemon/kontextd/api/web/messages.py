@@ -1,0 +1,173 @@
+"""What a route handler receives and returns: ``Request``, ``Response``, ``Stream``.
+
+A ``Request`` is fully parsed by llhttp (httptools) before a handler sees it:
+method, target, headers (case-insensitive, repeats kept), and for buffered
+routes the whole body, at most ``MAX_BODY`` bytes. ``peer_uid`` is the OS user
+at the other end of the TCP connection (``kontext.common.peeruid``), or None.
+
+A handler answers with a ``Response`` (bytes) or a ``Stream`` (an async iterator of
+byte chunks, sent chunked unless a length is given; ``sse.events`` builds one).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from kontext.common import wire
+from kontextd.errors import ApiError, invalid
+
+COMMON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+class Headers:
+    """Request headers: case-insensitive lookup, original order and repeats kept."""
+
+    __slots__ = ("_first", "_pairs")
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._pairs = pairs
+        self._first: dict[str, str] = {}
+        for name, value in pairs:
+            self._first.setdefault(name.lower(), value)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self._first.get(name.lower(), default)
+
+    def get_all(self, name: str) -> list[str]:
+        wanted = name.lower()
+        return [v for n, v in self._pairs if n.lower() == wanted]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._first
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._pairs)
+
+    def names(self) -> set[str]:
+        return set(self._first)
+
+
+class Request:
+    """One request; ``body`` is empty for streaming routes (they read ``chunks``)."""
+
+    __slots__ = (
+        "body",
+        "body_used",
+        "chunks",
+        "close",
+        "headers",
+        "method",
+        "params",
+        "path",
+        "peer_uid",
+        "query_string",
+        "route",
+        "target",
+        "version",
+    )
+
+    def __init__(
+        self, method: str, target: str, version: str, headers: Headers, peer_uid: int | None
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.peer_uid = peer_uid
+        self.path, _, self.query_string = target.partition("?")
+        self.body = b""
+        self.body_used = False
+        self.close = False  # set to end the connection after this answer
+        self.chunks: AsyncIterator[bytes] | None = None
+        self.route: Any = None
+        self.params: tuple[str, ...] = ()
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The query's parameters (the last of repeats), at most 32."""
+        pairs = urllib.parse.parse_qs(self.query_string, max_num_fields=32)
+        return {k: v[-1] for k, v in pairs.items()}
+
+    def read(self) -> bytes:
+        """The body (a handler that reads it keeps the connection usable)."""
+        self.body_used = True
+        return self.body
+
+    def form(self) -> dict[str, str]:
+        """An ``application/x-www-form-urlencoded`` body; repeats refused (RFC 6749 §3.1)."""
+        if not (self.headers.get("Content-Type") or "").startswith(
+            "application/x-www-form-urlencoded"
+        ):
+            raise invalid("send application/x-www-form-urlencoded")
+        try:
+            text = self.read().decode("ascii")
+            pairs = urllib.parse.parse_qs(text, strict_parsing=False, max_num_fields=32)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise invalid("malformed form body") from exc
+        if any(len(v) > 1 for v in pairs.values()):
+            raise invalid("repeated form parameter")
+        return {k: v[0] for k, v in pairs.items()}
+
+
+@dataclass
+class Response:
+    """A complete answer. ``close`` ends the connection after it (and says so)."""
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    close: bool = False
+
+    def header_lines(self) -> Iterator[tuple[str, str]]:
+        yield from self.headers.items()
+
+
+@dataclass
+class Stream:
+    """A streamed answer: ``chunks`` as they come; ``length`` None means chunked."""
+
+    status: int
+    chunks: AsyncIterator[bytes]
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    length: int | None = None
+    reason: str | None = None
+    close: bool = False
+    head_only: bool = False  # HEAD, 204, 304: headers only (RFC 9110 §6.4.1)
+
+
+def json_response(
+    status: int, body: Any, headers: dict[str, str] | None = None, *, close: bool = False
+) -> Response:
+    """A JSON answer with the common headers; ``headers`` may override Content-Type."""
+    data = json.dumps(body, separators=(",", ":")).encode()
+    fields = {"Content-Type": "application/json", **COMMON_HEADERS, **(headers or {})}
+    return Response(status, data, fields, close)
+
+
+def html_response(status: int, html: str, headers: dict[str, str]) -> Response:
+    """An HTML page (or an empty redirect); ``headers`` carry its security policy."""
+    return Response(status, html.encode(), {**COMMON_HEADERS, **headers})
+
+
+def error_response(error: ApiError) -> Response:
+    """The daemon's one-line JSON error; 421 and 413 also end the connection."""
+    close = error.code in (wire.MISDIRECTED, wire.TOO_LARGE)
+    body = {"error": {"code": error.code, "message": error.message}}
+    return json_response(error.status, body, close=close)
+
+
+def json_body(raw: bytes) -> dict[str, Any]:
+    """A request body as a JSON object (empty means ``{}``); one ``invalid`` line otherwise."""
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise invalid(f"body is not valid JSON: {str(exc)[:120]}") from exc
+    if not isinstance(value, dict):
+        raise invalid("body must be a JSON object")
+    return value

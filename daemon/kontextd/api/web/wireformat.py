@@ -1,0 +1,77 @@
+"""Serialising answers: status line, header block, chunked framing (RFC 9112 §4, §7.1).
+
+Header names and values come from our handlers or from an upstream's parsed
+response; a CR or LF in either would split the header block, so they are refused.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from email.utils import formatdate
+from http import HTTPStatus
+
+LAST_CHUNK = b"0\r\n\r\n"
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+_date: tuple[int, bytes] = (0, b"")
+
+
+def _date_line() -> bytes:
+    """``Date:`` for this second (RFC 9110 §6.6.1), formatted once a second."""
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, f"Date: {formatdate(now, usegmt=True)}\r\n".encode())
+    return _date[1]
+
+
+def _field(name: str, value: str) -> bytes:
+    if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
+        raise ValueError(f"refusing to send a malformed header field {name[:40]!r}")
+    return f"{name}: {value}\r\n".encode("latin-1")
+
+
+def head(status: int, fields: Iterable[tuple[str, str]], length: int, close: bool) -> bytes:
+    """The head of a complete answer of ``length`` body bytes."""
+    parts = [
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n".encode(),
+        b"Server: kontextd\r\n",
+        _date_line(),
+    ]
+    parts.extend(
+        _field(n, v) for n, v in fields if n.lower() not in ("content-length", "connection")
+    )
+    parts.append(b"Content-Length: %d\r\n" % length)
+    if close:
+        parts.append(b"Connection: close\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def stream_head(
+    status: int,
+    reason: str | None,
+    fields: Iterable[tuple[str, str]],
+    length: int | None,
+    close: bool,
+    chunked: bool,
+) -> bytes:
+    """The head of a streamed answer: chunked, or ``length`` bytes when given.
+
+    ``fields`` are sent as given (an upstream's own ``Date`` and ``Server`` pass
+    through); framing headers are ours."""
+    phrase = reason or _REASONS.get(status, "Unknown")
+    parts = [f"HTTP/1.1 {status} {phrase}\r\n".encode("latin-1")]
+    parts.extend(_field(n, v) for n, v in fields)
+    if chunked:
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+    elif length is not None:
+        parts.append(b"Content-Length: %d\r\n" % length)
+    if close:
+        parts.append(b"Connection: close\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
