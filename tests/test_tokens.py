@@ -252,12 +252,14 @@ def test_introspection_without_a_token_is_a_clear_error(kx: Kontext) -> None:
                 headers={"Content-Type": "application/x-www-form-urlencoded"},
             )
             assert answer.status_code == 400
+            # RFC 6749 §5.2 (RFC 7662 §2.3 refers to it): the OAuth error shape.
             assert answer.json() == {
-                "error": {"code": "invalid", "message": "missing token parameter"}
+                "error": "invalid_request",
+                "error_description": "missing token parameter",
             }
         answer = client.post("/introspect", json={"token": "x"})
         assert answer.status_code == 400
-        assert "x-www-form-urlencoded" in answer.json()["error"]["message"]
+        assert "x-www-form-urlencoded" in answer.json()["error_description"]
 
 
 # -- key rotation ----------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 
 API_KEY = "ghp_upstreamSECRET0123456789abcdefABCDEF"  # the fake upstream's own key
 CLIENT_ID = "Iv1.kontexttest"
+PULL_COUNT = 5  # pull requests in every repository's paginated listing
 BLOCK = hashlib.sha256(b"kontext").digest() * 2048  # 64 KiB of deterministic bytes
 
 
@@ -90,6 +91,7 @@ class FakeGitHub:
 
 
 PULL = re.compile(r"/repos/([^/]+)/([^/]+)/pulls/(\d+)")
+PULLS = re.compile(r"/repos/([^/]+)/([^/]+)/pulls")
 REVIEWS = re.compile(r"/repos/([^/]+)/([^/]+)/pulls/(\d+)/reviews")
 BIG = re.compile(r"/repos/([^/]+)/([^/]+)/contents/big")
 UPLOAD = re.compile(r"/repos/([^/]+)/([^/]+)/contents/(.+)")
@@ -169,6 +171,8 @@ class _Handler(BaseHTTPRequestHandler):
                 },
                 {"ETag": '"abc123"', "X-RateLimit-Remaining": "4999"},
             )
+        if self.command == "GET" and (m := PULLS.fullmatch(path)):
+            return self._pull_page(m.group(1), m.group(2), query)
         if self.command == "GET" and BIG.fullmatch(path):
             return self._stream(int(urllib.parse.parse_qs(query).get("size", ["1048576"])[0]))
         if self.command == "PUT" and UPLOAD.fullmatch(path):
@@ -176,6 +180,20 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command == "POST" and path.endswith("/issues"):
             return self._json(201, {"number": 7})
         return self._json(404, {"message": "Not Found"})
+
+    def _pull_page(self, owner: str, repo: str, query: str) -> None:
+        """``GET /repos/O/R/pulls``: PULL_COUNT pull requests, paginated as GitHub does —
+        absolute upstream URLs in ``Link`` (RFC 8288) and in each item's ``url``."""
+        params = dict(urllib.parse.parse_qsl(query))
+        page, per_page = int(params.get("page", "1")), int(params.get("per_page", "2"))
+        base = f"{self.fake.url}/repos/{owner}/{repo}/pulls"
+        first = (page - 1) * per_page + 1
+        numbers = range(first, min(first + per_page, PULL_COUNT + 1))
+        items = [{"number": n, "url": f"{base}/{n}"} for n in numbers]
+        last = (PULL_COUNT + per_page - 1) // per_page
+        links = [f'<{base}?page={page + 1}&per_page={per_page}>; rel="next"'] if page < last else []
+        links.append(f'<{base}?page={last}&per_page={per_page}>; rel="last"')
+        self._json(200, items, {"Link": ", ".join(links)})
 
     def _stream(self, size: int) -> None:
         """A large body sent chunked, as GitHub streams archives and logs."""
