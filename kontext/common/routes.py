@@ -106,6 +106,9 @@ def split_path(raw_path: str) -> list[str]:
     for part in parts:
         if part in ("", ".", "..") or "/" in part or "\\" in part or "\x00" in part:
             raise UnsafePath("the path has an empty, '.', '..' or encoded-slash segment")
+        if "%" in part:
+            # Double encoding (%252e%252e): an upstream that decodes again would see '..'.
+            raise UnsafePath("the path has an encoded '%' (double encoding)")
     return parts
 
 

@@ -1,0 +1,216 @@
+"""Attacks through the gateway: overriding the method or path, speaking for the
+gateway, hiding the token in the URL, following upstream links with the token,
+and flooding the audit without one — from an agent with a real credential, another
+local user, and a web page in a real Chromium.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import Kontext, api_audit, api_new_agent, gateway_daemon
+from tests.upstream.fake_github import API_KEY, PULL_COUNT, FakeGitHub
+
+PULLS = "/gw/github/repos/acme/backend/pulls"
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def github() -> Iterator[FakeGitHub]:
+    with FakeGitHub() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def gw(github: FakeGitHub) -> Iterator[Kontext]:
+    with gateway_daemon(github.url, API_KEY) as k:
+        yield k
+
+
+@pytest.fixture(scope="module")
+def token(gw: Kontext) -> Iterator[str]:
+    """A reader's credential for acme/backend, held open by ``kontext exec``."""
+    agent = api_new_agent(gw, "github:pulls:read", prefix="gwattack")
+    proc, env = gw.token_for(agent, "--target", "acme/backend")
+    yield env["KONTEXT_TOKEN"]
+    gw.close(proc)
+
+
+def bearer(token: str, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", **extra}
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        (f"{PULLS}/1", {"X-HTTP-Method-Override": "DELETE"}),
+        (f"{PULLS}/1", {"X-HTTP-Method": "PUT"}),
+        (f"{PULLS}/1", {"X-Method-Override": "PATCH"}),
+        (f"{PULLS}/1", {"X-Original-URL": "/repos/acme/other/pulls/1"}),
+        (f"{PULLS}/1?_method=DELETE", {}),
+    ],
+)
+def test_method_and_url_overrides_never_reach_the_upstream(
+    gw: Kontext, github: FakeGitHub, token: str, path: str, headers: dict[str, str]
+) -> None:
+    """A route rule allows a method on a path; an upstream honouring an override
+    would run another one — so the gateway refuses the request."""
+    before = len(github.seen)
+    with gw.http() as http:
+        answer = http.get(path, headers=bearer(token, **headers))
+    assert answer.status_code == 400 and "not allowed through the gateway" in answer.text
+    assert github.seen[before:] == []
+
+
+def test_forwarding_headers_stay_on_this_hop(gw: Kontext, github: FakeGitHub, token: str) -> None:
+    spoofed = {
+        "X-Forwarded-For": "10.0.0.1",
+        "X-Forwarded-Host": "evil.example",
+        "X-Forwarded-Proto": "https",
+        "Forwarded": "for=10.0.0.1",
+        "X-Real-IP": "10.0.0.1",
+    }
+    before = len(github.seen)
+    with gw.http() as http:
+        assert http.get(f"{PULLS}/1", headers=bearer(token, **spoofed)).status_code == 200
+    [seen] = github.seen[before:]
+    names = {k.lower() for k in seen.headers}
+    assert not names & {k.lower() for k in spoofed}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/gw/github/repos/acme/backend/pulls/%252e%252e/%252e%252e/other/pulls/1",
+        "/gw/github/repos/acme/%252e%252e/other/pulls/1",
+        "/gw/github/repos/acme/backend/pulls/%25252e%25252e/1",
+    ],
+)
+def test_double_encoded_dots_are_refused(
+    gw: Kontext, github: FakeGitHub, token: str, path: str
+) -> None:
+    before = len(github.seen)
+    with gw.http() as http:
+        answer = http.get(path, headers=bearer(token))
+    assert answer.status_code == 403 and "unsafe path" in answer.text
+    assert github.seen[before:] == []
+
+
+def test_the_token_in_the_path_or_query_is_refused(
+    gw: Kontext, github: FakeGitHub, token: str
+) -> None:
+    before = len(github.seen)
+    with gw.http() as http:
+        in_path = http.get(f"{PULLS}/{token}", headers=bearer(token))
+        in_query = http.get(f"{PULLS}/1", params={"t": token}, headers=bearer(token))
+    assert in_path.status_code == in_query.status_code == 400
+    assert github.seen[before:] == []
+
+
+def test_pagination_links_lead_back_through_the_gateway(
+    gw: Kontext, github: FakeGitHub, token: str
+) -> None:
+    """GitHub's ``Link`` names the upstream; a paginating client (octokit, PyGithub,
+    gh) follows it. Rewritten, every page comes through the gateway, and the
+    upstream never sees our token."""
+    seen_before = len(github.seen)
+    numbers: list[int] = []
+    url: str | None = f"{gw.base_url}{PULLS}?per_page=2"
+    pages = 0
+    with httpx.Client(timeout=10) as http:
+        while url is not None:
+            answer = http.get(url, headers=bearer(token))
+            assert answer.status_code == 200, answer.text
+            numbers += [item["number"] for item in answer.json()]
+            for link in answer.headers["Link"].split(","):
+                assert link.strip().startswith(f"<{gw.base_url}/gw/github/"), link
+            url = answer.links.get("next", {}).get("url")
+            pages += 1
+    assert numbers == list(range(1, PULL_COUNT + 1))
+    assert pages == 3
+    for seen in github.seen[seen_before:]:
+        assert token not in str(seen.headers) and token not in seen.path
+        assert seen.headers.get("Authorization") == f"Bearer {API_KEY}"
+
+
+FLOOD = """
+import socket, sys
+port, count = int(sys.argv[1]), int(sys.argv[2])
+with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+    for n in range(count):
+        path = "/gw/github/repos/acme/backend/pulls/%d" if n % 2 else "/gw/nope%d/x"
+        s.sendall(b"GET %s HTTP/1.1\\r\\nHost: 127.0.0.1:%d\\r\\n\\r\\n"
+                  % ((path % n).encode(), port))
+        got = b""
+        while b"\\r\\n\\r\\n" not in got:
+            got += s.recv(65536)
+        head, _, rest = got.partition(b"\\r\\n\\r\\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\\r\\n")[0])
+        while len(rest) < length:
+            rest += s.recv(65536)
+print("done")
+"""
+
+
+def _denied(k: Kontext) -> int:
+    return sum(e["event"] in ("api.denied", "http.refused") for e in api_audit(k, n=10000))
+
+
+def test_another_user_without_a_token_cannot_flood_the_audit(gw: Kontext) -> None:
+    """Any local user can call the gateway with no token: 400 calls add a few rows."""
+    if os.getuid() != 0:
+        pytest.skip("switching to another uid needs root (setpriv)")
+    before = _denied(gw)
+    proc = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-I",
+            "-c",
+            FLOOD,
+            str(gw.port),
+            "400",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+    )
+    assert proc.stdout.strip() == "done", proc.stderr
+    assert _denied(gw) - before <= 3
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")
+def test_a_web_page_cannot_reach_the_gateway_or_flood_the_audit(
+    gw: Kontext, github: FakeGitHub
+) -> None:
+    """``<img src>`` and navigations carry no Origin, but a browser says what it is
+    fetching (Sec-Fetch-*): the gateway refuses them before anything else."""
+    pytest.importorskip("playwright")
+    from playwright.sync_api import sync_playwright
+
+    before, seen = _denied(gw), len(github.seen)
+    images = "".join(f'<img src="{gw.base_url}{PULLS}/{n}">' for n in range(60))
+    with sync_playwright() as play:
+        browser = play.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page()
+            page.set_content(f"<html><body>{images}</body></html>", wait_until="load")
+            status = page.goto(f"{gw.base_url}{PULLS}/1")
+            assert status is not None and status.status == 403
+            assert "browser navigation or subresource refused" in page.content()
+        finally:
+            browser.close()
+    assert _denied(gw) - before <= 3
+    assert github.seen[seen:] == []
