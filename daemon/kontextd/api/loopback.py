@@ -77,3 +77,4 @@ class LoopbackServer(HttpServer):
         self.core = core
         super().__init__(port, routes(core), core.store)
         core.gateway.refusals = self.refusals
+        core.gateway.defer = self.defer

@@ -2,11 +2,11 @@
 
 The gateway is an ``async`` loopback route (``kontextd.api.loopback``): the
 caller's body streams to the upstream as it arrives (``request.chunks``), and
-the upstream's answer streams back as raw chunks (``aiter_raw``: gzip stays
-gzip, Content-Length and Content-Encoding pass through), both at the pace the
-slower side takes them, on one pooled ``httpx.AsyncClient`` with TLS
-verification on. What crosses in headers, and what is rewritten, is
-``kontextd.gateway.headers``.
+the upstream's answer streams back as it comes (gzip stays gzip;
+Content-Length and Content-Encoding pass through), both at the pace the slower
+side takes them, on the gateway's pooled keep-alive client (``upstream``, TLS
+verified) — or ``httpx.AsyncClient`` where the environment names a proxy. What
+crosses in headers, and what is rewritten, is ``kontextd.gateway.headers``.
 
 Deciding (``authorize``) is quick, in-memory and SQLite work and runs on the
 loop; fetching the upstream secret may wait on the keyring or refresh at the
@@ -29,7 +29,7 @@ from typing import Any
 from kontextd.api.web.messages import Request, Response, Stream, json_response
 from kontextd.core import Core
 from kontextd.errors import ApiError
-from kontextd.gateway import authorize, connections, headers
+from kontextd.gateway import authorize, connections, headers, upstream
 from kontextd.gateway.authorize import Decision
 
 log = logging.getLogger("kontextd.gateway")
@@ -99,8 +99,6 @@ class Gateway:
     async def _forward(
         self, exchange: Exchange, decision: Decision, secret: str
     ) -> Response | Stream:
-        import httpx
-
         integ = decision.integration
         assert integ is not None and integ.base_url is not None
         request = exchange.request
@@ -109,15 +107,12 @@ class Gateway:
             request.headers.items(), decision.token, integ.auth_scheme, secret
         )
         has_body = "Content-Length" in request.headers or "Transfer-Encoding" in request.headers
-        client = self.core.gateway.async_client()
-        upstream = client.build_request(
-            request.method, url, headers=outgoing, content=exchange.body() if has_body else None
-        )
+        body = exchange.body() if has_body else None
         try:
-            response = await client.send(upstream, stream=True)
-        except (httpx.HTTPError, ConnectionError) as exc:
+            response = await self._send(request.method, url, outgoing, body)
+        except (upstream.UpstreamError, OSError) as exc:
             request.close = True
-            reason = f"the upstream did not answer ({type(exc).__name__})"
+            reason = f"the upstream did not answer ({str(exc)[:120]})"
             return self._refuse(exchange, decision.refuse(502, reason), "api.call")
         if not has_body:
             request.body_used = True
@@ -128,33 +123,54 @@ class Gateway:
                 self.core.gateway.access.pop(integ.name, None)
         exchange.status = response.status_code
         gateway_base = f"{self.core.issuer}{PREFIX}{integ.name}"
-        length = response.headers.get("Content-Length")
+        length = response.header("Content-Length")
+        head_only = request.method == "HEAD" or response.status_code in NO_BODY
+        prefix = b"" if head_only else response.take_buffered()
+        exchange.received += len(prefix)
         return Stream(
             status=response.status_code,
             reason=response.reason_phrase or None,
-            headers=headers.downstream_headers(
-                response.headers.multi_items(), integ.base_url, gateway_base
-            ),
+            headers=headers.downstream_headers(response.headers, integ.base_url, gateway_base),
             chunks=self._relay(exchange, decision, response),
             length=int(length) if length is not None and length.isdigit() else None,
-            head_only=request.method == "HEAD" or response.status_code in NO_BODY,
+            head_only=head_only,
+            prefix=prefix,
         )
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        outgoing: list[tuple[str, str]],
+        body: AsyncIterator[bytes] | None,
+    ) -> Any:
+        """The upstream's answer, head read: on our pooled client, or through the
+        environment's proxy with httpx (``upstream.uses_proxy``)."""
+        state = self.core.gateway
+        if not state.proxied(url):
+            return await state.upstream_pool().request(method, url, outgoing, body)
+        import httpx
+
+        client = state.async_client()
+        built = client.build_request(method, url, headers=outgoing, content=body)
+        try:
+            return _ProxiedResponse(await client.send(built, stream=True))
+        except httpx.HTTPError as exc:
+            raise upstream.UpstreamError(type(exc).__name__) from exc
 
     async def _relay(
         self, exchange: Exchange, decision: Decision, response: Any
     ) -> AsyncIterator[bytes]:
-        import httpx
-
         try:
-            async for piece in response.aiter_raw(CHUNK):
+            async for piece in response.chunks():
                 exchange.received += len(piece)
                 yield piece
-        except (httpx.HTTPError, OSError) as exc:
+        except (upstream.UpstreamError, OSError) as exc:
             log.info("gateway stream to %s ended early: %s", exchange.name, type(exc).__name__)
             raise ConnectionError("the upstream's answer ended early") from exc
         finally:
+            record(self.core, exchange, decision, "api.call")  # first: a cancel may end us below
             await response.aclose()
-            record(self.core, exchange, decision, "api.call")
 
     def _refuse(
         self, exchange: Exchange, decision: Decision, event: str = "api.denied"
@@ -191,6 +207,35 @@ class Gateway:
             refusals.record("api.denied", str(decision.status), fields)
 
 
+class _ProxiedResponse:
+    """An httpx answer (through a proxy) with ``upstream.Response``'s interface."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+        self.status_code: int = response.status_code
+        self.reason_phrase: str = response.reason_phrase
+        self.headers: list[tuple[str, str]] = list(response.headers.multi_items())
+
+    def header(self, name: str) -> str | None:
+        value: str | None = self._response.headers.get(name)
+        return value
+
+    def take_buffered(self) -> bytes:
+        return b""
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        import httpx
+
+        try:
+            async for piece in self._response.aiter_raw(CHUNK):
+                yield piece
+        except httpx.HTTPError as exc:
+            raise upstream.UpstreamError(type(exc).__name__) from exc
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
 def record(core: Core, exchange: Exchange, decision: Decision, event: str) -> None:
     """One audit event per call; never the body, the query string or any secret."""
     claims = decision.claims
@@ -212,5 +257,13 @@ def record(core: Core, exchange: Exchange, decision: Decision, event: str) -> No
     }
     if decision.reason:
         fields["reason"] = decision.reason
-    with core.store.transaction() as tx:
-        tx.append_event({k: v for k, v in fields.items() if v is not None})
+    row = {k: v for k, v in fields.items() if v is not None}
+
+    def append() -> None:
+        with core.store.transaction() as tx:
+            tx.append_event(row)
+
+    if core.gateway.defer is not None:
+        core.gateway.defer(append)  # committed with this loop iteration's other writes
+    else:
+        append()

@@ -53,7 +53,10 @@ class GatewayState:
         self.records: dict[str, dict[str, Any] | None] = {}  # integration -> stored connection
         self._client: Any = None
         self._async_client: Any = None
+        self._pool: Any = None
+        self._proxied: dict[str, bool] = {}
         self.refusals: Any = None  # the loopback server's RefusalLog, for unauthenticated calls
+        self.defer: Any = None  # the loopback server's group commit, for api.call events
 
     def client(self) -> Any:
         """The pooled httpx client, made on first use (the daemon starts faster without it)."""
@@ -73,8 +76,26 @@ class GatewayState:
                     del self._client.headers[name]
             return self._client
 
+    def upstream_pool(self) -> Any:
+        """The gateway's own upstream client (``upstream.Pool``), made on the loop."""
+        if self._pool is None:
+            from kontextd.gateway.upstream import Pool
+
+            self._pool = Pool()
+        return self._pool
+
+    def proxied(self, url: str) -> bool:
+        """Does the environment send ``url``'s origin through a proxy? (Asked once each.)"""
+        origin = url.split("/", 3)[:3]
+        key = "/".join(origin)
+        if key not in self._proxied:
+            from kontextd.gateway.upstream import uses_proxy
+
+            self._proxied[key] = uses_proxy(url)
+        return self._proxied[key]
+
     def async_client(self) -> Any:
-        """The pooled ``httpx.AsyncClient`` of the loopback loop (made there, on first use)."""
+        """``httpx.AsyncClient`` for upstreams behind a proxy (made on the loop, on first use)."""
         if self._async_client is None:
             import httpx
 

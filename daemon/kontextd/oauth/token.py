@@ -171,9 +171,9 @@ def _exchange(core: Core, authorization: str | None, form: dict[str, str]) -> di
     """RFC 8693 §2: the subject token in, a narrower delegated token out."""
     if form.get("subject_token_type") != ACCESS_TYPE:
         raise OAuthError("invalid_request", "subject_token_type must be an access token")
-    claims = verify.inspect(
-        form.get("subject_token") or "", keys=core.keys, store=core.store, issuer=core.issuer
-    )
+    # The signature check is cached per token (an agent exchanges the same subject
+    # token again and again); expiry and revocation are checked every time.
+    claims = verify.inspect_cached(core, form.get("subject_token") or "")
     if claims is None:
         raise OAuthError("invalid_grant", "the subject token is not active")
     held = tuple(str(claims.get("scope", "")).split())

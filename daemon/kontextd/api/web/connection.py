@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import socket
 from typing import TYPE_CHECKING
 
@@ -102,6 +103,7 @@ class HttpConnection(asyncio.Protocol):
         self._writable.set()
         self._pauses: set[str] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None  # the handler or stream of this request
         self._reset_message()
 
     def _reset_message(self) -> None:
@@ -139,6 +141,8 @@ class HttpConnection(asyncio.Protocol):
         self._writable.set()  # wake a writer: it sees ``closing``
         if self._stream is not None:
             self._stream.fail()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()  # e.g. an event stream waiting for the next commit
         self.server.release(self)
 
     def pause_writing(self) -> None:
@@ -290,11 +294,12 @@ class HttpConnection(asyncio.Protocol):
         """Write a streamed answer, chunk by chunk, at the pace the reader takes it."""
         close = self.must_close(request, stream.close)
         chunked = stream.length is None and not stream.head_only
-        self.write(
-            wireformat.stream_head(
-                stream.status, stream.reason, stream.headers, stream.length, close, chunked
-            )
+        head = wireformat.stream_head(
+            stream.status, stream.reason, stream.headers, stream.length, close, chunked
         )
+        # Body bytes already at hand go out with the head: one write, one wake-up.
+        first = stream.prefix if not stream.head_only else b""
+        self.write(head + (wireformat.chunk(first) if chunked and first else first))
         try:
             if not stream.head_only:
                 async for chunk in stream.chunks:
@@ -309,7 +314,8 @@ class HttpConnection(asyncio.Protocol):
         finally:
             closer = getattr(stream.chunks, "aclose", None)
             if closer is not None:
-                await closer()
+                with contextlib.suppress(RuntimeError):  # already closing: cancelled inside
+                    await closer()
             self.finished(close)
 
     def must_close(self, request: Request, asked: bool) -> bool:

@@ -137,6 +137,7 @@ class Stream:
     reason: str | None = None
     close: bool = False
     head_only: bool = False  # HEAD, 204, 304: headers only (RFC 9110 §6.4.1)
+    prefix: bytes = b""  # body bytes already at hand, sent with the head; then ``chunks``
 
 
 def json_response(

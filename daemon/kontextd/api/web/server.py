@@ -64,6 +64,7 @@ class HttpServer:
         self.stopping = False
         self._per_uid: dict[int | None, int] = {}
         self._batch: list[tuple[HttpConnection, Request]] = []
+        self._deferred: list[Callable[[], None]] = []
         self._stopped = threading.Event()
         self._stop: asyncio.Event | None = None
         self._started = threading.Event()
@@ -92,6 +93,10 @@ class HttpServer:
         for conn in list(self.connections):
             conn.close()
         await asyncio.sleep(0)
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in pending:  # streams and handlers still running: end them cleanly
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     def shutdown(self) -> None:
         """Stop accepting and close every connection; wait for the loop to end."""
@@ -175,19 +180,33 @@ class HttpServer:
             conn.send(request, _preflight(route))
         elif route.kind == "inline":
             self._batch.append((conn, request))
-            if len(self._batch) == 1:
-                self.loop.call_soon(self._flush)
+            self._schedule()
         else:
             self.loop.create_task(self._run(conn, request))
 
+    def defer(self, write: Callable[[], None]) -> None:
+        """Run ``write`` (a store write whose result no one waits for, e.g. a gateway
+        call's audit event) in this iteration's batch: one commit for all of them."""
+        self._deferred.append(write)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if len(self._batch) + len(self._deferred) == 1:
+            self.loop.call_soon(self._flush)
+
     def _flush(self) -> None:
-        """Every inline request ready this iteration, in one store batch (group commit)."""
+        """Every inline request ready this iteration, and the deferred writes, in one
+        store batch (group commit); answers go out only after it committed."""
         batch, self._batch = self._batch, []
+        deferred, self._deferred = self._deferred, []
         answers: list[Response] = []
         try:
             with self.store.batch():
+                for write in deferred:
+                    _quietly(write)
                 answers = [self._call(request) for _, request in batch]
         except StoreWriteError as exc:
+            log.warning("a batch of loopback writes was lost: %s", exc)
             answers = [error_response(exc) for _ in batch]
         for (conn, request), answer in zip(batch, answers, strict=True):
             conn.send(request, _cors(request, answer))
@@ -202,6 +221,7 @@ class HttpServer:
 
     async def _run(self, conn: HttpConnection, request: Request) -> None:
         route = request.route
+        conn.task = asyncio.current_task()
         try:
             if route.kind == "blocking":
                 answer = await self.loop.run_in_executor(
@@ -221,6 +241,14 @@ class HttpServer:
                 await conn.send_stream(request, answer)
         else:
             conn.send(request, _cors(request, answer))
+
+
+def _quietly(write: Callable[[], None]) -> None:
+    """A deferred write that fails is logged; it must not take the batch down."""
+    try:
+        write()
+    except Exception:
+        log.exception("a deferred loopback write failed")
 
 
 class _Refusal:

@@ -51,15 +51,21 @@ class AppendedFeed:
         if event is not None:
             event.set()
 
-    async def wait(self, timeout: float) -> bool:
-        """True when something was committed within ``timeout`` seconds."""
+    def waiter(self) -> asyncio.Event:
+        """The event the next commit sets. Take it *before* reading the store, so a
+        commit between the read and the wait is not missed."""
         if self._event is None:
             self._event = asyncio.Event()
-        try:
-            await asyncio.wait_for(self._event.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        return self._event
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> bool:
+    """True when ``event`` was set within ``timeout`` seconds."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        return False
+    return True
 
 
 def frame(event_id: int, kind: str, data: Any) -> bytes:
@@ -97,10 +103,11 @@ async def _follow(
     last = after
     yield b": kontextd event stream\n\n"  # headers reach the client at once
     while True:
+        committed = feed.waiter()
         rows = store.events_after(last, BATCH, flt)
         if rows:
             last = max(int(row["id"]) for row in rows)
             yield b"".join(frame(int(row["id"]), "audit", shape(row)) for row in rows)
             continue
-        if not await feed.wait(KEEPALIVE):
+        if not await _wait(committed, KEEPALIVE):
             yield b": keep-alive\n\n"
