@@ -287,6 +287,25 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: waits for a real credential expiry (10 s or more)")
 
 
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: Any) -> Iterator[None]:
+    """One line naming the tests skipped for lack of a system package, and the
+    command that installs them (tests/missing_packages.py) — after pytest's own
+    short summary, just above the final counts."""
+    from tests.missing_packages import summary
+
+    yield
+
+    reasons = []
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        if isinstance(longrepr, tuple) and len(longrepr) == 3:
+            reasons.append(str(longrepr[2]))
+    lines = summary(reasons)
+    for line in lines:
+        terminalreporter.write_line(line)
+
+
 def one_line_error(proc: subprocess.CompletedProcess[str], code: int) -> str:
     """Assert ``proc`` failed with ``code`` and exactly one ``kontext: `` line; return it."""
     assert proc.returncode == code, (proc.returncode, proc.stderr)
