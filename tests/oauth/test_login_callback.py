@@ -13,6 +13,7 @@ from kontext_cli.login.callback import CallbackServer
 from kontext_cli.login.pkce import PkceSession, StateMismatch
 
 ISSUER = "http://127.0.0.1:1234"
+AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
 def test_pkce_session_is_s256_single_use_and_redacted() -> None:
@@ -57,3 +58,55 @@ def test_waiting_times_out_without_a_callback() -> None:
         done = threading.Event()
         assert server.wait(0.2) is None
         done.set()
+
+
+STRANGER_CALLBACK = """
+import socket, sys
+port, path = int(sys.argv[1]), sys.argv[2]
+with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+    try:
+        s.sendall(b"GET %s HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n\\r\\n" % path.encode())
+        print(repr(s.recv(1000)))
+    except ConnectionResetError:
+        print(repr(b""))
+"""
+
+
+@pytest.mark.parametrize("listener", ["login", "integration"])
+def test_another_uid_cannot_answer_the_callback(listener: str) -> None:
+    """The authorize URL names the callback (it is in the browser's argv): another
+    OS user who sends the redirect first is hung up on, and the login waits on."""
+    import os
+    import subprocess
+    import sys
+    import urllib.parse
+
+    from kontext_cli.redirect_listener import RedirectListener
+
+    if os.getuid() != 0:
+        pytest.skip("switching to another uid needs root (setpriv)")
+    session = PkceSession()
+    server: CallbackServer | RedirectListener
+    if listener == "login":
+        server = CallbackServer(session, ISSUER)
+        path = (
+            server.path
+            + "?"
+            + urllib.parse.urlencode({"code": "stolen", "state": session.state, "iss": ISSUER})
+        )
+        port = server.server_address[1]
+    else:
+        server = RedirectListener()
+        parts = urllib.parse.urlsplit(server.redirect_uri)
+        path, port = parts.path + "?code=stolen&state=x", parts.port or 0
+    with server:
+        proc = subprocess.run(
+            [*AS_NOBODY, sys.executable, "-I", "-c", STRANGER_CALLBACK, str(port), path],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd="/",
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == "b''"  # closed without an answer
+        assert server.wait(0.2) is None  # nothing was taken
