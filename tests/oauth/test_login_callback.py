@@ -81,12 +81,12 @@ def test_another_uid_cannot_answer_the_callback(listener: str) -> None:
     import sys
     import urllib.parse
 
-    from kontext_cli.redirect_listener import RedirectListener
+    from kontext_cli.login.callback import ProviderRedirect
 
     if os.getuid() != 0:
         pytest.skip("switching to another uid needs root (setpriv)")
     session = PkceSession()
-    server: CallbackServer | RedirectListener
+    server: CallbackServer | ProviderRedirect
     if listener == "login":
         server = CallbackServer(session, ISSUER)
         path = (
@@ -96,9 +96,8 @@ def test_another_uid_cannot_answer_the_callback(listener: str) -> None:
         )
         port = server.server_address[1]
     else:
-        server = RedirectListener()
-        parts = urllib.parse.urlsplit(server.redirect_uri)
-        path, port = parts.path + "?code=stolen&state=x", parts.port or 0
+        server = ProviderRedirect()
+        path, port = server.path + "?code=stolen&state=x", server.server_address[1]
     with server:
         proc = subprocess.run(
             [*AS_NOBODY, sys.executable, "-I", "-c", STRANGER_CALLBACK, str(port), path],
