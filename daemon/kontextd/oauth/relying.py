@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import jwt
 
 TIMEOUT = 10.0
@@ -38,6 +37,8 @@ def discover(issuer: str) -> dict[str, Any]:
 
 
 def _get_json(url: str) -> dict[str, Any]:
+    import httpx  # here, not at start: it costs the idle daemon ~0.5 s and several MB
+
     try:
         answer = httpx.get(url, timeout=TIMEOUT, follow_redirects=False)
         value = answer.json()
@@ -52,6 +53,8 @@ def token_request(
     meta: dict[str, Any], form: dict[str, str], auth: tuple[str, str] | None
 ) -> dict[str, Any]:
     """POST to the token endpoint; a 4xx ``error`` is a refusal."""
+    import httpx
+
     try:
         answer = httpx.post(
             meta["token_endpoint"], data=form, auth=auth, timeout=TIMEOUT, follow_redirects=False

@@ -54,8 +54,9 @@ class _Refused(Exception):
 class BodyStream:
     """A streamed request body: chunks in arrival order, ``None`` at the end."""
 
-    def __init__(self, conn: HttpConnection) -> None:
+    def __init__(self, conn: HttpConnection, request: Request) -> None:
         self._conn = conn
+        self._request = request
         self._queue: collections.deque[bytes | None] = collections.deque()
         self._ready = asyncio.Event()
         self.buffered = 0
@@ -81,6 +82,7 @@ class BodyStream:
         if chunk is None:
             if self.failed:
                 raise ConnectionError("the caller closed mid-body")
+            self._request.body_used = True  # read to its end: the connection stays usable
             raise StopAsyncIteration
         self.buffered -= len(chunk)
         self._conn.body_drained()
@@ -206,7 +208,7 @@ class HttpConnection(asyncio.Protocol):
         self._request = request
         self.server.classify(self, request)
         if request.route is not None and request.route.streaming:
-            self._stream = BodyStream(self)
+            self._stream = BodyStream(self, request)
             request.chunks = self._stream
             self._ready(request)
         elif self._declared_length() > wire.MAX_BODY:
@@ -327,8 +329,8 @@ class HttpConnection(asyncio.Protocol):
 
     @staticmethod
     def _declared_length_of(request: Request) -> bool:
-        if request.route is not None and request.route.streaming:
-            return False  # a streaming handler owns its body
+        """Did the request announce a body? (A streamed one not read to its end, e.g. a
+        refused gateway call, ends the connection too: its bytes may still be coming.)"""
         length = request.headers.get("Content-Length")
         chunked = "Transfer-Encoding" in request.headers
         return chunked or (length is not None and length.strip() not in ("", "0"))
