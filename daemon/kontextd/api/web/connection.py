@@ -23,6 +23,7 @@ import asyncio
 import collections
 import contextlib
 import socket
+import time
 from typing import TYPE_CHECKING
 
 import httptools
@@ -104,7 +105,10 @@ class HttpConnection(asyncio.Protocol):
         self._writable = asyncio.Event()
         self._writable.set()
         self._pauses: set[str] = set()
-        self._timer: asyncio.TimerHandle | None = None
+        # One deadline at a time (idle, or the head's), checked by the server's sweep
+        # once a second: a timer per request cost more than parsing the request.
+        self.deadline: float | None = None
+        self._why = ""
         self.task: asyncio.Task[None] | None = None  # the handler or stream of this request
         self._reset_message()
 
@@ -139,7 +143,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
-        self._cancel_timer()
+        self._clear_deadline()
         self._writable.set()  # wake a writer: it sees ``closing``
         if self._stream is not None:
             self._stream.fail()
@@ -197,7 +201,7 @@ class HttpConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.in_head = False
-        self._cancel_timer()
+        self._clear_deadline()
         version = self.parser.get_http_version()
         if version not in ("1.1", "1.0"):
             raise _Refused(505, wire.INVALID, "only HTTP/1.1 and HTTP/1.0 are served")
@@ -251,7 +255,7 @@ class HttpConnection(asyncio.Protocol):
         if self.active or not self.queue or self.closing:
             return
         self.active = True
-        self._cancel_timer()
+        self._clear_deadline()
         self.server.dispatch(self, self.queue.popleft())
 
     def finished(self, close: bool) -> None:
@@ -344,7 +348,7 @@ class HttpConnection(asyncio.Protocol):
             response.status = status
         if self.transport is None or self.closing:
             return
-        self._cancel_timer()
+        self._clear_deadline()
         if not self.active:
             self.write(
                 wireformat.head(response.status, response.header_lines(), len(response.body), True)
@@ -355,22 +359,25 @@ class HttpConnection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None and not self.closing:
             self.closing = True
-            self._cancel_timer()
+            self._clear_deadline()
             self.transport.close()
 
     # -- timers and reading --------------------------------------------------------
 
     def _arm(self, seconds: float, why: str) -> None:
-        self._cancel_timer()
-        self._timer = self.loop.call_later(seconds, self._expired, why)
+        self.deadline = time.monotonic() + seconds
+        self._why = why
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def _clear_deadline(self) -> None:
+        self.deadline = None
+
+    def expire_if_due(self, now: float) -> None:
+        """Called by the server's sweep: act on a deadline that has passed."""
+        if self.deadline is not None and self.deadline <= now:
+            self._expired(self._why)
 
     def _expired(self, why: str) -> None:
-        self._timer = None
+        self.deadline = None
         if why == "head" and self.in_head and not self.active:
             self.refuse(ApiError(wire.INVALID, "the request head took too long"), status=408)
         else:

@@ -41,6 +41,7 @@ MAX_CONNECTIONS = 4096
 PER_STRANGER = 64  # connections at once from one OS user other than ours
 EXECUTOR_THREADS = 4
 BACKLOG = 1024
+SWEEP_INTERVAL = 1.0  # seconds between deadline checks (idle, whole head)
 
 
 class HttpServer:
@@ -88,6 +89,7 @@ class HttpServer:
             lambda: HttpConnection(self), sock=self.sock, backlog=BACKLOG
         )
         self._started.set()
+        self.loop.call_later(SWEEP_INTERVAL, self._sweep)
         await self._stop.wait()
         server.close()
         for conn in list(self.connections):
@@ -97,6 +99,14 @@ class HttpServer:
         for task in pending:  # streams and handlers still running: end them cleanly
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+    def _sweep(self) -> None:
+        """Once a second: close connections past their idle or head deadline."""
+        now = time.monotonic()
+        for conn in list(self.connections):
+            conn.expire_if_due(now)
+        if not self.stopping:
+            self.loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     def shutdown(self) -> None:
         """Stop accepting and close every connection; wait for the loop to end."""
