@@ -72,8 +72,10 @@ def token_marks(token: str) -> tuple[str, str]:
 
 def carries(value: str, marks: tuple[str, str]) -> bool:
     """Does ``value`` (or its percent-decoding, once or twice) contain a copy of the token?"""
-    once = urllib.parse.unquote(value)
-    texts = {value, once, urllib.parse.unquote(once)}
+    texts = [value]
+    if "%" in value:  # only then can decoding change anything
+        once = urllib.parse.unquote(value)
+        texts += [once, urllib.parse.unquote(once)]
     return any(mark and mark in text for text in texts for mark in marks)
 
 
