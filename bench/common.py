@@ -223,22 +223,12 @@ class Daemon:
         self.approve(name)
 
     def approve(self, name: str) -> None:
-        """Approve the agent's scopes once, before timing: ``kontext consent grant`` with
-        the tests' browser stand-in (tests/browser_approve.py) clicking Approve."""
-        browser = self.home / "browser.sh"
-        script = HERE.parent / "tests" / "browser_approve.py"
-        browser.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
-        browser.chmod(0o700)
-        scopes = [arg for scope in SCOPES for arg in ("--scope", scope)]
-        proc = subprocess.run(
-            [KONTEXT, "consent", "grant", f"agent:{name}", "--for", "1d", *scopes],
-            env={**self.env, "BROWSER": str(browser)},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"consent grant for {name}: {proc.stderr.strip()}")
+        """Approve the agent's scopes once, before timing, on the real consent page, as
+        the tests' harness does (push, read the page's CSRF token, click Approve)."""
+        sys.path.insert(0, str(HERE.parent))
+        from tests.conftest import Kontext, approve_over_http
+
+        approve_over_http(Kontext(self.home), name, list(SCOPES))
 
 
 def introspect(conn: http.client.HTTPConnection, token: str) -> dict[str, Any]:
