@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import socket
 import time
 from typing import TYPE_CHECKING
@@ -35,6 +36,8 @@ from kontextd.errors import ApiError
 
 if TYPE_CHECKING:
     from kontextd.api.web.server import HttpServer
+
+log = logging.getLogger("kontextd.loopback")
 
 HEAD_DEADLINE = 10.0
 HEAD_BUDGET = 64 * 1024
@@ -168,8 +171,9 @@ class HttpConnection(asyncio.Protocol):
             refused = exc.__context__
             if isinstance(refused, _Refused):
                 self.refuse(refused.error, status=refused.status)
-            else:
-                raise
+            else:  # a bug in our callback code: one answer, the traceback in the log
+                log.error("loopback request failed", exc_info=refused)
+                self.refuse(ApiError(wire.INTERNAL, "internal error; see the daemon log"))
         except httptools.HttpParserUpgrade:
             self.refuse(ApiError(wire.INVALID, "CONNECT and protocol upgrades are not served"))
         except httptools.HttpParserError as exc:
