@@ -192,12 +192,23 @@ def _policy(e: Event) -> list[str]:
 
 def _pruned(e: Event) -> list[str]:
     peer = _table(e.get("requested_by"))
+    first = e.get("first")
+    span = f"{first}-{e.get('through')}" if first is not None else f"through {e.get('through')}"
     return [
-        *_opt("events through {}", e.get("through")),
+        *_opt("events {}", span if e.get("through") is not None else None),
         *_opt("({} removed)", e.get("deleted")),
         *_opt("by pid {}", peer.get("pid")),
         *_opt("uid {}", peer.get("uid")),
         *_opt("agent {}", peer.get("agent")),
+    ]
+
+
+def _pinned(e: Event) -> list[str]:
+    return [
+        *_opt("key {}", e.get("kids")),
+        *_opt("checkpoint at event {}", e.get("event_id")),
+        *(["(trusting the log as it stood)"] if e.get("first_use") else []),
+        *_opt("in {}", e.get("where")),
     ]
 
 
@@ -250,6 +261,7 @@ DETAILS: dict[str, Callable[[Event], list[str]]] = {
     "key.rotated": _key,
     "policy.reloaded": _policy,
     "audit.pruned": _pruned,
+    "audit.anchor_pinned": _pinned,
     "daemon.started": _daemon,
     "daemon.stopped": _daemon,
     "control.refused": _refused,

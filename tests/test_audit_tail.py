@@ -127,6 +127,11 @@ SAMPLES: list[tuple[dict[str, object], str]] = [
         "events through 40 (40 removed) by pid 7 uid 1000",
     ),
     (
+        {"event": "audit.anchor_pinned", "kids": ["K1"], "event_id": 9, "first_use": True}
+        | {"where": "file:/x"},
+        "key K1 checkpoint at event 9 (trusting the log as it stood) in file:/x",
+    ),
+    (
         {"event": "daemon.started", "pid": 99, "version": "1.0", "orphans_revoked": 2},
         "pid 99 version 1.0 (2 orphaned credentials revoked)",
     ),

@@ -32,17 +32,20 @@ def db(k: Kontext) -> sqlite3.Connection:
     return sqlite3.connect(k.database, isolation_level=None)
 
 
-def broken_at(k: Kontext, *args: str) -> str:
-    proc = k.run("audit", "verify", *args)
+def broken_at(k: Kontext, *args: str, env: dict[str, str] | None = None) -> str:
+    proc = k.run("audit", "verify", *args, env=env)
     assert proc.returncode == BROKEN, proc.stdout + proc.stderr
     assert proc.stderr.count("\n") == 1
     return proc.stderr
 
 
 def test_clean_log_verifies_and_counts(log: Kontext) -> None:
-    out = log.ok("audit", "verify").stdout
+    out = log.ok("audit", "verify").stdout.splitlines()
     count = db(log).execute("SELECT COUNT(*) FROM audit_events").fetchone()[0]
-    assert out == f"verified {count} events (events 1-{count}) and 1 checkpoints: intact\n"
+    signed = db(log).execute("SELECT COUNT(*) FROM audit_checkpoints").fetchone()[0]
+    assert signed >= 2  # `audit checkpoint`, and the one every stop signs
+    assert out[0] == f"verified {count} events (events 1-{count}) and {signed} checkpoints: intact"
+    assert out[1].startswith("anchor: checkpoint at event ") and out[1].endswith("/data/secrets")
 
 
 def test_edited_field_is_caught_at_that_event(log: Kontext) -> None:
@@ -122,13 +125,13 @@ def test_forged_checkpoint_is_caught(log: Kontext) -> None:
     forged = jwt.encode(
         claims, other, algorithm="ES256", headers={"kid": kid, "typ": "kontext-checkpoint+jwt"}
     )
-    conn.execute(
+    row = conn.execute(
         "INSERT INTO audit_checkpoints (event_id, event_hash, ts, kind, kid, jws) "
         "VALUES (3, ?, 1, 'checkpoint', ?, ?)",
         ("0" * 64, kid, forged),
-    )
+    ).lastrowid
     err = broken_at(log)
-    assert err.startswith("kontext: audit log broken at event 3: checkpoint 2 is forged")
+    assert err.startswith(f"kontext: audit log broken at event 3: checkpoint {row} is forged")
 
 
 def test_altered_checkpoint_fields_are_caught(log: Kontext) -> None:
@@ -153,6 +156,8 @@ def test_export_verifies_on_its_own_and_catches_edits(log: Kontext, tmp_path: Pa
 
 
 def test_prune_leaves_a_signed_anchor_and_the_rest_verifies(fresh_kx: Kontext) -> None:
+    (fresh_kx.home / "config").mkdir(parents=True)
+    (fresh_kx.home / "config" / "config.toml").write_text('[audit]\nprune_min_age = "0s"\n')
     name = fresh_kx.agent("github:pulls:read")
     fresh_kx.ok("exec", "--agent", name, "--", "true")
     time.sleep(0.05)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from kontext.common import wire
 from kontext.common.config import Config
 from kontext.common.paths import Paths
+from kontextd.audit.anchor import AnchorStore
 from kontextd.errors import ApiError
 from kontextd.gateway.state import GatewayState
 from kontextd.policy.cedar import CedarOrgPolicy
@@ -39,6 +40,7 @@ class Core:
     layers: list[Layer] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
     gateway: GatewayState = field(default_factory=GatewayState)
+    anchors: AnchorStore | None = None  # the audit trust anchor (None: not pinned here)
 
     def __post_init__(self) -> None:
         if not self.layers:

@@ -68,6 +68,8 @@ class SecretStore:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(value)
+            fh.flush()
+            os.fsync(fh.fileno())  # on the disk before it replaces the old one
         os.replace(tmp, path)
 
     def get(self, name: str) -> str | None:

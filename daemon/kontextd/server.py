@@ -19,7 +19,8 @@ from kontext.common.paths import MAX_SOCKET_PATH, Paths
 from kontextd import credentials, runtime
 from kontextd.api.control_loop import ControlServer
 from kontextd.api.loopback import LoopbackServer
-from kontextd.audit import trail
+from kontextd.audit import pinning, trail
+from kontextd.audit.anchor import AnchorStore
 from kontextd.core import Core
 from kontextd.oauth import session as login_session
 from kontextd.policy import admin as policy_admin
@@ -119,10 +120,13 @@ class Daemon:
             )
         store = Store(self.paths.database)
         keys = KeyRing(store, secrets)
-        core = Core(self.paths, cfg, store, secrets, keys, issuer="")
+        core = Core(self.paths, cfg, store, secrets, keys, issuer="", anchors=AnchorStore(secrets))
         self.loopback = _bind_loopback(self.paths, core)
         core.issuer = f"http://127.0.0.1:{self.loopback.server_address[1]}"
         keys.active()  # create or load the signing key now, not on the first exec
+        lost = pinning.start(core)  # the audit trust anchor: pin the key, check the log
+        if lost is not None:
+            self.notices.append(lost)
         runtime.remove_quietly(self.paths.socket)  # a stale socket: the lock proves no owner
         self.control = ControlServer(self.paths.socket, core, self.status)
         self.core = core
@@ -197,6 +201,7 @@ class Daemon:
             credentials.end(core, cred.jti, "revoked", "the daemon stopped")
         with core.store.transaction() as tx:
             tx.append_event({"event": "daemon.stopped", "pid": os.getpid()})
+        trail.checkpoint_at_stop(core)  # nothing is left unsigned while the daemon is away
         runtime.remove_quietly(self.paths.socket, self.paths.http_info)
         self.control.server_close()
         self.loopback.server_close()

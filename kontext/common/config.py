@@ -5,6 +5,11 @@ Shape::
     [secrets]
     fallback = "allow"          # or "refuse": no plaintext-file fallback for secrets
 
+    [audit]
+    checkpoint_every = 1000     # sign a checkpoint at every Nth event ...
+    checkpoint_interval = "5m"  # ... and at most this long after any event
+    prune_min_age = "30d"       # 'audit prune' never removes younger events ("0s": any)
+
     [integrations.jira]         # a user-defined integration
     display_name = "Jira"
     env = ["JIRA_TOKEN"]
@@ -18,7 +23,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from kontext.common import integrations
+from kontext.common import integrations, validate
 
 SETTABLE = {"secrets.fallback": ("allow", "refuse")}
 
@@ -33,10 +38,46 @@ class SettingError(ConfigError):
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    """``[audit]``: when checkpoints are signed, and how old pruned events must be."""
+
+    checkpoint_every: int = 1000
+    checkpoint_interval: int = 300
+    prune_min_age: int = 30 * 86400
+
+    @classmethod
+    def parse(cls, table: Any) -> AuditSettings:
+        """Validate the ``[audit]`` table; raises ``ValueError`` naming the bad key."""
+        if not isinstance(table, dict):
+            raise ValueError("[audit] must be a table")
+        every = table.get("checkpoint_every", cls.checkpoint_every)
+        if isinstance(every, bool) or not isinstance(every, int) or not 1 <= every <= 1_000_000:
+            raise ValueError(f"audit.checkpoint_every must be 1..1000000, not {every!r}")
+        return cls(
+            checkpoint_every=every,
+            checkpoint_interval=_seconds(table, "checkpoint_interval", "5m", 10, 86400),
+            prune_min_age=_seconds(table, "prune_min_age", "30d", 0, 3650 * 86400),
+        )
+
+
+def _seconds(table: dict[str, Any], name: str, default: str, lower: int, upper: int) -> int:
+    raw = table.get(name, default)
+    if raw in ("0", "0s") and lower == 0:
+        return 0
+    try:
+        if not isinstance(raw, str):
+            raise validate.InvalidInput(f'use a duration such as "{default}", not {raw!r}')
+        return validate.duration(raw, lower=max(lower, 1), upper=upper)
+    except validate.InvalidInput as exc:
+        raise ValueError(f"audit.{name}: {exc}") from exc
+
+
+@dataclass(frozen=True)
 class Config:
     """The validated configuration."""
 
     secrets_fallback: str = "allow"
+    audit: AuditSettings = field(default_factory=AuditSettings)
     integrations: dict[str, integrations.Integration] = field(
         default_factory=lambda: dict(integrations.BUILTINS)
     )
@@ -72,7 +113,11 @@ def load(path: str) -> Config:
         catalogue = integrations.catalogue(user_integrations)
     except integrations.InvalidIntegration as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    return Config(secrets_fallback=fallback, integrations=catalogue, raw=raw)
+    try:
+        audit = AuditSettings.parse(raw.get("audit", {}))
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return Config(secrets_fallback=fallback, audit=audit, integrations=catalogue, raw=raw)
 
 
 def set_value(path: str, key: str, value: str) -> None:

@@ -35,6 +35,7 @@ EVENTS: dict[str, str] = {
     "key.rotated": "the signing key was rotated",
     "policy.reloaded": "org policy files were (re)loaded",
     "audit.pruned": "old audit events were removed behind a signed anchor",
+    "audit.anchor_pinned": "a key (or, first time, the log) was pinned outside the database",
     "daemon.started": "kontextd started",
     "daemon.stopped": "kontextd stopped",
     "control.refused": "another OS user was refused on the control socket",

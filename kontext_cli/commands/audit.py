@@ -62,7 +62,7 @@ def tail(
 
 @app.command("checkpoint")
 def checkpoint() -> None:
-    """Sign a checkpoint over the newest event now (the daemon also does every 1000)."""
+    """Sign a checkpoint over the newest event now (the daemon also signs on its own)."""
     with daemon() as conn:
         cp = conn.call("POST", "/v1/audit/checkpoint")
     render.out.print(f"signed checkpoint at event {cp['event_id']} (key {cp['kid']})")
@@ -74,7 +74,7 @@ def prune(
         str, typer.Option("--before", help="Remove events older than this: 2024-01-01, 90d.")
     ],
 ) -> None:
-    """Remove old events, leaving a signed anchor so the rest still verifies."""
+    """Remove events older than 30 days (config), leaving a signed anchor that says who."""
     cutoff = checked(when.parse, before)
     with daemon() as conn:
         result = conn.call("POST", "/v1/audit/prune", {"before": cutoff})

@@ -17,6 +17,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,28 +121,35 @@ DRIVER = textwrap.dedent(
 )
 
 
-def test_a_real_secret_service_holds_the_signing_key(tmp_path: Path) -> None:
+def in_a_secret_service(tmp_path: Path, home: Path, script: str) -> dict[str, Any]:
+    """Run ``script`` (argv: kontext, home) in a dbus session with an unlocked
+    gnome-keyring; its last stdout line is a JSON result."""
     for tool in ("dbus-run-session", "gnome-keyring-daemon"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (Debian: dbus, gnome-keyring)")
-    home = short_home()
     (tmp_path / "home").mkdir()
     driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
+    driver.write_text(script)
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("KONTEXT_", "DBUS_", "PYTHON_K"))
     }
     env.update({"HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(tmp_path / "home")})
+    proc = subprocess.run(
+        ["dbus-run-session", "--", sys.executable, str(driver), KONTEXT, str(home)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, Any] = json.loads(proc.stdout.splitlines()[-1])
+    return result
+
+
+def test_a_real_secret_service_holds_the_signing_key(tmp_path: Path) -> None:
+    home = short_home()
     try:
-        proc = subprocess.run(
-            ["dbus-run-session", "--", sys.executable, str(driver), KONTEXT, str(home)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert proc.returncode == 0, proc.stderr
-        result = json.loads(proc.stdout.splitlines()[-1])
+        result = in_a_secret_service(tmp_path, home, DRIVER)
         assert result["start"]["code"] == 0, result["start"]
         assert "keyring backend works" not in result["start"]["err"]  # no fallback notice
         assert result["status"]["secrets"].startswith("keyring:")
@@ -158,5 +166,47 @@ def test_a_real_secret_service_holds_the_signing_key(tmp_path: Path) -> None:
             if path.is_file() and not path.is_socket():
                 data = path.read_bytes()
                 assert b"PRIVATE KEY" not in data and b"ghp_in_the_secret_service" not in data
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+AUDIT_DRIVER = DRIVER.split("result = {")[0] + textwrap.dedent(
+    """
+    import sqlite3
+    run("daemon", "start")
+    run("agent", "create", "anchored", "--allow", "github:pulls:read")
+    run("daemon", "stop")
+    import keyring
+    service = "kontext/" + __import__("hashlib").sha256(
+        os.path.join(home, "data").encode()).hexdigest()[:16]
+    result = {"anchor": json.loads(keyring.get_password(service, "audit-anchor") or "null")}
+    result["clean"] = run("audit", "verify")
+    db = sqlite3.connect(os.path.join(home, "data", "kontext.db"), isolation_level=None)
+    db.execute("DROP TRIGGER audit_no_delete")
+    db.execute("DROP TRIGGER audit_checkpoints_no_delete")
+    last = db.execute("SELECT MAX(id) FROM audit_events").fetchone()[0]
+    db.execute("DELETE FROM audit_events WHERE id >= ?", (last - 1,))
+    db.execute("DELETE FROM audit_checkpoints WHERE event_id >= ?", (last - 1,))
+    db.close()
+    result["last"] = last
+    result["cut"] = run("audit", "verify")
+    print(json.dumps(result))
+    """
+)
+
+
+def test_with_a_real_secret_service_the_audit_anchor_lives_there(tmp_path: Path) -> None:
+    """The anchor sits in the Secret Service next to the private key — no file on disk —
+    and a log cut while the daemon is stopped fails to verify against it."""
+    home = short_home()
+    try:
+        result = in_a_secret_service(tmp_path, home, AUDIT_DRIVER)
+        anchor = result["anchor"]
+        assert anchor is not None and anchor["checkpoint"]["event_id"] == result["last"]
+        assert result["clean"]["code"] == 0, result["clean"]
+        assert "pinned in keyring:" in result["clean"]["out"]
+        assert result["cut"]["code"] == 10, result["cut"]
+        assert "the pinned checkpoint names event" in result["cut"]["err"]
+        assert not (home / "data" / "secrets").exists()
     finally:
         shutil.rmtree(home, ignore_errors=True)

@@ -22,7 +22,7 @@ from kontext.common import wire
 from kontextd import agents, credentials
 from kontextd.api.control_auth import AUTH_ROUTES, AuthRoutes
 from kontextd.api.httpbase import Route, route
-from kontextd.audit import trail
+from kontextd.audit import requester, trail
 from kontextd.core import Core
 from kontextd.errors import ApiError, invalid
 from kontextd.gateway import admin as integrations_admin
@@ -279,7 +279,10 @@ class ControlHandler(AuthRoutes):
         self.send_json(201, trail.make_checkpoint(self.core))
 
     def audit_prune(self) -> None:
-        self.send_json(200, trail.prune(self.core, self.read_json().get("before")))
+        # Who asks, from kernel facts; the control API's caller classification
+        # (issue 12) replaces requester.of when it lands — this is the one call.
+        asking = requester.of(self.core, self.peer_pid)
+        self.send_json(200, trail.prune(self.core, self.read_json().get("before"), asking))
 
     # -- org policy -----------------------------------------------------------
 

@@ -9,10 +9,13 @@ event order:
 - ids are contiguous (a gap is a deleted row);
 - the first event is event 1 chained from the genesis hash, or is preceded by a
   signed anchor (left by pruning) naming the event before it and its hash;
-- every checkpoint's ES256 signature verifies with the public key of its
-  recorded ``kid``, its claims match its columns, and the event it names
-  exists with exactly that hash (a checkpoint past the end means rows were cut
-  from the end).
+- every checkpoint's ES256 signature verifies with a *trusted* public key
+  (pinned outside the database, ``audit.anchor``; a key found only in
+  ``signing_keys`` is not trusted), its claims match its columns, and the event
+  it names exists with exactly that hash (a checkpoint past the end means rows
+  were cut from the end);
+- the pinned checkpoint's event is there with the pinned hash (a rewritten
+  chain, a cut end or a replaced database without the private key fails here).
 """
 
 from __future__ import annotations
@@ -47,12 +50,27 @@ class Report:
     first_id: int | None = None
     last_id: int | None = None
     unanchored: bool = False
+    covered: int = 0  # the newest event a verified checkpoint (or the pin) signs
+
+
+PINNED = "pinned"  # the kind given to the pinned checkpoint in ``walk``
+
+
+def pinned_row(event_id: int, event_hash: str, cp_id: int = 0) -> CheckpointRow:
+    """The pinned checkpoint as a row ``walk`` checks like the others (already trusted)."""
+    return CheckpointRow(cp_id, event_id, event_hash, 0.0, PINNED, "", "")
 
 
 def check_checkpoint(cp: CheckpointRow, keys: dict[str, dict[str, Any]]) -> None:
     """Signature and claims of one checkpoint (not yet the row it names)."""
+    if cp.kid not in keys:
+        raise Broken(
+            cp.event_id,
+            f"{cp.kind} {cp.id} is signed by key {cp.kid[:64]}, which is not a pinned key "
+            "(added to the database, or the database replaced?)",
+        )
     try:
-        claims = verify_signature(cp.jws, cp.kid, keys.get(cp.kid))
+        claims = verify_signature(cp.jws, cp.kid, keys[cp.kid])
     except BadSignature as exc:
         raise Broken(cp.event_id, f"{cp.kind} {cp.id} is forged: {exc}") from exc
     if (claims.get("event_id"), claims.get("event_hash"), claims.get("kind")) != (
@@ -126,16 +144,19 @@ def walk(
     keys: dict[str, dict[str, Any]],
     *,
     trust_start: bool = False,
+    pinned: CheckpointRow | None = None,
 ) -> Report:
     """Verify everything; raise ``Broken`` at the first bad link, else return a report.
 
-    ``events`` are ``EventRow``s or sqlite's plain row tuples in the same order.
+    ``events`` are ``EventRow``s or sqlite's plain row tuples in the same order;
+    ``keys`` are the trusted public keys by kid; ``pinned`` (``pinned_row``) is
+    the checkpoint pinned outside the database, whose event must be reached.
     """
     for cp in checkpoints:
         check_checkpoint(cp, keys)
     anchors = {cp.event_id: cp for cp in checkpoints if cp.kind == "anchor"}
     pending: dict[int, list[CheckpointRow]] = {}
-    for cp in checkpoints:
+    for cp in [*checkpoints, *([pinned] if pinned is not None else [])]:
         pending.setdefault(cp.event_id, []).append(cp)
     report, rows = Report(), iter(events)
     first = next(rows, None)
@@ -143,6 +164,9 @@ def walk(
         return _finish(report, None, pending)
     prev = EventRow._make(first)
     report.unanchored = _start(prev, anchors, trust_start)
+    for before in [e for e in pending if e < prev.id]:  # pruned away behind the anchor
+        report.covered = max(report.covered, before)
+        report.checkpoints += sum(cp.kind == "checkpoint" for cp in pending.pop(before))
     report.first_id = prev.id
     _check_row(prev, None)
     _reached(prev.id, prev.hash, pending.pop(prev.id, None), report)
@@ -164,9 +188,15 @@ def _reached(
 ) -> None:
     """The walk got to ``event_id``: the checkpoints naming it must have signed its hash."""
     for cp in cps or ():
+        if cp.event_hash != event_hash and cp.kind == PINNED:
+            raise Broken(
+                event_id, "differs from the pinned checkpoint: the log was rewritten or replaced"
+            )
         if cp.event_hash != event_hash:
             raise Broken(event_id, f"{cp.kind} {cp.id} signed another hash: event rewritten")
         report.checkpoints += cp.kind == "checkpoint"
+        if cp.kind != "anchor":
+            report.covered = max(report.covered, event_id)
 
 
 def _finish(report: Report, last_id: int | None, pending: dict[int, list[CheckpointRow]]) -> Report:
@@ -174,6 +204,13 @@ def _finish(report: Report, last_id: int | None, pending: dict[int, list[Checkpo
     last = last_id or 0
     report.last_id = last_id
     beyond = sorted(e for e in pending if e > last)
+    if any(cp.kind == PINNED for e in beyond for cp in pending[e]):
+        pin = next(cp for e in beyond for cp in pending[e] if cp.kind == PINNED)
+        cut = (
+            f"is missing: the pinned checkpoint names event {pin.event_id} "
+            "(rows cut from the end, or the database replaced?)"
+        )
+        raise Broken(last + 1, cut)
     if beyond:
         cut = f"is missing: a checkpoint names event {beyond[0]} (rows cut from the end?)"
         raise Broken(last + 1, cut)

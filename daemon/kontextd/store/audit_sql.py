@@ -94,15 +94,16 @@ def events_after(
 
 
 def event_rows(
-    conn: sqlite3.Connection, after: int = 0, until_ts: float | None = None
+    conn: sqlite3.Connection, after: int = 0, through: int | None = None
 ) -> Iterator[tuple[int, str, str, str]]:
-    """Every event from ``after`` on, in id order, as ``(id, body, prev_hash, hash)``.
+    """Every event after ``after`` (up to ``through``), in id order, as
+    ``(id, body, prev_hash, hash)``.
 
     One statement, streamed: sqlite hands rows over as the cursor is iterated,
     so a million rows never sit in a list and no object is built per row.
     """
-    bound = "" if until_ts is None else " AND ts < ?"
-    extra: tuple[Any, ...] = () if until_ts is None else (until_ts,)
+    bound = "" if through is None else " AND id <= ?"
+    extra: tuple[Any, ...] = () if through is None else (through,)
     return conn.execute(
         f"SELECT id, body, prev_hash, hash FROM audit_events WHERE id > ?{bound} ORDER BY id",
         (after, *extra),
@@ -110,10 +111,25 @@ def event_rows(
 
 
 def iter_events(
-    conn: sqlite3.Connection, after: int = 0, until_ts: float | None = None
+    conn: sqlite3.Connection, after: int = 0, through: int | None = None
 ) -> Iterator[EventRow]:
     """``event_rows`` as ``EventRow``s."""
-    return map(EventRow._make, event_rows(conn, after, until_ts))
+    return map(EventRow._make, event_rows(conn, after, through))
+
+
+def last_id_before(conn: sqlite3.Connection, until: float | None) -> int | None:
+    """The newest event id (older than ``until``, if given)."""
+    found = last_event(conn, until)
+    return found[0] if found else None
+
+
+def covering_checkpoint(conn: sqlite3.Connection, event_id: int) -> int | None:
+    """The first event at or after ``event_id`` that a checkpoint signs."""
+    row = conn.execute(
+        "SELECT MIN(event_id) FROM audit_checkpoints WHERE event_id >= ? AND kind = 'checkpoint'",
+        (event_id,),
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
 
 
 def first_id_since(conn: sqlite3.Connection, since: float) -> int:
@@ -131,6 +147,11 @@ def last_event(conn: sqlite3.Connection, before_ts: float | None = None) -> tupl
             "SELECT id, hash FROM audit_events WHERE ts < ? ORDER BY id DESC LIMIT 1", (before_ts,)
         ).fetchone()
     return (int(row[0]), str(row[1])) if row else None
+
+
+def first_event_id(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute("SELECT MIN(id) FROM audit_events").fetchone()
+    return int(row[0]) if row and row[0] is not None else None
 
 
 def event_at(conn: sqlite3.Connection, event_id: int) -> tuple[int, str] | None:
@@ -155,6 +176,43 @@ def checkpoints(conn: sqlite3.Connection, since_event: int = 0) -> list[Checkpoi
         (since_event,),
     ).fetchall()
     return [CheckpointRow(*r) for r in rows]
+
+
+def first_uncovered_ts(conn: sqlite3.Connection, covered: int) -> float | None:
+    """The time of the first event after ``covered`` (the newest checkpointed id)."""
+    row = conn.execute(
+        "SELECT ts FROM audit_events WHERE id > ? ORDER BY id LIMIT 1", (covered,)
+    ).fetchone()
+    return float(row[0]) if row else None
+
+
+def stop_after(conn: sqlite3.Connection, after: int) -> int | None:
+    """The id of the first ``daemon.stopped`` event after ``after``, if any."""
+    row = conn.execute(
+        "SELECT MIN(id) FROM audit_events WHERE id > ? AND event = 'daemon.stopped'", (after,)
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def key_storages(conn: sqlite3.Connection) -> set[str]:
+    """Where the database says its signing keys' private halves were kept."""
+    return {str(r[0]) for r in conn.execute("SELECT DISTINCT storage FROM signing_keys")}
+
+
+def make_durable(conn: sqlite3.Connection) -> None:
+    """Sync committed transactions to the disk now, before something outside the
+    database (the pinned anchor) names them: with ``synchronous=NORMAL`` a power
+    loss may undo the last commits until the WAL is next synced, which a WAL
+    checkpoint does first (sqlite.org/pragma.html#pragma_synchronous)."""
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+def checkpoint_row(conn: sqlite3.Connection, cp_id: int) -> CheckpointRow | None:
+    row = conn.execute(
+        "SELECT id, event_id, event_hash, ts, kind, kid, jws FROM audit_checkpoints WHERE id = ?",
+        (cp_id,),
+    ).fetchone()
+    return CheckpointRow(*row) if row else None
 
 
 def last_checkpointed(conn: sqlite3.Connection) -> int:
