@@ -42,7 +42,7 @@ _kontext_options() {
         'audit tail') echo '-n --lines -f --follow --agent --user --event --since --until --json --help' ;;
         'audit checkpoint') echo '--help' ;;
         'audit prune') echo '--before --help' ;;
-        'audit verify') echo '--file --help' ;;
+        'audit verify') echo '--file --key --help' ;;
         'audit export') echo '--since --until --format -o --output --help' ;;
         'policy') echo '--help' ;;
         'policy schema') echo '--help' ;;
@@ -78,7 +78,7 @@ _kontext_value_options() {
         'consent grant') echo '-s --scope -t --target --for' ;;
         'audit tail') echo '-n --lines --agent --user --event --since --until' ;;
         'audit prune') echo '--before' ;;
-        'audit verify') echo '--file' ;;
+        'audit verify') echo '--file --key' ;;
         'audit export') echo '--since --until --format -o --output' ;;
         'policy explain') echo '-a --agent -s --scope -t --target --ttl' ;;
         'integration connect') echo '--timeout' ;;

@@ -38,7 +38,7 @@ function __kontext_value_options
         case 'audit prune'
             printf '%s\n' --before
         case 'audit verify'
-            printf '%s\n' --file
+            printf '%s\n' --file --key
         case 'audit export'
             printf '%s\n' --since --until --format -o --output
         case 'policy explain'
@@ -227,9 +227,9 @@ complete -c kontext -n '__kontext_at \'consent grant\'' -l no-browser -d 'Only p
 complete -c kontext -n '__kontext_at \'consent grant\'' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at \'consent grant\' 0' -f -a '(__kontext_agent_prefixed)'
 complete -c kontext -n '__kontext_at audit' -f -a 'tail' -d 'Print the latest audit events, and follow new ones with -f'
-complete -c kontext -n '__kontext_at audit' -f -a 'checkpoint' -d 'Sign a checkpoint over the newest event now (the daemon also does every 1000)'
-complete -c kontext -n '__kontext_at audit' -f -a 'prune' -d 'Remove old events, leaving a signed anchor so the rest still verifies'
-complete -c kontext -n '__kontext_at audit' -f -a 'verify' -d 'Walk the hash chain and signed checkpoints; exit 10 at the first broken link'
+complete -c kontext -n '__kontext_at audit' -f -a 'checkpoint' -d 'Sign a checkpoint over the newest event now (the daemon also signs on its own)'
+complete -c kontext -n '__kontext_at audit' -f -a 'prune' -d 'Remove events older than 30 days (config), leaving a signed anchor that says who'
+complete -c kontext -n '__kontext_at audit' -f -a 'verify' -d 'Check the hash chain, the signed checkpoints and the pinned anchor; exit 10 if broken'
 complete -c kontext -n '__kontext_at audit' -f -a 'export' -d 'Write events as JSON lines a log shipper can ingest; \'audit verify --file\' checks them'
 complete -c kontext -n '__kontext_at audit' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at \'audit tail\'' -s n -l lines -r -f -d 'How many recent events.'
@@ -245,6 +245,7 @@ complete -c kontext -n '__kontext_at \'audit checkpoint\'' -l help -d 'Show this
 complete -c kontext -n '__kontext_at \'audit prune\'' -l before -r -f -d 'Remove events older than this: 2024-01-01, 90d.'
 complete -c kontext -n '__kontext_at \'audit prune\'' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at \'audit verify\'' -l file -r -F -d 'Verify an export (JSONL) instead of the log.'
+complete -c kontext -n '__kontext_at \'audit verify\'' -l key -r -f -d 'With --file: trust only this key id; repeat for more.'
 complete -c kontext -n '__kontext_at \'audit verify\'' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at \'audit export\'' -l since -r -f -d 'From this time: 2024-05-01, …T14:30, 7d.'
 complete -c kontext -n '__kontext_at \'audit export\'' -l until -r -f -d 'Before this time.'
