@@ -226,7 +226,7 @@ def test_the_date_shows_when_the_events_are_not_all_from_today(sampled: Kontext)
 def test_session_started_names_the_user_and_process_killed_the_pid(fresh_kx: Kontext) -> None:
     k = fresh_kx
     k.start()
-    k.ok("login", env={"KX_EMAIL": "alice@acme.com", "KX_NAME": "Alice"})
+    k.ok("login", env={"KX_EMAIL": "alice@acme.com", "KX_NAME": "Alice"}, tty=True)
     started = k.ok("audit", "tail", "--event", "session.started").stdout
     assert re.fullmatch(
         rf"{CLOCK} session\.started    user:alice@acme\.com via http://\S+\n", started
