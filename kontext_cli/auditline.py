@@ -163,6 +163,15 @@ def _oauth(e: Event) -> list[str]:
     ]
 
 
+def _throttled(e: Event) -> list[str]:
+    limit, window = e.get("limit"), e.get("window_seconds")
+    return [
+        *_opt("{}", e.get("endpoint")),
+        *_opt("caller {}", e.get("caller")),
+        *([f"({limit} failures in {window}s)"] if limit and window else []),
+    ]
+
+
 def _integration(e: Event) -> list[str]:
     return [
         *_opt("{}", e.get("integration")),
@@ -254,6 +263,7 @@ DETAILS: dict[str, Callable[[Event], list[str]]] = {
     "session.ended": _session,
     "oauth.code_replayed": _oauth,
     "oauth.refresh_reused": _oauth,
+    "oauth.throttled": _throttled,
     "integration.connected": _integration,
     "integration.disconnected": _integration,
     "integration.refreshed": _integration,

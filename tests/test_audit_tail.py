@@ -101,6 +101,11 @@ SAMPLES: list[tuple[dict[str, object], str]] = [
         "client kontext 3 tokens revoked",
     ),
     (
+        {"event": "oauth.throttled", "endpoint": "/token", "caller": "uid:1000"}
+        | {"limit": 20, "window_seconds": 10},
+        "/token caller uid:1000 (20 failures in 10s)",
+    ),
+    (
         {"event": "integration.connected", "integration": "github", "method": "api_key"}
         | {"user": {"id": "user:u"}},
         "github (api_key) by user:u",

@@ -28,6 +28,7 @@ EVENTS: dict[str, str] = {
     "session.ended": "a login session ended (logout, expiry, refusal)",
     "oauth.code_replayed": "an authorization code was used twice (what it issued is revoked)",
     "oauth.refresh_reused": "a rotated refresh token was reused (its family is revoked)",
+    "oauth.throttled": "a caller failed too often at an issuer endpoint and is locked out",
     "integration.connected": "an upstream secret was stored",
     "integration.disconnected": "an upstream secret was forgotten",
     "integration.refreshed": "a provider token was refreshed",
