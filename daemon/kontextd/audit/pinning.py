@@ -11,6 +11,7 @@ and says so: the next checkpoint must not paper over a cut or replaced log.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from typing import Any
 
@@ -56,8 +57,10 @@ def pin_signed(core: Core, key: Any, row: audit_sql.CheckpointRow) -> None:
     anchors = core.anchors
     if anchors is None or anchors.frozen:
         return
-    with core.store.connection() as conn:
-        audit_sql.make_durable(conn)
+    try:
+        audit_sql.make_durable(core.store.path)
+    except sqlite3.Error as exc:  # best effort: the commit itself succeeded
+        log.warning("could not sync the database before pinning checkpoint %s: %s", row.id, exc)
     anchors.pin_key(key.kid, public_jwk(key.private.public_key()))
     anchors.pin_checkpoint(
         PinnedCheckpoint(row.id, row.event_id, row.event_hash, row.kid, row.kind, row.ts)

@@ -199,12 +199,19 @@ def key_storages(conn: sqlite3.Connection) -> set[str]:
     return {str(r[0]) for r in conn.execute("SELECT DISTINCT storage FROM signing_keys")}
 
 
-def make_durable(conn: sqlite3.Connection) -> None:
+def make_durable(path: str) -> None:
     """Sync committed transactions to the disk now, before something outside the
     database (the pinned anchor) names them: with ``synchronous=NORMAL`` a power
     loss may undo the last commits until the WAL is next synced, which a WAL
-    checkpoint does first (sqlite.org/pragma.html#pragma_synchronous)."""
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    checkpoint does first (sqlite.org/pragma.html#pragma_synchronous).
+
+    On a connection of its own, so the store's lock (and every append) is not
+    held while it syncs; PASSIVE never waits for other connections."""
+    conn = sqlite3.connect(path, timeout=5)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    finally:
+        conn.close()
 
 
 def checkpoint_row(conn: sqlite3.Connection, cp_id: int) -> CheckpointRow | None:
