@@ -18,7 +18,7 @@ import pytest
 from conftest import Kontext, api_new_agent, wait_until
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, KeySet
+from joserfc.jwk import ECKey, KeySet, import_key
 from joserfc.jwt import JWTClaimsRegistry
 
 
@@ -104,14 +104,17 @@ def test_jwks_is_public_keys_only(kx: Kontext) -> None:
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("application/jwk-set+json")
     keys = answer.json()["keys"]
-    assert keys
+    assert {key["alg"] for key in keys} == {"ES256", "RS256"}
+    assert keys[0]["alg"] == "ES256"  # the access-token key comes first
     for key in keys:
-        assert key["kty"] == "EC"
-        assert key["crv"] == "P-256"
-        assert key["alg"] == "ES256"
+        if key["alg"] == "ES256":
+            assert key["kty"] == "EC" and key["crv"] == "P-256"
+        else:  # signs only ID tokens for clients that ask for RS256
+            assert key["kty"] == "RSA" and len(key["n"]) >= 342  # 2048 bits, base64url
         assert key["use"] == "sig"
-        assert key["kid"]
-        assert "d" not in key  # never the private part
+        assert key["kid"] == import_key(key).thumbprint()  # RFC 7638
+        # Never the private part (EC d; RSA d, p, q, dp, dq, qi).
+        assert not {"d", "p", "q", "dp", "dq", "qi"} & set(key)
 
 
 def test_metadata_describes_this_issuer(kx: Kontext) -> None:
@@ -274,9 +277,9 @@ def test_rotation_new_kid_old_tokens_stay_verifiable_until_revoked(fresh_kx: Kon
         old_token = old_env["KONTEXT_TOKEN"]
         old_kid = verified(k, old_token).header["kid"]
 
-        rotated = k.ok("keys", "rotate")
+        rotated = k.ok("keys", "rotate", "--now")
         assert rotated.stdout.startswith("new signing key ")
-        assert "retired 1" in rotated.stdout
+        assert "retired 2" in rotated.stdout  # the ES256 key and the RS256 (ID token) key
         new_kid = rotated.stdout.split()[3].rstrip(";")
         assert new_kid != old_kid
 

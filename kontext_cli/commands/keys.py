@@ -9,15 +9,43 @@ import typer
 from kontext_cli import render
 from kontext_cli.commands.common import daemon
 
-app = typer.Typer(help="Manage the ES256 keys that sign credentials.", no_args_is_help=True)
+app = typer.Typer(
+    help="Manage the keys that sign tokens (ES256; RS256 for ID tokens that ask).",
+    no_args_is_help=True,
+)
+
+ROTATE_HELP = """Make new signing keys and retire the old ones.
+
+The new keys are published in the JWKS at once and start signing after
+keys.rotation_grace (default 10m), so resource servers that cached the JWKS
+learn them first; the old keys sign until then, and their private halves are
+deleted when they stop. --now skips the wait (for a key you think is exposed):
+the old private keys are deleted at once.
+"""
 
 
-@app.command("rotate")
-def rotate() -> None:
-    """Sign new tokens with a new key; old public keys stay published until their tokens expire."""
+@app.command("rotate", help=ROTATE_HELP)
+def rotate(
+    now: Annotated[
+        bool, typer.Option("--now", help="Sign with the new keys at once; delete the old now.")
+    ] = False,
+) -> None:
     with daemon() as conn:
-        result = conn.call("POST", "/v1/keys/rotate")
-    render.out.print(f"new signing key {result['kid']}; retired {len(result['retired'])}")
+        result = conn.call("POST", "/v1/keys/rotate", {"now": now})
+    kids = result.get("kids") or {"ES256": result["kid"]}
+    retired = result.get("retired") or []
+    new = ", ".join(f"{kid} ({alg})" for alg, kid in sorted(kids.items()))
+    signs_from = result.get("signs_from")
+    if signs_from is None:
+        render.out.print(f"new signing key {result['kid']}; retired {len(retired)}")
+        render.note(f"new keys: {new}; the old private keys are deleted")
+        return
+    when = render.when(signs_from)
+    render.out.print(f"new signing key {result['kid']}; retires {len(retired)} at {when}")
+    render.note(
+        f"new keys: {new}; published now, signing from {when} "
+        "(keys.rotation_grace); until then the old keys sign"
+    )
 
 
 @app.command("list")

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import Kontext, api_audit
+from conftest import Kontext, api_audit, os_user
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from oauth_flows import active, authorized_code, metadata, redeem, token
@@ -36,11 +36,14 @@ def test_code_flow_issues_verifiable_access_and_id_tokens(kx: Kontext) -> None:
     tokens = login_tokens(kx)
     issuer = metadata(kx)["issuer"]
     access = claims_of(kx, tokens["access_token"], "at+jwt")
-    assert access["iss"] == issuer and access["sub"] == "user:alice@acme.com"
+    # The OS account, whatever email the page was sent (oauth_flows posts one).
+    assert access["iss"] == issuer and access["sub"] == os_user()
     assert access["client_id"] == "kontext" and access["exp"] - access["iat"] <= 600
     ident = claims_of(kx, tokens["id_token"], "JWT")
     assert ident["iss"] == issuer and ident["aud"] == "kontext"
-    assert ident["nonce"] == "n-1" and ident["email"] == "alice@acme.com"
+    assert ident["nonce"] == "n-1" and "email" not in ident
+    # One login, one subject: the ID token names the user as the access token does.
+    assert ident["sub"] == access["sub"]
     assert active(kx, tokens["access_token"])
 
 
@@ -91,6 +94,24 @@ def test_refresh_rotates_and_reuse_revokes_the_family(kx: Kontext) -> None:
     assert third.status_code == 400
     # Stored hashed: the raw refresh token is nowhere in the database.
     assert second["refresh_token"].encode() not in kx.database.read_bytes()
+
+
+def test_a_live_refresh_token_introspects_active_and_a_spent_one_does_not(kx: Kontext) -> None:
+    """RFC 7662 §2.1 lets a holder introspect a refresh token: a live one is active,
+    with token_type refresh_token, its client, scope, subject and expiry."""
+    first = login_tokens(kx)
+    seen = kx.introspect(first["refresh_token"])
+    assert seen["active"] is True and seen["token_type"] == "refresh_token"
+    assert seen["client_id"] == "kontext" and seen["sub"] == os_user()
+    assert "offline_access" in seen["scope"].split() and seen["exp"] > time.time()
+    assert seen["iss"] == metadata(kx)["issuer"]
+    second = token(kx, grant_type="refresh_token", refresh_token=first["refresh_token"]).json()
+    assert kx.introspect(first["refresh_token"]) == {"active": False}  # rotated: spent
+    assert kx.introspect(second["refresh_token"])["active"] is True
+    with kx.http() as http:
+        http.post("/revoke", data={"token": second["refresh_token"]})
+    assert kx.introspect(second["refresh_token"]) == {"active": False}
+    assert kx.introspect("not-a-token") == {"active": False}
 
 
 def test_revoke_ends_a_refresh_family_and_answers_200_for_anything(kx: Kontext) -> None:

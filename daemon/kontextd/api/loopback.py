@@ -19,9 +19,9 @@ from kontextd.api.web.server import HttpServer
 from kontextd.core import Core
 from kontextd.errors import ApiError
 from kontextd.gateway import proxy
+from kontextd.oauth import introspection
+from kontextd.oauth.metadata import metadata as oauth_metadata
 from kontextd.oauth.routes import OAuthRoutes, malformed
-from kontextd.oauth.routes import metadata as oauth_metadata
-from kontextd.tokens import verify
 
 
 def metadata(issuer: str) -> dict[str, Any]:
@@ -50,10 +50,7 @@ class LoopbackRoutes:
         token = form.get("token")
         if token is None:
             raise ApiError(wire.INVALID, "missing token parameter")
-        claims = verify.inspect_cached(self.core, token)
-        if claims is None:
-            return json_response(200, {"active": False})
-        return json_response(200, {"active": True, "token_type": "Bearer", **claims})
+        return json_response(200, introspection.introspect(self.core, token))
 
 
 def routes(core: Core) -> list[Route]:

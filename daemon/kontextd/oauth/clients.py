@@ -71,18 +71,34 @@ def resolve(core: Core, client_id: str | None) -> Client:
     raise OAuthError("invalid_client", "unknown client", 401)
 
 
+def basic_credentials(authorization: str) -> tuple[str, str]:
+    """(client_id, secret) from an ``Authorization: Basic`` header, either spelling.
+
+    RFC 6749 §2.3.1 form-encodes both parts before joining them with ``:``
+    (``agent%3Aox:SECRET``), but many client libraries do not (Authlib sends
+    ``agent:ox:SECRET``). Both read the same here, unambiguously, because the
+    secret is base64url (``secrets.token_urlsafe``): it never holds a ``:``, so the
+    last ``:`` is always the separator, and a client id never holds ``%`` or ``+``
+    (``kontext`` or ``agent:NAME``), so decoding leaves a raw one unchanged.
+    """
+    try:
+        raw = base64.b64decode(authorization[6:].strip(), validate=True).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise OAuthError("invalid_client", "malformed Basic credentials", 401) from exc
+    user, colon, password = raw.rpartition(":")
+    if not colon:
+        raise OAuthError("invalid_client", "malformed Basic credentials", 401)
+    # application/x-www-form-urlencoded (RFC 6749 Appendix B): '+' is a space.
+    return urllib.parse.unquote_plus(user), urllib.parse.unquote_plus(password)
+
+
 def authenticate(
     core: Core, secret: str, authorization: str | None, form: dict[str, str]
 ) -> Client:
     """RFC 6749 §2.3.1: client_secret_basic or client_secret_post, compared in constant time."""
     client_id, given = form.get("client_id"), form.get("client_secret")
     if authorization and authorization.lower().startswith("basic "):
-        try:
-            raw = base64.b64decode(authorization[6:].strip(), validate=True).decode()
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise OAuthError("invalid_client", "malformed Basic credentials", 401) from exc
-        user, _, password = raw.partition(":")
-        client_id, given = urllib.parse.unquote(user), urllib.parse.unquote(password)
+        client_id, given = basic_credentials(authorization)
     if given is None or not hmac.compare_digest(given.encode(), secret.encode()):
         raise OAuthError("invalid_client", "client authentication failed", 401)
     return resolve(core, client_id)

@@ -10,14 +10,19 @@ import secrets
 import time
 from typing import Any
 
+import jwt
+
 from kontextd.core import Core
 from kontextd.oauth.state import digest, for_core
 from kontextd.store.oauth_sql import TokenRow
 from kontextd.tokens import jws
+from kontextd.tokens.jwk import ES256, RS256
 from kontextd.tokens.mint import new_jti
 
 ACCESS_TTL = 600
 ID_TTL = 600
+# OIDC Discovery §3: RS256 must be offered. ES256 stays the default (DESIGN.md).
+ID_TOKEN_ALGS = (ES256, RS256)
 SESSION_TTL = 12 * 3600
 
 
@@ -108,10 +113,14 @@ def id_token(
     client_id: str,
     subject: str,
     nonce: str | None,
-    email: str | None,
     name: str | None,
+    alg: str = ES256,
 ) -> str:
-    """OIDC Core §2 ID token, with the ``nonce`` of the authorization request."""
+    """OIDC Core §2 ID token, with the ``nonce`` of the authorization request.
+
+    ``sub`` is the user exactly as the access tokens of the same login name it
+    (``user:LOGIN@HOST``), so a relying party sees one subject. ``alg`` is ES256
+    unless the client asked for RS256 (``id_token_signed_response_alg``)."""
     now = int(time.time())
     claims: dict[str, Any] = {
         "iss": core.issuer,
@@ -123,8 +132,9 @@ def id_token(
     }
     if nonce is not None:
         claims["nonce"] = nonce
-    if email is not None:
-        claims["email"] = email
     if name is not None:
         claims["name"] = name
-    return _sign(core, claims, "JWT")
+    if alg == ES256:
+        return _sign(core, claims, "JWT")
+    key = core.keys.signer(alg)
+    return jwt.encode(claims, key.private, algorithm=alg, headers={"typ": "JWT", "kid": key.kid})

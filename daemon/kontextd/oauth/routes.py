@@ -10,8 +10,6 @@ caller (``throttle``), and each lock-out is audited.
 
 from __future__ import annotations
 
-from typing import Any
-
 from kontextd.api.web import routing
 from kontextd.api.web.messages import Request, Response, html_response, json_response
 from kontextd.api.web.routing import Route, route
@@ -20,37 +18,8 @@ from kontextd.errors import ApiError
 from kontextd.oauth import authorize, pages, throttle, token
 from kontextd.oauth import events as audit_events
 from kontextd.oauth.clients import OAuthError, authenticate
+from kontextd.oauth.metadata import metadata
 from kontextd.oauth.state import REQUEST_TTL, for_core
-
-
-def metadata(issuer: str) -> dict[str, Any]:
-    """RFC 8414 §2 / OIDC Discovery §3; ``issuer`` is the one exact string used everywhere."""
-    return {
-        "issuer": issuer,
-        "authorization_endpoint": f"{issuer}/authorize",
-        "pushed_authorization_request_endpoint": f"{issuer}/par",
-        "require_pushed_authorization_requests": True,
-        "token_endpoint": f"{issuer}/token",
-        "revocation_endpoint": f"{issuer}/revoke",
-        "introspection_endpoint": f"{issuer}/introspect",
-        "jwks_uri": f"{issuer}/jwks.json",
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "revocation_endpoint_auth_methods_supported": ["none"],
-        "introspection_endpoint_auth_methods_supported": ["none"],
-        "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
-        "grant_types_supported": [
-            "authorization_code",
-            "refresh_token",
-            token.EXCHANGE,
-        ],
-        "code_challenge_methods_supported": ["S256"],
-        "authorization_response_iss_parameter_supported": True,
-        "scopes_supported": list(authorize.LOGIN_SCOPES),
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["ES256"],
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nonce", "email", "name"],
-    }
 
 
 def oauth_error(exc: OAuthError, extra: dict[str, str] | None = None) -> Response:

@@ -17,6 +17,7 @@ from typing import Any
 from kontextd.core import Core
 from kontextd.oauth import clients
 from kontextd.store.oauth_sql import OAuthStore
+from kontextd.tokens.jwk import ES256
 
 REQUEST_TTL = 300
 CODE_TTL = 60
@@ -42,6 +43,7 @@ class Pending:
     duration: int
     csrf: str
     expires_at: float
+    id_token_alg: str = ES256
     used: bool = False
 
     def __repr__(self) -> str:
@@ -60,10 +62,9 @@ class Code:
     target: str | None
     duration: int
     user: str
-    subject: str
-    email: str | None
     name: str | None
     expires_at: float
+    id_token_alg: str = ES256
     family: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     used: bool = False
 

@@ -133,10 +133,10 @@ def _login_tokens(core: Core, code: Any) -> dict[str, Any]:
     answer["id_token"] = issue.id_token(
         core,
         client_id=code.client_id,
-        subject=code.subject,
+        subject=code.user,
         nonce=code.nonce,
-        email=code.email,
         name=code.name,
+        alg=code.id_token_alg,
     )
     return answer
 

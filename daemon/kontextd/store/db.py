@@ -21,7 +21,15 @@ from typing import Any, TypeVar
 from kontextd.audit import chain
 from kontextd.errors import ApiError
 from kontextd.store import audit_sql, migrations
-from kontextd.store.rows import CRED_COLUMNS, AgentRow, CredentialRow, credential_row
+from kontextd.store.rows import (
+    CRED_COLUMNS,
+    KEY_COLUMNS,
+    AgentRow,
+    CredentialRow,
+    KeyRow,
+    credential_row,
+    key_row,
+)
 
 T = TypeVar("T")
 
@@ -295,40 +303,56 @@ class Store:
 
     # -- signing keys ---------------------------------------------------------
 
-    def insert_key(self, kid: str, public_jwk: dict[str, Any], storage: str) -> None:
+    def insert_key(
+        self,
+        kid: str,
+        public_jwk: dict[str, Any],
+        storage: str,
+        alg: str = "ES256",
+        signs_from: float | None = None,
+    ) -> None:
         self._run(
-            "INSERT INTO signing_keys (kid, public_jwk, storage, created_at) VALUES (?, ?, ?, ?)",
-            (kid, json.dumps(public_jwk), storage, time.time()),
+            "INSERT INTO signing_keys (kid, public_jwk, storage, created_at, alg, signs_from) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (kid, json.dumps(public_jwk), storage, time.time(), alg, signs_from),
         )
 
-    def retire_keys(self, except_kid: str) -> list[str]:
+    def unretired_keys(self) -> list[KeyRow]:
+        """Every key whose private half may still exist, oldest first."""
         rows = self._all(
-            "SELECT kid FROM signing_keys WHERE retired_at IS NULL AND kid != ?",
-            (except_kid,),
+            f"SELECT {KEY_COLUMNS} FROM signing_keys WHERE retired_at IS NULL "
+            "ORDER BY created_at, kid"
         )
+        return [key_row(r) for r in rows]
+
+    def mark_keys_retiring(self, kids: list[str], at: float) -> None:
+        """Step 1 of retirement: the key no longer signs (its private half is still to go)."""
+        for kid in kids:
+            self._run(
+                "UPDATE signing_keys SET retiring_at = ? WHERE kid = ? AND retiring_at IS NULL",
+                (at, kid),
+            )
+
+    def mark_key_retired(self, kid: str, at: float) -> None:
+        """Step 2 of retirement: its private half is deleted."""
         self._run(
-            "UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL AND kid != ?",
-            (time.time(), except_kid),
+            "UPDATE signing_keys SET retiring_at = COALESCE(retiring_at, ?), retired_at = ? "
+            "WHERE kid = ?",
+            (at, at, kid),
         )
-        return [r["kid"] for r in rows]
 
-    def active_key(self) -> tuple[str, str] | None:
-        """(kid, storage) of the newest unretired key."""
-        row = self._one(
-            "SELECT kid, storage FROM signing_keys WHERE retired_at IS NULL "
-            "ORDER BY created_at DESC LIMIT 1"
-        )
-        return (row["kid"], row["storage"]) if row else None
-
-    def published_keys(self, now: float) -> list[tuple[str, dict[str, Any], float | None]]:
-        """Keys for the JWKS: the active one, and retired ones with unexpired tokens."""
+    def published_keys(self, now: float, keep: float) -> list[KeyRow]:
+        """Keys for the JWKS: unretired ones (about to sign, signing, retiring), and
+        retired ones that stopped signing less than ``keep`` seconds ago or signed a
+        credential that has not expired."""
         rows = self._all(
-            "SELECT kid, public_jwk, retired_at FROM signing_keys k WHERE retired_at IS NULL "
+            f"SELECT {KEY_COLUMNS} FROM signing_keys k WHERE retired_at IS NULL "
+            "OR retiring_at > ? "
             "OR EXISTS (SELECT 1 FROM credentials c WHERE c.kid = k.kid AND c.expires_at > ?) "
-            "ORDER BY created_at DESC",
-            (now,),
+            "ORDER BY created_at DESC, kid",
+            (now - keep, now),
         )
-        return [(r["kid"], json.loads(r["public_jwk"]), r["retired_at"]) for r in rows]
+        return [key_row(r) for r in rows]
 
     # -- credentials ----------------------------------------------------------
 

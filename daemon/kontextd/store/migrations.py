@@ -130,7 +130,19 @@ CREATE TABLE oauth_tokens (
 CREATE INDEX oauth_tokens_by_family ON oauth_tokens(family);
 """
 
-MIGRATIONS: list[str] = [M1_SPINE, M2_AUDIT_CHECKPOINTS, M3_LOGIN_CONSENT]
+# Signing keys by algorithm (an RS256 key signs ID tokens for clients that ask,
+# OIDC Discovery §3), published ahead of use (``signs_from``), and retired in two
+# recorded steps: ``retiring_at`` (it stopped signing; its private half is still
+# to be deleted) then ``retired_at`` (deleted). A crash between the steps is
+# finished at the next start (``tokens/keys.py``).
+M4_KEY_LIFECYCLE = """
+ALTER TABLE signing_keys ADD COLUMN alg TEXT NOT NULL DEFAULT 'ES256';
+ALTER TABLE signing_keys ADD COLUMN signs_from REAL;
+ALTER TABLE signing_keys ADD COLUMN retiring_at REAL;
+UPDATE signing_keys SET retiring_at = retired_at WHERE retired_at IS NOT NULL;
+"""
+
+MIGRATIONS: list[str] = [M1_SPINE, M2_AUDIT_CHECKPOINTS, M3_LOGIN_CONSENT, M4_KEY_LIFECYCLE]
 
 
 class SchemaTooNew(RuntimeError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass
 
@@ -48,3 +49,31 @@ def credential_row(row: sqlite3.Row) -> CredentialRow:
     values["scopes"] = tuple(values["scopes"].split())
     values["audience"] = tuple(values["audience"].split())
     return CredentialRow(**values)
+
+
+@dataclass(frozen=True)
+class KeyRow:
+    """A signing key's public half and where it is in its life (``tokens/keys.py``)."""
+
+    kid: str
+    alg: str
+    public_jwk: dict[str, str]
+    storage: str
+    created_at: float
+    signs_from: float | None
+    retiring_at: float | None
+    retired_at: float | None
+
+    def signs_at(self, now: float) -> bool:
+        """Allowed to sign at ``now``: published long enough, not yet retiring."""
+        return self.retiring_at is None and (self.signs_from is None or self.signs_from <= now)
+
+
+KEY_COLUMNS = "kid, alg, public_jwk, storage, created_at, signs_from, retiring_at, retired_at"
+
+
+def key_row(row: sqlite3.Row) -> KeyRow:
+    """A ``signing_keys`` row (selected as ``KEY_COLUMNS``) as a value."""
+    values = dict(row)
+    values["public_jwk"] = json.loads(values["public_jwk"])
+    return KeyRow(**values)
