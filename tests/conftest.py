@@ -416,3 +416,12 @@ def gateway_daemon(upstream_url: str, api_key: str) -> Iterator[Kontext]:
     finally:
         k.stop()
         shutil.rmtree(k.home, ignore_errors=True)
+
+
+def os_user() -> str:
+    """``user:LOGIN@HOST`` of this uid, from the password database: who the embedded
+    issuer signs in (nothing typed on its page changes it)."""
+    import pwd
+    import socket
+
+    return f"user:{pwd.getpwuid(os.getuid()).pw_name}@{socket.gethostname()}"

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import shutil
-import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Kontext, short_home, wait_until
+from conftest import KONTEXT, Kontext, short_home, wait_until
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "policy-examples"
 DENIED = 122
@@ -22,7 +22,8 @@ def org() -> Iterator[Kontext]:
     home = short_home()
     k = Kontext(home)
     k.env["KONTEXT_SYSTEM_POLICY_DIR"] = str(home / "no-system-policy")
-    shutil.copytree(EXAMPLES, home / "config" / "policy.d")
+    # 40 needs an external login (tests/oauth/test_oauth_external.py tries it).
+    shutil.copytree(EXAMPLES, home / "config" / "policy.d", ignore=shutil.ignore_patterns("40-*"))
     k.ok(
         "agent",
         "create",
@@ -107,22 +108,66 @@ def test_every_scope_must_be_allowed(org: Kontext) -> None:
     assert code == DENIED and "pr-reviewer-github-only" in err
 
 
-def test_disabled_user_gets_nothing(fresh_kx: Kontext) -> None:
-    me = f"{getpass.getuser()}@{socket.gethostname()}"
+def test_user_rules_are_not_defeated_by_not_logging_in(fresh_kx: Kontext) -> None:
+    """SECURITY.md (17.9): the shipped no-disabled-users example cannot be sidestepped
+    by using the local account or the embedded issuer instead of the org's provider."""
     policy_d = fresh_kx.home / "config" / "policy.d"
     policy_d.mkdir(parents=True)
     shutil.copy(EXAMPLES / "00-baseline.cedar", policy_d)
     shutil.copy(EXAMPLES / "40-no-disabled-users.cedar", policy_d)
+    # No consent is possible either: the org layer refuses before any page is shown.
+    name = fresh_kx.agent("github:pulls:read", consent=False)
+    for step in ("local account", "embedded issuer"):
+        if step == "embedded issuer":
+            fresh_kx.ok("login", tty=True)
+        proc = fresh_kx.run("exec", "--agent", name, "--", "true")
+        assert proc.returncode == DENIED and "users-signed-in-by-the-org" in proc.stderr, step
+        result = json.loads(fresh_kx.run("policy", "explain", "--agent", name, "--json").stdout)
+        assert org_layer(result)["policy_ids"] == ["users-signed-in-by-the-org"]
+
+
+def test_interactive_is_the_callers_terminal_not_a_claim(fresh_kx: Kontext) -> None:
+    """``context.interactive`` is whether the requesting process has a controlling
+    terminal (the kernel's word), never the request body's."""
+    policy_d = fresh_kx.home / "config" / "policy.d"
+    policy_d.mkdir(parents=True)
+    (policy_d / "terminal.cedar").write_text(
+        '@id("at-a-terminal")\npermit (principal, action, resource) when { context.interactive };\n'
+    )
     name = fresh_kx.agent("github:pulls:read")
-    # The shipped example disables mallory, not us.
-    assert fresh_kx.run("exec", "--agent", name, "--", "true").returncode == 0
-    text = (EXAMPLES / "40-no-disabled-users.cedar").read_text()
-    (policy_d / "40-no-disabled-users.cedar").write_text(text.replace("mallory@acme.com", me))
-    fresh_kx.ok("policy", "reload")
-    proc = fresh_kx.run("exec", "--agent", name, "--", "true")
-    assert proc.returncode == DENIED and "no-disabled-users" in proc.stderr
-    result = json.loads(fresh_kx.run("policy", "explain", "--agent", name, "--json").stdout)
-    assert org_layer(result)["policy_ids"] == ["no-disabled-users"]
+    body = json.dumps({"agent": name, "scopes": ["github:pulls:read"], "interactive": True})
+    claim = (
+        "import http.client,json,socket,sys\n"
+        "s=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1])\n"
+        f"b={body!r}.encode()\n"
+        "s.sendall(b'POST /v1/credentials HTTP/1.1\\r\\nHost: kontextd\\r\\n'"
+        "+b'Content-Type: application/json\\r\\nContent-Length: %d\\r\\n\\r\\n'%len(b)+b)\n"
+        "r=http.client.HTTPResponse(s);r.begin();print(r.status,r.read().decode())\n"
+    )
+    # No controlling terminal (a new session): claiming one in the body changes nothing.
+    said = subprocess.run(
+        [sys.executable, "-c", claim, str(fresh_kx.socket)],
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        timeout=60,
+    )
+    assert said.stdout.startswith("403 ") and "no policy permits" in said.stdout, said
+    plain = fresh_kx.run("exec", "--agent", name, "--", "true")  # no terminal either
+    assert plain.returncode == DENIED and "no policy permits" in plain.stderr
+    if shutil.which("script") is None:
+        pytest.skip("util-linux script(1) gives a command a terminal")
+    # Under a pseudo-terminal that is the wrapper's controlling terminal: allowed.
+    command = f"{KONTEXT} exec --agent {name} -- true"
+    at_tty = subprocess.run(
+        ["script", "-qec", command, "/dev/null"],
+        capture_output=True,
+        text=True,
+        env=fresh_kx.env,
+        start_new_session=True,
+        timeout=60,
+    )
+    assert at_tty.returncode == 0, at_tty.stdout + at_tty.stderr
 
 
 def test_no_policy_files_means_the_org_layer_allows(fresh_kx: Kontext) -> None:

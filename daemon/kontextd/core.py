@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import getpass
+import os
+import pwd
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -21,9 +22,19 @@ from kontextd.store.db import Store
 from kontextd.tokens.keys import KeyRing
 
 
+def local_account() -> str:
+    """``LOGIN@HOST`` of the uid the daemon runs as — from the password database,
+    never from ``$USER``/``$LOGNAME``, which whoever started the daemon could set."""
+    try:
+        login = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # a uid with no passwd entry (containers)
+        login = f"uid{os.getuid()}"
+    return f"{login}@{socket.gethostname()}"
+
+
 def local_user() -> str:
     """``user:LOGIN@HOST`` — the local account, until ``kontext login`` names the user."""
-    return f"user:{getpass.getuser()}@{socket.gethostname()}"
+    return f"user:{local_account()}"
 
 
 @dataclass
@@ -37,6 +48,11 @@ class Core:
     keys: KeyRing
     issuer: str
     user: str = field(default_factory=local_user)
+    # Who vouched for ``user``: the issuer of the live login session ("" for the
+    # local account) and whether it is an external provider. Kept beside ``user``
+    # by ``oauth.session``; the org policy sees them (``context.issuer``, …).
+    login_issuer: str = ""
+    login_external: bool = False
     layers: list[Layer] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
     gateway: GatewayState = field(default_factory=GatewayState)
@@ -44,7 +60,11 @@ class Core:
 
     def __post_init__(self) -> None:
         if not self.layers:
-            org = CedarOrgPolicy(policy_dirs(self.paths.config), lambda: self.config.integrations)
+            org = CedarOrgPolicy(
+                policy_dirs(self.paths.config),
+                lambda: self.config.integrations,
+                lambda: self.config.require_external_issuer,
+            )
             from kontextd.consent.layer import GrantConsent  # it needs this module
 
             self.layers = [org, GrantConsent(self), AgentPermissions()]

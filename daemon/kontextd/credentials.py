@@ -23,6 +23,7 @@ from kontextd import agents
 from kontextd.core import Core
 from kontextd.errors import ApiError, invalid, not_found
 from kontextd.gateway import delivery
+from kontextd.policy import facts
 from kontextd.policy.layers import USER_CONSENT, denial_message, evaluate_layers
 from kontextd.policy.request import CredentialRequest, PathResult
 from kontextd.store.rows import AgentRow, CredentialRow
@@ -84,8 +85,9 @@ def _target(raw: Any) -> str | None:
         raise invalid(str(exc)) from exc
 
 
-def build_request(core: Core, body: dict[str, Any]) -> CredentialRequest:
-    """Validate an exec's JSON body into a request for the layers."""
+def build_request(core: Core, body: dict[str, Any], peer_pid: int | None) -> CredentialRequest:
+    """Validate an exec's JSON body into a request for the layers; the facts about
+    the caller come from the kernel (``peer_pid``) and the daemon, not the body."""
     name = agents.name_from(body.get("agent"))
     agent = core.store.agent(name)
     raw_scopes = body.get("scopes")
@@ -103,7 +105,9 @@ def build_request(core: Core, body: dict[str, Any]) -> CredentialRequest:
         target=_target(body.get("target")),
         ttl=ttl if ttl is not None else default_ttl,
         ttl_explicit=ttl is not None,
-        interactive=bool(body.get("interactive", False)),
+        interactive=facts.controlling_terminal(peer_pid),
+        issuer=core.login_issuer,
+        external_login=core.login_external,
     )
 
 
@@ -119,15 +123,17 @@ def _event(core: Core, request: CredentialRequest, name: str, **extra: Any) -> d
     }
 
 
-def evaluate(core: Core, body: dict[str, Any]) -> tuple[CredentialRequest, PathResult]:
+def evaluate(
+    core: Core, body: dict[str, Any], peer_pid: int | None
+) -> tuple[CredentialRequest, PathResult]:
     """The request path for an exec body; ``policy explain`` calls this very function."""
-    request = build_request(core, body)
+    request = build_request(core, body, peer_pid)
     return request, evaluate_layers(core.layers, request)
 
 
 def issue(core: Core, body: dict[str, Any], wrapper_pid: int | None) -> Issued:
     """Run the request path; on allow mint, record and audit a credential."""
-    request, result = evaluate(core, body)
+    request, result = evaluate(core, body, wrapper_pid)
     evaluation = {
         "policy_evaluation": result.summary(),
         "reasons": result.reasons(),

@@ -72,21 +72,51 @@ def discover(issuer: str) -> dict[str, Any]:
     return meta
 
 
-def push(meta: dict[str, Any], client_id: str, secret: str, params: dict[str, str]) -> str:
-    """RFC 9126 §2.1: push the request, authenticated; returns the request_uri."""
+def push(meta: dict[str, Any], client_id: str, secret: str | None, params: dict[str, str]) -> str:
+    """RFC 9126 §2.1: push the request; returns the request_uri.
+
+    With ``secret`` the client authenticates (client_secret_basic, the embedded
+    issuer); without, it is a public client, which §2 allows to push too: it
+    names itself with ``client_id`` in the form, like at the token endpoint."""
+    auth = (urllib.parse.quote(client_id, safe=""), secret) if secret is not None else None
     try:
         answer = httpx.post(
             meta["pushed_authorization_request_endpoint"],
-            data=params,
-            auth=(urllib.parse.quote(client_id, safe=""), secret),
+            data={**params, "client_id": client_id},
+            auth=auth,
             timeout=TIMEOUT,
         )
         value = answer.json()
     except (httpx.HTTPError, ValueError) as exc:
         raise LoginFailed(f"the authorization request failed: {type(exc).__name__}") from exc
-    if answer.status_code != 201 or not isinstance(value.get("request_uri"), str):
-        raise LoginFailed(f"the issuer refused the request: {value.get('error_description')}")
+    if not isinstance(value, dict):
+        raise LoginFailed(f"the issuer answered the pushed request with HTTP {answer.status_code}")
+    if answer.status_code not in (200, 201) or not isinstance(value.get("request_uri"), str):
+        why = value.get("error_description") or value.get("error") or f"HTTP {answer.status_code}"
+        raise LoginFailed(f"the issuer refused the request: {str(why)[:200]}")
     return str(value["request_uri"])
+
+
+def _front_channel_query(
+    meta: dict[str, Any], client_id: str, secret: str | None, params: dict[str, str]
+) -> dict[str, str]:
+    """What goes in the browser's URL: a pushed request's reference where the issuer
+    takes pushed requests (RFC 9126 §4), else the request itself.
+
+    The embedded issuer and any provider that sets
+    ``require_pushed_authorization_requests`` get a push or nothing; a provider
+    that merely offers PAR and refuses this push gets the plain request."""
+    if not meta.get("pushed_authorization_request_endpoint"):
+        if meta.get("require_pushed_authorization_requests"):
+            raise LoginFailed("the provider requires pushed requests but names no PAR endpoint")
+        return params
+    try:
+        request_uri = push(meta, client_id, secret, params)
+    except LoginFailed:
+        if secret is not None or meta.get("require_pushed_authorization_requests"):
+            raise
+        return params
+    return {"client_id": client_id, "request_uri": request_uri}
 
 
 def authorize(
@@ -145,11 +175,7 @@ def _authorization_url(
     }
     if "openid" in extra.get("scope", "").split():
         params["nonce"] = session.nonce
-    if secret is not None and meta.get("pushed_authorization_request_endpoint"):
-        request_uri = push(meta, client_id, secret, params)
-        query = {"client_id": client_id, "request_uri": request_uri}
-    else:
-        query = params
+    query = _front_channel_query(meta, client_id, secret, params)
     return str(meta["authorization_endpoint"]) + "?" + urllib.parse.urlencode(query)
 
 

@@ -3,6 +3,9 @@
 // Its dev login/consent pages accept any login name and password.
 // POST /__test__/forget drops every grant and token it holds, so the next
 // refresh is refused (the provider "no longer knows the user").
+// Flags: --par-required (require_pushed_authorization_requests, RFC 9126 §5) and
+// --userinfo-claims (OIDC Core as written, the library's default: with
+// response_type=code, email and name only from UserInfo, not in the ID token).
 import http from "node:http";
 import Provider from "oidc-provider";
 
@@ -24,7 +27,8 @@ class MemoryAdapter {
   }
 }
 
-const port = Number(process.argv[2] || 0);
+const flags = new Set(process.argv.slice(2).filter((a) => a.startsWith("--")));
+const port = Number(process.argv.slice(2).find((a) => !a.startsWith("--")) || 0);
 const server = http.createServer();
 server.listen(port, "127.0.0.1", () => {
   const issuer = `http://127.0.0.1:${server.address().port}`;
@@ -39,14 +43,22 @@ server.listen(port, "127.0.0.1", () => {
       response_types: ["code"],
     }],
     pkce: { required: () => true },
-    conformIdTokenClaims: false, // email in the ID token, as most providers do
+    // false: email in the ID token, as most providers do; true: only on UserInfo.
+    conformIdTokenClaims: flags.has("--userinfo-claims"),
     scopes: ["openid", "email", "profile", "offline_access"],
     claims: { email: ["email", "email_verified"], profile: ["name"] },
     findAccount: async (ctx, sub) => ({
       accountId: sub,
       claims: async () => ({ sub, email: `${sub}@example.org`, email_verified: true, name: sub }),
     }),
-    features: { devInteractions: { enabled: true }, revocation: { enabled: true } },
+    features: {
+      devInteractions: { enabled: true },
+      revocation: { enabled: true },
+      pushedAuthorizationRequests: {
+        enabled: true,
+        requirePushedAuthorizationRequests: flags.has("--par-required"),
+      },
+    },
     ttl: { AccessToken: 600, IdToken: 600, RefreshToken: 3600, Grant: 3600, Session: 3600, Interaction: 600 },
   });
   provider.on("server_error", (ctx, err) => console.error(err));

@@ -8,17 +8,19 @@ too, never a redirect (RFC 6749 §4.1.2.1).
 
 from __future__ import annotations
 
-import getpass
 import hmac
+import os
+import pwd
 import re
-import socket
 import time
 import urllib.parse
+from dataclasses import replace
 
 from kontext.common import validate
-from kontextd.core import Core
+from kontextd.core import Core, local_account
 from kontextd.oauth import pages
-from kontextd.oauth.clients import Client, OAuthError, check_redirect
+from kontextd.oauth.clients import LOGIN_CLIENT, Client, OAuthError, check_redirect
+from kontextd.oauth.issue import ID_TOKEN_ALGS
 from kontextd.oauth.state import Code, Pending, for_core
 from kontextd.policy.request import CredentialRequest
 
@@ -26,7 +28,6 @@ LOGIN_SCOPES = ("openid", "profile", "email", "offline_access")
 CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 MAX_GRANT = 30 * 86400
 DEFAULT_GRANT = 3600
-EMAIL = re.compile(r"[^@\s<>\"]{1,64}@[^@\s<>\"]{1,180}")
 
 
 class PageError(Exception):
@@ -62,6 +63,12 @@ def push(core: Core, client: Client, form: dict[str, str]) -> Pending:
     challenge = form.get("code_challenge") or ""
     if not CHALLENGE.fullmatch(challenge):
         raise OAuthError("invalid_request", "code_challenge must be a base64url SHA-256")
+    if client.is_login and core.config.require_external_issuer:
+        raise OAuthError(
+            "access_denied",
+            f"login.require_external_issuer is true in {core.paths.config_file}: "
+            "sign in with 'kontext login --issuer URL'",
+        )
     scopes = _scopes_for(core, client, form.get("scope"))
     target = form.get("target")
     if target is not None:
@@ -75,6 +82,14 @@ def push(core: Core, client: Client, form: dict[str, str]) -> Pending:
         raise OAuthError("invalid_target", "resource must be the integration of the scopes")
     if client.agent is not None:
         _org_allows(core, client, scopes, target)
+    # OIDC Registration §2's client metadata, sent with the (authenticated) pushed
+    # request: kontext registers no clients, so the request is where a client asks.
+    id_token_alg = form.get("id_token_signed_response_alg", ID_TOKEN_ALGS[0])
+    if id_token_alg not in ID_TOKEN_ALGS:
+        raise OAuthError(
+            "invalid_request",
+            f"id_token_signed_response_alg must be one of {', '.join(ID_TOKEN_ALGS)}",
+        )
     duration = form.get("grant_duration", str(DEFAULT_GRANT))
     if not duration.isdigit() or not 60 <= int(duration) <= MAX_GRANT:
         raise OAuthError("invalid_request", "grant_duration must be 60 to 2592000 seconds")
@@ -87,11 +102,16 @@ def push(core: Core, client: Client, form: dict[str, str]) -> Pending:
         scopes=scopes,
         target=target,
         duration=int(duration),
+        id_token_alg=id_token_alg,
     )
 
 
 def _org_allows(core: Core, client: Client, scopes: tuple[str, ...], target: str | None) -> None:
-    """A grant is bounded by org policy: what it would refuse is never put to the user."""
+    """A grant is bounded by org policy: what it would refuse is never put to the user.
+
+    A grant outlives this request, and whether a later exec runs at a terminal is
+    not known yet: what org policy would allow either way may be approved (each
+    exec is evaluated again with its own facts)."""
     org = core.org_policy
     assert client.agent is not None
     if org is None:
@@ -104,14 +124,21 @@ def _org_allows(core: Core, client: Client, scopes: tuple[str, ...], target: str
         target=target,
         ttl=min(600, client.agent.max_ttl),
         ttl_explicit=False,
+        issuer=core.login_issuer,
+        external_login=core.login_external,
     )
-    verdict = org.evaluate(request)
-    if not verdict.allowed:
-        raise OAuthError("invalid_scope", f"denied by org policy: {verdict.reason}")
+    verdicts = [org.evaluate(replace(request, interactive=at_tty)) for at_tty in (False, True)]
+    if not any(v.allowed for v in verdicts):
+        raise OAuthError("invalid_scope", f"denied by org policy: {verdicts[0].reason}")
 
 
-def local_account() -> str:
-    return f"{getpass.getuser()}@{socket.gethostname()}"
+def os_display_name() -> str | None:
+    """The account's full name from the password database (GECOS), if it has one."""
+    try:
+        gecos = pwd.getpwuid(os.getuid()).pw_gecos.split(",", 1)[0].strip()
+    except KeyError:
+        return None
+    return gecos[:100] or None
 
 
 def show(core: Core, query: dict[str, str]) -> tuple[str, Pending]:
@@ -145,11 +172,7 @@ def show(core: Core, query: dict[str, str]) -> tuple[str, Pending]:
             pending.duration,
         )
         return html, pending
-    account = local_account()
-    session = for_core(core).db.current_session()
-    name = (session.display_name if session and session.display_name else "") or getpass.getuser()
-    email = core.user.removeprefix("user:")
-    return pages.login_page(pending.request_uri, pending.csrf, account, name, email), pending
+    return pages.login_page(pending.request_uri, pending.csrf, local_account()), pending
 
 
 def decide(core: Core, form: dict[str, str]) -> str:
@@ -176,14 +199,13 @@ def decide(core: Core, form: dict[str, str]) -> str:
 
 
 def _code(core: Core, pending: Pending, form: dict[str, str]) -> Code:
-    user, subject, email, name = core.user, core.user.removeprefix("user:"), None, None
-    if pending.client_id == "kontext":
-        email = (form.get("email") or "").strip() or None
-        name = (form.get("name") or "").strip()[:100] or None
-        if email is not None and not EMAIL.fullmatch(email):
-            raise PageError("that email address is not valid; start again")
-        subject = local_account()
-        user = f"user:{email}" if email else f"user:{subject}"
+    """The code's user: for an agent's consent, whoever the session names; for the
+    login client, the OS account this daemon runs as — the embedded issuer has no
+    password to check, so it asserts only what the kernel says (nothing typed on
+    the page can change it; an identity from elsewhere needs ``--issuer``)."""
+    user, name = core.user, None
+    if pending.client_id == LOGIN_CLIENT:
+        user, name = f"user:{local_account()}", os_display_name()
     return Code(
         client_id=pending.client_id,
         redirect_uri=pending.redirect_uri,
@@ -193,8 +215,7 @@ def _code(core: Core, pending: Pending, form: dict[str, str]) -> Code:
         target=pending.target,
         duration=pending.duration,
         user=user,
-        subject=subject,
-        email=email,
         name=name,
+        id_token_alg=pending.id_token_alg,
         expires_at=time.time() + 60,
     )

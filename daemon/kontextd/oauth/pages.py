@@ -69,16 +69,19 @@ def error_page(message: str) -> str:
     )
 
 
-def login_page(request_uri: str, csrf: str, account: str, name: str, email: str) -> str:
+def login_page(request_uri: str, csrf: str, account: str) -> str:
+    """The embedded issuer's sign-in: it names the OS account and asks for nothing
+    typed — the user it asserts is that account (an identity from elsewhere needs
+    ``kontext login --issuer``)."""
     return _page(
         "Sign in to kontext",
         "<h1>Sign in to kontext</h1>"
-        f"<p>Local account: <strong>{escape(account)}</strong></p>"
+        f"<p>Sign in as the local account <strong>{escape(account)}</strong>?</p>"
+        "<p>kontext's own issuer vouches only for the account it runs as. To sign in "
+        "as someone else, use your organisation's provider: "
+        "<code>kontext login --issuer URL</code>.</p>"
         '<form method="post" action="/authorize">'
         f"{_hidden(request_uri, csrf)}"
-        f'<label>Display name <input name="name" value="{escape(name)}" maxlength="100"></label>'
-        f'<label>Email shown in audit <input name="email" value="{escape(email)}" '
-        'maxlength="200"></label>'
         f"{_buttons('Sign in')}</form>",
     )
 

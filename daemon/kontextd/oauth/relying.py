@@ -101,6 +101,44 @@ def validate_id_token(
     return claims
 
 
+def userinfo(meta: dict[str, Any], access_token: str, subject: str) -> dict[str, Any]:
+    """OIDC Core §5.3: the claims the provider keeps for UserInfo (with
+    ``response_type=code`` it may put email and name only there, §5.4).
+
+    The answer must name the ID token's ``sub`` (§5.3.4), or it is not this
+    user's. A signed (``application/jwt``) answer is refused: ask the provider
+    for plain JSON."""
+    url = meta.get("userinfo_endpoint")
+    if not isinstance(url, str) or not url.startswith(("https://", "http://127.0.0.1")):
+        return {}
+    try:
+        answer = httpx.get(
+            url,
+            headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+            timeout=TIMEOUT,
+            follow_redirects=False,
+        )
+        value = answer.json()
+    except (httpx.HTTPError, json.JSONDecodeError, ValueError) as exc:
+        raise ProviderError(f"the UserInfo endpoint failed: {type(exc).__name__}") from exc
+    if answer.status_code != 200 or not isinstance(value, dict):
+        raise ProviderError(f"the UserInfo endpoint answered HTTP {answer.status_code}")
+    if value.get("sub") != subject:
+        raise ProviderError("the UserInfo answer is about another subject than the ID token")
+    return value
+
+
+def with_userinfo(
+    meta: dict[str, Any], claims: dict[str, Any], access_token: Any
+) -> dict[str, Any]:
+    """The ID token's claims, completed from UserInfo when they lack the email."""
+    if isinstance(claims.get("email"), str) or not isinstance(access_token, str):
+        return claims
+    extra = userinfo(meta, access_token, str(claims["sub"]))
+    fields = ("email", "email_verified", "name")
+    return {**claims, **{k: extra[k] for k in fields if k in extra and k not in claims}}
+
+
 def user_of(claims: dict[str, Any], issuer: str) -> str:
     """``user:EMAIL``, or ``user:ISS#SUB`` when the provider gives no email."""
     email = claims.get("email")

@@ -48,11 +48,44 @@ def restore(core: Core) -> None:
     """At start: the user of the last session (ended ones too: they block issuance)."""
     session = for_core(core).db.current_session()
     if session is not None:
-        core.user = session.user
+        _name_user(core, session)
+
+
+def _name_user(core: Core, session: SessionRow | None) -> None:
+    """``core.user`` and who vouched for it, from the current session (None: local)."""
+    if session is None:
+        core.user, core.login_issuer, core.login_external = local_user(), "", False
+        return
+    core.user = session.user
+    live = session.ended_at is None
+    core.login_issuer = session.issuer if live else ""
+    core.login_external = bool(session.external) and live
+
+
+def _user(core: Core, issuer: str, claims: dict[str, Any]) -> str:
+    """Our own issuer's ``sub`` already is the user (the OS account, ``user:…``);
+    an external provider's user is its verified email, else ``ISSUER#SUB``."""
+    subject = str(claims["sub"])
+    if issuer == core.issuer and subject.startswith("user:"):
+        return subject
+    return relying.user_of(claims, issuer)
+
+
+def _external_required(core: Core, issuer: str) -> None:
+    if issuer == core.issuer and core.config.require_external_issuer:
+        raise ApiError(wire.DENIED, external_required_message(core))
+
+
+def external_required_message(core: Core) -> str:
+    return (
+        f"login.require_external_issuer is true in {core.paths.config_file}: sign in with "
+        "your organisation's provider, 'kontext login --issuer URL'"
+    )
 
 
 def login(core: Core, body: dict[str, Any]) -> dict[str, Any]:
     issuer, client_id, code, verifier, redirect = (str(_field(body, n)) for n in FIELDS)
+    _external_required(core, issuer)
     nonce = _field(body, "nonce", required=False)
     try:
         meta = relying.discover(issuer)
@@ -68,6 +101,8 @@ def login(core: Core, body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(id_token, str):
             raise relying.ProviderError("the provider sent no ID token")
         claims = relying.validate_id_token(meta, id_token, client_id, nonce)
+        if issuer != core.issuer:
+            claims = relying.with_userinfo(meta, claims, answer.get("access_token"))
     except relying.ProviderRefused as exc:
         raise ApiError(wire.DENIED, f"the issuer refused the login: {exc}") from exc
     except relying.ProviderError as exc:
@@ -77,7 +112,7 @@ def login(core: Core, body: dict[str, Any]) -> dict[str, Any]:
     now = time.time()
     session = SessionRow(
         id=secrets.token_urlsafe(12),
-        user=relying.user_of(claims, issuer),
+        user=_user(core, issuer, claims),
         display_name=claims.get("name") if isinstance(claims.get("name"), str) else None,
         issuer=issuer,
         client_id=client_id,
@@ -94,7 +129,7 @@ def login(core: Core, body: dict[str, Any]) -> dict[str, Any]:
     if isinstance(refresh, str):
         core.secrets.put(REFRESH_SECRET, refresh)
     for_core(core).db.insert_session(session)
-    core.user = session.user
+    _name_user(core, session)
     events.record(core, "session.started", issuer=issuer, external=bool(session.external))
     return show(core)
 
@@ -120,7 +155,7 @@ def logout(core: Core) -> dict[str, Any]:
     user = session.user
     _end_current(core, "logged out")
     events.record(core, "session.ended", reason="logged out", session_user=user)
-    core.user = local_user()
+    _name_user(core, None)
     return {"logged_out": True, "user": user}
 
 
@@ -179,6 +214,7 @@ def _refused(core: Core, session: SessionRow, error: str) -> None:
         if cred.user == session.user:
             credentials.end(core, cred.jti, "revoked", f"session ended: {reason}")
     core.secrets.delete(REFRESH_SECRET)
+    core.login_issuer, core.login_external = "", False
     events.record(core, "session.ended", reason=reason, issuer=session.issuer)
     log.warning("login session ended: %s", reason)
 

@@ -72,9 +72,10 @@ def reload_if_changed(core: Core) -> bool:
     return True
 
 
-def explain(core: Core, body: dict[str, Any]) -> dict[str, Any]:
-    """A dry run of exactly the evaluation ``exec`` gets; nothing is minted or audited."""
-    request, result = credentials.evaluate(core, body)
+def explain(core: Core, body: dict[str, Any], peer_pid: int | None) -> dict[str, Any]:
+    """A dry run of exactly the evaluation ``exec`` gets; nothing is minted or audited.
+    The caller's facts (a terminal, the login) are the asking process's own."""
+    request, result = credentials.evaluate(core, body, peer_pid)
     return {
         "agent": f"agent:{request.agent_name}",
         "scopes": list(request.scopes),

@@ -12,6 +12,9 @@ Semantics (documented in the README):
   reference swap, so an evaluation sees the old set or the new, never a mix.
 - A policy that errors while evaluating is skipped by Cedar; here an error
   denies instead (deny by default: a layer that cannot decide denies).
+- ``login.require_external_issuer`` (config) denies before any policy is read
+  unless an external OIDC provider signed the user in: with the embedded issuer
+  the user is only the OS account, so rules about named users would not bite.
 """
 
 from __future__ import annotations
@@ -32,9 +35,15 @@ class CedarOrgPolicy:
 
     name = ORG_POLICY
 
-    def __init__(self, dirs: list[str], catalogue: Callable[[], Mapping[str, Integration]]):
+    def __init__(
+        self,
+        dirs: list[str],
+        catalogue: Callable[[], Mapping[str, Integration]],
+        require_external: Callable[[], bool] = lambda: False,
+    ):
         self.dirs = dirs
         self._catalogue = catalogue
+        self._require_external = require_external
         self._lock = threading.Lock()
         self._state: tuple[str, cedarpy.Schema, loader.Bundle] | None = None
         self._seen: tuple[tuple[str, int, int], ...] | None = None
@@ -69,6 +78,13 @@ class CedarOrgPolicy:
         """Allow only if every requested scope is allowed (see the module docstring)."""
         assert self._state is not None
         _, parsed, bundle = self._state  # one read: the whole evaluation uses one set
+        if self._require_external() and not request.external_login:
+            return Verdict(
+                self.name,
+                "deny",
+                f"login.require_external_issuer is set and {request.user} was not signed in "
+                "by an external provider; run 'kontext login --issuer URL'",
+            )
         if bundle.errors:
             more = f" (and {len(bundle.errors) - 1} more)" if len(bundle.errors) > 1 else ""
             return Verdict(self.name, "deny", f"policy files are broken: {bundle.errors[0]}{more}")

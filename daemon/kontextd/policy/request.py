@@ -21,7 +21,10 @@ class CredentialRequest:
     target: str | None
     ttl: int
     ttl_explicit: bool
-    interactive: bool = False
+    # Established by the daemon, never taken from the request (``policy/facts.py``):
+    interactive: bool = False  # the requesting process has a controlling terminal
+    issuer: str = ""  # the issuer of the user's live login session; "" for the local account
+    external_login: bool = False  # that issuer is an external OIDC provider
 
     @property
     def integrations(self) -> tuple[str, ...]:

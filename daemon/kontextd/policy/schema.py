@@ -5,7 +5,12 @@ Principal ``Agent`` (``name``, ``owner``: the ``User``); one action per scope
 ``write`` or ``admin`` so ``action in Action::"write"`` works (Cedar §Actions:
 action groups); resource ``Target`` (``integration``, ``target`` — the target
 string, ``""`` when none). Context: ``user`` (a ``User``), ``ttl`` (requested
-seconds), ``interactive`` (a person is at a terminal), ``time`` (Unix seconds).
+seconds), ``interactive`` (the requesting process has a controlling terminal),
+``issuer`` (who vouched for the user: the live login session's issuer, ``""``
+for the local account), ``external_login`` (that issuer is an external OIDC
+provider — only then is ``user`` more than the OS account; rules about named
+users need it) and ``time`` (Unix seconds). Every context value is a fact the
+daemon established (``policy/facts.py``), never a field of the request.
 
 The actions come from the integration catalogue, so user-defined integrations
 in ``config.toml`` get actions too.
@@ -42,6 +47,8 @@ type RequestContext = {
   user: User,
   ttl: Long,
   interactive: Bool,
+  issuer: String,
+  external_login: Bool,
   time: Long,
 };
 
@@ -104,6 +111,8 @@ def cedar_inputs(
             "user": _ref("User", user),
             "ttl": request.ttl,
             "interactive": request.interactive,
+            "issuer": request.issuer,
+            "external_login": request.external_login,
             "time": int(now if now is not None else time.time()),
         },
     }
