@@ -19,7 +19,7 @@ from kontext_cli import __version__, service
 
 DOCTOR_FAILED = 12
 CHECKS = {"config", "modes", "service", "daemon", "versions", "keyring", "loopback", "policy"}
-CHECKS |= {"session", "clock"}
+CHECKS |= {"session", "clock", "applied"}
 
 
 def report(k: Kontext, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def test_without_a_daemon_doctor_passes_warns_and_starts_nothing(
     assert result["ok"] is True
     assert checks["daemon"]["status"] == "warn"
     assert "kontext daemon start" in checks["daemon"]["fix"]
-    for name in ("versions", "loopback", "policy", "session"):
+    for name in ("versions", "loopback", "policy", "session", "applied"):
         assert checks[name]["status"] == "skip", checks[name]
     assert not fresh_kx.runtime.exists(), "doctor must not start kontextd"
 
@@ -61,7 +61,7 @@ def test_a_healthy_set_up_passes_with_a_line_per_check(
     lines = proc.stdout.splitlines()
     assert {line.split()[1] for line in lines if not line.startswith(" ")} == CHECKS
     checks = by_name(report(fresh_kx, env=xdg))
-    for name in ("daemon", "versions", "loopback", "policy", "modes", "config", "clock"):
+    for name in ("daemon", "versions", "loopback", "policy", "modes", "config", "clock", "applied"):
         assert checks[name]["status"] == "ok", checks[name]
     assert __version__ in checks["versions"]["detail"]
     assert str(fresh_kx.port) in checks["loopback"]["detail"]
@@ -77,7 +77,7 @@ def test_loose_modes_fail_with_the_chmod_and_fix_tightens_them(
     fresh_kx.database.chmod(0o644)
     proc = fresh_kx.run("doctor", env=xdg)
     assert proc.returncode == DOCTOR_FAILED
-    assert proc.stderr.strip() == "kontext: 1 of 10 checks failed: modes"
+    assert proc.stderr.strip() == f"kontext: 1 of {len(CHECKS)} checks failed: modes"
     assert f"chmod 700 {fresh_kx.runtime}" in proc.stdout
     assert f"chmod 600 {fresh_kx.database}" in proc.stdout
     assert oct(fresh_kx.runtime.stat().st_mode & 0o777) == "0o755", "doctor alone changes nothing"

@@ -357,3 +357,45 @@ def test_a_token_narrowed_by_rfc_8693_exchange_works_only_within_its_scopes(gw: 
         gw.close(proc)
     with gw.http() as http:  # the exec ended: its narrowed token died with it
         assert http.get(pull, headers=auth).status_code == 403
+
+
+def test_an_agent_cannot_redirect_the_upstream_secret_by_editing_the_config(
+    github: FakeGitHub,
+) -> None:
+    """SECURITY.md, attacker 3: a broker-mode agent points github's base_url at its own
+    loopback listener (config.toml), has the daemon reload it, and calls the gateway.
+    The secret stays bound to the origin it was connected for; the reload and the
+    refusal are audited; ``api.call`` names the upstream origin."""
+    with gateway_daemon(github.url, API_KEY) as k:
+        agent = api_new_agent(k, *READ_WRITE, prefix="thief")
+        run_script(k, agent, "review_httpx.py")  # an honest call first: recorded with its host
+        calls = [e for e in api_audit(k, agent) if e["event"] == "api.call"]
+        assert calls and calls[0]["upstream"] == github.url  # http://127.0.0.1:PORT
+        proc = k.run(
+            "exec",
+            "--agent",
+            agent,
+            "--target",
+            "acme/backend",
+            "--",
+            sys.executable,
+            str(UPSTREAM / "steal_secret.py"),
+            str(k.home / "config" / "config.toml"),
+            str(k.socket),
+        )
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout)
+        assert out["seen"] == []  # nothing reached the thief's listener, secret or not
+        assert API_KEY not in proc.stdout
+        assert out["status"] == 403
+        assert "was connected for" in out["message"] and "base_url is now" in out["message"]
+        assert "kontext integration connect github" in out["message"]
+        events = api_audit(k, n=200)
+        reloads = [e for e in events if e["event"] == "config.reloaded"]
+        assert reloads and "integrations.github.base_url" in reloads[-1]["changed"]
+        assert out["listener"] not in json.dumps(reloads)  # keys only, never values
+        denied = [e for e in events if e["event"] == "api.denied" and e.get("agent")]
+        assert "was connected for" in denied[-1]["reason"]
+        listed = json.loads(k.ok("integration", "list", "--json").stdout)
+        gh = next(i for i in listed if i["name"] == "github")
+        assert gh["connected_for"] == github.url and "base_url is now" in gh["moved"]

@@ -16,7 +16,7 @@ from kontext import __version__
 from kontext.common import config as config_mod
 from kontext.common import wire
 from kontext.common.paths import MAX_SOCKET_PATH, Paths
-from kontextd import credentials, runtime
+from kontextd import credentials, runtime, settings
 from kontextd.api.control_loop import ControlServer
 from kontextd.api.loopback import LoopbackServer
 from kontextd.audit import pinning, trail
@@ -123,7 +123,8 @@ class Daemon:
         core = Core(self.paths, cfg, store, secrets, keys, issuer="", anchors=AnchorStore(secrets))
         self.loopback = _bind_loopback(self.paths, core)
         core.issuer = f"http://127.0.0.1:{self.loopback.server_address[1]}"
-        keys.active()  # create or load the signing key now, not on the first exec
+        keys.resume()  # finish an interrupted rotation; load (or make) the keys now
+        settings.started(core)
         lost = pinning.start(core)  # the audit trust anchor: pin the key, check the log
         if lost is not None:
             self.notices.append(lost)
@@ -183,7 +184,9 @@ class Daemon:
             try:
                 credentials.expire_due(self.core)
                 trail.maybe_checkpoint(self.core)
-                if ticks % POLICY_POLL_TICKS == 0:  # policy files: stat about once a second
+                self.core.keys.tick(time.time())
+                if ticks % POLICY_POLL_TICKS == 0:  # config and policy: stat about once a second
+                    settings.reload_if_changed(self.core)
                     policy_admin.reload_if_changed(self.core)
             except Exception:
                 log.exception("reaper failed; retrying")

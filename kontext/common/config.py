@@ -3,29 +3,41 @@
 Shape::
 
     [secrets]
-    fallback = "allow"          # or "refuse": no plaintext-file fallback for secrets
+    fallback = "allow"                  # or "refuse": no plaintext-file fallback for secrets
 
     [audit]
-    checkpoint_every = 1000     # sign a checkpoint at every Nth event ...
-    checkpoint_interval = "5m"  # ... and at most this long after any event
-    prune_min_age = "30d"       # 'audit prune' never removes younger events ("0s": any)
+    checkpoint_every = 1000             # sign a checkpoint at every Nth event ...
+    checkpoint_interval = "5m"          # ... and at most this long after any event
+    prune_min_age = "30d"               # 'audit prune' never removes younger events ("0s": any)
 
-    [integrations.jira]         # a user-defined integration
+    [keys]
+    rotation_grace = "10m"              # a rotated-in key is published this long before it signs
+
+    [login]
+    require_external_issuer = false     # true: only an external OIDC provider names the user
+
+    [integrations.jira]                 # a user-defined integration
     display_name = "Jira"
     env = ["JIRA_TOKEN"]
     scopes = { "issues:read" = "Read issues" }
+
+A running daemon notices an edit within about a second (or at once with
+``kontext config reload``): a valid file replaces the old settings in one step,
+an invalid one is refused and the old settings stay (``kontext doctor`` names
+the file and the error).
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kontext.common import integrations, validate
 
-SETTABLE = {"secrets.fallback": ("allow", "refuse")}
+MAX_ROTATION_GRACE = 86400
 
 
 class ConfigError(ValueError):
@@ -73,15 +85,94 @@ def _seconds(table: dict[str, Any], name: str, default: str, lower: int, upper: 
 
 
 @dataclass(frozen=True)
+class Setting:
+    """One key ``kontext config set`` may change: its default, how to read a value,
+    and which words ``config set`` accepts (shown in errors and help)."""
+
+    key: str
+    default: Any
+    parse: Callable[[Any], Any]
+    accepts: str
+    show: Callable[[Any], str] = str
+
+
+def _show_bool(value: Any) -> str:
+    return "true" if value else "false"
+
+
+def _show_duration(value: Any) -> str:
+    return validate.format_duration(int(value))
+
+
+def _choice(*allowed: str) -> Callable[[Any], Any]:
+    def parse(raw: Any) -> Any:
+        if raw not in allowed:
+            raise ValueError(f"must be {' or '.join(repr(a) for a in allowed)}, not {raw!r}")
+        return raw
+
+    return parse
+
+
+def _duration(upper: int) -> Callable[[Any], Any]:
+    def parse(raw: Any) -> Any:
+        if raw in ("0", "0s", 0):
+            return 0
+        if not isinstance(raw, str):
+            raise ValueError(f'must be a duration such as "10m", not {raw!r}')
+        try:
+            return validate.duration(raw, lower=1, upper=upper)
+        except validate.InvalidInput as exc:
+            raise ValueError(str(exc)) from exc
+
+    return parse
+
+
+def _boolean(raw: Any) -> Any:
+    words = {"true": True, "false": False}
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.lower() in words:
+        return words[raw.lower()]
+    raise ValueError(f"must be true or false, not {raw!r}")
+
+
+SETTINGS: dict[str, Setting] = {
+    s.key: s
+    for s in (
+        Setting("secrets.fallback", "allow", _choice("allow", "refuse"), "allow | refuse"),
+        Setting(
+            "keys.rotation_grace",
+            600,
+            _duration(MAX_ROTATION_GRACE),
+            "a duration, e.g. 10m or 0s",
+            _show_duration,
+        ),
+        Setting("login.require_external_issuer", False, _boolean, "true | false", _show_bool),
+    )
+}
+SETTABLE = tuple(SETTINGS)
+
+
+@dataclass(frozen=True)
 class Config:
     """The validated configuration."""
 
     secrets_fallback: str = "allow"
     audit: AuditSettings = field(default_factory=AuditSettings)
+    rotation_grace: int = 600
+    require_external_issuer: bool = False
     integrations: dict[str, integrations.Integration] = field(
         default_factory=lambda: dict(integrations.BUILTINS)
     )
     raw: dict[str, Any] = field(default_factory=dict)
+
+    def value(self, key: str) -> Any:
+        """The effective value of a settable key."""
+        return _read_setting(self.raw, SETTINGS[key])
+
+    def shown(self, key: str) -> str:
+        """The effective value as a user writes it (``10m``, ``true``)."""
+        return SETTINGS[key].show(self.value(key))
 
 
 def read_raw(path: str) -> dict[str, Any]:
@@ -93,19 +184,36 @@ def read_raw(path: str) -> dict[str, Any]:
         return {}
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}); fix or remove the file") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: nested too deeply to read; fix or remove the file") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
 
 
+def _read_setting(raw: dict[str, Any], setting: Setting) -> Any:
+    section, _, name = setting.key.partition(".")
+    table = raw.get(section, {})
+    if not isinstance(table, dict):
+        raise ValueError(f"[{section}] must be a table")
+    if name not in table:
+        return setting.default
+    try:
+        return setting.parse(table[name])
+    except ValueError as exc:
+        raise ValueError(f"{setting.key} {exc}") from exc
+
+
 def load(path: str) -> Config:
     """Read and validate the config file at ``path``."""
-    raw = read_raw(path)
-    secrets = raw.get("secrets", {})
-    if not isinstance(secrets, dict):
-        raise ConfigError(f"{path}: [secrets] must be a table")
-    fallback = secrets.get("fallback", "allow")
-    if fallback not in SETTABLE["secrets.fallback"]:
-        raise ConfigError(f"{path}: secrets.fallback must be 'allow' or 'refuse', not {fallback!r}")
+    return parse(read_raw(path), path)
+
+
+def parse(raw: dict[str, Any], path: str) -> Config:
+    """Validate an already-read config; errors name ``path``."""
+    try:
+        values = {key: _read_setting(raw, setting) for key, setting in SETTINGS.items()}
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
     user_integrations = raw.get("integrations", {})
     if not isinstance(user_integrations, dict):
         raise ConfigError(f"{path}: [integrations] must be a table")
@@ -117,26 +225,48 @@ def load(path: str) -> Config:
         audit = AuditSettings.parse(raw.get("audit", {}))
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    return Config(secrets_fallback=fallback, audit=audit, integrations=catalogue, raw=raw)
+    return Config(
+        secrets_fallback=values["secrets.fallback"],
+        audit=audit,
+        rotation_grace=values["keys.rotation_grace"],
+        require_external_issuer=values["login.require_external_issuer"],
+        integrations=catalogue,
+        raw=raw,
+    )
 
 
 def set_value(path: str, key: str, value: str) -> None:
     """Validate and write one settable key, atomically; the old file stays on any error."""
     import tomli_w
 
-    allowed = SETTABLE.get(key)
-    if allowed is None:
+    setting = SETTINGS.get(key)
+    if setting is None:
         raise SettingError(f"unknown setting {key!r}: settable keys are {', '.join(SETTABLE)}")
-    if value not in allowed:
-        raise SettingError(f"{key} must be one of {', '.join(allowed)}, not {value!r}")
+    try:
+        setting.parse(value)
+    except ValueError as exc:
+        raise SettingError(f"{key} {exc}") from exc
     raw = read_raw(path)
     section, _, name = key.partition(".")
     table = raw.setdefault(section, {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [{section}] must be a table")
-    table[name] = value
+    table[name] = _boolean(value) if setting.parse is _boolean else value
+    parse(raw, path)  # the whole file must still be valid with the new value
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "wb") as fh:
         tomli_w.dump(raw, fh)
     os.replace(tmp, path)
+
+
+def flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: the dotted keys of a config, for diffs."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out

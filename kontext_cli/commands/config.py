@@ -1,4 +1,4 @@
-"""``kontext config``: read and change settings in config.toml."""
+"""``kontext config``: read and change settings in config.toml, and reload them."""
 
 from __future__ import annotations
 
@@ -9,15 +9,25 @@ import typer
 from kontext.common import config, paths
 from kontext_cli import client, errors, render
 
-app = typer.Typer(help="Read and change settings (config.toml).", no_args_is_help=True)
+app = typer.Typer(
+    help="Read and change settings (config.toml); a running daemon picks up edits.",
+    no_args_is_help=True,
+)
+
+SET_HELP = f"""Change one setting; a running daemon applies it at once.
+
+Settable: {"; ".join(f"{s.key} ({s.accepts})" for s in config.SETTINGS.values())}.
+Everything else (integrations, [audit]) is edited in config.toml itself
+('kontext config path'): kontextd notices the edit within about a second, or
+at once with 'kontext config reload'.
+"""
 
 
-@app.command("set")
+@app.command("set", help=SET_HELP)
 def set_(
     key: Annotated[str, typer.Argument(metavar="KEY", help="Setting, e.g. secrets.fallback.")],
     value: Annotated[str, typer.Argument(metavar="VALUE", help="New value, e.g. refuse.")],
 ) -> None:
-    """Change one setting; a running daemon reloads it."""
     where = paths.resolve()
     try:
         config.set_value(where.config_file, key, value)
@@ -36,14 +46,34 @@ def set_(
 def get(
     key: Annotated[str, typer.Argument(metavar="KEY", help="Setting, e.g. secrets.fallback.")],
 ) -> None:
-    """Print one setting's current value."""
-    if key not in config.SETTABLE:
+    """Print one setting's current value (from the file; the default when unset)."""
+    if key not in config.SETTINGS:
         raise errors.UsageError(f"unknown setting {key!r}: known are {', '.join(config.SETTABLE)}")
     try:
         cfg = config.load(paths.resolve().config_file)
     except config.ConfigError as exc:
         raise errors.ConfigInvalid(str(exc)) from exc
-    render.out.print(cfg.secrets_fallback)
+    render.out.print(cfg.shown(key))
+
+
+@app.command("reload")
+def reload() -> None:
+    """Apply config.toml to the running daemon now (it also notices edits by itself).
+
+    An invalid file changes nothing: kontextd keeps its settings and this exits 6
+    naming the problem."""
+    where = paths.resolve()
+    conn = client.try_connect(where)
+    if conn is None:
+        render.note("kontextd is not running; it reads config.toml when it starts")
+        return
+    with conn:
+        result = conn.call("POST", "/v1/config/reload")
+    changed = result.get("changed") or []
+    if changed:
+        render.note(f"reloaded {result['path']}: changed {', '.join(changed)}")
+    else:
+        render.note(f"reloaded {result['path']}: nothing changed")
 
 
 @app.command("path")

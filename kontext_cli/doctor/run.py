@@ -7,6 +7,7 @@ from kontext.common.paths import Paths
 from kontext_cli.doctor import FAIL, Check, fail
 from kontext_cli.doctor import live as live
 from kontext_cli.doctor import local as local
+from kontext_cli.doctor import running as running
 
 
 def diagnose(where: Paths) -> list[Check]:
@@ -15,6 +16,7 @@ def diagnose(where: Paths) -> list[Check]:
     checks.append(probe.check)
     checks += [
         live.versions(probe),
+        running.config_applied(probe, where),
         live.secrets(probe, where),
         live.loopback(probe, where),
         live.policy(probe),

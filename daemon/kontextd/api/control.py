@@ -17,14 +17,12 @@ import socket
 import time
 from typing import Any, ClassVar
 
-from kontext.common import config as config_mod
-from kontext.common import wire
-from kontextd import agents, credentials
+from kontextd import agents, credentials, settings
 from kontextd.api.control_auth import AUTH_ROUTES, AuthRoutes
 from kontextd.api.httpbase import Route, route
 from kontextd.audit import requester, trail
 from kontextd.core import Core
-from kontextd.errors import ApiError, invalid
+from kontextd.errors import invalid
 from kontextd.gateway import admin as integrations_admin
 from kontextd.policy import admin as policy_admin
 from kontextd.store.audit_sql import AuditFilter
@@ -78,6 +76,7 @@ class ControlHandler(AuthRoutes):
     ROUTES: ClassVar[list[Route]] = [
         route("GET", r"/v1/status", "status"),
         route("POST", r"/v1/shutdown", "shutdown"),
+        route("GET", r"/v1/config", "config_status"),
         route("POST", r"/v1/config/reload", "reload_config"),
         route("GET", r"/v1/agents", "list_agents"),
         route("POST", r"/v1/agents", "create_agent"),
@@ -150,14 +149,12 @@ class ControlHandler(AuthRoutes):
         self.send_json(200, {"stopping": True, "pid": os.getpid()})
         self.core.stopping.set()
 
+    def config_status(self) -> None:
+        self.send_json(200, settings.check(self.core))
+
     def reload_config(self) -> None:
-        try:
-            cfg = config_mod.load(self.core.paths.config_file)
-        except config_mod.ConfigError as exc:
-            raise ApiError(wire.CONFIG, str(exc)) from exc
-        self.core.config = cfg
-        self.core.secrets.fallback_policy = cfg.secrets_fallback
-        self.send_json(200, {"reloaded": True})
+        caller = {"pid": self.peer_pid, "via": "control API"}
+        self.send_json(200, settings.reload(self.core, "kontext config reload", caller))
 
     # -- agents ---------------------------------------------------------------
 
@@ -296,21 +293,18 @@ class ControlHandler(AuthRoutes):
         self.send_json(200, policy_admin.reload(self.core, "kontext policy reload"))
 
     def policy_explain(self) -> None:
-        self.send_json(200, policy_admin.explain(self.core, self.read_json()))
+        self.send_json(200, policy_admin.explain(self.core, self.read_json(), self.peer_pid))
 
     def rotate_keys(self) -> None:
         self.core.secrets_check()
-        kid, retired = self.core.keys.rotate()
+        now = self.read_json().get("now", False)
+        if not isinstance(now, bool):
+            raise invalid("now must be true or false")
+        grace = 0 if now else self.core.config.rotation_grace
+        rotation = self.core.keys.rotate(grace).to_json()
         with self.core.store.transaction() as tx:
-            tx.append_event(
-                {
-                    "event": "key.rotated",
-                    "kid": kid,
-                    "retired": retired,
-                    "user": self.core.user_ref(),
-                }
-            )
-        self.send_json(200, {"kid": kid, "retired": retired})
+            tx.append_event({"event": "key.rotated", **rotation, "user": self.core.user_ref()})
+        self.send_json(200, rotation)
 
     def list_keys(self) -> None:
         self.send_json(200, self.core.keys.jwks())

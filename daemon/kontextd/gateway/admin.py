@@ -33,7 +33,7 @@ def connect_secret(core: Core, name: str, body: dict[str, Any]) -> dict[str, Any
             f"the secret must be 1-{connections.MAX_SECRET} visible ASCII characters "
             "(no spaces or control characters)"
         )
-    connections.save(core, integration.name, {"kind": "api_key", "secret": secret}, "api_key")
+    connections.save(core, integration, {"kind": "api_key", "secret": secret}, "api_key")
     return {"integration": integration.name, "connected": True, "method": "api_key"}
 
 

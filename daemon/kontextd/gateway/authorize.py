@@ -8,7 +8,9 @@ Checks, in order (deny by default — any check that cannot decide refuses):
    is still live in the store — revocation reaches us at once (else 403);
 4. ``aud`` names this integration (else 403);
 5. the path is safe and a route rule matches (else 403: unknown routes are denied);
-6. the credential carries the rule's scope, and its target (if any) is the rule's (else 403).
+6. the credential carries the rule's scope, and its target (if any) is the rule's (else 403);
+7. the upstream secret was connected for the origin ``base_url`` names now (else 403:
+   an edited config.toml never redirects a secret, ``gateway/binding``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from kontext.common import routes, validate
 from kontext.common.integrations import Integration
 from kontextd.core import Core
+from kontextd.gateway import binding, connections
 from kontextd.tokens import verify
 
 SCHEMES = ("bearer", "token")  # "token" is GitHub's own spelling of a bearer header
@@ -36,6 +39,7 @@ class Decision:
     token: str = ""
     scope: str | None = None
     target: str | None = None
+    upstream: str | None = None  # the origin the call would go to (audited as api.call's)
 
     def __repr__(self) -> str:
         return f"Decision(status={self.status}, reason={self.reason!r}, token=<redacted>)"
@@ -64,6 +68,7 @@ def decide(core: Core, name: str, method: str, raw_path: str, auth: str | None) 
     decision = Decision(integration)
     if integration is None or not integration.routes or not integration.base_url:
         return decision.refuse(404, f"no gateway for integration {name[:40]!r}")
+    decision.upstream = binding.origin(integration.base_url)
     token = bearer(auth)
     claims = verify.cached_claims(core, token)
     if token is None or claims is None:
@@ -75,7 +80,11 @@ def decide(core: Core, name: str, method: str, raw_path: str, auth: str | None) 
         return decision.refuse(403, f"credential {word}")
     if name not in _audience(claims):
         return decision.refuse(403, f"the credential is not for {name} (aud)")
-    return _check_route(decision, integration, method, raw_path)
+    decision = _check_route(decision, integration, method, raw_path)
+    why = connections.moved(core, integration) if decision.allowed else None
+    if why is not None:
+        return decision.refuse(403, f"{name} {why}: run 'kontext integration connect {name}'")
+    return decision
 
 
 def _status(core: Core, jti: str) -> tuple[str, float] | None:

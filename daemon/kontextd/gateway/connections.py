@@ -18,6 +18,7 @@ from kontext.common import wire
 from kontext.common.integrations import Integration
 from kontextd.core import Core
 from kontextd.errors import ApiError
+from kontextd.gateway import binding
 from kontextd.gateway.state import AccessToken
 
 log = logging.getLogger("kontextd.gateway")
@@ -75,9 +76,12 @@ def _put(core: Core, name: str, record: dict[str, Any] | None) -> None:
         core.gateway.records[name] = record
 
 
-def save(core: Core, name: str, record: dict[str, Any], method: str) -> None:
-    """Store a new connection (replacing any old one) and audit it — without the secret."""
-    _put(core, name, {**record, "connected_at": time.time()})
+def save(core: Core, integration: Integration, record: dict[str, Any], method: str) -> None:
+    """Store a new connection (replacing any old one), bound to the integration's
+    origins as configured now (``binding``), and audit it — without the secret."""
+    name = integration.name
+    bound = binding.bound(integration)
+    _put(core, name, {**record, "connected_at": time.time(), "bound": bound})
     with core.gateway.lock:
         core.gateway.access.pop(name, None)
     with core.store.transaction() as tx:
@@ -86,9 +90,17 @@ def save(core: Core, name: str, record: dict[str, Any], method: str) -> None:
                 "event": "integration.connected",
                 "integration": name,
                 "method": method,
+                "upstream": bound["base_url"],
                 "user": core.user_ref(),
             }
         )
+
+
+def moved(core: Core, integration: Integration, which: str = "base_url") -> str | None:
+    """Why this integration's stored secret may not be sent to its ``which`` URL now,
+    or None (also None when nothing is stored: then the call is refused as not connected)."""
+    record = stored(core, integration.name)
+    return binding.changed(integration, record, which) if record is not None else None
 
 
 def disconnect(core: Core, name: str, reason: str) -> bool:
@@ -115,6 +127,9 @@ def upstream_secret(core: Core, integration: Integration) -> str:
     record = stored(core, integration.name)
     if record is None:
         raise NotConnected(integration.name)
+    why = binding.changed(integration, record, "base_url")
+    if why is not None:
+        raise NotConnected(integration.name, why)
     if record.get("kind") == "api_key" and header_safe(record.get("secret")):
         return str(record["secret"])
     if record.get("kind") == "oauth":
@@ -161,6 +176,9 @@ def refresh(core: Core, integration: Integration, record: dict[str, Any]) -> Acc
     from kontextd.gateway import provider_oauth
 
     name = integration.name
+    why = binding.changed(integration, record, "token_url")
+    if why is not None:  # the refresh token goes only where it came from
+        raise NotConnected(name, why)
     refresh_token = record.get("refresh_token")
     if not header_safe(refresh_token) or integration.oauth is None:
         disconnect(core, name, "no refresh token: the provider's access token expired")
@@ -194,6 +212,8 @@ def listing(core: Core) -> list[dict[str, Any]]:
                 "connected": record is not None,
                 "method": record.get("kind") if record else None,
                 "connected_at": record.get("connected_at") if record else None,
+                "connected_for": (record.get("bound") or {}).get("base_url") if record else None,
+                "moved": binding.changed(integ, record, "base_url") if record else None,
                 "delivery": integ.mode,
                 "base_url": integ.base_url,
                 "oauth_ready": bool(integ.oauth and integ.oauth.client_id),

@@ -52,8 +52,9 @@ def oauth_client(integration: Integration) -> tuple[str, str, str]:
     if oauth is None or not oauth.client_id:
         raise invalid(
             f"{integration.name} has no OAuth client configured: set "
-            f"integrations.{integration.name}.oauth.client_id in config.toml, "
-            "or connect with --secret-stdin"
+            f'integrations.{integration.name}.oauth.client_id (a line client_id = "…" under '
+            f"[integrations.{integration.name}.oauth] in the file 'kontext config path' names; "
+            "kontextd applies the edit by itself), or connect with --secret-stdin"
         )
     return oauth.authorize_url, oauth.token_url, oauth.client_id
 
@@ -122,7 +123,7 @@ def finish(core: Core, integration: Integration, body: dict[str, Any]) -> dict[s
     record: dict[str, Any] = {"kind": "oauth"}
     if connections.header_safe(refresh):
         record["refresh_token"] = refresh
-    connections.save(core, integration.name, record, "oauth")
+    connections.save(core, integration, record, "oauth")
     with core.gateway.lock:
         core.gateway.access[integration.name] = token
     return {

@@ -246,6 +246,7 @@ def record(core: Core, exchange: Exchange, decision: Decision, event: str) -> No
         "user": {"id": claims["sub"]} if claims.get("sub") else None,
         "jti": claims.get("jti"),
         "integration": exchange.name[:40],
+        "upstream": decision.upstream,
         "method": exchange.method[:16],
         "path": exchange.raw_path[:300],
         "status": exchange.status,
