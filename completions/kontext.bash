@@ -11,7 +11,7 @@ _kontext_subcommands() {
         'audit') echo 'tail checkpoint prune verify export' ;;
         'policy') echo 'schema check reload explain' ;;
         'daemon') echo 'run start stop status install uninstall' ;;
-        'config') echo 'set get path' ;;
+        'config') echo 'set get reload path' ;;
         'keys') echo 'rotate list' ;;
         'integration') echo 'list connect disconnect' ;;
     esac
@@ -59,9 +59,10 @@ _kontext_options() {
         'config') echo '--help' ;;
         'config set') echo '--help' ;;
         'config get') echo '--help' ;;
+        'config reload') echo '--help' ;;
         'config path') echo '--help' ;;
         'keys') echo '--help' ;;
-        'keys rotate') echo '--help' ;;
+        'keys rotate') echo '--now --help' ;;
         'keys list') echo '--json --help' ;;
         'integration') echo '--help' ;;
         'integration list') echo '--json --help' ;;

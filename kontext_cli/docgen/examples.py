@@ -211,7 +211,19 @@ EXAMPLES: dict[tuple[str, ...], tuple[Example, ...]] = {
     ("config", "path"): (
         ("Open the config file in your editor:", '"$EDITOR" "$(kontext config path)"'),
     ),
-    ("keys", "rotate"): (("Start signing with a new key:", "kontext keys rotate"),),
+    ("config", "reload"): (
+        (
+            "Apply an edit now (kontextd also notices it within a second):",
+            '"$EDITOR" "$(kontext config path)" && kontext config reload',
+        ),
+    ),
+    ("keys", "rotate"): (
+        (
+            "New keys, published now, signing after keys.rotation_grace:",
+            "kontext keys rotate",
+        ),
+        ("Switch at once (a key you think is exposed):", "kontext keys rotate --now"),
+    ),
     ("keys", "list"): (
         ("Print the JWKS that resource servers verify against:", "kontext keys list --json"),
     ),
