@@ -108,6 +108,8 @@ def userinfo(meta: dict[str, Any], access_token: str, subject: str) -> dict[str,
     The answer must name the ID token's ``sub`` (§5.3.4), or it is not this
     user's. A signed (``application/jwt``) answer is refused: ask the provider
     for plain JSON."""
+    import httpx
+
     url = meta.get("userinfo_endpoint")
     if not isinstance(url, str) or not url.startswith(("https://", "http://127.0.0.1")):
         return {}
