@@ -184,9 +184,29 @@ def _integration(e: Event) -> list[str]:
 def _key(e: Event) -> list[str]:
     return [
         *_opt("{}", e.get("kid")),
+        *_opt("({})", e.get("alg")),
         *_opt("in {}", e.get("storage")),
-        *_opt("retired {}", e.get("retired")),
+        *_retires(e),
         *_by(e),
+    ]
+
+
+def _retires(e: Event) -> list[str]:
+    """``retired K1`` (at once), or ``retires K1 at 12:00:00`` (after the grace)."""
+    when = e.get("signs_from")
+    if not isinstance(when, int | float):
+        return _opt("retired {}", e.get("retired"))
+    at = time.strftime("at %H:%M:%S", time.localtime(when))
+    return [*_opt("retires {}", e.get("retired")), at]
+
+
+def _config(e: Event) -> list[str]:
+    changed = e.get("changed")
+    return [
+        *_opt("{}", e.get("path")),
+        *_opt("changed {}", changed if changed else None),
+        *(["no change"] if changed == [] else []),
+        *_opt("({})", e.get("trigger")),
     ]
 
 
@@ -269,6 +289,10 @@ DETAILS: dict[str, Callable[[Event], list[str]]] = {
     "integration.refreshed": _integration,
     "key.created": _key,
     "key.rotated": _key,
+    "key.retiring": _key,
+    "key.retired": _key,
+    "config.reloaded": _config,
+    "config.refused": _config,
     "policy.reloaded": _policy,
     "audit.pruned": _pruned,
     "audit.anchor_pinned": _pinned,

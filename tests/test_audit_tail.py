@@ -121,6 +121,17 @@ SAMPLES: list[tuple[dict[str, object], str]] = [
         {"event": "key.rotated", "kid": "K2", "retired": ["K1"], "user": {"id": "user:u"}},
         "K2 retired K1 by user:u",
     ),
+    ({"event": "key.retiring", "kid": "K1", "alg": "ES256"}, "K1 (ES256)"),
+    ({"event": "key.retired", "kid": "K1", "alg": "RS256"}, "K1 (RS256)"),
+    (
+        {"event": "config.reloaded", "path": "/c.toml", "changed": ["keys.rotation_grace"]}
+        | {"trigger": "kontext config reload", "caller": {"pid": 7}},
+        "/c.toml changed keys.rotation_grace (kontext config reload)",
+    ),
+    (
+        {"event": "config.refused", "path": "/c.toml", "sha256": "ab", "trigger": "file changed"},
+        "/c.toml (file changed)",
+    ),
     (
         {"event": "policy.reloaded", "trigger": "start", "files": ["a.cedar", "b.cedar"]}
         | {"errors": []},
