@@ -18,6 +18,7 @@ from kontext_cli.commands import (
     config,
     consent,
     daemon,
+    dashboard,
     doctor,
     exec_,
     integration,
@@ -60,6 +61,7 @@ def build() -> typer.Typer:
     login.register(app)
     app.add_typer(consent.app, name="consent")
     app.add_typer(audit.app, name="audit")
+    dashboard.register(app)
     app.add_typer(policy.app, name="policy")
     app.add_typer(daemon.app, name="daemon")
     app.add_typer(config.app, name="config")

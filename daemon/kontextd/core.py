@@ -12,6 +12,7 @@ from kontext.common import wire
 from kontext.common.config import Config
 from kontext.common.paths import Paths
 from kontextd.audit.anchor import AnchorStore
+from kontextd.dashboard.access import DashboardAccess
 from kontextd.errors import ApiError
 from kontextd.gateway.state import GatewayState
 from kontextd.policy.cedar import CedarOrgPolicy
@@ -57,6 +58,7 @@ class Core:
     stopping: threading.Event = field(default_factory=threading.Event)
     gateway: GatewayState = field(default_factory=GatewayState)
     anchors: AnchorStore | None = None  # the audit trust anchor (None: not pinned here)
+    dashboard: DashboardAccess = field(default_factory=DashboardAccess)  # links, sessions
 
     def __post_init__(self) -> None:
         if not self.layers:

@@ -47,6 +47,8 @@ EVENTS: dict[str, str] = {
     "http.refused": "a loopback request was refused (Host, Origin)",
     "api.call": "a gateway call was forwarded upstream",
     "api.denied": "a gateway call was refused",
+    "dashboard.opened": "a browser opened the dashboard with a one-time link",
+    "dashboard.closed": "a dashboard session was signed out",
 }
 
 

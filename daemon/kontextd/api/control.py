@@ -22,6 +22,7 @@ from kontextd.api.control_auth import AUTH_ROUTES, AuthRoutes
 from kontextd.api.httpbase import Route, route
 from kontextd.audit import requester, trail
 from kontextd.core import Core
+from kontextd.dashboard.access import LINK_TTL
 from kontextd.errors import invalid
 from kontextd.gateway import admin as integrations_admin
 from kontextd.policy import admin as policy_admin
@@ -97,6 +98,7 @@ class ControlHandler(AuthRoutes):
         route("POST", r"/v1/policy/reload", "policy_reload"),
         route("POST", r"/v1/policy/explain", "policy_explain"),
         route("POST", r"/v1/keys/rotate", "rotate_keys"),
+        route("POST", r"/v1/dashboard/link", "dashboard_link"),
         route("GET", r"/v1/keys", "list_keys"),
         *AUTH_ROUTES,
         route("GET", r"/v1/integrations", "list_integrations"),
@@ -308,6 +310,16 @@ class ControlHandler(AuthRoutes):
 
     def list_keys(self) -> None:
         self.send_json(200, self.core.keys.jwks())
+
+    # -- the dashboard (kontextd.dashboard) -------------------------------------
+
+    def dashboard_link(self) -> None:
+        """A one-time link that opens the dashboard in a browser (``kontext dashboard``)."""
+        secret = self.core.dashboard.new_link()
+        self.send_json(
+            201,
+            {"url": f"{self.core.issuer}/dashboard/open?t={secret}", "expires_in": LINK_TTL},
+        )
 
     # -- integrations (kontextd.gateway.admin) ---------------------------------
 

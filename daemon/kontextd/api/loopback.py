@@ -1,7 +1,8 @@
 """Loopback HTTP on 127.0.0.1: what browsers and resource servers need.
 
 RFC 8414 metadata, the JWKS, RFC 7662 introspection, the issuer's routes
-(``kontextd.oauth.routes``) and the API gateway (``/gw/...``), served by
+(``kontextd.oauth.routes``), the dashboard (``kontextd.dashboard.routes``) and
+the API gateway (``/gw/...``), served by
 ``kontextd.api.web`` (asyncio + llhttp). Each route's security policy — Host
 always, Origin, browser fetches, peer uid, CORS — is declared next to it below;
 ``kontextd.api.web.routing`` says what each policy checks and how to add a route.
@@ -17,6 +18,7 @@ from kontextd.api.web.messages import Request, Response, json_response
 from kontextd.api.web.routing import Route, route
 from kontextd.api.web.server import HttpServer
 from kontextd.core import Core
+from kontextd.dashboard.routes import DashboardRoutes
 from kontextd.errors import ApiError
 from kontextd.gateway import proxy
 from kontextd.oauth import introspection
@@ -53,7 +55,7 @@ class LoopbackRoutes:
         return json_response(200, introspection.introspect(self.core, token))
 
 
-def routes(core: Core) -> list[Route]:
+def routes(core: Core, dashboard: DashboardRoutes) -> list[Route]:
     """Every loopback route, with its policy (``routing.Policy``) and handler kind."""
     here = LoopbackRoutes(core)
     gateway = proxy.Gateway(core)
@@ -62,6 +64,7 @@ def routes(core: Core) -> list[Route]:
         route("GET", r"/jwks\.json", here.jwks),
         route("POST", r"/introspect", here.introspect, errors=malformed),
         *OAuthRoutes(core).routes(),
+        *dashboard.routes(),  # kontextd.dashboard.routes: a session cookie, CSRF on POSTs
         # Any method; no browser, no Origin (a page has no business with an agent's token).
         route(None, r"/gw/.*", gateway.handle, routing.NO_BROWSER, kind="async", streaming=True),
     ]
@@ -72,6 +75,8 @@ class LoopbackServer(HttpServer):
 
     def __init__(self, port: int, core: Core) -> None:
         self.core = core
-        super().__init__(port, routes(core), core.store)
+        self.dashboard = DashboardRoutes(core)
+        super().__init__(port, routes(core, self.dashboard), core.store)
+        self.dashboard.attach(self)
         core.gateway.refusals = self.refusals
         core.gateway.defer = self.defer

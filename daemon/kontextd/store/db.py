@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from kontextd.audit import chain
+from kontextd.audit.context import VIA
 from kontextd.errors import ApiError
 from kontextd.store import audit_sql, migrations
 from kontextd.store.rows import (
@@ -454,6 +455,9 @@ class Store:
             **event,
             "prev_hash": self._last_hash,
         }
+        via = VIA.get()
+        if via is not None:  # the change came through e.g. the dashboard (audit.context)
+            record["via"] = via
         body = chain.canonical(record)
         digest = chain.digest(body)
         agent = event.get("agent", {}).get("id") if isinstance(event.get("agent"), dict) else None

@@ -1,0 +1,275 @@
+"""The dashboard's loopback routes, and the checks every one of them makes.
+
+Before any handler: ``routing.PAGE`` — ``Host`` is ours (DNS rebinding), a
+state-changing request from another ``Origin`` is refused, and the TCP peer must be
+the OS user running the daemon (``kontext.common.peeruid``). Then, here:
+
+- a session cookie (``access``) on everything but ``/dashboard/open`` and the
+  static files; without one a page says how to get in, the API answers 401;
+- Fetch Metadata (W3C): only our own pages may call the API, the stream and the
+  static files (``Sec-Fetch-Site: same-origin``), and only as fetches, never as an
+  ``<img>``/``<script>`` of another page (``Sec-Fetch-Dest: empty``); a page is a
+  navigation the user made (``none``) or one of ours made;
+- every POST carries the session's CSRF token in ``X-Kontext-CSRF`` and a JSON body
+  (so a cross-site form cannot even be sent without a CORS preflight we never allow);
+- every answer: a strict CSP, no framing, ``no-store``, CORP/COOP ``same-origin``.
+
+A refusal is audited (rate-limited ``http.refused``) and changes nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import time
+from typing import TYPE_CHECKING, Any
+
+from kontext.common import wire
+from kontextd.api.web import routing
+from kontextd.api.web.messages import (
+    Request,
+    Response,
+    Stream,
+    html_response,
+    json_body,
+    json_response,
+)
+from kontextd.api.web.routing import Route, route
+from kontextd.audit.context import via
+from kontextd.core import Core
+from kontextd.dashboard import access, actions, pages, selection, views
+from kontextd.dashboard.stream import Hub
+from kontextd.dashboard.verify import Verifier
+from kontextd.errors import ApiError, invalid
+
+if TYPE_CHECKING:
+    from kontextd.api.web.server import HttpServer
+
+CSRF_HEADER = "X-Kontext-CSRF"
+N = r"([a-z0-9][a-z0-9-]{0,62})"
+VIEWS = "overview|credentials|grants|integrations|policy|filters"
+SECTIONS = "|".join(p.path.removeprefix("/dashboard/") for p in pages.PAGES)
+STATIC_TYPES = {
+    "js": "text/javascript; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+}
+NO_SESSION = (
+    "Open the dashboard",
+    "This browser has no dashboard session (it ended, or the daemon restarted).",
+    "Run 'kontext dashboard' in a terminal: it opens the dashboard with a one-time link.",
+)
+SPENT_LINK = (
+    "This link cannot be used",
+    "A dashboard link opens the dashboard once, within two minutes; this one was "
+    "already used, has expired, or was never handed out.",
+    "Run 'kontext dashboard' again for a new link.",
+)
+
+
+class Refused(ApiError):
+    """A dashboard refusal: 401 without a session, 403 for anything else."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(wire.FORBIDDEN, message)
+        self._status = status
+
+    @property
+    def status(self) -> int:
+        return self._status
+
+
+class DashboardRoutes:
+    """Handlers for ``/dashboard/...`` over one ``Core``; ``attach`` binds the server."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.access = core.dashboard
+        self.port = 0
+        self.server: HttpServer | None = None
+        self.hub = Hub(core.store.path, self._feed)
+        self.verifier = Verifier(core.store.path)
+        self._static: dict[str, tuple[bytes, str]] | None = None
+
+    def attach(self, server: HttpServer) -> None:
+        self.server = server
+        self.port = server.port
+
+    def _feed(self) -> Any:
+        assert self.server is not None
+        return self.server.feed
+
+    def routes(self) -> list[Route]:
+        page, page_errors = routing.PAGE, self._page_error
+        return [
+            route("GET", r"/dashboard/open", self.open, page, errors=page_errors),
+            route("GET", r"/dashboard", self.to_overview, page, errors=page_errors),
+            route("GET", rf"/dashboard/({SECTIONS})", self.page, page, errors=page_errors),
+            route("GET", r"/dashboard/static/([a-z]{1,20}\.(?:js|css))", self.static, page),
+            route("GET", rf"/dashboard/api/({VIEWS})", self.data, page, kind="blocking"),
+            route("GET", rf"/dashboard/api/agents/{N}/consequences", self.consequences, page),
+            route("GET", r"/dashboard/api/verify", self.verify, page, kind="async"),
+            route("GET", r"/dashboard/api/events", self.events, page, kind="async"),
+            route("POST", r"/dashboard/api/(revoke-credential|revoke-agent|revoke-grant|explain)",
+                  self.act, page, kind="blocking"),
+            route("POST", r"/dashboard/api/sign-out", self.sign_out, page),
+        ]  # fmt: skip
+
+    # -- the checks -----------------------------------------------------------------
+
+    def _refuse(self, request: Request, status: int, reason: str) -> ApiError:
+        if self.server is not None:
+            self.server.refusals.note(request, f"dashboard: {reason}")
+        return Refused(status, reason)
+
+    def _fetch_site(self, request: Request, *allowed: str) -> None:
+        site = request.headers.get("Sec-Fetch-Site")
+        if site is not None and site not in allowed:
+            raise self._refuse(request, 403, f"a {site} request is refused")
+
+    def _session(self, request: Request) -> access.Session | None:
+        return self.access.session(read_cookie(request, self.port))
+
+    def _api(self, request: Request) -> access.Session:
+        """An API call from one of our pages, with a live session."""
+        self._fetch_site(request, "same-origin")
+        dest = request.headers.get("Sec-Fetch-Dest")
+        if dest not in (None, "empty"):
+            raise self._refuse(request, 403, f"the API is not a {dest[:20]}")
+        session = self._session(request)
+        if session is None:
+            raise self._refuse(request, 401, "no dashboard session: run 'kontext dashboard'")
+        return session
+
+    def _post(self, request: Request) -> tuple[access.Session, dict[str, Any]]:
+        """A state-changing call: also the CSRF token and a JSON body."""
+        session = self._api(request)
+        if not session.csrf_ok(request.headers.get(CSRF_HEADER)):
+            raise self._refuse(request, 403, "missing or wrong CSRF token")
+        if not (request.headers.get("Content-Type") or "").startswith("application/json"):
+            raise invalid("send application/json")
+        return session, json_body(request.read())
+
+    # -- answers --------------------------------------------------------------------
+
+    def _json(self, status: int, body: Any) -> Response:
+        return json_response(status, body, pages.security_headers("application/json"))
+
+    def _html(self, status: int, html: str, **extra: str) -> Response:
+        return html_response(status, html, {**pages.security_headers(), **extra})
+
+    def _page_error(self, error: ApiError) -> Response:
+        if error.status == 401:
+            return self._html(401, pages.message_page(*NO_SESSION))
+        return self._html(error.status, pages.message_page("Refused", error.message, ""))
+
+    # -- pages ----------------------------------------------------------------------
+
+    def open(self, request: Request) -> Response:
+        """``/dashboard/open?t=LINK``: spend the one-time link, set the session cookie."""
+        self._fetch_site(request, "none", "same-origin")
+        opened = self.access.redeem(request.query.get("t"))
+        if opened is None:
+            self._refuse(request, 403, "a spent, expired or unknown dashboard link")
+            return self._html(403, pages.message_page(*SPENT_LINK))
+        cookie, _ = opened
+        with via(actions.VIA), self.core.store.transaction() as tx:
+            tx.append_event({"event": "dashboard.opened", "user": self.core.user_ref()})
+        return self._html(
+            303,
+            "",
+            Location="/dashboard/",
+            **{"Set-Cookie": access.set_cookie(self.port, cookie)},
+        )
+
+    def to_overview(self, request: Request) -> Response:
+        return self._html(308, "", Location="/dashboard/")
+
+    def page(self, request: Request, section: str) -> Response:
+        self._fetch_site(request, "none", "same-origin")
+        session = self._session(request)
+        if session is None:
+            return self._html(401, pages.message_page(*NO_SESSION))
+        found = pages.BY_PATH[f"/dashboard/{section}"]
+        return self._html(200, pages.shell(found, session.csrf, self.core.user))
+
+    def static(self, request: Request, name: str) -> Response:
+        """The page's scripts and stylesheet, from the package (no session needed: they
+        are the same in every install and hold no data)."""
+        self._fetch_site(request, "same-origin")
+        files = self._files()
+        if name not in files:
+            raise ApiError(wire.NOT_FOUND, f"no such file: {name}")
+        body, kind = files[name]
+        return Response(200, body, pages.security_headers(kind))
+
+    def _files(self) -> dict[str, tuple[bytes, str]]:
+        if self._static is None:
+            folder = importlib.resources.files("kontextd.dashboard") / "static"
+            self._static = {
+                item.name: (item.read_bytes(), STATIC_TYPES[item.name.rpartition(".")[2]])
+                for item in folder.iterdir()
+                if item.name.rpartition(".")[2] in STATIC_TYPES
+            }
+        return self._static
+
+    # -- data -----------------------------------------------------------------------
+
+    def data(self, request: Request, name: str) -> Response:
+        self._api(request)
+        view = {
+            "overview": views.overview,
+            "credentials": views.credentials,
+            "grants": views.grants,
+            "integrations": views.integrations,
+            "policy": views.policy,
+            "filters": views.filters,
+        }[name]
+        return self._json(200, view(self.core))
+
+    def consequences(self, request: Request, name: str) -> Response:
+        self._api(request)
+        return self._json(200, actions.consequences(self.core, name))
+
+    async def verify(self, request: Request) -> Response:
+        self._api(request)
+        return self._json(200, await self.verifier.result())
+
+    async def events(self, request: Request) -> Stream:
+        """The live audit stream (SSE); ``Last-Event-ID`` resumes after a reconnect."""
+        self._api(request)
+        chosen = selection.parse(request.query)
+        raw = request.query.get("history", "100")
+        if not raw.isdigit() or int(raw) > 1000:
+            raise invalid("history must be a number of events, at most 1000")
+        last = request.headers.get("Last-Event-ID")
+        resume = int(last) if last is not None and last.isdigit() and len(last) < 19 else None
+        return self.hub.stream(chosen, int(raw), resume)
+
+    # -- actions --------------------------------------------------------------------
+
+    def act(self, request: Request, name: str) -> Response:
+        _, body = self._post(request)
+        action = {
+            "revoke-credential": actions.revoke_credential,
+            "revoke-agent": actions.revoke_agent,
+            "revoke-grant": actions.revoke_grant,
+            "explain": actions.explain,
+        }[name]
+        return self._json(200, action(self.core, body))
+
+    def sign_out(self, request: Request) -> Response:
+        session, _ = self._post(request)
+        self.access.end(session)
+        with via(actions.VIA), self.core.store.transaction() as tx:
+            tx.append_event({"event": "dashboard.closed", "user": self.core.user_ref()})
+        answer = self._json(200, {"signed_out": True, "at": time.time()})
+        answer.headers["Set-Cookie"] = access.clear_cookie(self.port)
+        return answer
+
+
+def read_cookie(request: Request, port: int) -> str | None:
+    """The session cookie's value; with several ``Cookie`` headers, the first that has it."""
+    for header in request.headers.get_all("Cookie"):
+        value = access.read_cookie(header, port)
+        if value is not None:
+            return value
+    return None

@@ -1,0 +1,52 @@
+// Consent grants of this session, per agent, in the consent page's words; revoke one.
+import { act, api, card, countdown, el, empty, post, settle, show, stream, table, when, words } from "./common.js";
+
+function revoke(grant, reload) {
+  return act(
+    "Revoke this grant?",
+    `${grant.agent} loses your approval of: ${grant.scopes.map((s) => s.words).join("; ")}.\n` +
+      "Its next exec asks for your consent again. Other grants and agents are not touched.",
+    "Revoke grant",
+    () => post("revoke-grant", { grant: grant.id }),
+    reload,
+  );
+}
+
+function render(data, reload) {
+  if (!data.grants.length) {
+    return show(null, empty(`No live grants for ${data.user}: an agent's first exec asks for consent in the browser.`));
+  }
+  const byAgent = new Map();
+  for (const grant of data.grants) {
+    if (!byAgent.has(grant.agent)) byAgent.set(grant.agent, []);
+    byAgent.get(grant.agent).push(grant);
+  }
+  const cards = [...byAgent].map(([agent, list]) =>
+    card(
+      list[0].agent_display,
+      `${agent} · ${list.length} grant${list.length === 1 ? "" : "s"}`,
+      null,
+      table(
+        `Grants to ${agent}`,
+        ["Approved", "Target", "Granted", "Expires", "Action"],
+        list.map((grant) => [
+          words(grant.scopes),
+          grant.target ? el("code", {}, grant.target) : el("span", { class: "empty" }, "any target"),
+          when(grant.created_at),
+          countdown(grant.expires_at),
+          el("button", { type: "button", class: "danger-outline", "aria-label": `Revoke grant to ${agent}: ${grant.scopes.map((s) => s.words).join(", ")}`, onclick: () => revoke(grant, reload) }, "Revoke grant"),
+        ]),
+      ),
+    ),
+  );
+  return show(null, el("p", { class: "lede" }, `Approved by ${data.user}${data.session ? ` (signed in at ${data.session.issuer})` : " (local account)"}.`), ...cards);
+}
+
+export async function start() {
+  const load = async () => render(await api("grants"), load);
+  await load();
+  const again = settle(load, 200, 800);
+  stream({ history: 0, scope: "state" }, (outcome, event) => {
+    if (event.event.startsWith("consent.") || event.event.startsWith("session.")) again();
+  });
+}

@@ -1,0 +1,233 @@
+"""What each dashboard page shows, as JSON: built from the daemon's own state.
+
+Every function returns plain data for the page's script to render; none of it is
+a secret (credentials appear by ``jti`` only, integrations without their upstream
+keys, command lines redacted by ``processes``). Scopes are given with the words
+the consent page uses for them (``Integration.describe``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from kontext.common.events import EVENTS
+from kontextd.consent import grants as consent_grants
+from kontextd.core import Core
+from kontextd.dashboard import processes, selection
+from kontextd.gateway import connections
+from kontextd.oauth.state import for_core
+from kontextd.policy import admin as policy_admin
+from kontextd.store import audit_sql, dashboard_sql
+from kontextd.store.rows import AgentRow, CredentialRow
+
+HOUR = 3600.0
+BUCKETS = 60  # one a minute over the last hour
+SPARK_EVENTS = {
+    "credential.issued": "issued",
+    "api.call": "calls",
+    "credential.denied": "denied",
+    "api.denied": "denied",
+}
+
+
+def scope_words(core: Core, scopes: tuple[str, ...] | list[str]) -> list[dict[str, str]]:
+    """Each ``integration:scope`` with its integration's name and the consent page's words."""
+    out = []
+    for scope in scopes:
+        name, _, rest = scope.partition(":")
+        integration = core.config.integrations.get(name)
+        out.append(
+            {
+                "scope": scope,
+                "integration": integration.display_name if integration else name,
+                "words": integration.describe(rest) if integration else scope,
+            }
+        )
+    return out
+
+
+def agent_status(agent: AgentRow) -> tuple[str, str | None]:
+    """``active``, ``revoked`` or ``disabled``, and why."""
+    if agent.disabled_at is None:
+        return "active", None
+    reason = agent.disabled_reason or ""
+    return ("revoked" if "revoked" in reason else "disabled"), reason or None
+
+
+def overview(core: Core) -> dict[str, Any]:
+    """One row per agent: status, permissions, live credentials, last call, the last hour."""
+    now = time.time()
+    live: dict[str, list[CredentialRow]] = {}
+    for cred in core.store.live_credentials():
+        live.setdefault(cred.agent, []).append(cred)
+    agents = core.store.agents()
+    conn = audit_sql.open_readonly(core.store.path)
+    try:
+        spark = _sparklines(conn, now)
+        last_calls = {a.name: _last_call(conn, a.name) for a in agents}
+    finally:
+        conn.close()
+    rows: list[dict[str, Any]] = []
+    totals = {"issued": 0, "calls": 0, "denied": 0}
+    for agent in agents:
+        status, reason = agent_status(agent)
+        activity = spark.get(f"agent:{agent.name}", _empty_spark())
+        for key in totals:
+            totals[key] += sum(activity[key])
+        creds = live.get(agent.name, [])
+        rows.append(
+            {
+                "id": f"agent:{agent.name}",
+                "name": agent.name,
+                "display_name": agent.display_name,
+                "status": status,
+                "status_reason": reason,
+                "permissions": scope_words(core, agent.scopes),
+                "max_ttl": agent.max_ttl,
+                "live": len(creds),
+                "soonest_expiry": min((c.expires_at for c in creds), default=None),
+                "last_call": last_calls[agent.name],
+                "activity": activity,
+            }
+        )
+    return {
+        "now": now,
+        "user": core.user,
+        "agents": rows,
+        "totals": {
+            "agents": len(agents),
+            "live": sum(len(v) for v in live.values()),
+            **totals,
+        },
+        "bucket_seconds": HOUR / BUCKETS,
+    }
+
+
+def _empty_spark() -> dict[str, list[int]]:
+    return {"issued": [0] * BUCKETS, "calls": [0] * BUCKETS, "denied": [0] * BUCKETS}
+
+
+def _sparklines(conn: Any, now: float) -> dict[str, dict[str, list[int]]]:
+    since = now - HOUR
+    out: dict[str, dict[str, list[int]]] = {}
+    for agent, event, slot, count in dashboard_sql.activity(
+        conn, since, HOUR / BUCKETS, list(SPARK_EVENTS)
+    ):
+        if agent is None or not 0 <= slot < BUCKETS:
+            continue
+        series = out.setdefault(agent, _empty_spark())
+        series[SPARK_EVENTS[event]][slot] += count
+    return out
+
+
+def _last_call(conn: Any, name: str) -> dict[str, Any] | None:
+    body = dashboard_sql.last_of(conn, f"agent:{name}", "api.call")
+    if body is None:
+        return None
+    event = json.loads(body)
+    keep = ("ts", "method", "path", "status", "integration", "scope", "target")
+    return {k: event.get(k) for k in keep}
+
+
+def credentials(core: Core) -> dict[str, Any]:
+    """Every live credential with the process that holds it."""
+    rows = []
+    for cred in core.store.live_credentials():
+        agent = core.store.agent(cred.agent)
+        pid = cred.child_pid or cred.wrapper_pid
+        started = cred.child_start if cred.child_pid else None
+        rows.append(
+            {
+                "jti": cred.jti,
+                "agent": f"agent:{cred.agent}",
+                "agent_display": agent.display_name if agent else cred.agent,
+                "scopes": scope_words(core, cred.scopes),
+                "target": cred.target,
+                "pid": pid,
+                "process": "child" if cred.child_pid else "wrapper",
+                "command": processes.command_line(pid, started),
+                "issued_at": cred.issued_at,
+                "expires_at": cred.expires_at,
+                "parent": getattr(cred, "parent", None),
+                "kind": getattr(cred, "kind", "exec"),
+            }
+        )
+    return {"now": time.time(), "credentials": rows}
+
+
+def grants(core: Core) -> dict[str, Any]:
+    """The live consent grants of the current session."""
+    listing = consent_grants.listing(core)
+    rows = []
+    for grant in listing["grants"]:
+        name = grant["agent"].removeprefix("agent:")
+        agent = core.store.agent(name)
+        rows.append(
+            {
+                **grant,
+                "agent_display": agent.display_name if agent else name,
+                "scopes": scope_words(core, grant["scopes"]),
+            }
+        )
+    session = for_core(core).db.current_session()
+    return {
+        "now": time.time(),
+        "user": listing["user"],
+        "session": None if session is None else {"issuer": session.issuer, "user": session.user},
+        "grants": rows,
+    }
+
+
+def integrations(core: Core) -> dict[str, Any]:
+    """Connected or not, how, delivery mode and route rules — never the secret."""
+    rows = []
+    for item in connections.listing(core):
+        integration = core.config.integrations[item["name"]]
+        rows.append(
+            {
+                "name": item["name"],
+                "display_name": item["display_name"],
+                "connected": item["connected"],
+                "method": item["method"],
+                "connected_at": item["connected_at"],
+                "delivery": item["delivery"],
+                "base_url": item["base_url"],
+                "env": item["env"],
+                "scopes": [
+                    {"scope": f"{item['name']}:{k}", "words": v} for k, v in item["scopes"].items()
+                ],
+                "routes": [
+                    {"rule": rule.text, "scope": rule.scope, "target": rule.target}
+                    for rule in integration.routes
+                ],
+            }
+        )
+    return {"integrations": rows}
+
+
+def policy(core: Core) -> dict[str, Any]:
+    """The loaded Cedar files, their policies and every error; agents for the form."""
+    status = policy_admin.check(core)
+    return {
+        **status,
+        "agents": [
+            {"id": f"agent:{a.name}", "name": a.name, "scopes": list(a.scopes)}
+            for a in core.store.agents()
+        ],
+        "scopes": [
+            f"{name}:{scope}"
+            for name, integration in sorted(core.config.integrations.items())
+            for scope in integration.scopes
+        ],
+    }
+
+
+def filters(core: Core) -> dict[str, Any]:
+    """The Activity page's choices: agents, event names, outcomes."""
+    return {
+        "agents": [a.name for a in core.store.agents()],
+        "events": sorted(EVENTS),
+        "outcomes": [*selection.OUTCOMES, "other"],
+    }

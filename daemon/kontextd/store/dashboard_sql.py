@@ -1,0 +1,134 @@
+"""The dashboard's reads of the audit log: raw rows for its event stream, activity counts.
+
+Part of the store (the one package that speaks SQL). Like ``audit_sql``, functions
+take a connection: the live stream reads through the daemon's own connection
+(``Store.connection``, cheap indexed queries), the heavier summaries through a
+read-only connection of their own (``audit_sql.open_readonly``) on an executor
+thread, so a dashboard never holds the store's lock while it counts.
+
+Rows are handed out as stored — the canonical JSON body as text, never parsed
+here — so an event goes to every open dashboard without being decoded and
+encoded again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+
+class RawEvent(NamedTuple):
+    """One audit row: its id, event name, agent column (``agent:NAME`` or None), body."""
+
+    id: int
+    event: str
+    agent: str | None
+    body: str
+
+
+@dataclass(frozen=True)
+class EventSelection:
+    """Which events a dashboard asked for: one agent (``agent:NAME``), some names."""
+
+    agent: str | None = None
+    events: frozenset[str] | None = None  # None: every name
+    exclude: frozenset[str] = frozenset()  # names left out (the "other" outcome)
+
+    def where(self) -> tuple[str, list[Any]]:
+        parts: list[str] = []
+        args: list[Any] = []
+        if self.agent is not None:
+            parts.append("agent = ?")
+            args.append(self.agent)
+        if self.events is not None:
+            names = sorted(self.events) or [""]  # an empty choice matches nothing
+            parts.append(f"event IN ({', '.join('?' * len(names))})")
+            args.extend(names)
+        if self.exclude:
+            names = sorted(self.exclude)
+            parts.append(f"event NOT IN ({', '.join('?' * len(names))})")
+            args.extend(names)
+        return " AND ".join(parts), args
+
+    def matches(self, row: RawEvent) -> bool:
+        """The same test in Python, for rows already read (the live stream's fan-out)."""
+        return (
+            (self.agent is None or row.agent == self.agent)
+            and (self.events is None or row.event in self.events)
+            and row.event not in self.exclude
+        )
+
+
+def raw_after(conn: sqlite3.Connection, after: int, limit: int) -> list[RawEvent]:
+    """Every event after id ``after``, oldest first, at most ``limit``."""
+    rows = conn.execute(
+        "SELECT id, event, agent, body FROM audit_events WHERE id > ? ORDER BY id LIMIT ?",
+        (after, limit),
+    ).fetchall()
+    return [RawEvent(*row) for row in rows]
+
+
+def raw_last(
+    conn: sqlite3.Connection, count: int, selection: EventSelection, before: int | None = None
+) -> list[RawEvent]:
+    """The newest ``count`` events ``selection`` matches (up to id ``before``), oldest first."""
+    where, args = selection.where()
+    if before is not None:
+        where = " AND ".join(p for p in (where, "id <= ?") if p)
+        args.append(before)
+    sql = "SELECT id, event, agent, body FROM audit_events" + (f" WHERE {where}" if where else "")
+    rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, count)).fetchall()
+    return [RawEvent(*row) for row in reversed(rows)]
+
+
+def selected_after(
+    conn: sqlite3.Connection, after: int, limit: int, selection: EventSelection
+) -> list[RawEvent]:
+    """Events ``selection`` matches after id ``after`` (a stream resuming), oldest first."""
+    where, args = selection.where()
+    sql = "SELECT id, event, agent, body FROM audit_events WHERE id > ?"
+    sql += f" AND {where}" if where else ""
+    rows = conn.execute(sql + " ORDER BY id LIMIT ?", (after, *args, limit)).fetchall()
+    return [RawEvent(*row) for row in rows]
+
+
+def last_id(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT COALESCE(MAX(id), 0) FROM audit_events").fetchone()
+    return int(row[0])
+
+
+def activity(
+    conn: sqlite3.Connection, since: float, bucket: float, names: Sequence[str]
+) -> list[tuple[str | None, str, int, int]]:
+    """(agent, event, bucket index, count) for events named ``names`` since ``since``,
+    in buckets of ``bucket`` seconds (the overview's sparklines; uses ``audit_by_ts``)."""
+    marks = ", ".join("?" * len(names))
+    return [
+        (row[0], row[1], int(row[2]), int(row[3]))
+        for row in conn.execute(
+            "SELECT agent, event, CAST((ts - ?) / ? AS INTEGER) AS slot, COUNT(*) "
+            f"FROM audit_events WHERE ts >= ? AND event IN ({marks}) "
+            "GROUP BY agent, event, slot",
+            (since, bucket, since, *names),
+        )
+    ]
+
+
+def last_of(conn: sqlite3.Connection, agent: str, event: str) -> str | None:
+    """The body of ``agent``'s newest ``event`` (e.g. its last API call), or None."""
+    row = conn.execute(
+        "SELECT body FROM audit_events WHERE agent = ? AND event = ? ORDER BY id DESC LIMIT 1",
+        (agent, event),
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+def newest_checkpoint(conn: sqlite3.Connection) -> tuple[int, str, float, str] | None:
+    """(event id, event hash, signed at, key id) of the newest signed checkpoint."""
+    row = conn.execute(
+        "SELECT event_id, event_hash, ts, kid FROM audit_checkpoints "
+        "WHERE kind = 'checkpoint' ORDER BY event_id DESC, id DESC LIMIT 1"
+    ).fetchone()
+    return (int(row[0]), str(row[1]), float(row[2]), str(row[3])) if row else None
