@@ -5,7 +5,7 @@ _kontext_scopes='github:actions:read github:actions:write github:contents:read g
 
 _kontext_subcommands() {
     case "$1" in
-        '') echo 'exec revoke login logout whoami doctor completion agent consent audit policy daemon config keys integration' ;;
+        '') echo 'exec revoke login logout whoami dashboard doctor completion agent consent audit policy daemon config keys integration' ;;
         'agent') echo 'create list show delete disable enable' ;;
         'consent') echo 'list revoke grant' ;;
         'audit') echo 'tail checkpoint prune verify export' ;;
@@ -25,6 +25,7 @@ _kontext_options() {
         'login') echo '--issuer --client-id --no-browser --timeout --help' ;;
         'logout') echo '--help' ;;
         'whoami') echo '--check --json --help' ;;
+        'dashboard') echo '--no-browser --help' ;;
         'doctor') echo '--json --fix --help' ;;
         'completion') echo '--help' ;;
         'agent') echo '--help' ;;

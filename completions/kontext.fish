@@ -3,7 +3,7 @@
 function __kontext_subcommands
     switch "$argv[1]"
         case ''
-            printf '%s\n' exec revoke login logout whoami doctor completion agent consent audit policy daemon config keys integration
+            printf '%s\n' exec revoke login logout whoami dashboard doctor completion agent consent audit policy daemon config keys integration
         case 'agent'
             printf '%s\n' create list show delete disable enable
         case 'consent'
@@ -152,6 +152,7 @@ complete -c kontext -n '__kontext_at \'\'' -f -a 'revoke' -d 'Revoke agent:NAME 
 complete -c kontext -n '__kontext_at \'\'' -f -a 'login' -d 'Sign in, in the browser, with PKCE and a one-time loopback redirect'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'logout' -d 'End the session: revoke its consent grants and its live credentials'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'whoami' -d 'Show the user, the issuer and when the session expires'
+complete -c kontext -n '__kontext_at \'\'' -f -a 'dashboard' -d 'Open the dashboard: agents, live credentials, grants, activity, revocation'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'doctor' -d 'Check this set-up and explain each problem with its fix'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'completion' -d 'Print the completion script for SHELL on standard output'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'agent' -d 'Register and manage agents (agent:NAME identities)'
@@ -184,6 +185,8 @@ complete -c kontext -n '__kontext_at logout' -l help -d 'Show this message and e
 complete -c kontext -n '__kontext_at whoami' -l check -d 'Ask the issuer now whether the session is still active.'
 complete -c kontext -n '__kontext_at whoami' -l json -d 'Print JSON.'
 complete -c kontext -n '__kontext_at whoami' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at dashboard' -l no-browser -d 'Print the one-time link; do not open a browser.'
+complete -c kontext -n '__kontext_at dashboard' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at doctor' -l json -d 'Print JSON.'
 complete -c kontext -n '__kontext_at doctor' -l fix -d 'Restart a stale kontextd; tighten loose modes.'
 complete -c kontext -n '__kontext_at doctor' -l help -d 'Show this message and exit.'

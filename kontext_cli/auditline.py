@@ -262,6 +262,10 @@ def _refused(e: Event) -> list[str]:
     ]
 
 
+def _dashboard(e: Event) -> list[str]:
+    return _by(e)
+
+
 def _other(e: Event) -> list[str]:
     return [*_agent(e), *(_by(e) if not _agent(e) else []), *_reason(e)]
 
@@ -302,6 +306,8 @@ DETAILS: dict[str, Callable[[Event], list[str]]] = {
     "http.refused": _refused,
     "api.call": _api,
     "api.denied": _api,
+    "dashboard.opened": _dashboard,
+    "dashboard.closed": _dashboard,
 }
 
 
@@ -326,7 +332,9 @@ class Lines:
         name = printable(str(event["event"]))
         when = time.strftime(DATED if self.dated else CLOCK, time.localtime(event["ts"]))
         detail = DETAILS.get(name, _other)(event)
-        rest = printable(" ".join(detail))
+        if event.get("via"):  # done through the dashboard, not the CLI
+            detail.append(f"via {event['via']}")
+        rest = printable(" ".join(str(part) for part in detail))
         if not self.colour:
             return f"{when} {name:<{EVENT_WIDTH}} {rest}".rstrip()
         colour = COLOURS.get(name.partition(".")[2], "")

@@ -57,7 +57,11 @@ def summary(reasons: Iterable[str]) -> list[str]:
     listed = ", ".join(f"{pkg}: {n}" for pkg, n in sorted(counts.items()))
     packages = " ".join(sorted({p for pkg in counts for p in pkg.split()}))
     total = sum(counts.values())
-    npm = " && (cd tests/oidc && npm ci)" if "nodejs" in counts else ""
+    npm = (
+        " && (cd tests/oidc && npm ci) && (cd tests/dashboard && npm ci)"
+        if "nodejs" in counts
+        else ""
+    )
     return [
         f"{total} test{'s' if total != 1 else ''} skipped for lack of system packages "
         f"({listed}); install them with: sudo apt-get install {packages}{npm}"

@@ -171,6 +171,16 @@ SAMPLES: list[tuple[dict[str, object], str]] = [
         | {"reason": "no token"},
         "GET /r/1 401 (no token)",
     ),
+    (
+        {"event": "dashboard.opened", "user": {"id": "user:alice"}, "via": "dashboard"},
+        "by user:alice via dashboard",
+    ),
+    ({"event": "dashboard.closed", "user": {"id": "user:alice"}}, "by user:alice"),
+    (
+        {"event": "agent.revoked", "agent": {"id": "agent:x"}, "user": {"id": "user:alice"}}
+        | {"kill": True, "reason": "revoked", "via": "dashboard"},
+        "agent:x --kill by user:alice (revoked) via dashboard",
+    ),
 ]
 
 

@@ -83,8 +83,7 @@ def _verify_db(where: paths.Paths) -> tuple[list[str], list[str]]:
         conn.close()
     interval = cfg.audit.checkpoint_interval
     notes = list(trusted.notes)
-    if tail is not None and tail.stale(interval):
-        _unsigned(tail, interval)
+    evidence.require_signed(tail, interval)
     if tail is not None:
         notes.append(
             f"events {tail.first}-{tail.last} are not signed yet: the daemon signs within "
@@ -108,26 +107,6 @@ def _trusted(where: paths.Paths, cfg: config_mod.Config, storages: set[str]) -> 
         raise errors.SecretsUnavailable(evidence.unreadable(exc)) from exc
     except (AnchorInvalid, evidence.NoAnchor) as exc:
         raise Broken(1, evidence.unreadable(exc)) from exc
-
-
-def _unsigned(tail: Any, interval: int) -> None:
-    from kontextd.audit.verify import Broken
-
-    covered = tail.first - 1
-    if tail.after_stop is not None:
-        raise Broken(
-            tail.first,
-            f"no checkpoint covers events after {covered}: a stopping daemon signs its last "
-            f"events, yet daemon.stopped (event {tail.after_stop}) is unsigned "
-            "(events written without the key?)",
-        )
-    raise Broken(
-        tail.first,
-        f"no checkpoint covers events after {covered}: events {tail.first}-{tail.last}, the "
-        f"first from {render.when(tail.oldest_ts)}, are older than the "
-        f"{validate.format_duration(interval)} checkpoint interval (the daemon crashed "
-        "before signing them, or they were written without the key)",
-    )
 
 
 def _summary(report: Any) -> str:

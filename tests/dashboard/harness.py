@@ -17,7 +17,13 @@ from tests.conftest import Kontext
 
 HERE = Path(__file__).parent
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+]
 CSRF = re.compile(r'<meta name="kontext-csrf" content="([^"]+)">')
 
 

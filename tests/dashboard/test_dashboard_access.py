@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Kontext, api_audit, api_new_agent, wait_until
-from tests.dashboard.harness import Session, link, open_session
+from tests.dashboard.harness import link, open_session
 
 NOBODY = 65534
 AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
@@ -202,9 +202,12 @@ def test_no_secret_in_any_page_answer_or_stream(kx: Kontext) -> None:
     try:
         session = open_session(kx)
         seen = [session.get(p).text for p in PAGES + API]
-        with kx.http() as http, http.stream(
-            "GET", "/dashboard/api/events?history=1000", headers=session.headers()
-        ) as events:
+        with (
+            kx.http() as http,
+            http.stream(
+                "GET", "/dashboard/api/events?history=1000", headers=session.headers()
+            ) as events,
+        ):
             body = b""
             for chunk in events.iter_bytes():
                 body += chunk

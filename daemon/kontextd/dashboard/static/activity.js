@@ -61,14 +61,22 @@ function line(outcome, e, fresh) {
 
 function verifyCard(result, again) {
   const cp = result.checkpoint;
-  const signed = cp ? `Last signed checkpoint: event ${cp.event_id}, ${clock(cp.signed_at)} (key ${cp.kid}).` : "No signed checkpoint yet.";
-  const text = result.intact
-    ? `${result.events} events and ${result.checkpoints} signed checkpoints check out. ${signed}`
-    : `${result.message}. ${signed}`;
+  const anchor = result.anchor;
+  const lines = [];
+  if (result.intact === true) {
+    lines.push(`${result.events} events and ${result.checkpoints} signed checkpoints check out against the anchor pinned outside the database.`);
+    lines.push(cp ? `Last signed checkpoint: event ${cp.event_id}, ${clock(cp.signed_at)} (key ${cp.kid}).` : "No signed checkpoint yet.");
+    if (anchor) lines.push(`Pinned anchor: ${anchor.event_id ? `checkpoint at event ${anchor.event_id}` : "no checkpoint yet"}, in ${anchor.where}.`);
+    if (result.unsigned) lines.push(`Events ${result.unsigned.first}–${result.unsigned.last} are not signed yet (the daemon signs them shortly).`);
+  } else {
+    lines.push(`${result.message}.`);
+  }
+  const state = result.intact === true ? "ok" : "bad";
+  const title = result.intact === true ? "Audit chain intact" : result.intact === false ? "Audit chain broken" : "Audit chain not verified";
   return el(
     "section",
-    { class: `card verify ${result.intact ? "ok" : "bad"}`, "aria-label": "Audit verification", role: result.intact ? null : "alert" },
-    el("div", {}, el("div", { class: "title" }, result.intact ? "Audit chain intact" : "Audit chain broken"), el("p", {}, text), el("p", { class: "when" }, `Checked ${clock(result.checked_at)} in ${result.seconds}s`)),
+    { class: `card verify ${state}`, "aria-label": "Audit verification", role: result.intact === true ? null : "alert" },
+    el("div", {}, el("div", { class: "title" }, title), lines.map((text) => el("p", {}, text)), el("p", { class: "when" }, `Checked ${clock(result.checked_at)} in ${result.seconds}s`)),
     el("button", { type: "button", onclick: again }, "Verify again"),
   );
 }
