@@ -89,7 +89,9 @@ def explain(core: Core, body: dict[str, Any]) -> dict[str, Any]:
     agent = body.get("agent")
     if isinstance(agent, str):
         body = {**body, "agent": agent.removeprefix("agent:")}
-    return policy_admin.explain(core, body)
+    # A browser is no process of the user's: the dry run is of a request made without
+    # a terminal (policies reading ``context.interactive`` see false).
+    return policy_admin.explain(core, body, None)
 
 
 def consequences(core: Core, name: str) -> dict[str, Any]:

@@ -67,7 +67,7 @@ function form(data) {
       out.replaceChildren(el("div", { class: "notice bad" }, el("p", {}, error.message)));
     }
   });
-  return el("section", { class: "card", "aria-label": "Explain a request" }, el("h2", {}, "Explain a request"), el("p", { class: "lede" }, "Runs every layer of the request path as an exec would, without issuing anything."), data.agents.length ? node : el("p", { class: "empty" }, "No agents to explain a request for."), out);
+  return el("section", { class: "card", "aria-label": "Explain a request" }, el("h2", {}, "Explain a request"), el("p", { class: "lede" }, "Runs every layer of the request path as an exec without a terminal would, without issuing anything."), data.agents.length ? node : el("p", { class: "empty" }, "No agents to explain a request for."), out);
 }
 
 export async function start() {
