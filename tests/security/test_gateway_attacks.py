@@ -214,3 +214,14 @@ def test_a_web_page_cannot_reach_the_gateway_or_flood_the_audit(
             browser.close()
     assert _denied(gw) - before <= 3
     assert github.seen[seen:] == []
+
+
+def test_a_401_says_invalid_token_only_when_a_token_was_shown(gw: Kontext) -> None:
+    """RFC 6750 §3.1: a request with no token gets the challenge without an error
+    code; a bad token gets ``error="invalid_token"``."""
+    with gw.http() as http:
+        none = http.get(f"{PULLS}/1")
+        bad = http.get(f"{PULLS}/1", headers={"Authorization": "Bearer e30.e30.x"})
+    assert none.status_code == bad.status_code == 401
+    assert none.headers["WWW-Authenticate"] == 'Bearer realm="kontext"'
+    assert bad.headers["WWW-Authenticate"] == 'Bearer realm="kontext", error="invalid_token"'
