@@ -84,9 +84,8 @@ def store_upstream_key(daemon: Daemon) -> None:
 
 
 def _row(section: Section, what: str, clients: int, load: wrk.Load, baseline: str) -> None:
-    section.rows.append(
-        (what, str(clients), f"{load.rate:,.0f}", ms(load.p50), ms(load.p99), baseline)
-    )
+    rate = f"{load.rate:,.0f}" + (f" ({load.errors} errors)" if load.errors else "")
+    section.rows.append((what, str(clients), rate, ms(load.p50), ms(load.p99), baseline))
 
 
 def bench_token(
