@@ -51,8 +51,8 @@ _kontext_options() {
         'policy reload') echo '--json --help' ;;
         'policy explain') echo '-a --agent -s --scope -t --target --ttl --json --help' ;;
         'daemon') echo '--help' ;;
-        'daemon run') echo '--help' ;;
-        'daemon start') echo '--help' ;;
+        'daemon run') echo '--new-database --help' ;;
+        'daemon start') echo '--new-database --help' ;;
         'daemon stop') echo '--help' ;;
         'daemon status') echo '--json --help' ;;
         'daemon install') echo '--print --help' ;;

@@ -200,6 +200,11 @@ def _retires(e: Event) -> list[str]:
     return [*_opt("retires {}", e.get("retired")), at]
 
 
+def _recreated(e: Event) -> list[str]:
+    gone = _table(e.get("abandoned")).get("event_id")
+    return [*_opt("{}", e.get("path")), *_opt("(abandoned a log up to event {})", gone)]
+
+
 def _config(e: Event) -> list[str]:
     changed = e.get("changed")
     return [
@@ -300,6 +305,7 @@ DETAILS: dict[str, Callable[[Event], list[str]]] = {
     "policy.reloaded": _policy,
     "audit.pruned": _pruned,
     "audit.anchor_pinned": _pinned,
+    "store.recreated": _recreated,
     "daemon.started": _daemon,
     "daemon.stopped": _daemon,
     "control.refused": _refused,

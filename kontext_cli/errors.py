@@ -17,6 +17,7 @@
     ├── DoctorFailed            12  ``kontext doctor`` found a problem (each with its fix)
     ├── UpstreamFailed          13  an integration's provider refused, failed or is not connected
     ├── LoginFailed             14  a browser login or consent did not complete (timeout, refusal)
+    ├── StorageFailed           15  kontextd cannot write its database (full, read-only, removed)
     └── Cancelled              130  cancelled with Ctrl-C (nothing more was done)
 
 ``kontext exec`` passes its command's own status (0–255) through, so its own
@@ -107,6 +108,13 @@ class LoginFailed(KontextError):
     exit_code = 14
 
 
+class StorageFailed(KontextError):
+    """kontextd cannot write its database: a full disk, a read-only directory, or the
+    file removed or replaced while it ran. Nothing was changed."""
+
+    exit_code = 15
+
+
 class Cancelled(KontextError):
     """The user pressed Ctrl-C (SIGINT) before kontext finished; 130 = 128 + SIGINT."""
 
@@ -133,6 +141,7 @@ BY_WIRE_CODE: dict[str, type[KontextError]] = {
     wire.SECRETS: SecretsUnavailable,
     wire.CONFIG: ConfigInvalid,
     wire.UPSTREAM: UpstreamFailed,
+    wire.STORAGE: StorageFailed,
 }
 
 

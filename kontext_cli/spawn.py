@@ -51,10 +51,12 @@ def _read_until_closed(proc: subprocess.Popen[bytes]) -> str:
         waiting.clear()
 
 
-def start_background(paths: Paths, *, announce: bool = True) -> int:
-    """Start the daemon detached from this terminal; returns its pid once it serves."""
+def start_background(paths: Paths, *, announce: bool = True, new_database: bool = False) -> int:
+    """Start the daemon detached from this terminal; returns its pid once it serves.
+    Only ``kontext daemon start --new-database`` passes ``new_database``."""
+    extra = ["--new-database"] if new_database else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kontextd", "--detach-stderr"],
+        [sys.executable, "-m", "kontextd", "--detach-stderr", *extra],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -133,6 +133,11 @@ SAMPLES: list[tuple[dict[str, object], str]] = [
         "/c.toml (file changed)",
     ),
     (
+        {"event": "store.recreated", "path": "/d/kontext.db", "reason": "missing"}
+        | {"abandoned": {"event_id": 41, "event_hash": "ab", "signed_at": 1.0}},
+        "/d/kontext.db (abandoned a log up to event 41)",
+    ),
+    (
         {"event": "policy.reloaded", "trigger": "start", "files": ["a.cedar", "b.cedar"]}
         | {"errors": []},
         "2 files (start)",

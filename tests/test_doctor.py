@@ -19,7 +19,7 @@ from kontext_cli import __version__, service
 
 DOCTOR_FAILED = 12
 CHECKS = {"config", "modes", "service", "daemon", "versions", "keyring", "loopback", "policy"}
-CHECKS |= {"session", "clock", "applied"}
+CHECKS |= {"session", "clock", "applied", "database"}
 
 
 def report(k: Kontext, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def test_without_a_daemon_doctor_passes_warns_and_starts_nothing(
     assert result["ok"] is True
     assert checks["daemon"]["status"] == "warn"
     assert "kontext daemon start" in checks["daemon"]["fix"]
-    for name in ("versions", "loopback", "policy", "session", "applied"):
+    for name in ("versions", "loopback", "policy", "session", "applied", "database"):
         assert checks[name]["status"] == "skip", checks[name]
     assert not fresh_kx.runtime.exists(), "doctor must not start kontextd"
 
@@ -61,7 +61,9 @@ def test_a_healthy_set_up_passes_with_a_line_per_check(
     lines = proc.stdout.splitlines()
     assert {line.split()[1] for line in lines if not line.startswith(" ")} == CHECKS
     checks = by_name(report(fresh_kx, env=xdg))
-    for name in ("daemon", "versions", "loopback", "policy", "modes", "config", "clock", "applied"):
+    for name in ("daemon", "versions", "loopback", "policy", "modes", "config", "clock"):
+        assert checks[name]["status"] == "ok", checks[name]
+    for name in ("applied", "database"):
         assert checks[name]["status"] == "ok", checks[name]
     assert __version__ in checks["versions"]["detail"]
     assert str(fresh_kx.port) in checks["loopback"]["detail"]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -263,3 +267,112 @@ def test_consent_cannot_be_granted_beyond_org_policy(org: Kontext) -> None:
     )
     assert proc.returncode == 14, proc.stderr
     assert "denied by org policy" in proc.stderr and "no-production-writes" in proc.stderr
+
+
+NOBODY = 65534
+AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+FORBID_ALL = '@id("org-forbids-everything")\nforbid (principal, action, resource);\n'
+PERMIT_ALL = '@id("mine-permits-everything")\npermit (principal, action, resource);\n'
+
+
+@pytest.fixture
+def nobody() -> Iterator[tuple[Path, dict[str, str]]]:
+    """A home of uid 65534's own, and the environment to run kontext there as 65534.
+
+    Tests run as root, who may change /etc/kontext anyway (so the variable is
+    honoured for root); the boundary is another user's, so the test is one."""
+    if os.getuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("running as another uid needs root and setpriv")
+    home = short_home()
+    os.chown(home, NOBODY, NOBODY)
+    env = {**Kontext(home).env, "HOME": str(home)}
+    yield home, env
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def as_nobody(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*AS_NOBODY, KONTEXT, *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def policy_dir(owner: int, mode: int, text: str, file_owner: int | None = None) -> Path:
+    path = Path(tempfile.mkdtemp(prefix="kx-pol-", dir="/tmp"))
+    (path / "org.cedar").write_text(text)
+    os.chown(path / "org.cedar", file_owner if file_owner is not None else owner, owner)
+    (path / "org.cedar").chmod(0o644)
+    os.chown(path, owner, owner)
+    path.chmod(mode)
+    return path
+
+
+@contextmanager
+def daemon_as_nobody(env: dict[str, str], system_dir: Path) -> Iterator[str]:
+    """kontextd run by uid 65534 with ``KONTEXT_SYSTEM_POLICY_DIR=system_dir``; yields
+    what it said on stderr before it was ready (its notices)."""
+    proc = subprocess.Popen(
+        [*AS_NOBODY, sys.executable, "-m", "kontextd"],
+        env={**env, "KONTEXT_SYSTEM_POLICY_DIR": str(system_dir)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    said = ""
+    while "kontextd: ready" not in said:
+        line = proc.stderr.readline()
+        assert line, said
+        said += line
+    try:
+        yield said
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+def test_the_system_policy_dir_is_not_the_users_to_move(
+    nobody: tuple[Path, dict[str, str]],
+) -> None:
+    """SECURITY.md (17.8): KONTEXT_SYSTEM_POLICY_DIR moves the org policy only to a
+    directory only root can change; pointed at the user's own, it is ignored, said and
+    recorded, and the system directory stays in force."""
+    _home, env = nobody
+    roots = policy_dir(0, 0o755, FORBID_ALL)
+    mine = policy_dir(NOBODY, 0o755, PERMIT_ALL)
+    loose = policy_dir(0, 0o777, PERMIT_ALL)  # root's, but anyone may swap its files
+    planted = policy_dir(0, 0o755, PERMIT_ALL, file_owner=NOBODY)
+    try:
+        with daemon_as_nobody(env, roots):
+            created = as_nobody(env, "agent", "create", "a", "--allow", "github:pulls:read")
+            assert created.returncode == 0, created.stderr
+            explain = as_nobody(env, "policy", "explain", "--agent", "a", "--json")
+            assert org_layer(json.loads(explain.stdout))["policy_ids"] == ["org-forbids-everything"]
+            started = [e for e in audit_as_nobody(env) if e["event"] == "daemon.started"]
+            digest = hashlib.sha256(FORBID_ALL.encode()).hexdigest()
+            # What ran, file by file with its hash.
+            assert started[-1]["policy"]["files"] == {str(roots / "org.cedar"): digest}
+
+        for attempt, why in ((mine, "owned by uid 65534"), (loose, "others than root can write")):
+            with daemon_as_nobody(env, attempt) as said:
+                assert f"KONTEXT_SYSTEM_POLICY_DIR={attempt} is ignored" in said and why in said
+                status = json.loads(as_nobody(env, "policy", "check", "--json").stdout)
+                assert status["dirs"][0] == "/etc/kontext/policy.d"
+                assert str(attempt / "org.cedar") not in status["files"]
+                record = [e for e in audit_as_nobody(env) if e["event"] == "daemon.started"]
+                assert record[-1]["policy"]["system_dir"] == "/etc/kontext/policy.d"
+                assert why in record[-1]["policy"]["system_dir_ignored"]
+
+        # Root's directory with a file the user owns: not the org's word; nothing passes.
+        with daemon_as_nobody(env, planted):
+            explain = as_nobody(env, "policy", "explain", "--agent", "a", "--json")
+            verdict = org_layer(json.loads(explain.stdout))
+            assert verdict["decision"] == "deny" and "must be root's" in str(verdict["reason"])
+    finally:
+        for path in (roots, mine, loose, planted):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def audit_as_nobody(env: dict[str, str]) -> list[dict[str, object]]:
+    out = as_nobody(env, "audit", "tail", "-n", "200", "--json").stdout
+    return [json.loads(line) for line in out.splitlines()]

@@ -27,6 +27,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="close stderr once ready (used by 'kontext daemon start')",
     )
+    parser.add_argument(
+        "--new-database",
+        action="store_true",
+        help="start with a new empty database where this home's is missing "
+        "(its audit history is abandoned, and the new log says so)",
+    )
     args = parser.parse_args(argv)
     from kontext.common import paths, wire
     from kontextd import server
@@ -36,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     except paths.PathsUnusable as exc:  # e.g. a /tmp/runtime-UID another user made first
         print(f"kontextd: {exc}", file=sys.stderr)
         return wire.EXIT_FOREIGN
-    return server.run(where, detach_stderr=args.detach_stderr)
+    return server.run(where, detach_stderr=args.detach_stderr, new_database=args.new_database)
 
 
 def entry() -> None:

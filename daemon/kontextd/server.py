@@ -20,11 +20,13 @@ from kontextd import credentials, runtime, settings
 from kontextd.api.control_loop import ControlServer
 from kontextd.api.loopback import LoopbackServer
 from kontextd.audit import pinning, trail
-from kontextd.audit.anchor import AnchorStore
+from kontextd.audit.anchor import AnchorInvalid, AnchorStore
 from kontextd.core import Core
 from kontextd.oauth import session as login_session
 from kontextd.policy import admin as policy_admin
+from kontextd.policy import loader as policy_loader
 from kontextd.secrets import SecretStore, SecretsUnavailable
+from kontextd.store import presence
 from kontextd.store.db import Store, StoreError
 from kontextd.tokens.keys import KeyRing
 
@@ -79,11 +81,13 @@ def _bind_loopback(paths: Paths, core: Core) -> LoopbackServer:
 class Daemon:
     """One running kontextd."""
 
-    def __init__(self, paths: Paths) -> None:
+    def __init__(self, paths: Paths, *, new_database: bool = False) -> None:
         self.paths = paths
         self.started = time.time()
         self.notices: list[str] = []
         self.lock: runtime.InstanceLock | None = None
+        self.new_database = new_database
+        self.abandoned: dict[str, Any] | None = None
 
     def prepare(self) -> None:
         """Everything that can fail for a user-fixable reason, before serving."""
@@ -118,9 +122,14 @@ class Daemon:
                 f"{self.paths.secrets} (refuse this with "
                 "'kontext config set secrets.fallback refuse')"
             )
+        ignored = policy_loader.system_dir().ignored
+        if ignored is not None:
+            self.notices.append(ignored)
+        anchors = AnchorStore(secrets)
+        self.abandoned = self._check_database(anchors)
         store = Store(self.paths.database)
         keys = KeyRing(store, secrets)
-        core = Core(self.paths, cfg, store, secrets, keys, issuer="", anchors=AnchorStore(secrets))
+        core = Core(self.paths, cfg, store, secrets, keys, issuer="", anchors=anchors)
         self.loopback = _bind_loopback(self.paths, core)
         core.issuer = f"http://127.0.0.1:{self.loopback.server_address[1]}"
         keys.resume()  # finish an interrupted rotation; load (or make) the keys now
@@ -132,6 +141,17 @@ class Daemon:
         self.control = ControlServer(self.paths.socket, core, self.status)
         self.core = core
         return core
+
+    def _check_database(self, anchors: AnchorStore) -> dict[str, Any] | None:
+        """Never a new empty database silently where one with history is missing."""
+        try:
+            anchor: Any = anchors.load()
+        except AnchorInvalid:
+            anchor = "unreadable"  # something was pinned here: there was a log
+        abandoned = presence.check_missing(self.paths.database, anchor, self.new_database)
+        if abandoned is not None:
+            anchors.discard()  # the pins named the old log; the new one pins afresh
+        return abandoned
 
     def status(self) -> dict[str, Any]:
         core = self.core
@@ -148,12 +168,23 @@ class Daemon:
             "signing_kid": core.keys.active().kid,
             "live_credentials": len(core.store.live_credentials()),
             "non_dumpable": self.dumpable_off,
+            "database": {"path": core.store.path, "lost": core.store.file.check()},
         }
 
     def serve(self) -> None:
         core = self.core
         orphans = credentials.revoke_orphans(core)
         login_session.start(core)  # the issuer's client secret, the session's user
+        if self.abandoned is not None:
+            with core.store.transaction() as tx:
+                tx.append_event(
+                    {
+                        "event": "store.recreated",
+                        "path": self.paths.database,
+                        "reason": "the database was missing; started anew with --new-database",
+                        "abandoned": self.abandoned,
+                    }
+                )
         with core.store.transaction() as tx:
             tx.append_event(
                 {
@@ -162,6 +193,7 @@ class Daemon:
                     "issuer": core.issuer,
                     "version": __version__,
                     "orphans_revoked": orphans,
+                    "policy": policy_admin.started_record(core),
                 }
             )
         runtime.publish(
@@ -186,6 +218,7 @@ class Daemon:
                 trail.maybe_checkpoint(self.core)
                 self.core.keys.tick(time.time())
                 if ticks % POLICY_POLL_TICKS == 0:  # config and policy: stat about once a second
+                    self.core.store.file.check()  # removed or replaced under us: say so now
                     settings.reload_if_changed(self.core)
                     policy_admin.reload_if_changed(self.core)
             except Exception:
@@ -200,11 +233,14 @@ class Daemon:
         core = self.core
         self.control.shutdown()
         self.loopback.shutdown()
-        for cred in core.store.live_credentials():
-            credentials.end(core, cred.jti, "revoked", "the daemon stopped")
-        with core.store.transaction() as tx:
-            tx.append_event({"event": "daemon.stopped", "pid": os.getpid()})
-        trail.checkpoint_at_stop(core)  # nothing is left unsigned while the daemon is away
+        try:
+            for cred in core.store.live_credentials():
+                credentials.end(core, cred.jti, "revoked", "the daemon stopped")
+            with core.store.transaction() as tx:
+                tx.append_event({"event": "daemon.stopped", "pid": os.getpid()})
+            trail.checkpoint_at_stop(core)  # nothing is left unsigned while the daemon is away
+        except StoreError as exc:  # a full disk, a removed database: stop all the same
+            log.warning("could not record the stop: %s", exc)
         runtime.remove_quietly(self.paths.socket, self.paths.http_info)
         self.control.server_close()
         self.loopback.server_close()
@@ -212,9 +248,12 @@ class Daemon:
         log.info("kontextd stopped")
 
 
-def run(paths: Paths, *, detach_stderr: bool = False) -> int:
-    """Run in the foreground until SIGTERM/SIGINT or ``kontext daemon stop``."""
-    daemon = Daemon(paths)
+def run(paths: Paths, *, detach_stderr: bool = False, new_database: bool = False) -> int:
+    """Run in the foreground until SIGTERM/SIGINT or ``kontext daemon stop``.
+
+    ``new_database``: start with a new empty database where this home's is missing
+    (refused otherwise, ``store.presence``)."""
+    daemon = Daemon(paths, new_database=new_database)
     try:
         daemon.prepare()
         core = daemon.open()
@@ -227,7 +266,7 @@ def run(paths: Paths, *, detach_stderr: bool = False) -> int:
     except SecretsUnavailable as exc:
         print(f"kontextd: {exc}", file=sys.stderr)
         return wire.EXIT_SECRETS
-    except (StartupError, runtime.RuntimeDirError, StoreError) as exc:
+    except (StartupError, runtime.RuntimeDirError, StoreError, presence.MissingHistory) as exc:
         print(f"kontextd: {exc}", file=sys.stderr)
         return wire.EXIT_CANNOT_START
     except Exception as exc:

@@ -41,6 +41,7 @@ EVENTS: dict[str, str] = {
     "policy.reloaded": "org policy files were (re)loaded",
     "audit.pruned": "old audit events were removed behind a signed anchor",
     "audit.anchor_pinned": "a key (or, first time, the log) was pinned outside the database",
+    "store.recreated": "a new empty database replaced a missing one (--new-database)",
     "daemon.started": "kontextd started",
     "daemon.stopped": "kontextd stopped",
     "control.refused": "another OS user was refused on the control socket",

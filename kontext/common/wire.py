@@ -23,6 +23,7 @@ SECRETS = "secrets"  # 503: secret storage unavailable or refused
 CONFIG = "config"  # 503: the config file is invalid
 INTERNAL = "internal"  # 500: a bug; details only in the daemon log
 UPSTREAM = "upstream"  # 502: an integration's provider refused, failed, or is not connected
+STORAGE = "storage"  # 503: the database cannot be written (full, read-only, removed, replaced)
 
 HTTP_STATUS = {
     INVALID: 400,
@@ -38,6 +39,7 @@ HTTP_STATUS = {
     CONFIG: 503,
     INTERNAL: 500,
     UPSTREAM: 502,
+    STORAGE: 503,
 }
 
 MAX_BODY = 64 * 1024

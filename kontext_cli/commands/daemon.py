@@ -15,25 +15,40 @@ app = typer.Typer(help="Run, start, stop and inspect the kontextd daemon.", no_a
 STOP_TIMEOUT = 10.0
 
 
+NewDatabase = Annotated[
+    bool,
+    typer.Option(
+        "--new-database",
+        help="Start with a new empty database where this home's is missing "
+        "(its audit history is abandoned; the new log says so).",
+    ),
+]
+
+
 @app.command("run")
-def run() -> None:
+def run(new_database: NewDatabase = False) -> None:
     """Run kontextd in the foreground (logs go to its log file)."""
     from kontextd import server
 
-    raise typer.Exit(server.run(paths.resolve()))
+    raise typer.Exit(server.run(paths.resolve(), new_database=new_database))
 
 
 @app.command("start")
-def start() -> None:
+def start(new_database: NewDatabase = False) -> None:
     """Start kontextd in the background if it is not running."""
     where = paths.resolve()
     conn = client.try_connect(where)
     if conn is not None:
         with conn:
             pid = conn.call("GET", "/v1/status")["pid"]
+        if new_database:
+            raise errors.UsageError(
+                f"kontextd is already running (pid {pid}) on its database; "
+                "--new-database is for starting where the database is missing"
+            )
         render.note(f"kontextd is already running (pid {pid})")
         return
-    spawn.start_background(where)
+    spawn.start_background(where, new_database=new_database)
 
 
 @app.command("stop")

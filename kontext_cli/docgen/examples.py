@@ -169,7 +169,13 @@ EXAMPLES: dict[tuple[str, ...], tuple[Example, ...]] = {
     ("daemon", "run"): (
         ("Run kontextd in the foreground, e.g. under a supervisor:", "kontext daemon run"),
     ),
-    ("daemon", "start"): (("Start kontextd ahead of the first command:", "kontext daemon start"),),
+    ("daemon", "start"): (
+        ("Start kontextd ahead of the first command:", "kontext daemon start"),
+        (
+            "The database is gone and no backup will come back: start a new, empty one:",
+            "kontext daemon start --new-database",
+        ),
+    ),
     ("daemon", "stop"): (("Stop kontextd; live credentials are revoked:", "kontext daemon stop"),),
     ("daemon", "status"): (
         ("Is it running, and how does it keep secrets?", "kontext daemon status"),

@@ -154,6 +154,13 @@ def policy(found: Probe) -> Check:
             f"{len(problems)} error(s), so every credential is denied: {problems[0]}",
             "fix the file and line named (kontext policy check lists every error)",
         )
+    ignored = body.get("system_dir_ignored")
+    if ignored:
+        return warn(
+            "policy",
+            str(ignored),
+            "unset KONTEXT_SYSTEM_POLICY_DIR, or point it at a directory only root can change",
+        )
     files = body.get("files") or []
     if not files:
         return ok("policy", "no org policy files: the org layer allows")

@@ -17,6 +17,7 @@ def diagnose(where: Paths) -> list[Check]:
     checks += [
         live.versions(probe),
         running.config_applied(probe, where),
+        running.database(probe),
         live.secrets(probe, where),
         live.loopback(probe, where),
         live.policy(probe),

@@ -50,3 +50,20 @@ def config_applied(found: Probe, where: Paths) -> Check:
             RELOAD,
         )
     return ok("applied", f"kontextd runs {path} as it is on disk (loaded at {loaded})")
+
+
+def database(found: Probe) -> Check:
+    """The daemon still writes the database file at its path (not a removed one)."""
+    if found.status is None:
+        return skip("database", NOT_RUNNING)
+    info = found.status.get("database")
+    if not isinstance(info, dict):
+        return skip("database", "this kontextd does not report its database")
+    if info.get("lost"):
+        return fail(
+            "database",
+            str(info["lost"]),
+            "restore the file and restart kontextd (kontext daemon stop && kontext daemon "
+            "start), or start anew: kontext daemon stop && kontext daemon start --new-database",
+        )
+    return ok("database", f"kontextd writes {info.get('path')}")

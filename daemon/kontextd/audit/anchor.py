@@ -139,6 +139,14 @@ class AnchorStore:
         with self._lock:
             self._save(anchor)
 
+    def discard(self) -> None:
+        """Forget the anchor: the log it pinned is gone and a new one starts, by the
+        user's explicit ``--new-database`` (``kontextd.store.presence``)."""
+        with self._lock:
+            self._secrets.delete(NAME)
+            self._cached = None
+            self.frozen = None
+
     def pin_key(self, kid: str, jwk: dict[str, str]) -> bool:
         """Trust ``jwk`` as ``kid`` from now on; True if it was not pinned yet.
 

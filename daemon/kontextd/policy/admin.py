@@ -9,6 +9,7 @@ from kontext.common import wire
 from kontextd import credentials
 from kontextd.core import Core
 from kontextd.errors import ApiError
+from kontextd.policy import loader
 from kontextd.policy.cedar import CedarOrgPolicy
 from kontextd.policy.layers import denial_message
 
@@ -31,7 +32,21 @@ def status(core: Core) -> dict[str, Any]:
         "files": bundle.files,
         "policies": dict(bundle.where),
         "errors": list(bundle.errors),
+        "system_dir_ignored": loader.system_dir().ignored,
     }
+
+
+def started_record(core: Core) -> dict[str, Any]:
+    """For ``daemon.started``: which policy the daemon runs, file by file with its hash."""
+    org = core.org_policy
+    system = loader.system_dir()
+    record: dict[str, Any] = {"system_dir": system.path}
+    if system.ignored:
+        record["system_dir_ignored"] = system.ignored
+    if org is not None:
+        record["files"] = dict(org.bundle.hashes)
+        record["errors"] = len(org.bundle.errors)
+    return record
 
 
 def check(core: Core) -> dict[str, Any]:
@@ -54,6 +69,7 @@ def reload(core: Core, why: str) -> dict[str, Any]:
                 "event": "policy.reloaded",
                 "trigger": why,
                 "files": bundle.files,
+                "hashes": dict(bundle.hashes),
                 "policies": sorted(bundle.where),
                 "errors": bundle.errors[:10],
             }

@@ -1,8 +1,13 @@
 """Reading org policy files: find them, parse, validate, give each policy a stable id.
 
-Files are ``*.cedar`` in the system directory (``/etc/kontext/policy.d``, or
-``KONTEXT_SYSTEM_POLICY_DIR``) and the user's ``policy.d`` in the config dir,
-read in that order, each directory sorted by name. A policy's id is its
+Files are ``*.cedar`` in the system directory (``/etc/kontext/policy.d``) and the
+user's ``policy.d`` in the config dir, read in that order, each directory sorted
+by name. The system directory is the organisation's: ``KONTEXT_SYSTEM_POLICY_DIR``
+moves it only to a directory the user cannot change (root's, all the way up,
+like OpenSSH's ``safe_path``) — else it is ignored, said at start and recorded —
+and its files must be root's and writable by no one else, so a user cannot
+drop or rewrite the org policy by pointing the variable at a directory of their
+own. (Under root the variable is honoured as given: root can edit /etc anyway.) A policy's id is its
 ``@id("...")`` annotation, else ``FILE:LINE``; Cedar itself numbers policies
 positionally (``policy0``…) per parse, which is useless across files, so every
 file is converted to Cedar's JSON form (EST) and the ids are rewritten before
@@ -15,8 +20,10 @@ line, rather than guess which half of an edit was meant (see ``cedar.py``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,9 +33,74 @@ SYSTEM_DIR = "/etc/kontext/policy.d"
 SYSTEM_DIR_ENV = "KONTEXT_SYSTEM_POLICY_DIR"
 
 
+@dataclass(frozen=True)
+class SystemDir:
+    """Where the organisation's policy is read from, and why an override was not taken."""
+
+    path: str
+    ignored: str | None = None
+
+
+def system_dir() -> SystemDir:
+    """``/etc/kontext/policy.d``, or ``KONTEXT_SYSTEM_POLICY_DIR`` if only root can change it."""
+    asked = os.environ.get(SYSTEM_DIR_ENV)
+    if not asked or asked == SYSTEM_DIR:
+        return SystemDir(SYSTEM_DIR)
+    why = not_roots(asked)
+    if why is None:
+        return SystemDir(asked)
+    return SystemDir(
+        SYSTEM_DIR,
+        f"{SYSTEM_DIR_ENV}={asked} is ignored ({why}); the org policy is read from {SYSTEM_DIR}",
+    )
+
+
+def not_roots(path: str) -> str | None:
+    """Why the directory ``path`` could be changed by someone other than root, or None.
+
+    It and every directory above it must be owned by root and writable by no one
+    else; a sticky directory (``/tmp``) may be writable by all, as no one can move
+    another's entry out of it. Under root, None: root needs no protection from itself."""
+    if os.getuid() == 0:
+        return None
+    real = os.path.realpath(path)
+    try:
+        if not stat.S_ISDIR(os.stat(real).st_mode):
+            return f"{real} is not a directory"
+    except OSError as exc:
+        return f"{real}: {exc.strerror}"
+    current = real
+    while True:
+        info = os.stat(current)
+        if info.st_uid != 0:
+            return f"{current} is owned by uid {info.st_uid}, not root"
+        sticky = current != real and info.st_mode & stat.S_ISVTX
+        if info.st_mode & 0o022 and not sticky:
+            return f"others than root can write to {current}"
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+
+
 def policy_dirs(config_dir: str) -> list[str]:
-    """The system directory, then the user's: ``CONFIG/policy.d``."""
-    return [os.environ.get(SYSTEM_DIR_ENV) or SYSTEM_DIR, os.path.join(config_dir, "policy.d")]
+    """The system directory (``system_dir``), then the user's: ``CONFIG/policy.d``."""
+    return [system_dir().path, os.path.join(config_dir, "policy.d")]
+
+
+def unsafe_system_file(path: str) -> str | None:
+    """Why a file in the system directory is not the organisation's to trust, or None."""
+    if os.getuid() == 0:
+        return None
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        return f"{path}: cannot read ({exc.strerror})"
+    if info.st_uid != 0:
+        return f"{path}: an org policy file must be root's, not uid {info.st_uid}'s"
+    if info.st_mode & 0o022:
+        return f"{path}: an org policy file must not be writable by others than root"
+    return None
 
 
 def policy_files(dirs: list[str]) -> list[str]:
@@ -107,6 +179,7 @@ class Bundle:
     where: dict[str, str] = field(default_factory=dict)  # id -> FILE:LINE
     errors: list[str] = field(default_factory=list)
     policy_set: cedarpy.PolicySet | None = None
+    hashes: dict[str, str] = field(default_factory=dict)  # path -> SHA-256 of its bytes
 
 
 def load(dirs: list[str], schema: cedarpy.Schema) -> Bundle:
@@ -118,6 +191,11 @@ def load(dirs: list[str], schema: cedarpy.Schema) -> Bundle:
         bundle.errors.append(str(exc))
         return bundle
     for path in bundle.files:
+        in_system = os.path.dirname(path) == os.path.normpath(dirs[0])
+        unsafe = unsafe_system_file(path) if in_system else None
+        if unsafe is not None:
+            bundle.errors.append(unsafe)
+            continue
         _load_file(bundle, path, schema)
     if bundle.files and not bundle.errors:
         combined = {"staticPolicies": bundle.policies, "templates": {}, "templateLinks": []}
@@ -130,11 +208,13 @@ def load(dirs: list[str], schema: cedarpy.Schema) -> Bundle:
 
 def _load_file(bundle: Bundle, path: str, schema: cedarpy.Schema) -> None:
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         bundle.errors.append(f"{path}: cannot read ({exc})")
         return
+    bundle.hashes[path] = hashlib.sha256(raw).hexdigest()
     statements = split_statements(text)
     try:
         est = json.loads(cedarpy.policies_to_json_str(text))

@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from kontext.common import wire
 from kontextd.audit import chain
 from kontextd.audit.context import VIA
 from kontextd.errors import ApiError
-from kontextd.store import audit_sql, migrations
+from kontextd.store import audit_sql, migrations, presence
 from kontextd.store.rows import (
     CRED_COLUMNS,
     KEY_COLUMNS,
@@ -44,7 +45,7 @@ class StoreWriteError(StoreError, ApiError):
     changed. The API answers 503 with the message; the caller may retry later."""
 
     def __init__(self, message: str) -> None:
-        ApiError.__init__(self, "storage", message)
+        ApiError.__init__(self, wire.STORAGE, message)
 
     @property
     def status(self) -> int:
@@ -76,6 +77,8 @@ class Store:
             raise StoreError(f"cannot open database {path}: {exc}{hint}") from exc
         os.chmod(path, 0o600)
         self.path = path
+        # Removed or replaced under us, the file must not take writes that vanish.
+        self.file = presence.FileWatch(path)
         self._lock = threading.RLock()
         # Credentials whose end could not be written (disk full): dead in memory at
         # once, so introspection and the gateway refuse them; persisted on a later try.
@@ -123,6 +126,7 @@ class Store:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 yield self
+                self._guard()
                 self._conn.execute("COMMIT")
             except BaseException as exc:
                 self._rolled_back(last_hash, next_id, self._ending)
@@ -130,6 +134,14 @@ class Store:
                     raise self._write_error(exc) from exc
                 raise
             self._committed(self._ending)
+
+    def _guard(self) -> None:
+        """Before a commit: the path must still be the file we write (``presence``).
+        Raising here rolls the writes back like a full disk: nothing is half done, and a
+        credential whose end this was is dead in memory all the same."""
+        lost = self.file.check()
+        if lost is not None:
+            raise StoreWriteError(lost)
 
     def _rolled_back(self, last_hash: str, next_id: int, ending: dict[str, str]) -> None:
         if self._conn.in_transaction:
@@ -226,6 +238,7 @@ class Store:
                 if self._batch_lost is not None:
                     raise self._batch_lost
                 if self._conn.in_transaction:
+                    self._guard()
                     self._conn.execute("COMMIT")
             except BaseException as exc:
                 self._batch_lost = None
