@@ -1,13 +1,18 @@
 """Certified third-party OAuth/OIDC software against the embedded issuer: Authlib
 (PyPI) validates the discovery document, authenticates the way it really does
 (``client_secret_basic`` without form-encoding the ``:`` in an agent's id) and
-asks for an RS256 ID token; every token is checked with joserfc."""
+asks for an RS256 ID token; npm openid-client runs a whole login as a relying
+party; every token is checked with joserfc (or by openid-client itself)."""
 
 from __future__ import annotations
 
 import base64
+import json
 import secrets
+import shutil
+import subprocess
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -173,3 +178,52 @@ def test_an_unknown_id_token_algorithm_is_refused_at_the_push(kx: Kontext) -> No
         assert answer.status_code == 400
         assert answer.json()["error"] == "invalid_request"
         assert "id_token_signed_response_alg" in answer.json()["error_description"]
+
+
+OIDC_DIR = Path(__file__).resolve().parent.parent / "oidc"
+
+
+@pytest.mark.skipif(
+    shutil.which("node") is None or not (OIDC_DIR / "node_modules" / "openid-client").exists(),
+    reason="node and tests/oidc/node_modules (npm ci) are needed",
+)
+def test_openid_client_logs_in_refreshes_and_introspects_with_rs256(kx: Kontext) -> None:
+    """npm openid-client as the relying party: discovery, PAR with client_secret_basic,
+    PKCE, RFC 9207 iss, an RS256 ID token it checks itself, a refresh, and the new
+    refresh token introspected active."""
+    rp = subprocess.Popen(
+        [
+            "node",
+            str(OIDC_DIR / "rp.mjs"),
+            kx.base_url,
+            "kontext",
+            str(kx.runtime / "oauth-client-secret"),
+            REDIRECT_URI,
+            "RS256",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert rp.stdout is not None and rp.stdin is not None
+        line = rp.stdout.readline()
+        assert line, rp.stderr.read() if rp.stderr else ""
+        query = query_of(json.loads(line)["url"])
+        assert set(query) == {"client_id", "request_uri"}  # pushed, not in the URL
+        answer = decide(kx, "kontext", query["request_uri"])
+        assert answer.status_code == 303, answer.text
+        out, err = rp.communicate(answer.headers["location"] + "\n", timeout=60)
+    finally:
+        if rp.poll() is None:
+            rp.kill()
+            rp.communicate(timeout=10)
+    assert rp.returncode == 0, err
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen == {
+        "sub": os_user(),
+        "id_token_alg": "RS256",
+        "refreshed": True,
+        "introspected": {"active": True, "token_type": "refresh_token"},
+    }
