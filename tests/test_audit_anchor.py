@@ -303,3 +303,33 @@ def test_a_daemon_started_on_a_cut_log_says_so_and_keeps_the_pin(stopped: Kontex
     pin = json.loads((stopped.home / "data" / "secrets" / "audit-anchor").read_text())
     assert pin["checkpoint"]["event_id"] == last
     assert "differs from the pinned checkpoint" in broken_at(stopped)
+
+
+def append_forged(k: Kontext, ts: float) -> int:
+    """Append one well-chained event without the key, as someone with the disk could."""
+    with db(k) as conn:
+        row_id, digest = conn.execute(
+            "SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        record = {"event": "agent.created", "agent": {"id": "agent:ghost"}, "id": row_id + 1}
+        record |= {"ts": ts, "prev_hash": digest}
+        text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        conn.execute(
+            "INSERT INTO audit_events (id, ts, event, agent, body, prev_hash, hash) "
+            "VALUES (?, ?, 'agent.created', 'agent:ghost', ?, ?, ?)",
+            (row_id + 1, ts, text, digest, hashlib.sha256(text.encode()).hexdigest()),
+        )
+    return int(row_id) + 1
+
+
+def test_events_added_without_the_key_are_named_then_refused(stopped: Kontext) -> None:
+    """The window SECURITY.md admits: an unsigned event dated now is named, not refused,
+    until the interval passes; one dated later than now is refused at once."""
+    ghost = append_forged(stopped, time.time())
+    recent = stopped.ok("audit", "verify")
+    assert "intact" in recent.stdout
+    assert f"events {ghost}-{ghost} are not signed yet" in recent.stderr
+    ahead = append_forged(stopped, time.time() + 86400)
+    err = broken_at(stopped)
+    assert f"no checkpoint covers events after {ghost - 1}: events {ghost}-{ahead} claim " in err
+    assert "after now (a clock set back, or events written without the key)" in err

@@ -35,12 +35,17 @@ class Uncovered:
     first: int
     last: int
     oldest_ts: float
+    newest_ts: float
     after_stop: int | None = None  # a ``daemon.stopped`` among them: a clean stop signs one
 
+    def ahead(self, now: float | None = None) -> bool:
+        """Some claim a time after now (which would keep forged events "recent" for ever)."""
+        return self.newest_ts - (time.time() if now is None else now) > GRACE
+
     def stale(self, interval: float, now: float | None = None) -> bool:
-        """True when the daemon should have signed them by now."""
+        """True when the daemon should have signed them by now, or they claim the future."""
         age = (time.time() if now is None else now) - self.oldest_ts
-        return self.after_stop is not None or age > interval + GRACE
+        return self.after_stop is not None or age > interval + GRACE or self.ahead(now)
 
 
 @dataclass
@@ -107,9 +112,8 @@ def uncovered(conn: sqlite3.Connection, report: walker.Report) -> Uncovered | No
     if report.last_id is None or report.last_id <= report.covered:
         return None
     first = max(report.covered, (report.first_id or 1) - 1) + 1
-    oldest = audit_sql.first_uncovered_ts(conn, first - 1)
-    assert oldest is not None
-    return Uncovered(first, report.last_id, oldest, audit_sql.stop_after(conn, first - 1))
+    oldest, newest = audit_sql.uncovered_span(conn, first - 1)
+    return Uncovered(first, report.last_id, oldest, newest, audit_sql.stop_after(conn, first - 1))
 
 
 def require_signed(tail: Uncovered | None, interval: float) -> None:
@@ -124,6 +128,14 @@ def require_signed(tail: Uncovered | None, interval: float) -> None:
             f"no checkpoint covers events after {covered}: a stopping daemon signs its last "
             f"events, yet daemon.stopped (event {tail.after_stop}) is unsigned "
             "(events written without the key?)",
+        )
+    if tail.ahead():
+        newest = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(tail.newest_ts))
+        raise walker.Broken(
+            tail.first,
+            f"no checkpoint covers events after {covered}: events {tail.first}-{tail.last} "
+            f"claim times up to {newest}, after now (a clock set back, or events written "
+            "without the key)",
         )
     oldest = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(tail.oldest_ts))
     raise walker.Broken(

@@ -68,9 +68,15 @@ def make_checkpoint(core: Core) -> dict[str, Any]:
     return result
 
 
+# When this daemon first saw the current unsigned stretch, on the monotonic clock
+# (by id of its Core): a wall clock set back must not postpone the next signature.
+_unsigned_since: dict[int, float] = {}
+
+
 def maybe_checkpoint(core: Core, most: int = 100) -> int:
     """Sign at every ``checkpoint_every``-th event since the last checkpoint, and over
-    the newest once the oldest uncovered event is ``checkpoint_interval`` old."""
+    the newest once unsigned events are ``checkpoint_interval`` old (by their time,
+    or by how long this daemon has seen them unsigned)."""
     settings = core.config.audit
     with core.store.connection() as conn:
         newest = audit_sql.last_event(conn)
@@ -80,9 +86,14 @@ def maybe_checkpoint(core: Core, most: int = 100) -> int:
     while newest is not None and newest[0] - done >= settings.checkpoint_every and signed < most:
         done += settings.checkpoint_every
         signed += _sign_last(core, "checkpoint", event_id=done) is not None
-    due = oldest is not None and time.time() - oldest >= settings.checkpoint_interval
-    if due and newest is not None and newest[0] > done:
+    if oldest is None or newest is None or newest[0] <= done:
+        _unsigned_since.pop(id(core), None)
+        return signed
+    seen = _unsigned_since.setdefault(id(core), time.monotonic())
+    interval = settings.checkpoint_interval
+    if time.time() - oldest >= interval or time.monotonic() - seen >= interval:
         signed += _sign_last(core, "checkpoint") is not None
+        _unsigned_since.pop(id(core), None)
     return signed
 
 

@@ -186,6 +186,14 @@ def first_uncovered_ts(conn: sqlite3.Connection, covered: int) -> float | None:
     return float(row[0]) if row else None
 
 
+def uncovered_span(conn: sqlite3.Connection, covered: int) -> tuple[float, float]:
+    """The earliest and latest time claimed by events after ``covered`` (some must exist)."""
+    row = conn.execute(
+        "SELECT MIN(ts), MAX(ts) FROM audit_events WHERE id > ?", (covered,)
+    ).fetchone()
+    return float(row[0]), float(row[1])
+
+
 def stop_after(conn: sqlite3.Connection, after: int) -> int | None:
     """The id of the first ``daemon.stopped`` event after ``after``, if any."""
     row = conn.execute(
