@@ -353,9 +353,17 @@ def api_new_agent(
     return name
 
 
-def approve_over_http(k: Kontext, agent: str, scopes: list[str]) -> None:
+def approve_over_http(
+    k: Kontext,
+    agent: str,
+    scopes: list[str],
+    *,
+    target: str | None = None,
+    duration: int = 86400,
+) -> None:
     """The consent flow in-process, quicker than the CLI: push the request with the
-    client secret, read the page's CSRF token, click Approve, redeem the code."""
+    client secret, read the page's CSRF token, click Approve, have the daemon redeem
+    the code (``POST /v1/consent/redeem``)."""
     secret = (k.runtime / "oauth-client-secret").read_text().strip()
     client_id = f"agent:{agent}"
     auth = (client_id.replace(":", "%3A"), secret)
@@ -372,7 +380,8 @@ def approve_over_http(k: Kontext, agent: str, scopes: list[str]) -> None:
                 "scope": " ".join(scopes),
                 "code_challenge": challenge.rstrip(b"=").decode(),
                 "code_challenge_method": "S256",
-                "grant_duration": "86400",
+                "grant_duration": str(duration),
+                **({"target": target} if target is not None else {}),
             },
         )
         assert pushed.status_code == 201, pushed.text
@@ -386,18 +395,18 @@ def approve_over_http(k: Kontext, agent: str, scopes: list[str]) -> None:
             headers={"Origin": k.base_url},
         )
         code = dict(urllib.parse.parse_qsl(decided.headers["location"].split("?", 1)[1]))["code"]
-        redeemed = http.post(
-            "/token",
-            auth=auth,
-            data={
-                "grant_type": "authorization_code",
+    # As ``kontext consent grant`` does: the daemon redeems the code into a grant.
+    with k.control() as api:
+        redeemed = api.post(
+            "/v1/consent/redeem",
+            json={
+                "agent": client_id,
                 "code": code,
                 "code_verifier": verifier,
                 "redirect_uri": redirect,
             },
         )
-        assert redeemed.status_code == 200, redeemed.text
-        http.post("/revoke", data={"token": redeemed.json()["access_token"]})
+    assert redeemed.status_code == 200, redeemed.text
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from kontext.common import wire
 from kontext.common.config import Config
 from kontext.common.paths import Paths
 from kontextd.audit.anchor import AnchorStore
+from kontextd.consent.layer import GrantConsent
 from kontextd.dashboard.access import DashboardAccess
 from kontextd.errors import ApiError
 from kontextd.gateway.state import GatewayState
@@ -20,6 +21,7 @@ from kontextd.policy.layers import AgentPermissions, Layer
 from kontextd.policy.loader import policy_dirs
 from kontextd.secrets import SecretStore
 from kontextd.store.db import Store
+from kontextd.store.oauth_sql import OAuthStore
 from kontextd.tokens.keys import KeyRing
 
 
@@ -67,9 +69,8 @@ class Core:
                 lambda: self.config.integrations,
                 lambda: self.config.require_external_issuer,
             )
-            from kontextd.consent.layer import GrantConsent  # it needs this module
-
-            self.layers = [org, GrantConsent(self), AgentPermissions()]
+            consent = GrantConsent(OAuthStore(self.store))  # reads grants, needs no core
+            self.layers = [org, consent, AgentPermissions()]
 
     @property
     def org_policy(self) -> CedarOrgPolicy | None:

@@ -4,29 +4,44 @@ A credential lives exactly as long as the ``kontext exec`` that holds its lease:
 the control connection that asked for it. When that connection closes — the child
 exited, or the wrapper died, even by SIGKILL, since the kernel closes its socket —
 the daemon revokes the credential.
+
+``issue`` is the one place a token acting for an agent is minted: exec, RFC 8693
+exchange (``kontextd.oauth.exchange``) and consent codes (``kontextd.consent.grants``)
+all pass the same request path, store and audit it the same way; how each ends
+(with its parent, its grant, its agent, on time) is ``kontextd.credential_end``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kontext.common import validate, wire
 from kontextd import agents
 from kontextd.core import Core
+from kontextd.credential_end import (  # the callers of these ask ``credentials``
+    end,
+    end_all,
+    end_descendants,
+    end_under_grants,
+    expire_due,
+    revoke_orphans,
+)
 from kontextd.errors import ApiError, invalid, not_found
 from kontextd.gateway import delivery
 from kontextd.policy import facts
 from kontextd.policy.layers import USER_CONSENT, denial_message, evaluate_layers
 from kontextd.policy.request import CredentialRequest, PathResult
-from kontextd.store.rows import AgentRow, CredentialRow
+from kontextd.store.rows import CODE, EXCHANGE, EXEC, CredentialRow
 from kontextd.tokens.mint import mint
 
 log = logging.getLogger("kontextd.credentials")
@@ -111,11 +126,11 @@ def build_request(core: Core, body: dict[str, Any], peer_pid: int | None) -> Cre
     )
 
 
-def _event(core: Core, request: CredentialRequest, name: str, **extra: Any) -> dict[str, Any]:
+def _event(request: CredentialRequest, name: str, **extra: Any) -> dict[str, Any]:
     return {
         "event": name,
         "agent": agents.agent_ref(request.agent, request.agent_name),
-        "user": core.user_ref(),
+        "user": {"id": request.user},
         "integration": ",".join(request.integrations),
         "scopes": list(request.scopes),
         "target": request.target,
@@ -131,37 +146,129 @@ def evaluate(
     return request, evaluate_layers(core.layers, request)
 
 
-def issue(core: Core, body: dict[str, Any], wrapper_pid: int | None) -> Issued:
-    """Run the request path; on allow mint, record and audit a credential."""
-    request, result = evaluate(core, body, wrapper_pid)
+@dataclass(frozen=True)
+class Origin:
+    """How a credential comes to be, besides what it asks for: which path minted it
+    (``exec``, ``exchange``, ``code``), the OAuth client that asked (``agent:NAME``
+    unless said), the parent it was exchanged from (a credential's or the user's
+    token's jti) with the seconds that parent has left, the parent's RFC 8693 actor
+    chain, and exec's wrapper pid."""
+
+    kind: str = EXEC
+    client_id: str | None = None
+    parent: str | None = None
+    parent_left: float | None = None
+    act: dict[str, Any] | None = None
+    wrapper_pid: int | None = None
+
+    def audit_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"via": self.kind}
+        if self.parent is not None:
+            fields["parent"] = self.parent
+        if self.client_id is not None:
+            fields["client_id"] = self.client_id
+        return fields
+
+
+class Refused(ApiError):
+    """The request path refused; ``layer`` is the layer named in the message."""
+
+    def __init__(self, code: str, message: str, layer: str) -> None:
+        super().__init__(code, message)
+        self.layer = layer
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A credential just minted: its stored row, the signed token and its claims.
+    ``repr`` hides the token."""
+
+    row: CredentialRow
+    token: str
+    claims: dict[str, Any]
+
+    def __repr__(self) -> str:
+        return f"Credential(jti={self.row.jti!r}, token=<redacted>)"
+
+
+def actor_chain(agent: str, prior: dict[str, Any] | None) -> dict[str, Any]:
+    """RFC 8693 §4.1: the current actor on top, each earlier one nested under it."""
+    act: dict[str, Any] = {"sub": f"agent:{agent}"}
+    if prior is not None:
+        act["act"] = prior
+    return act
+
+
+def _lifetime(request: CredentialRequest, origin: Origin, result: PathResult, now: int) -> int:
+    """The TTL asked for, never beyond the parent's remaining life nor the grant's
+    (and its session's) end: a credential dies no later than what it rests on."""
+    ttl = float(request.ttl)
+    if origin.parent_left is not None:
+        ttl = min(ttl, origin.parent_left)
+    until = result.until
+    if until is not None:
+        ttl = min(ttl, until - now)
+    return max(1, math.floor(ttl))
+
+
+def _refuse(
+    core: Core, request: CredentialRequest, origin: Origin, result: PathResult, evaluation: Any
+) -> Refused:
+    # Name another layer's refusal first: consent is asked only for what the
+    # org and the agent's permissions allow (see kontextd.consent.layer).
+    others = [v for v in result.verdicts if not v.allowed and v.layer != USER_CONSENT]
+    named = PathResult(tuple(others)) if others else result
+    message = denial_message(named)
+    with core.store.transaction() as tx:
+        tx.append_event(
+            _event(
+                request, "credential.denied", reason=message, **origin.audit_fields(), **evaluation
+            )
+        )
+    layer = named.first_denial.layer if named.first_denial else USER_CONSENT
+    return Refused(wire.DENIED if others else wire.CONSENT_REQUIRED, message, layer)
+
+
+def issue(
+    core: Core,
+    request: CredentialRequest,
+    origin: Origin = Origin(),
+    on_allow: Callable[[], dict[str, Any]] | None = None,
+) -> Credential:
+    """The one place a token acting for an agent is minted (DESIGN.md rule 8).
+
+    Runs the request path; on allow mints, stores (with parent, grant, client and
+    how it was minted) and audits one credential, all in one transaction; on deny
+    audits the refusal and raises ``Refused``. exec, RFC 8693 exchange and consent
+    codes all come through here with their own ``origin``. ``on_allow`` runs only
+    once every layer allowed (exec prepares the child's delivery there) and returns
+    fields for the ``credential.issued`` event."""
+    core.secrets_check()
+    result = evaluate_layers(core.layers, request)
     evaluation = {
         "policy_evaluation": result.summary(),
         "reasons": result.reasons(),
         "policy_ids": result.policy_ids(),
     }
     if not result.allowed:
-        # Name another layer's refusal first: consent is asked only for what the
-        # org and the agent's permissions allow (see kontextd.consent.layer).
-        others = [v for v in result.verdicts if not v.allowed and v.layer != USER_CONSENT]
-        message = denial_message(PathResult(tuple(others)) if others else result)
-        with core.store.transaction() as tx:
-            tx.append_event(
-                _event(core, request, "credential.denied", reason=message, **evaluation)
-            )
-        raise ApiError(wire.DENIED if others else wire.CONSENT_REQUIRED, message)
-    child = delivery.for_child(core, request.integrations)  # token mode: the provider's token
+        raise _refuse(core, request, origin, result, evaluation)
+    audit = on_allow() if on_allow is not None else {}
     key = core.keys.active()
     now = int(time.time())
+    ttl = _lifetime(request, origin, result, now)
+    act = actor_chain(request.agent_name, origin.act)
+    client_id = origin.client_id or f"agent:{request.agent_name}"
     minted = mint(
         key,
         issuer=core.issuer,
         user=request.user,
-        agent=request.agent_name,
+        act=act,
+        client_id=client_id,
         audience=list(request.integrations),
         scopes=list(request.scopes),
         target=request.target,
         issued_at=now,
-        ttl=request.ttl,
+        ttl=ttl,
     )
     row = CredentialRow(
         jti=minted.jti,
@@ -172,43 +279,58 @@ def issue(core: Core, body: dict[str, Any], wrapper_pid: int | None) -> Issued:
         target=request.target,
         kid=key.kid,
         issued_at=now,
-        expires_at=now + request.ttl,
+        expires_at=now + ttl,
         status="live",
-        wrapper_pid=wrapper_pid,
+        wrapper_pid=origin.wrapper_pid,
+        kind=origin.kind,
+        client_id=client_id,
+        parent=origin.parent,
+        grant_id=result.grant_id,
+        act=None if origin.act is None else json.dumps(act, separators=(",", ":")),
     )
     with core.store.transaction() as tx:
         tx.insert_credential(row)
         tx.append_event(
             _event(
-                core,
                 request,
                 "credential.issued",
                 jti=minted.jti,
-                expires_in=f"{request.ttl}s",
-                pid=wrapper_pid,
-                delivery=child.modes,
+                expires_in=f"{ttl}s",
+                pid=origin.wrapper_pid,
+                grant=result.grant_id,
+                **origin.audit_fields(),
+                **audit,
                 **evaluation,
             )
         )
-    return Issued(
-        jti=minted.jti,
-        token=minted.token,
-        expires_at=now + request.ttl,
-        env_names=child.token_env,
-        strip_env=_all_env_names(core),
-        scopes=list(request.scopes),
-        audience=list(request.integrations),
-        env_values=child.values,
-    )
+    return Credential(row, minted.token, minted.claims)
 
 
 def issue_for_exec(
     core: Core, body: dict[str, Any], wrapper_pid: int | None
 ) -> tuple[str, dict[str, Any]]:
     """``POST /v1/credentials``: (jti, the JSON answer), for the loop and the handler alike."""
-    core.secrets_check()
-    issued = issue(core, body, wrapper_pid)
-    return issued.jti, issued.to_json(agents.name_from(body.get("agent")))
+    request = build_request(core, body, wrapper_pid)
+    prepared: list[delivery.ChildValues] = []
+
+    def deliver() -> dict[str, Any]:
+        # Token mode may ask the provider for a token: only once the layers allowed.
+        prepared.append(delivery.for_child(core, request.integrations))
+        return {"delivery": prepared[0].modes}
+
+    cred = issue(core, request, Origin(wrapper_pid=wrapper_pid), deliver)
+    child = prepared[0]
+    issued = Issued(
+        jti=cred.row.jti,
+        token=cred.token,
+        expires_at=int(cred.row.expires_at),
+        env_names=child.token_env,
+        strip_env=_all_env_names(core),
+        scopes=list(request.scopes),
+        audience=list(request.integrations),
+        env_values=child.values,
+    )
+    return issued.jti, issued.to_json(request.agent_name)
 
 
 def release_reason(status: Any) -> str:
@@ -223,36 +345,6 @@ def release_reason(status: Any) -> str:
 def _all_env_names(core: Core) -> list[str]:
     names = {var for i in core.config.integrations.values() for var in i.env}
     return sorted(names | set(wire.KONTEXT_ENV))
-
-
-def _ended_event(
-    cred: CredentialRow, agent: AgentRow | None, event: str, reason: str
-) -> dict[str, Any]:
-    return {
-        "event": event,
-        "agent": agents.agent_ref(agent, cred.agent),
-        "user": {"id": cred.user},
-        "integration": ",".join(cred.audience),
-        "scopes": list(cred.scopes),
-        "target": cred.target,
-        "jti": cred.jti,
-        "reason": reason,
-        "lived": f"{max(0, math.floor(time.time() - cred.issued_at))}s",
-    }
-
-
-def end(core: Core, jti: str, status: str, reason: str) -> bool:
-    """End one live credential (``revoked`` or ``expired``) and audit it once."""
-    cred = core.store.credential(jti)
-    if cred is None or cred.status != "live":
-        return False
-    agent = core.store.agent(cred.agent)
-    with core.store.transaction() as tx:
-        if not tx.end_credential(jti, status, reason):
-            return False
-        event = "credential.expired" if status == "expired" else "credential.revoked"
-        tx.append_event(_ended_event(cred, agent, event, reason))
-    return True
 
 
 def revoke_credential(core: Core, jti: str) -> dict[str, Any]:
@@ -284,7 +376,7 @@ def revoke_agent(core: Core, name: str, *, kill: bool, reason: str) -> dict[str,
             }
         )
     live = core.store.live_credentials(agent.name)
-    revoked = [c.jti for c in live if end(core, c.jti, "revoked", f"agent revoked: {reason}")]
+    revoked = end_all(core, live, "revoked", f"agent revoked: {reason}")
     killed = [pid for c in live if kill and (pid := _kill_child(core, c)) is not None]
     return {"agent": f"agent:{agent.name}", "revoked": revoked, "killed": killed}
 
@@ -303,22 +395,6 @@ def delete_agent(core: Core, name: str) -> dict[str, Any]:
             }
         )
     return {"agent": f"agent:{agent.name}", "deleted": True}
-
-
-def expire_due(core: Core) -> int:
-    """Mark credentials past ``exp`` expired; run by the reaper thread."""
-    count = 0
-    for cred in core.store.due_credentials(time.time()):
-        count += end(core, cred.jti, "expired", "reached its expiry")
-    return count
-
-
-def revoke_orphans(core: Core) -> int:
-    """At start: credentials left live by a previous daemon have no lease holder any more."""
-    return sum(
-        end(core, c.jti, "revoked", "lease lost: the daemon restarted")
-        for c in core.store.live_credentials()
-    )
 
 
 def record_child(core: Core, jti: str, pid: Any, wrapper_pid: int | None) -> None:
@@ -368,3 +444,22 @@ def _finish_kill(pid: int, start: str | None) -> None:
     if process_start(pid) == start:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+__all__ = [
+    "CODE",
+    "EXCHANGE",
+    "EXEC",
+    "Credential",
+    "Issued",
+    "Origin",
+    "Refused",
+    "end",
+    "end_all",
+    "end_descendants",
+    "end_under_grants",
+    "expire_due",
+    "issue",
+    "issue_for_exec",
+    "revoke_orphans",
+]

@@ -1,20 +1,17 @@
 """Ask the user, in the browser, to approve scopes for one agent.
 
 An authorization-code + PKCE request with ``client_id`` = the agent, the
-scopes, the integration as ``resource`` (RFC 8707) and the target. Redeeming
-the code turns the approval into a grant; the short access token that comes
-back is revoked at once — credentials come only from ``kontext exec``.
+scopes, the integration as ``resource`` (RFC 8707) and the target. The daemon
+redeems the code over the control socket and records the grant; no token is
+minted for it — credentials come only from ``kontext exec`` and exchanges.
 """
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Any
 
-import httpx
-
 from kontext.common.paths import Paths
-from kontext_cli import errors
+from kontext_cli import client, errors
 from kontext_cli.login import flow, local
 
 DEFAULT_TIMEOUT = 300.0
@@ -67,29 +64,14 @@ def obtain(
     )
     if result.error is not None or result.code is None:
         raise errors.Denied(f"consent for {client_id} was not given ({result.error or 'no code'})")
-    auth = (urllib.parse.quote(client_id, safe=""), secret)
-    form = {
-        "grant_type": "authorization_code",
+    # The daemon redeems the code (PKCE-checked as at /token) and records the grant;
+    # no token is minted: credentials come only from exec and the agent's own exchanges.
+    body = {
+        "agent": client_id,
         "code": result.code,
         "code_verifier": session.take_verifier(),
         "redirect_uri": redirect_uri,
     }
-    try:
-        answer = httpx.post(meta["token_endpoint"], data=form, auth=auth, timeout=flow.TIMEOUT)
-        value = answer.json()
-        if answer.status_code == 200 and isinstance(value.get("access_token"), str):
-            httpx.post(
-                meta["revocation_endpoint"],
-                data={"token": value["access_token"]},
-                timeout=flow.TIMEOUT,
-            )
-    except (httpx.HTTPError, ValueError) as exc:
-        raise flow.LoginFailed(f"redeeming the approval failed: {type(exc).__name__}") from exc
-    if answer.status_code != 200:
-        raise flow.LoginFailed(f"the approval was refused: {value.get('error_description')}")
-    return {
-        "grant": value.get("grant_id"),
-        "agent": client_id,
-        "scopes": str(value.get("scope", "")).split(),
-        "expires_in": value.get("grant_expires_in"),
-    }
+    with client.connect(paths) as conn:
+        answer: dict[str, Any] = conn.call("POST", "/v1/consent/redeem", body)
+    return answer

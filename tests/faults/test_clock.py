@@ -3,13 +3,16 @@ when NTP or a user sets the time): no credential lives longer than its TTL.
 
 - set back 8 s while a 14 s credential is live: it dies 14 s after issue, not 22;
 - minted while 8 s ahead, then set right: the same;
-- set forward an hour: live credentials are past ``exp`` at once (early is safe).
+- set forward an hour: live credentials are past ``exp`` at once (early is safe);
+- the same for a token exchanged at ``/token`` (RFC 8693) as for exec's own.
 
 A token whose ``iat`` is ahead of the wall clock is "not yet valid" meanwhile.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import select
 import subprocess
@@ -18,6 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import Kontext, api_audit, api_new_agent, wait_until
@@ -74,18 +78,40 @@ def skewed(fresh_kx: Kontext, tmp_path: Path) -> Iterator[tuple[Kontext, Clock]]
         daemon.communicate(timeout=30)
 
 
+def _exchanged(k: Kontext, subject: str) -> tuple[str, str]:
+    """An RFC 8693 exchange of ``subject`` for a TTL-second token: (token, jti)."""
+    answer = httpx.post(
+        f"{k.base_url}/token",
+        data={
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "subject_token": subject,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "ttl": f"{TTL}s",
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    token = answer.json()["access_token"]
+    payload = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return token, claims["jti"]
+
+
 def _lifetime(
-    k: Kontext, agent: str, clock: Clock, at_mint: int, after: int
+    k: Kontext, agent: str, clock: Clock, at_mint: int, after: int, exchanged: bool = False
 ) -> tuple[float, float]:
     """Mint with the clock at ``at_mint``, move it to ``after``; return how long after
     issue the token went inactive for good (it is "not yet valid" while the wall
     clock is before its ``iat``, and must not come back to life after ``exp``): at
-    least and at most, as the exec itself takes a moment."""
+    least and at most, as the exec itself takes a moment. ``exchanged``: the token
+    is an RFC 8693 exchange (TTL s) of a 10-minute exec credential."""
     clock.set(at_mint)
     asked = time.monotonic()
-    proc, env = k.token_for(agent, "--ttl", f"{TTL}s")
+    proc, env = k.token_for(agent, *(() if exchanged else ("--ttl", f"{TTL}s")))
+    token, jti = env["KONTEXT_TOKEN"], env["KONTEXT_CREDENTIAL_ID"]
+    if exchanged:
+        asked = time.monotonic()
+        token, jti = _exchanged(k, token)
     got = time.monotonic()  # the credential was issued between ``asked`` and ``got``
-    token = env["KONTEXT_TOKEN"]
     try:
         clock.set(after)
         # Back in the valid window once the wall clock passes iat again...
@@ -99,7 +125,7 @@ def _lifetime(
         died = time.monotonic()
         assert wait_until(
             lambda: (
-                env["KONTEXT_CREDENTIAL_ID"]
+                jti
                 in {
                     e.get("jti")
                     for e in api_audit(k, agent=agent)
@@ -122,6 +148,16 @@ def test_a_clock_set_back_does_not_extend_a_credential(
     agent = api_new_agent(k, "github:pulls:read", prefix="clock")
     at_least, at_most = _lifetime(k, agent, clock, at_mint, after)
     assert at_least <= TTL + JUMP / 2, at_least  # without the fix: TTL + JUMP
+    assert at_most >= TTL - 1, at_most
+
+
+def test_a_clock_set_back_does_not_extend_an_exchanged_token(
+    skewed: tuple[Kontext, Clock],
+) -> None:
+    k, clock = skewed
+    agent = api_new_agent(k, "github:pulls:read", prefix="clock")
+    at_least, at_most = _lifetime(k, agent, clock, 0, -JUMP, exchanged=True)
+    assert at_least <= TTL + JUMP / 2, at_least
     assert at_most >= TTL - 1, at_most
 
 

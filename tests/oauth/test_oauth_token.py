@@ -150,7 +150,8 @@ def test_token_exchange_only_shrinks_scopes_and_lifetime(kx: Kontext) -> None:
         assert narrow.status_code == 200, narrow.text
         delegated = claims_of(kx, narrow.json()["access_token"], "at+jwt")
         assert delegated["scope"] == "github:pulls:read"
-        assert delegated["act"] == {"sub": f"agent:{agent}"}
+        # RFC 8693 §4.1: the agent acts, by delegation from its exec credential.
+        assert delegated["act"] == {"sub": f"agent:{agent}", "act": {"sub": f"agent:{agent}"}}
         assert delegated["sub"] == held["sub"] and delegated["exp"] <= held["exp"]
         assert active(kx, narrow.json()["access_token"])
     finally:

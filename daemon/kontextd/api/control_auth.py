@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from kontextd.api.httpbase import JsonHandler, Route, route
-from kontextd.consent import grants
+from kontextd.consent import grants, redeem
 from kontextd.core import Core
 from kontextd.oauth import session
 
@@ -16,6 +16,7 @@ AUTH_ROUTES: list[Route] = [
     route("POST", r"/v1/session/check", "session_check"),
     route("GET", r"/v1/consent", "consent_list"),
     route("POST", r"/v1/consent/revoke", "consent_revoke"),
+    route("POST", r"/v1/consent/redeem", "consent_redeem"),
 ]
 
 
@@ -45,3 +46,6 @@ class AuthRoutes(JsonHandler):
 
     def consent_revoke(self) -> None:
         self.send_json(200, grants.revoke_agent(self._auth_core, self.read_json().get("agent")))
+
+    def consent_redeem(self) -> None:
+        self.send_json(200, redeem.redeem(self._auth_core, self.read_json()))

@@ -2,7 +2,8 @@
 
 A grant is created when the consent request's code is redeemed (so only the
 party holding the PKCE verifier — the CLI that asked — turns an approval into a
-grant), lasts what the page said (default 1 hour), and ends with the session.
+grant), lasts what the page said (default 1 hour) but never beyond the session
+it was approved in, and every credential resting on it ends with it.
 """
 
 from __future__ import annotations
@@ -10,30 +11,28 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from kontextd import credentials
+from kontextd.consent.layer import effective_expiry, session_end, session_id
 from kontextd.core import Core
 from kontextd.errors import invalid, not_found
-from kontextd.oauth import events, issue
+from kontextd.oauth import events
+from kontextd.oauth.clients import OAuthError
+from kontextd.oauth.issue import ACCESS_TTL
 from kontextd.oauth.state import Code, for_core
+from kontextd.policy.request import CredentialRequest
 from kontextd.store.oauth_sql import GrantRow
 
-LOCAL_SESSION = "local"
 
-
-def session_id(core: Core) -> str:
-    """The current login session's id, or ``local`` for the daemon's own account."""
-    session = for_core(core).db.current_session()
-    return session.id if session is not None and session.ended_at is None else LOCAL_SESSION
-
-
-def from_code(core: Core, code: Code) -> dict[str, Any]:
-    """Redeem a consent code: record the grant, answer like a token endpoint."""
-    agent = code.client_id.removeprefix("agent:")
+def record(core: Core, code: Code) -> tuple[GrantRow, float]:
+    """Turn a redeemed consent code into a grant of the current session, audited;
+    returns it with its effective expiry (it never outlives its session)."""
+    db = for_core(core).db
     now = time.time()
     grant = GrantRow(
         id=code.family,
-        session_id=session_id(core),
+        session_id=session_id(db),
         user=code.user,
-        agent=agent,
+        agent=code.client_id.removeprefix("agent:"),
         scopes=code.scopes,
         target=code.target,
         created_at=now,
@@ -41,7 +40,8 @@ def from_code(core: Core, code: Code) -> dict[str, Any]:
         revoked_at=None,
         revoke_reason=None,
     )
-    for_core(core).db.insert_grant(grant)
+    db.insert_grant(grant)
+    until = effective_expiry(grant, session_end(db))
     events.record(
         core,
         "consent.granted",
@@ -49,57 +49,66 @@ def from_code(core: Core, code: Code) -> dict[str, Any]:
         scopes=list(code.scopes),
         target=code.target,
         expires_in=f"{code.duration}s",
+        effective_expires_in=f"{max(0, int(until - now))}s",
         grant=grant.id,
+        session=grant.session_id,
     )
-    ttl = min(issue.ACCESS_TTL, code.duration)
-    token, _ = issue.access_token(
-        core,
-        user=code.user,
-        client_id=code.client_id,
-        scopes=code.scopes,
-        audience=sorted({s.partition(":")[0] for s in code.scopes}),
-        family=grant.id,
-        ttl=ttl,
-        act={"sub": code.client_id},
-        target=code.target,
-    )
+    return grant, until
+
+
+def answer(grant: GrantRow, until: float) -> dict[str, Any]:
+    """A grant as the control API shows it (``consent grant``'s answer)."""
     return {
-        "access_token": token,
-        "token_type": "Bearer",
-        "expires_in": ttl,
-        "scope": " ".join(code.scopes),
-        "grant_id": grant.id,
-        "grant_expires_in": code.duration,
+        "grant": grant.id,
+        "agent": f"agent:{grant.agent}",
+        "scopes": list(grant.scopes),
+        "target": grant.target,
+        "expires_at": until,
+        "expires_in": max(0, int(until - time.time())),
     }
 
 
-def covering(
-    core: Core, user: str, agent: str, scopes: tuple[str, ...], target: str | None
-) -> GrantRow | None:
-    """A live grant of this session covering every scope and the target, if any."""
-    current = session_id(core)
-    for grant in for_core(core).db.live_grants(user, agent):
-        if grant.session_id != current:
-            continue
-        if set(scopes) <= set(grant.scopes) and grant.target in (None, target):
-            return grant
-    return None
-
-
-def approved_scopes(core: Core, user: str, agent: str) -> tuple[str, ...]:
-    current = session_id(core)
-    scopes: dict[str, None] = {}
-    for grant in for_core(core).db.live_grants(user, agent):
-        if grant.session_id == current:
-            scopes.update(dict.fromkeys(grant.scopes))
-    return tuple(scopes)
+def from_code(core: Core, code: Code) -> dict[str, Any]:
+    """``/token``'s code grant for an agent client: record the grant and answer like a
+    token endpoint, with a credential minted through the request path."""
+    grant, until = record(core, code)
+    agent = core.store.agent(grant.agent)
+    request = CredentialRequest(
+        agent_name=grant.agent,
+        agent=agent,
+        user=code.user,
+        scopes=code.scopes,
+        target=code.target,
+        ttl=min(ACCESS_TTL, agent.max_ttl if agent else ACCESS_TTL),
+        ttl_explicit=False,
+    )
+    try:
+        cred = credentials.issue(
+            core, request, credentials.Origin(kind=credentials.CODE, client_id=code.client_id)
+        )
+    except credentials.Refused as exc:
+        # Org policy or the agent's permissions changed since the page: the approval
+        # cannot stand for something the request path now refuses.
+        revoke(core, f"refused at redemption: {exc.message}", grant_id=grant.id)
+        raise OAuthError("invalid_request", exc.message, extra={"denied_by": exc.layer}) from exc
+    return {
+        "access_token": cred.token,
+        "token_type": "Bearer",
+        "expires_in": int(cred.row.expires_at - cred.row.issued_at),
+        "scope": " ".join(code.scopes),
+        "grant_id": grant.id,
+        "grant_expires_in": max(0, int(until - time.time())),
+    }
 
 
 def listing(core: Core) -> dict[str, Any]:
-    current = session_id(core)
-    rows = [g for g in for_core(core).db.live_grants(core.user) if g.session_id == current]
+    """The live grants of the current session, with their effective expiry."""
+    db = for_core(core).db
+    current, ends = session_id(db), session_end(db)
+    rows = [g for g in db.live_grants(core.user) if g.session_id == current]
     return {
         "user": core.user,
+        "session": current,
         "grants": [
             {
                 "id": g.id,
@@ -107,20 +116,43 @@ def listing(core: Core) -> dict[str, Any]:
                 "scopes": list(g.scopes),
                 "target": g.target,
                 "created_at": g.created_at,
-                "expires_at": g.expires_at,
+                "expires_at": effective_expiry(g, ends),
+                "asked_expires_at": g.expires_at,
             }
             for g in rows
         ],
     }
 
 
+def revoke(
+    core: Core,
+    reason: str,
+    *,
+    agent: str | None = None,
+    session: str | None = None,
+    grant_id: str | None = None,
+    user: str | None = None,
+) -> list[str]:
+    """Revoke the matching live grants, end every credential resting on them, and
+    audit it (``consent.revoked`` with the grant ids, when any grant ended)."""
+    db = for_core(core).db
+    ids = db.revoke_grants(reason, agent=agent, session_id=session, grant_id=grant_id, user=user)
+    if not ids:
+        return ids
+    ended = credentials.end_under_grants(core, ids, f"consent revoked: {reason}")
+    fields: dict[str, Any] = {"grants": ids, "reason": reason, "credentials_revoked": len(ended)}
+    if agent is not None:
+        fields["agent"] = {"id": f"agent:{agent}"}
+    events.record(core, "consent.revoked", **fields)
+    return ids
+
+
 def revoke_agent(core: Core, raw: Any) -> dict[str, Any]:
+    """``kontext consent revoke agent:NAME``: every grant to that agent, and what rests on it."""
     if not isinstance(raw, str) or not raw.startswith("agent:"):
         raise invalid("name the agent as agent:NAME")
     name = raw.removeprefix("agent:")
     if core.store.agent(name) is None:
         raise not_found(f"no agent named {name}")
-    ids = for_core(core).db.revoke_grants(f"revoked by {core.user}", agent=name)
-    if ids:  # a repeated revoke changes nothing, so it records nothing
-        events.record(core, "consent.revoked", agent={"id": raw}, grants=ids)
+    ids = revoke(core, f"revoked by {core.user}", agent=name)
     return {"agent": raw, "revoked": ids}

@@ -4,12 +4,13 @@ Checks, in order (deny by default — any check that cannot decide refuses):
 
 1. the integration exists and has route rules (else 404);
 2. a bearer token of ours: signature, ``typ``, ``iss``, ``exp`` (else 401, RFC 6750 §3.1);
-3. its credential (or, for an RFC 8693 exchanged token, the token and its parent)
-   is still live in the store — revocation reaches us at once (else 403);
-4. ``aud`` names this integration (else 403);
-5. the path is safe and a route rule matches (else 403: unknown routes are denied);
-6. the credential carries the rule's scope, and its target (if any) is the rule's (else 403);
-7. the upstream secret was connected for the origin ``base_url`` names now (else 403:
+3. its credential — however it was minted: exec, RFC 8693 exchange, consent code —
+   is still live in the store; revocation reaches us at once (else 403);
+4. its agent (``act.sub``) still exists and is enabled (else 403);
+5. ``aud`` names this integration (else 403);
+6. the path is safe and a route rule matches (else 403: unknown routes are denied);
+7. the credential carries the rule's scope, and its target (if any) is the rule's (else 403);
+8. the upstream secret was connected for the origin ``base_url`` names now (else 403:
    an edited config.toml never redirects a secret, ``gateway/binding``).
 """
 
@@ -74,10 +75,13 @@ def decide(core: Core, name: str, method: str, raw_path: str, auth: str | None) 
     if token is None or claims is None:
         return decision.refuse(401, "a valid kontext token is required (Authorization: Bearer)")
     decision.claims, decision.token = claims, token
-    status = _status(core, str(claims["jti"]))
+    status = verify.status(core.store, str(claims["jti"]))
     if status is None or status[0] != "live" or status[1] <= time.time():
         word = status[0] if status else "unknown"
         return decision.refuse(403, f"credential {word}")
+    refusal = _agent_refusal(core, claims)
+    if refusal is not None:
+        return decision.refuse(403, refusal)
     if name not in _audience(claims):
         return decision.refuse(403, f"the credential is not for {name} (aud)")
     decision = _check_route(decision, integration, method, raw_path)
@@ -87,15 +91,19 @@ def decide(core: Core, name: str, method: str, raw_path: str, auth: str | None) 
     return decision
 
 
-def _status(core: Core, jti: str) -> tuple[str, float] | None:
-    """An exec credential's state or, for a token from ``/token`` (an RFC 8693
-    exchange that narrowed one), that token's — dead once its parent is."""
-    status = core.store.credential_status(jti)
-    if status is None:
-        from kontextd.oauth.status import token_status
-
-        status = token_status(core.store, jti)
-    return status
+def _agent_refusal(core: Core, claims: dict[str, Any]) -> str | None:
+    """Why the token's agent may not call now (gone or disabled), else None. Its
+    credentials end when it is revoked; this refuses even a token that slipped by."""
+    act = claims.get("act")
+    actor = act.get("sub") if isinstance(act, dict) else None
+    if not isinstance(actor, str) or not actor.startswith("agent:"):
+        return "the credential names no agent (act)"
+    agent = core.store.agent(actor.removeprefix("agent:"))
+    if agent is None:
+        return f"{actor[:80]} no longer exists"
+    if agent.disabled_at is not None:
+        return f"{actor} is disabled"
+    return None
 
 
 def _audience(claims: dict[str, Any]) -> list[str]:

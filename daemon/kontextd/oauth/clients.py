@@ -25,13 +25,21 @@ LOOPBACK_HOSTS = ("127.0.0.1", "[::1]")
 
 
 class OAuthError(Exception):
-    """An RFC 6749 §5.2 error: ``error`` code, description, HTTP status."""
+    """An RFC 6749 §5.2 error: ``error`` code, description, HTTP status, and any
+    extension members of the error body (§5.2 allows more; see ``/token`` exchange's
+    ``denied_by``)."""
 
-    def __init__(self, error: str, description: str, status: int = 400) -> None:
+    def __init__(
+        self, error: str, description: str, status: int = 400, extra: dict[str, str] | None = None
+    ) -> None:
         super().__init__(description)
         self.error = error
         self.description = description
         self.status = status
+        self.extra = extra or {}
+
+    def body(self) -> dict[str, str]:
+        return {**self.extra, "error": self.error, "error_description": self.description}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
-"""Tokens the embedded issuer hands out: access (RFC 9068), refresh, ID tokens.
+"""Tokens of the user's login session: access (RFC 9068), refresh, ID tokens.
 
 Every access token is recorded (``oauth_tokens``) so introspection and
 revocation know it; refresh tokens are recorded only as SHA-256 hashes.
+Tokens acting for an agent are not made here: they are credentials
+(``kontextd.credentials.issue``), whatever path asked for them.
 """
 
 from __future__ import annotations
@@ -40,11 +42,11 @@ def access_token(
     audience: list[str],
     family: str,
     ttl: int,
-    act: dict[str, Any] | None = None,
-    target: str | None = None,
-    parent: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """Sign and record an RFC 9068 access token; returns (token, claims)."""
+    """Sign and record a login session's RFC 9068 access token; returns (token, claims).
+
+    Only the user's own CLI client gets these (no ``act``): a token that acts for
+    an agent is a credential, minted by ``kontextd.credentials.issue``."""
     now = int(time.time())
     jti = new_jti()
     claims: dict[str, Any] = {
@@ -58,10 +60,6 @@ def access_token(
         "nbf": now,
         "exp": now + ttl,
     }
-    if act is not None:
-        claims["act"] = act
-    if target is not None:
-        claims["target"] = target
     for_core(core).db.insert_token(
         TokenRow(
             jti=jti,
@@ -71,7 +69,7 @@ def access_token(
             client_id=client_id,
             user=user,
             scopes=scopes,
-            parent=parent,
+            parent=None,
             issued_at=now,
             expires_at=now + ttl,
         )

@@ -26,8 +26,7 @@ def oauth_error(exc: OAuthError, extra: dict[str, str] | None = None) -> Respons
     """RFC 6749 §5.2; a 401 names the scheme and realm (RFC 9110 §11.6.1)."""
     headers = {"WWW-Authenticate": 'Basic realm="kontext"'} if exc.status == 401 else {}
     headers.update(extra or {})
-    body = {"error": exc.error, "error_description": exc.description}
-    return json_response(exc.status, body, headers)
+    return json_response(exc.status, exc.body(), headers)
 
 
 def malformed(error: ApiError) -> Response:

@@ -18,6 +18,7 @@ from typing import Any
 
 from kontext.common import wire
 from kontextd import credentials
+from kontextd.consent import grants
 from kontextd.core import Core, local_user
 from kontextd.errors import ApiError, invalid
 from kontextd.oauth import clients, events, relying
@@ -139,7 +140,7 @@ def _end_current(core: Core, reason: str) -> None:
     session = db.current_session()
     if session is None:
         return
-    db.revoke_grants(f"session ended: {reason}", session_id=session.id)
+    grants.revoke(core, f"session ended: {reason}", session=session.id)
     db.revoke_user_tokens(session.user, f"session ended: {reason}")
     for cred in core.store.live_credentials():
         if cred.user == session.user:
@@ -209,7 +210,7 @@ def _refused(core: Core, session: SessionRow, error: str) -> None:
     reason = f"the issuer refused to refresh the session ({error})"
     db = for_core(core).db
     db.end_session(session.id, reason)
-    db.revoke_grants(f"session ended: {reason}", session_id=session.id)
+    grants.revoke(core, f"session ended: {reason}", session=session.id)
     for cred in core.store.live_credentials():
         if cred.user == session.user:
             credentials.end(core, cred.jti, "revoked", f"session ended: {reason}")

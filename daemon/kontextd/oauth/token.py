@@ -4,8 +4,9 @@
   challenge; a replayed code revokes everything it issued (RFC 6749 §4.1.2).
 - Refresh tokens rotate; presenting a rotated one revokes its whole family
   (OAuth 2.0 Security BCP §4.14.2).
-- Token exchange turns a token into a narrower, delegated one: scopes only
-  shrink, lifetime never exceeds the subject's, ``act`` names the actor.
+- Token exchange (RFC 8693, ``kontextd.oauth.exchange``) turns an agent's
+  credential, or the user's token for an agent client, into a narrower agent
+  credential minted through the request path like exec's.
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ import hmac
 import time
 from typing import Any
 
+from kontextd import credentials
+from kontextd.consent import grants
 from kontextd.core import Core
-from kontextd.oauth import clients, issue
+from kontextd.oauth import clients, exchange, issue
 from kontextd.oauth import events as audit_events
 from kontextd.oauth.clients import OAuthError
-from kontextd.oauth.state import digest, for_core
+from kontextd.oauth.state import Code, digest, for_core
 from kontextd.tokens import verify
 
-EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-ACCESS_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+EXCHANGE = exchange.GRANT_TYPE
 
 
 def handle(core: Core, authorization: str | None, form: dict[str, str]) -> dict[str, Any]:
@@ -34,7 +36,7 @@ def handle(core: Core, authorization: str | None, form: dict[str, str]) -> dict[
     if grant == "refresh_token":
         return _refresh_grant(core, authorization, form)
     if grant == EXCHANGE:
-        return _exchange(core, authorization, form)
+        return exchange.exchange(core, authorization, form, for_core(core).secret)
     raise OAuthError("unsupported_grant_type", "unsupported grant_type")
 
 
@@ -50,13 +52,22 @@ def _s256(verifier: str) -> str:
 
 def _code_grant(core: Core, authorization: str | None, form: dict[str, str]) -> dict[str, Any]:
     client = _client(core, authorization, form)
+    code = redeem_code(core, client, form)
+    if client.is_login:
+        return _login_tokens(core, code)
+    return grants.from_code(core, code)
+
+
+def redeem_code(core: Core, client: clients.Client, form: dict[str, str]) -> Code:
+    """Check ``code``, ``code_verifier`` and ``redirect_uri`` for ``client`` and use
+    the code up (RFC 6749 §4.1.3, RFC 7636 §4.6); a replay revokes what it issued."""
     state = for_core(core)
     code = state.take_code(form.get("code") or "")
     if code is None or code.expires_at <= time.time():
         raise OAuthError("invalid_grant", "the code is unknown or expired")
     if code.used:
-        revoked = state.db.revoke_family(code.family, "authorization code replayed")
-        ended = state.db.revoke_grants("authorization code replayed", grant_id=code.family)
+        revoked = revoke_family(core, code.family, "authorization code replayed")
+        ended = grants.revoke(core, "authorization code replayed", grant_id=code.family)
         audit_events.record(
             core,
             "oauth.code_replayed",
@@ -75,11 +86,7 @@ def _code_grant(core: Core, authorization: str | None, form: dict[str, str]) -> 
         _s256(verifier).encode(), code.challenge.encode()
     ):
         raise OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
-    if client.is_login:
-        return _login_tokens(core, code)
-    from kontextd.consent import grants
-
-    return grants.from_code(core, code)
+    return code
 
 
 def _session_tokens(
@@ -120,7 +127,7 @@ def _session_tokens(
     return answer
 
 
-def _login_tokens(core: Core, code: Any) -> dict[str, Any]:
+def _login_tokens(core: Core, code: Code) -> dict[str, Any]:
     offline = "offline_access" in code.scopes
     answer = _session_tokens(
         core,
@@ -150,7 +157,7 @@ def _refresh_grant(core: Core, authorization: str | None, form: dict[str, str]) 
     if row.revoked_at is not None or row.expires_at <= time.time():
         raise OAuthError("invalid_grant", "the refresh token is revoked or expired")
     if not db.mark_rotated(row.jti):
-        count = db.revoke_family(row.family, "rotated refresh token reused")
+        count = revoke_family(core, row.family, "rotated refresh token reused")
         audit_events.record(
             core, "oauth.refresh_reused", client_id=row.client_id, tokens_revoked=count
         )
@@ -167,68 +174,14 @@ def _refresh_grant(core: Core, authorization: str | None, form: dict[str, str]) 
     )
 
 
-def _exchange(core: Core, authorization: str | None, form: dict[str, str]) -> dict[str, Any]:
-    """RFC 8693 §2: the subject token in, a narrower delegated token out."""
-    if form.get("subject_token_type") != ACCESS_TYPE:
-        raise OAuthError("invalid_request", "subject_token_type must be an access token")
-    # The signature check is cached per token (an agent exchanges the same subject
-    # token again and again); expiry and revocation are checked every time.
-    claims = verify.inspect_cached(core, form.get("subject_token") or "")
-    if claims is None:
-        raise OAuthError("invalid_grant", "the subject token is not active")
-    held = tuple(str(claims.get("scope", "")).split())
-    act = claims.get("act")
-    if act is None:
-        # The user's own token: the acting agent must authenticate, and gets at
-        # most what the user approved for it.
-        client = _client(core, authorization, form)
-        if client.agent is None:
-            raise OAuthError("invalid_client", "an agent client must act on the user's token")
-        from kontextd.consent import grants
-
-        held = grants.approved_scopes(core, str(claims["sub"]), client.agent.name)
-        act = {"sub": client.client_id}
-    asked = tuple(dict.fromkeys((form.get("scope") or " ".join(held)).split()))
-    extra = [s for s in asked if s not in held]
-    if extra or not asked:
-        raise OAuthError("invalid_scope", f"scopes can only shrink: not held {' '.join(extra)}")
-    audience = sorted({s.partition(":")[0] for s in asked})
-    resource = form.get("resource") or form.get("audience")
-    if resource is not None:
-        if resource not in audience:
-            raise OAuthError("invalid_target", "resource must be the integration of the scopes")
-        audience = [resource]
-    ttl = int(claims["exp"]) - int(time.time())
-    if ttl <= 0:
-        raise OAuthError("invalid_grant", "the subject token has expired")
-    token, _ = issue.access_token(
-        core,
-        user=str(claims["sub"]),
-        client_id=str(act.get("sub")) if isinstance(act, dict) else "kontext",
-        scopes=asked,
-        audience=audience,
-        family=str(claims["jti"]),
-        ttl=min(ttl, issue.ACCESS_TTL),
-        act=act if isinstance(act, dict) else None,
-        target=claims.get("target"),
-        parent=str(claims["jti"]),
-    )
-    return {
-        "access_token": token,
-        "issued_token_type": ACCESS_TYPE,
-        "token_type": "Bearer",
-        "expires_in": min(ttl, issue.ACCESS_TTL),
-        "scope": " ".join(asked),
-    }
-
-
 def revoke(core: Core, form: dict[str, str]) -> None:
-    """RFC 7009: revoke a refresh token (and its family) or an access token; always 200."""
+    """RFC 7009: revoke a refresh token (and its family) or an access token — an
+    agent credential ends with everything exchanged from it, audited; always 200."""
     value = form.get("token") or ""
     db = for_core(core).db
     row = db.refresh_by_hash(digest(value))
     if row is not None:
-        db.revoke_family(row.family, "revoked by the client (RFC 7009)")
+        revoke_family(core, row.family, "revoked by the client (RFC 7009)")
         return
     claims = verify.inspect(value, keys=core.keys, store=core.store, issuer=core.issuer)
     if claims is None:
@@ -236,7 +189,15 @@ def revoke(core: Core, form: dict[str, str]) -> None:
     jti = str(claims["jti"])
     if db.token(jti) is not None:
         db.revoke_token(jti, "revoked by the client (RFC 7009)")
+        credentials.end_descendants(core, jti, "revoked by the client (RFC 7009)")
         return
-    from kontextd import credentials
-
     credentials.end(core, jti, "revoked", "revoked at /revoke (RFC 7009)")
+
+
+def revoke_family(core: Core, family: str, reason: str) -> int:
+    """Revoke a login token family and end every agent credential exchanged from it."""
+    db = for_core(core).db
+    count = db.revoke_family(family, reason)
+    for jti in db.family_access_jtis(family):
+        credentials.end_descendants(core, jti, reason)
+    return count

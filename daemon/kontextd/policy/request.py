@@ -39,6 +39,11 @@ class Verdict:
     decision: Decision
     reason: str
     policy_ids: tuple[str, ...] = ()
+    # The consent layer's allow names the grant it rests on and when that ends
+    # (the grant's expiry, or the login session's if sooner): a credential is
+    # stored with its grant and never outlives it.
+    grant_id: str | None = None
+    until: float | None = None
 
     @property
     def allowed(self) -> bool:
@@ -58,6 +63,17 @@ class PathResult:
     @property
     def first_denial(self) -> Verdict | None:
         return next((v for v in self.verdicts if not v.allowed), None)
+
+    @property
+    def grant_id(self) -> str | None:
+        """The consent grant an allowed request rests on."""
+        return next((v.grant_id for v in self.verdicts if v.grant_id is not None), None)
+
+    @property
+    def until(self) -> float | None:
+        """The soonest time any allowing layer's ground ends (grant or session)."""
+        ends = [v.until for v in self.verdicts if v.until is not None]
+        return min(ends) if ends else None
 
     def summary(self) -> dict[str, str]:
         """The audit's ``policy_evaluation``: layer -> allow|deny."""

@@ -24,6 +24,7 @@ from kontextd.audit.context import VIA
 from kontextd.errors import ApiError
 from kontextd.store import audit_sql, migrations, presence
 from kontextd.store.rows import (
+    CRED_COLUMN_COUNT,
     CRED_COLUMNS,
     KEY_COLUMNS,
     AgentRow,
@@ -100,6 +101,10 @@ class Store:
         # Credentials this daemon inserted and has not ended or changed since: a lease's
         # end reads its row from here instead of the table (dropped on rollback).
         self._live: dict[str, CredentialRow] = {}
+        # Parents (credential or user-token jtis) this daemon minted a child from. Every
+        # live credential was minted by this daemon (a restart ends them all), so a
+        # parent not in here has no live child: a lease's end skips the query.
+        self._parents: set[str] = set()
         self._batch_lost: BaseException | None = None
         self.appended = threading.Condition(self._lock)
         # Called (on the committing thread) after every commit: the loopback loop's
@@ -181,6 +186,7 @@ class Store:
     def _committed(self, ending: dict[str, str]) -> None:
         for jti in ending:
             self._ended_unsaved.pop(jti, None)
+            self._parents.discard(jti)  # ended for good: no child can come from it now
         self.appended.notify_all()
         for listener in self.commit_listeners:
             listener()
@@ -373,8 +379,11 @@ class Store:
     def insert_credential(self, cred: CredentialRow) -> None:
         self._deadlines[cred.jti] = time.monotonic() + (cred.expires_at - cred.issued_at)
         self._live[cred.jti] = cred
+        if cred.parent is not None:
+            self._parents.add(cred.parent)
         self._run(
-            f"INSERT INTO credentials ({CRED_COLUMNS}) VALUES ({', '.join('?' * 15)})",
+            f"INSERT INTO credentials ({CRED_COLUMNS}) "
+            f"VALUES ({', '.join('?' * CRED_COLUMN_COUNT)})",
             (
                 cred.jti,
                 cred.agent,
@@ -391,6 +400,11 @@ class Store:
                 cred.wrapper_pid,
                 cred.child_pid,
                 cred.child_start,
+                cred.kind,
+                cred.client_id,
+                cred.parent,
+                cred.grant_id,
+                cred.act,
             ),
         )
 
@@ -420,6 +434,37 @@ class Store:
         if agent is not None:
             sql, args = sql + " AND agent = ?", (agent,)
         return [credential_row(r) for r in self._all(sql + " ORDER BY issued_at", args)]
+
+    def live_children(self, parent: str) -> list[CredentialRow]:
+        """Live credentials exchanged from ``parent`` (a credential's or a user token's jti)."""
+        if parent not in self._parents:
+            return []
+        rows = self._all(
+            f"SELECT {CRED_COLUMNS} FROM credentials WHERE parent = ? AND status = 'live'",
+            (parent,),
+        )
+        return [credential_row(r) for r in rows]
+
+    def live_under_grants(self, grant_ids: list[str]) -> list[CredentialRow]:
+        """Live credentials that the consent grants ``grant_ids`` allowed."""
+        if not grant_ids:
+            return []
+        rows = self._all(
+            f"SELECT {CRED_COLUMNS} FROM credentials WHERE status = 'live' "
+            f"AND grant_id IN ({', '.join('?' * len(grant_ids))})",
+            tuple(grant_ids),
+        )
+        return [credential_row(r) for r in rows]
+
+    def seconds_left(self, cred: CredentialRow) -> float:
+        """How long ``cred`` has left: the sooner of its ``exp`` on the wall clock and
+        its end on the monotonic clock (a child must never outlive its parent, whatever
+        the wall clock says)."""
+        left = cred.expires_at - time.time()
+        deadline = self._deadlines.get(cred.jti)
+        if deadline is not None:
+            left = min(left, deadline - time.monotonic())
+        return left
 
     def due_credentials(self, now: float) -> list[CredentialRow]:
         """Live credentials past ``exp`` on the wall clock or past their TTL on the

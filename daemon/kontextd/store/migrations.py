@@ -141,8 +141,31 @@ ALTER TABLE signing_keys ADD COLUMN signs_from REAL;
 ALTER TABLE signing_keys ADD COLUMN retiring_at REAL;
 UPDATE signing_keys SET retiring_at = retired_at WHERE retired_at IS NOT NULL;
 """
+# One notion of a credential (DESIGN.md rule 8): tokens minted for an agent by an
+# RFC 8693 exchange or a consent code live in ``credentials`` beside exec's, with
+# how they were minted, who asked, their parent and the grant that allowed them.
+# Agent tokens the issuer recorded in ``oauth_tokens`` before this escaped
+# revocation: they end here.
+M5_ONE_CREDENTIAL = """
+ALTER TABLE credentials ADD COLUMN kind TEXT NOT NULL DEFAULT 'exec';
+ALTER TABLE credentials ADD COLUMN client_id TEXT;
+ALTER TABLE credentials ADD COLUMN parent TEXT;
+ALTER TABLE credentials ADD COLUMN grant_id TEXT;
+ALTER TABLE credentials ADD COLUMN act TEXT;
+CREATE INDEX credentials_by_parent ON credentials(parent) WHERE parent IS NOT NULL;
+CREATE INDEX credentials_by_grant ON credentials(grant_id) WHERE grant_id IS NOT NULL;
+UPDATE oauth_tokens SET revoked_at = strftime('%s','now'),
+    revoke_reason = 'agent tokens now live in credentials (migration 5)'
+    WHERE kind = 'access' AND client_id != 'kontext' AND revoked_at IS NULL;
+"""
 
-MIGRATIONS: list[str] = [M1_SPINE, M2_AUDIT_CHECKPOINTS, M3_LOGIN_CONSENT, M4_KEY_LIFECYCLE]
+MIGRATIONS: list[str] = [
+    M1_SPINE,
+    M2_AUDIT_CHECKPOINTS,
+    M3_LOGIN_CONSENT,
+    M4_KEY_LIFECYCLE,
+    M5_ONE_CREDENTIAL,
+]
 
 
 class SchemaTooNew(RuntimeError):

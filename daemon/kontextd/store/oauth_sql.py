@@ -218,6 +218,13 @@ class OAuthStore:
         rows = self._all("SELECT * FROM oauth_tokens WHERE jti = ?", (jti,))
         return _token(rows[0]) if rows else None
 
+    def access_status(self, jti: str) -> tuple[str, float] | None:
+        """(status, expires_at) of a login access token (agent tokens are credentials)."""
+        row = self.token(jti)
+        if row is None or row.kind != "access":
+            return None
+        return ("revoked" if row.revoked_at is not None else "live", row.expires_at)
+
     def refresh_by_hash(self, token_hash: str) -> TokenRow | None:
         rows = self._all(
             "SELECT * FROM oauth_tokens WHERE token_hash = ? AND kind = 'refresh'", (token_hash,)
@@ -240,6 +247,13 @@ class OAuthStore:
             "WHERE family = ? AND revoked_at IS NULL",
             (time.time(), reason, family),
         )
+
+    def family_access_jtis(self, family: str) -> list[str]:
+        """The access tokens of a login family (agent credentials may hang off them)."""
+        rows = self._all(
+            "SELECT jti FROM oauth_tokens WHERE family = ? AND kind = 'access'", (family,)
+        )
+        return [r["jti"] for r in rows]
 
     def revoke_token(self, jti: str, reason: str) -> bool:
         return (

@@ -18,6 +18,9 @@ class AgentRow:
     scopes: tuple[str, ...]
 
 
+EXEC, EXCHANGE, CODE = "exec", "exchange", "code"  # how a credential was minted
+
+
 @dataclass(frozen=True)
 class CredentialRow:
     jti: str
@@ -35,12 +38,22 @@ class CredentialRow:
     wrapper_pid: int | None = None
     child_pid: int | None = None
     child_start: str | None = None
+    # How it was minted (``exec``, ``exchange``, ``code``), for which OAuth client, from
+    # which parent credential or user token (its jti), under which consent grant, and
+    # the RFC 8693 §4.1 actor chain (JSON) it carries.
+    kind: str = EXEC
+    client_id: str | None = None
+    parent: str | None = None
+    grant_id: str | None = None
+    act: str | None = None
 
 
 CRED_COLUMNS = (
     "jti, agent, user, scopes, audience, target, kid, issued_at, expires_at, status, "
-    "ended_at, end_reason, wrapper_pid, child_pid, child_start"
+    "ended_at, end_reason, wrapper_pid, child_pid, child_start, "
+    "kind, client_id, parent, grant_id, act"
 )
+CRED_COLUMN_COUNT = CRED_COLUMNS.count(",") + 1
 
 
 def credential_row(row: sqlite3.Row) -> CredentialRow:

@@ -38,20 +38,22 @@ def mint(
     *,
     issuer: str,
     user: str,
-    agent: str,
+    act: dict[str, Any],
+    client_id: str,
     audience: list[str],
     scopes: list[str],
     target: str | None,
     issued_at: int,
     ttl: int,
 ) -> Minted:
-    """Sign an access token for ``agent`` acting for ``user``."""
+    """Sign an access token for the actor ``act`` (RFC 8693 §4.1: ``{"sub":
+    "agent:NAME"}``, earlier actors nested under ``act``) acting for ``user``."""
     jti = new_jti()
     claims: dict[str, Any] = {
         "iss": issuer,
         "sub": user,
-        "act": {"sub": f"agent:{agent}"},
-        "client_id": f"agent:{agent}",
+        "act": act,
+        "client_id": client_id,
         # RFC 7519 §4.1.3: a single audience may be a string.
         "aud": audience[0] if len(audience) == 1 else audience,
         "scope": " ".join(scopes),

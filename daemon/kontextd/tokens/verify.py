@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 
 from kontextd.store.db import Store
+from kontextd.store.oauth_sql import OAuthStore
 from kontextd.tokens import jws
 from kontextd.tokens.keys import KeyRing
 
@@ -62,14 +63,17 @@ def cached_claims(core: Core, token: str | None) -> dict[str, Any] | None:
 def _live(store: Store, claims: dict[str, Any] | None) -> dict[str, Any] | None:
     if claims is None:
         return None
-    status = store.credential_status(str(claims["jti"]))
-    if status is None:  # not an exec credential: perhaps a token from /token
-        from kontextd.oauth.status import token_status
-
-        status = token_status(store, str(claims["jti"]))
-    if status is None or status[0] != "live" or status[1] <= time.time():
+    state = status(store, str(claims["jti"]))
+    if state is None or state[0] != "live" or state[1] <= time.time():
         return None
     return claims
+
+
+def status(store: Store, jti: str) -> tuple[str, float] | None:
+    """(status, expires_at) of an agent credential — however it was minted — or else of
+    a login token of the embedded issuer; None when we never issued it."""
+    found = store.credential_status(jti)
+    return found if found is not None else OAuthStore(store).access_status(jti)
 
 
 def signed_claims(token: str, *, keys: KeyRing, issuer: str) -> dict[str, Any] | None:
