@@ -44,7 +44,7 @@ def github() -> Iterator[FakeGitHub]:
 
 def logged_in(github: FakeGitHub) -> Iterator[Kontext]:
     with gateway_daemon(github.url, API_KEY) as k:
-        k.ok("login", env={"KX_EMAIL": EMAIL})
+        k.ok("login", env={"KX_EMAIL": EMAIL}, tty=True)
         yield k
 
 
@@ -236,3 +236,41 @@ def test_every_credential_dies_with_its_grants_expiry(world: Kontext) -> None:
     finally:
         for m in minted:
             m.cleanup()
+
+
+def test_a_consent_grant_mints_no_token(world: Kontext) -> None:
+    """``kontext consent grant`` records an approval; it is not a credential."""
+    agent = api_new_agent(world, READ, prefix="path-grant", consent=False)
+    world.approve(agent, READ)
+    events = [e["event"] for e in api_audit(world, agent)]
+    assert "consent.granted" in events
+    assert not [e for e in events if e.startswith("credential.")]
+
+
+def test_consent_redeem_refuses_bad_input_and_wrong_verifiers(world: Kontext) -> None:
+    agent = api_new_agent(world, READ, prefix="path-redeem", consent=False)
+    with world.control() as api:
+        garbage = api.post("/v1/consent/redeem", json={"agent": f"agent:{agent}", "code": 1})
+        assert garbage.status_code == 400
+        verifier, challenge = pkce()
+        pushed = push(
+            world,
+            f"agent:{agent}",
+            code_challenge=challenge,
+            code_challenge_method="S256",
+            scope=READ,
+        )
+        decided = decide(world, f"agent:{agent}", pushed.json()["request_uri"])
+        code = dict(httpx.URL(decided.headers["location"]).params)["code"]
+        body = {
+            "agent": f"agent:{agent}",
+            "code": code,
+            "code_verifier": verifier[:-2] + "xx",
+            "redirect_uri": "http://127.0.0.1:55555/callback/test",
+        }
+        wrong = api.post("/v1/consent/redeem", json=body)
+        assert wrong.status_code == 403
+        assert "code_verifier does not match" in wrong.json()["error"]["message"]
+        again = api.post("/v1/consent/redeem", json={**body, "code_verifier": verifier})
+        assert again.status_code == 403  # the code was used up by the wrong try
+    assert "consent.granted" not in [e["event"] for e in api_audit(world, agent)]

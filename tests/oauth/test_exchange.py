@@ -45,7 +45,7 @@ def gw() -> Iterator[Kontext]:
 def alice() -> Iterator[Kontext]:
     """A daemon of its own where alice@acme.com has logged in (embedded issuer)."""
     with FakeGitHub() as fake, gateway_daemon(fake.url, API_KEY) as k:
-        k.ok("login", env={"KX_EMAIL": "alice@acme.com"})
+        k.ok("login", env={"KX_EMAIL": "alice@acme.com"}, tty=True)
         yield k
 
 
