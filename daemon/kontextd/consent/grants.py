@@ -81,6 +81,8 @@ def from_code(core: Core, code: Code) -> dict[str, Any]:
         target=code.target,
         ttl=min(ACCESS_TTL, agent.max_ttl if agent else ACCESS_TTL),
         ttl_explicit=False,
+        issuer=core.login_issuer,  # daemon-established facts only (policy/facts.py)
+        external_login=core.login_external,
     )
     try:
         cred = credentials.issue(

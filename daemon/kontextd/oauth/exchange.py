@@ -218,6 +218,8 @@ def _request(core: Core, subject: Subject, form: dict[str, str]) -> CredentialRe
         target=_target(subject, form.get("target")),
         ttl=ttl if ttl is not None else default,
         ttl_explicit=ttl is not None,
+        issuer=core.login_issuer,  # daemon-established facts only (policy/facts.py)
+        external_login=core.login_external,
     )
 
 
