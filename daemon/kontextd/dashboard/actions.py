@@ -14,9 +14,9 @@ from typing import Any
 
 from kontextd import agents, credentials
 from kontextd.audit.context import via
+from kontextd.consent import grants
 from kontextd.core import Core
 from kontextd.errors import invalid, not_found
-from kontextd.oauth import events
 from kontextd.oauth.state import for_core
 from kontextd.policy import admin as policy_admin
 
@@ -69,10 +69,9 @@ def revoke_grant(core: Core, body: dict[str, Any]) -> dict[str, Any]:
     found = next((g for g in db.live_grants(None) if g.id == grant_id), None)
     if found is None:
         raise not_found(f"no live grant {grant_id}: it was revoked or has expired")
-    with via(VIA):
-        ids = db.revoke_grants(f"revoked by {core.user} from the dashboard", grant_id=grant_id)
-        if ids:
-            events.record(core, "consent.revoked", agent={"id": f"agent:{found.agent}"}, grants=ids)
+    with via(VIA):  # the credentials resting on it end with it, audited
+        reason = f"revoked by {core.user} from the dashboard"
+        ids = grants.revoke(core, reason, grant_id=grant_id, agent=found.agent)
     return {
         "grant": grant_id,
         "agent": f"agent:{found.agent}",
