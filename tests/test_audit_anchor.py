@@ -333,3 +333,23 @@ def test_events_added_without_the_key_are_named_then_refused(stopped: Kontext) -
     err = broken_at(stopped)
     assert f"no checkpoint covers events after {ghost - 1}: events {ghost}-{ahead} claim " in err
     assert "after now (a clock set back, or events written without the key)" in err
+
+
+def test_a_rotated_key_is_pinned_as_it_signs_and_the_old_one_stays_trusted(
+    fresh_kx: Kontext,
+) -> None:
+    """Rotation (issue 19.20's published-ahead keys): the new ES256 key is pinned when it
+    first signs a checkpoint; the retired key's checkpoints still verify, its private half
+    gone; a key that was only ever published (never signed) needs no pin."""
+    name = fresh_kx.agent("github:pulls:read")
+    fresh_kx.ok("exec", "--agent", name, "--", "true")
+    fresh_kx.ok("audit", "checkpoint")
+    fresh_kx.ok("keys", "rotate", "--now")
+    fresh_kx.ok("exec", "--agent", name, "--", "true")
+    fresh_kx.stop()
+    signers = {r[0] for r in db(fresh_kx).execute("SELECT kid FROM audit_checkpoints")}
+    assert len(signers) == 2
+    pin = json.loads((fresh_kx.home / "data" / "secrets" / "audit-anchor").read_text())
+    assert signers <= set(pin["keys"])
+    out = fresh_kx.ok("audit", "verify").stdout
+    assert "intact" in out and all(kid in out for kid in signers)
