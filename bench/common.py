@@ -51,6 +51,12 @@ class Plan:
     plane_sequential: int  # sequential gateway calls for the added p50
     plane_mib: int  # streamed download through the gateway
     idle_connections: int
+    dashboard_rounds: int  # paired rounds of figure 9 (none open, then some open)
+    dashboard_streams: int  # open dashboards in figure 9
+    dashboard_execs: int  # exec runs per round
+    dashboard_seconds: float  # issuance per round
+    dashboard_latency: int  # issuances timed to their event on an open stream
+    dashboard_idle: float  # seconds of idle CPU measured
 
 
 FULL = Plan(
@@ -71,6 +77,12 @@ FULL = Plan(
     plane_sequential=2000,
     plane_mib=64,
     idle_connections=2000,
+    dashboard_rounds=6,
+    dashboard_streams=20,
+    dashboard_execs=15,
+    dashboard_seconds=2.0,
+    dashboard_latency=60,
+    dashboard_idle=5.0,
 )
 QUICK = Plan(
     exec_runs=5,
@@ -90,6 +102,12 @@ QUICK = Plan(
     plane_sequential=100,
     plane_mib=4,
     idle_connections=200,
+    dashboard_rounds=1,
+    dashboard_streams=5,
+    dashboard_execs=3,
+    dashboard_seconds=0.5,
+    dashboard_latency=5,
+    dashboard_idle=0.5,
 )
 
 

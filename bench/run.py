@@ -28,10 +28,12 @@ interpreter running this script:
    the same fake upstream.
 8. 2,000 idle loopback connections and 20 Server-Sent-Event streams: memory and
    threads.
+9. The dashboard: exec and issuance with no dashboard open against 20 open ones
+   (paired rounds), a new event's way to an open stream, streams' idle cost.
 
 This file is the runner: one module per figure (``exec_overhead``, ``issuance``,
 ``loopback_http``, ``revocation``, ``audit_trail``, ``startup``, ``loopback_plane``,
-``connections``) and the shared parts in ``common``.
+``connections``, ``dashboard_bench``) and the shared parts in ``common``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ import connections
 import loopback_plane as plane
 from audit_trail import bench_audit
 from common import AGENT, FULL, HERE, QUICK, Daemon, Section, Target, fresh_home, ms, percentile
+from dashboard_bench import bench_dashboard
 from exec_overhead import bench_exec
 from issuance import bench_issuance
 from loopback_http import bench_http
@@ -92,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                 daemon, plan.idle_connections
             )
             sse_mb, sse_threads = connections.bench_sse(conn_section)
+            print("dashboard ...", file=sys.stderr)
+            dash_section, dash_targets = bench_dashboard(daemon, plan)
         finally:
             daemon.stop()
     print("audit ...", file=sys.stderr)
@@ -120,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         ("RSS with agents, before load", "1", f"{warm_rss:.1f} MB", "-", "-"),
         ("RSS after the load above", "1", f"{loaded_rss:.1f} MB", "-", "-"),
     ]
-    sections += [start_section, audit_section, *plane_sections, conn_section]
+    sections += [start_section, audit_section, *plane_sections, conn_section, dash_section]
 
     exec_median = statistics.median(exec_times["`kontext exec --agent a -- true`"])
     python_median = statistics.median(exec_times["`python3 -c pass`"])
@@ -199,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
             sse_mb < 50 and sse_threads <= 1,
         ),
     ]
-    target_section = Section("Targets (issues 6 and 18)", ("target", "goal", "measured", "verdict"))
+    targets += dash_targets
+    target_section = Section(
+        "Targets (issues 6, 15 and 18)", ("target", "goal", "measured", "verdict")
+    )
     target_section.rows += [t.row() for t in targets]
 
     report = "\n".join(s.markdown() for s in [target_section, *sections])

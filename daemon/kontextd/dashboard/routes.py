@@ -37,6 +37,7 @@ from kontextd.api.web.routing import Route, route
 from kontextd.audit.context import via
 from kontextd.core import Core
 from kontextd.dashboard import access, actions, pages, selection, views
+from kontextd.dashboard.activity import Activity
 from kontextd.dashboard.stream import Hub
 from kontextd.dashboard.verify import Verifier
 from kontextd.errors import ApiError, invalid
@@ -87,6 +88,7 @@ class DashboardRoutes:
         self.server: HttpServer | None = None
         self.hub = Hub(core.store.path, self._feed)
         self.verifier = Verifier(core)
+        self.activity = Activity()  # the Overview's last hour, shared by every dashboard
         self._static: dict[str, tuple[bytes, str]] | None = None
 
     def attach(self, server: HttpServer) -> None:
@@ -216,7 +218,7 @@ class DashboardRoutes:
     def data(self, request: Request, name: str) -> Response:
         self._api(request)
         view = {
-            "overview": views.overview,
+            "overview": lambda core: views.overview(core, self.activity),
             "credentials": views.credentials,
             "grants": views.grants,
             "integrations": views.integrations,
@@ -234,15 +236,20 @@ class DashboardRoutes:
         return self._json(200, await self.verifier.result())
 
     async def events(self, request: Request) -> Stream:
-        """The live audit stream (SSE); ``Last-Event-ID`` resumes after a reconnect."""
-        self._api(request)
-        chosen = selection.parse(request.query)
-        raw = request.query.get("history", "100")
+        """The live audit stream (SSE); ``Last-Event-ID`` resumes after a reconnect;
+        ``mode=pulse`` sends only a count of what changed per batch."""
+        session = self._api(request)
+        query = request.query
+        chosen = selection.parse(query)
+        mode = query.get("mode", "events")
+        if mode not in ("events", "pulse"):
+            raise invalid("mode must be events or pulse")
+        raw = query.get("history", "100")
         if not raw.isdigit() or int(raw) > 1000:
             raise invalid("history must be a number of events, at most 1000")
         last = request.headers.get("Last-Event-ID")
         resume = int(last) if last is not None and last.isdigit() and len(last) < 19 else None
-        return self.hub.stream(chosen, int(raw), resume)
+        return self.hub.stream(chosen, int(raw), resume, pulse=mode == "pulse", owner=session.key)
 
     # -- actions --------------------------------------------------------------------
 
@@ -259,6 +266,7 @@ class DashboardRoutes:
     def sign_out(self, request: Request) -> Response:
         session, _ = self._post(request)
         self.access.end(session)
+        self.hub.end(session.key)  # its open pages' streams end with it
         with via(actions.VIA), self.core.store.transaction() as tx:
             tx.append_event({"event": "dashboard.closed", "user": self.core.user_ref()})
         answer = self._json(200, {"signed_out": True, "at": time.time()})

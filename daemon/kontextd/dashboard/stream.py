@@ -8,9 +8,14 @@ store's lock is never taken, so issuance never waits for a dashboard), and hands
 every stream the frames its filter matches. An event is framed once, from its
 stored JSON text (never parsed and encoded again), however many pages watch.
 
-After a read the hub waits ``COALESCE`` seconds before the next one: under a flood
-of events pages get a few batches a second instead of one wake-up per commit, and
-an event after a quiet spell still goes out at once. A page that stops reading
+A page that only needs to know *that* something changed (the Overview, Live
+credentials, Consent grants: they reload their data) asks for ``pulse``: one
+``changed`` message per batch with how many events of each name arrived, instead
+of every event. Pages with the same filter share the bytes of each batch.
+
+The hub reads at most once per ``COALESCE`` seconds: under a flood of events pages
+get a few batches a second instead of one wake-up per commit, and an event after a
+quiet spell still goes out at once. A page that stops reading
 (its backlog passes ``MAX_BACKLOG``) is disconnected; its browser reconnects with
 ``Last-Event-ID`` and is sent what it missed, up to ``RESUME_LIMIT`` events.
 """
@@ -18,7 +23,7 @@ an event after a quiet spell still goes out at once. A page that stops reading
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 
@@ -28,7 +33,7 @@ from kontextd.dashboard import selection as outcomes
 from kontextd.store import audit_sql, dashboard_sql
 from kontextd.store.dashboard_sql import EventSelection, RawEvent
 
-COALESCE = 0.2
+COALESCE = 0.05
 KEEPALIVE = 15.0
 BATCH = 1000
 MAX_BACKLOG = 4 * 1024 * 1024
@@ -54,12 +59,36 @@ def notice(kind: str, text: str) -> bytes:
     return f"event: {kind}\ndata: {text}\n\n".encode()
 
 
+def _frames(rows: list[RawEvent], framed: dict[int, bytes]) -> bytes:
+    """The frames of ``rows``, each made once per batch whoever it goes to."""
+    out = []
+    for row in rows:
+        data = framed.get(row.id)
+        if data is None:
+            data = framed[row.id] = frame(row)
+        out.append(data)
+    return b"".join(out)
+
+
+def _pulse(rows: list[RawEvent]) -> bytes:
+    """One ``changed`` message: how many events of each name, and the newest id."""
+    if not rows:
+        return b""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.event] = counts.get(row.event, 0) + 1
+    data = json.dumps({"events": counts, "last_id": rows[-1].id}, separators=(",", ":"))
+    return f"id: {rows[-1].id}\nevent: changed\ndata: {data}\n\n".encode()
+
+
 class Subscriber:
     """One open stream: what it asked for, what it was last sent, what waits to go."""
 
-    def __init__(self, selection: EventSelection, after: int) -> None:
+    def __init__(self, selection: EventSelection, after: int, pulse: bool, owner: str) -> None:
         self.selection = selection
         self.after = after
+        self.pulse = pulse
+        self.owner = owner  # the dashboard session it belongs to
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.backlog = 0
 
@@ -88,20 +117,36 @@ class Hub:
             self._conn = audit_sql.open_readonly(self._database)
         return self._conn
 
-    def stream(self, selection: EventSelection, history: int, resume: int | None) -> Stream:
+    def stream(
+        self,
+        selection: EventSelection,
+        history: int,
+        resume: int | None,
+        *,
+        pulse: bool = False,
+        owner: str = "",
+    ) -> Stream:
         """An SSE answer: ``history`` past events (or, resuming, those after id
-        ``resume``), then every new event ``selection`` matches, as it is appended."""
-        first, sub = self._subscribe(selection, history, resume)
-        return Stream(200, self._follow(sub), headers=list(HEADERS), prefix=first)
+        ``resume``), then every new event ``selection`` matches, as it is appended
+        (with ``pulse``, only a ``changed`` count per batch)."""
+        first, sub = self._subscribe(selection, 0 if pulse else history, resume, pulse, owner)
+        # The connection ends with the stream (a browser reconnects with a new one).
+        return Stream(200, self._follow(sub), headers=list(HEADERS), prefix=first, close=True)
+
+    def end(self, owner: str) -> None:
+        """End every stream of a dashboard session (it signed out)."""
+        for sub in [s for s in self._subscribers if s.owner == owner]:
+            self._subscribers.discard(sub)
+            sub.put(None)
 
     def _subscribe(
-        self, selection: EventSelection, history: int, resume: int | None
+        self, selection: EventSelection, history: int, resume: int | None, pulse: bool, owner: str
     ) -> tuple[bytes, Subscriber]:
         conn = self._db()
         conn.execute("BEGIN")  # one snapshot: the newest id and the rows up to it agree
         try:
             newest = dashboard_sql.last_id(conn)
-            if resume is not None:
+            if resume is not None and not pulse:
                 rows = dashboard_sql.selected_after(conn, resume, RESUME_LIMIT + 1, selection)
                 rows = [r for r in rows if r.id <= newest]
             else:
@@ -114,7 +159,7 @@ class Hub:
             rows = rows[-RESUME_LIMIT:]
         parts.extend(frame(row) for row in rows)
         parts.append(notice("ready", str(newest)))  # the past is sent; live from here
-        sub = Subscriber(selection, newest)
+        sub = Subscriber(selection, newest, pulse, owner)
         self._subscribers.add(sub)
         if self._task is None:
             self._cursor = newest
@@ -133,35 +178,48 @@ class Hub:
             self._subscribers.discard(sub)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_read = -COALESCE
         try:
             while self._subscribers:
                 committed = self._feed().waiter()  # before reading: no commit slips by
                 rows = dashboard_sql.raw_after(self._db(), self._cursor, BATCH)
                 if rows:
+                    last_read = loop.time()
                     self._cursor = rows[-1].id
                     self._fan_out(rows)
-                    await asyncio.sleep(0 if len(rows) == BATCH else COALESCE)
-                    continue
-                with contextlib.suppress(TimeoutError):
+                    if len(rows) == BATCH:
+                        await asyncio.sleep(0)  # more is waiting: read on, letting others run
+                        continue
+                try:
                     await asyncio.wait_for(committed.wait(), KEEPALIVE)
+                except TimeoutError:
+                    for sub in list(self._subscribers):
+                        self._give(sub, [b": keep-alive\n\n"])
                     continue
-                for sub in list(self._subscribers):
-                    self._give(sub, [b": keep-alive\n\n"])
+                # At most one read per COALESCE: after a quiet spell a commit goes out at
+                # once; under a flood, what commits meanwhile joins the next read.
+                await asyncio.sleep(max(0.0, last_read + COALESCE - loop.time()))
         finally:
             self._task = None
 
     def _fan_out(self, rows: list[RawEvent]) -> None:
+        """Each stream's share of ``rows``; streams with the same filter share bytes."""
         framed: dict[int, bytes] = {}
+        shared: dict[tuple[EventSelection, bool], bytes] = {}
+        first, last = rows[0].id, rows[-1].id
         for sub in list(self._subscribers):
-            chunks = []
-            for row in rows:
-                if row.id > sub.after and sub.selection.matches(row):
-                    if row.id not in framed:
-                        framed[row.id] = frame(row)
-                    chunks.append(framed[row.id])
-            sub.after = max(sub.after, rows[-1].id)
-            if chunks:
-                self._give(sub, chunks)
+            key = (sub.selection, sub.pulse)
+            if sub.after < first and key in shared:
+                chunk = shared[key]
+            else:
+                mine = [r for r in rows if r.id > sub.after and sub.selection.matches(r)]
+                chunk = _pulse(mine) if sub.pulse else _frames(mine, framed)
+                if sub.after < first:
+                    shared[key] = chunk
+            sub.after = max(sub.after, last)
+            if chunk:
+                self._give(sub, [chunk])
 
     def _give(self, sub: Subscriber, chunks: list[bytes]) -> None:
         if sub.backlog > MAX_BACKLOG:
@@ -171,8 +229,3 @@ class Hub:
             sub.put(None)
             return
         sub.put(b"".join(chunks))
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None

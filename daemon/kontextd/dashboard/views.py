@@ -8,7 +8,6 @@ the consent page uses for them (``Integration.describe``).
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -16,20 +15,12 @@ from kontext.common.events import EVENTS
 from kontextd.consent import grants as consent_grants
 from kontextd.core import Core
 from kontextd.dashboard import processes, selection
+from kontextd.dashboard.activity import MINUTE, SERIES, WINDOW, Activity
 from kontextd.gateway import connections
 from kontextd.oauth.state import for_core
 from kontextd.policy import admin as policy_admin
-from kontextd.store import audit_sql, dashboard_sql
+from kontextd.store import audit_sql
 from kontextd.store.rows import AgentRow, CredentialRow
-
-HOUR = 3600.0
-BUCKETS = 60  # one a minute over the last hour
-SPARK_EVENTS = {
-    "credential.issued": "issued",
-    "api.call": "calls",
-    "credential.denied": "denied",
-    "api.denied": "denied",
-}
 
 
 def scope_words(core: Core, scopes: tuple[str, ...] | list[str]) -> list[dict[str, str]]:
@@ -56,7 +47,7 @@ def agent_status(agent: AgentRow) -> tuple[str, str | None]:
     return ("revoked" if "revoked" in reason else "disabled"), reason or None
 
 
-def overview(core: Core) -> dict[str, Any]:
+def overview(core: Core, activity: Activity) -> dict[str, Any]:
     """One row per agent: status, permissions, live credentials, last call, the last hour."""
     now = time.time()
     live: dict[str, list[CredentialRow]] = {}
@@ -65,18 +56,17 @@ def overview(core: Core) -> dict[str, Any]:
     agents = core.store.agents()
     conn = audit_sql.open_readonly(core.store.path)
     try:
-        spark = _sparklines(conn, now)
-        last_calls = {a.name: _last_call(conn, a.name) for a in agents}
+        spark, last_calls = activity.snapshot(conn, now)
     finally:
         conn.close()
     rows: list[dict[str, Any]] = []
-    totals = {"issued": 0, "calls": 0, "denied": 0}
+    totals = dict.fromkeys(SERIES, 0)
     for agent in agents:
         status, reason = agent_status(agent)
-        activity = spark.get(f"agent:{agent.name}", _empty_spark())
-        for key in totals:
-            totals[key] += sum(activity[key])
         creds = live.get(agent.name, [])
+        series = spark.get(f"agent:{agent.name}") or {name: [0] * WINDOW for name in SERIES}
+        for key in totals:
+            totals[key] += sum(series[key])
         rows.append(
             {
                 "id": f"agent:{agent.name}",
@@ -88,47 +78,17 @@ def overview(core: Core) -> dict[str, Any]:
                 "max_ttl": agent.max_ttl,
                 "live": len(creds),
                 "soonest_expiry": min((c.expires_at for c in creds), default=None),
-                "last_call": last_calls[agent.name],
-                "activity": activity,
+                "last_call": last_calls.get(f"agent:{agent.name}"),
+                "activity": series,
             }
         )
     return {
         "now": now,
         "user": core.user,
         "agents": rows,
-        "totals": {
-            "agents": len(agents),
-            "live": sum(len(v) for v in live.values()),
-            **totals,
-        },
-        "bucket_seconds": HOUR / BUCKETS,
+        "totals": {"agents": len(agents), "live": sum(len(v) for v in live.values()), **totals},
+        "bucket_seconds": MINUTE,
     }
-
-
-def _empty_spark() -> dict[str, list[int]]:
-    return {"issued": [0] * BUCKETS, "calls": [0] * BUCKETS, "denied": [0] * BUCKETS}
-
-
-def _sparklines(conn: Any, now: float) -> dict[str, dict[str, list[int]]]:
-    since = now - HOUR
-    out: dict[str, dict[str, list[int]]] = {}
-    for agent, event, slot, count in dashboard_sql.activity(
-        conn, since, HOUR / BUCKETS, list(SPARK_EVENTS)
-    ):
-        if agent is None or not 0 <= slot < BUCKETS:
-            continue
-        series = out.setdefault(agent, _empty_spark())
-        series[SPARK_EVENTS[event]][slot] += count
-    return out
-
-
-def _last_call(conn: Any, name: str) -> dict[str, Any] | None:
-    body = dashboard_sql.last_of(conn, f"agent:{name}", "api.call")
-    if body is None:
-        return None
-    event = json.loads(body)
-    keep = ("ts", "method", "path", "status", "integration", "scope", "target")
-    return {k: event.get(k) for k in keep}
 
 
 def credentials(core: Core) -> dict[str, Any]:

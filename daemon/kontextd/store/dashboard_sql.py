@@ -99,30 +99,45 @@ def last_id(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
-def activity(
-    conn: sqlite3.Connection, since: float, bucket: float, names: Sequence[str]
-) -> list[tuple[str | None, str, int, int]]:
-    """(agent, event, bucket index, count) for events named ``names`` since ``since``,
-    in buckets of ``bucket`` seconds (the overview's sparklines; uses ``audit_by_ts``)."""
+def counted_since(
+    conn: sqlite3.Connection, since: float, names: Sequence[str]
+) -> list[tuple[int, str | None, str, float]]:
+    """(id, agent, event, ts) of the events named ``names`` since ``since`` (``audit_by_ts``)."""
     marks = ", ".join("?" * len(names))
-    return [
-        (row[0], row[1], int(row[2]), int(row[3]))
-        for row in conn.execute(
-            "SELECT agent, event, CAST((ts - ?) / ? AS INTEGER) AS slot, COUNT(*) "
-            f"FROM audit_events WHERE ts >= ? AND event IN ({marks}) "
-            "GROUP BY agent, event, slot",
-            (since, bucket, since, *names),
-        )
-    ]
+    return conn.execute(
+        f"SELECT id, agent, event, ts FROM audit_events WHERE ts >= ? AND event IN ({marks})",
+        (since, *names),
+    ).fetchall()
 
 
-def last_of(conn: sqlite3.Connection, agent: str, event: str) -> str | None:
-    """The body of ``agent``'s newest ``event`` (e.g. its last API call), or None."""
-    row = conn.execute(
-        "SELECT body FROM audit_events WHERE agent = ? AND event = ? ORDER BY id DESC LIMIT 1",
-        (agent, event),
-    ).fetchone()
-    return str(row[0]) if row else None
+def counted_after(
+    conn: sqlite3.Connection, after: int, names: Sequence[str]
+) -> list[tuple[int, str | None, str, float]]:
+    """(id, agent, event, ts) of the events named ``names`` after id ``after`` (the key)."""
+    marks = ", ".join("?" * len(names))
+    return conn.execute(
+        f"SELECT id, agent, event, ts FROM audit_events WHERE id > ? AND event IN ({marks})",
+        (after, *names),
+    ).fetchall()
+
+
+def newest_of_each_agent(conn: sqlite3.Connection, event: str) -> dict[str, int]:
+    """Each agent's newest ``event`` (e.g. its last API call), by event id."""
+    rows = conn.execute(
+        "SELECT agent, MAX(id) FROM audit_events WHERE event = ? AND agent IS NOT NULL "
+        "GROUP BY agent",
+        (event,),
+    )
+    return {str(agent): int(last) for agent, last in rows}
+
+
+def bodies(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, str]:
+    """The stored bodies of the events ``ids``."""
+    marks = ", ".join("?" * len(ids))
+    if not ids:
+        return {}
+    rows = conn.execute(f"SELECT id, body FROM audit_events WHERE id IN ({marks})", tuple(ids))
+    return {int(i): str(body) for i, body in rows}
 
 
 def newest_checkpoint(conn: sqlite3.Connection) -> tuple[int, str, float, str] | None:

@@ -228,6 +228,15 @@ export function stream(params, onEvent, onState, onReady) {
   return source;
 }
 
+/** A ``changed`` note per batch of new events (names and counts), not the events:
+ * for pages that reload their data when something happens. */
+export function pulse(params, onChange) {
+  const query = new URLSearchParams({ ...params, mode: "pulse" }).toString();
+  const source = new EventSource(`/dashboard/api/events?${query}`);
+  source.addEventListener("changed", (message) => onChange(JSON.parse(message.data).events));
+  return source;
+}
+
 /** Call ``fn`` once things settle: at most every ``gap`` ms, ``wait`` ms after a burst. */
 export function settle(fn, wait = 400, gap = 1500) {
   let timer = null;

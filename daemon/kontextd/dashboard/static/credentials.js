@@ -1,7 +1,7 @@
 // Live credentials, grouped by agent, with the process that holds each one and a
 // countdown to its expiry; revoke one credential, the agent, or the agent and its
 // processes — each asks once, saying what it will end, then shows what it did.
-import { act, api, card, countdown, el, empty, post, settle, show, stream, table, when, words } from "./common.js";
+import { act, api, card, countdown, el, empty, post, pulse, settle, show, table, when, words } from "./common.js";
 
 function plural(count, word) {
   return `${count} ${word}${count === 1 ? "" : word.endsWith("s") ? "es" : "s"}`;
@@ -80,7 +80,7 @@ export async function start() {
   const load = async () => render(await api("credentials"), load);
   await load();
   const again = settle(load, 200, 800);
-  stream({ history: 0, scope: "state" }, (outcome, event) => {
-    if (!event.event.startsWith("api.")) again();
+  pulse({ scope: "state" }, (events) => {
+    if (Object.keys(events).some((name) => !name.startsWith("api."))) again();
   });
 }

@@ -1,5 +1,5 @@
 // Consent grants of this session, per agent, in the consent page's words; revoke one.
-import { act, api, card, countdown, el, empty, post, settle, show, stream, table, when, words } from "./common.js";
+import { act, api, card, countdown, el, empty, post, pulse, settle, show, table, when, words } from "./common.js";
 
 function revoke(grant, reload) {
   return act(
@@ -46,7 +46,7 @@ export async function start() {
   const load = async () => render(await api("grants"), load);
   await load();
   const again = settle(load, 200, 800);
-  stream({ history: 0, scope: "state" }, (outcome, event) => {
-    if (event.event.startsWith("consent.") || event.event.startsWith("session.")) again();
+  pulse({ scope: "state" }, (events) => {
+    if (Object.keys(events).some((name) => /^(consent|session)\./.test(name))) again();
   });
 }

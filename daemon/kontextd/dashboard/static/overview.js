@@ -1,6 +1,6 @@
 // Overview: one row per agent — status, permissions in words, live credentials with
 // the soonest expiry counting down, last API call, and the last hour as a sparkline.
-import { ago, api, badge, card, countdown, el, empty, settle, show, stream, table, words } from "./common.js";
+import { ago, api, badge, card, countdown, el, empty, pulse, settle, show, table, words } from "./common.js";
 import { sparkline } from "./sparkline.js";
 
 const STATUS = { active: "ok", revoked: "bad", disabled: "warn" };
@@ -62,6 +62,6 @@ export async function start() {
   const load = async () => render(await api("overview"));
   await load();
   const again = settle(load, 500, 3000);
-  stream({ history: 0, scope: "state" }, again);
+  pulse({ scope: "state" }, again);
   setInterval(load, 30000); // the sparkline's minutes move on
 }

@@ -1,0 +1,100 @@
+"""Open dashboards, as the bench's load: each one a session and a live event stream.
+
+Usage: ``dashboard_clients.py PORT`` with one session cookie per line on stdin, then
+an empty line. For each cookie it opens the stream a dashboard page holds
+(``/dashboard/api/events``: the Overview's ``pulse`` of state changes for every
+other one, every event for the rest, as the Activity page does) and, like the Overview
+page, fetches ``/dashboard/api/overview`` at most every 3 s while events arrive.
+Prints ``ready`` once every stream has sent its past events; at end of stdin,
+prints one JSON line of what it received and exits. One process, one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+RELOAD_GAP = 3.0
+
+
+class Counts:
+    def __init__(self) -> None:
+        self.events = 0
+        self.overviews = 0
+        self.ready = 0
+
+
+def _request(port: int, path: str, cookie: str) -> bytes:
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n"
+        "Sec-Fetch-Site: same-origin\r\nSec-Fetch-Mode: cors\r\nSec-Fetch-Dest: empty\r\n\r\n"
+    ).encode()
+
+
+async def overview(port: int, cookie: str, counts: Counts) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        _request(port, "/dashboard/api/overview", cookie).replace(
+            b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"
+        )
+    )
+    await reader.read()  # until the server closes
+    writer.close()
+    counts.overviews += 1
+
+
+async def stream(
+    port: int, cookie: str, state_only: bool, counts: Counts, all_ready: asyncio.Event, total: int
+) -> None:
+    """Read the stream as a browser would, cheaply: count events by their marker."""
+    query = "history=100" + ("&scope=state&mode=pulse" if state_only else "")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(_request(port, f"/dashboard/api/events?{query}", cookie))
+    last_reload, ready, tail = 0.0, False, b""
+    try:
+        while True:
+            data = await reader.read(256 * 1024)
+            if not data:
+                return
+            both = tail + data
+            seen = sum(both.count(m) - tail.count(m) for m in (b"event: audit", b"event: changed"))
+            tail = data[-16:]
+            counts.events += seen
+            if not ready and b"event: ready" in data:
+                ready = True
+                counts.ready += 1
+                if counts.ready == total:
+                    all_ready.set()
+            if state_only and seen and time.monotonic() - last_reload >= RELOAD_GAP:
+                last_reload = time.monotonic()
+                asyncio.get_running_loop().create_task(overview(port, cookie, counts))
+    finally:
+        writer.close()
+
+
+async def main() -> None:
+    port = int(sys.argv[1])
+    cookies = []
+    for line in sys.stdin:
+        if not line.strip():
+            break
+        cookies.append(line.strip())
+    counts = Counts()
+    all_ready = asyncio.Event()
+    tasks = [
+        asyncio.create_task(stream(port, cookie, i % 2 == 0, counts, all_ready, len(cookies)))
+        for i, cookie in enumerate(cookies)
+    ]
+    await asyncio.wait_for(all_ready.wait(), 60)
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until EOF
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    print(json.dumps({"events": counts.events, "overviews": counts.overviews}), flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,140 @@
+"""The dashboard's live stream: every open page gets what it asked for, no thread each,
+resumes after a reconnect, and ends with its session."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.conftest import Kontext, api_new_agent, wait_until
+from tests.dashboard.harness import Session, open_session
+
+
+class Events:
+    """One ``/dashboard/api/events`` stream read on a thread of the test's own."""
+
+    def __init__(self, session: Session, query: str, last_id: int | None = None) -> None:
+        k = session.k
+        self.sock = socket.create_connection(("127.0.0.1", k.port), timeout=60)
+        resume = f"Last-Event-ID: {last_id}\r\n" if last_id is not None else ""
+        self.sock.sendall(
+            f"GET /dashboard/api/events?{query} HTTP/1.1\r\nHost: 127.0.0.1:{k.port}\r\n"
+            f"Cookie: {session.cookie}\r\n{resume}\r\n".encode()
+        )
+        self.frames: list[tuple[str, str, str]] = []  # (id, event, data)
+        self.ready = threading.Event()
+        self.ended = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+        assert self.ready.wait(30), "the stream never said ready"
+
+    def _read(self) -> None:
+        fields: dict[str, str] = {}
+        try:
+            with self.sock.makefile("rb") as lines:
+                for raw in lines:
+                    line = raw.decode().rstrip("\r\n")
+                    if line == "" and fields:
+                        frame = (
+                            fields.get("id", ""),
+                            fields.get("event", ""),
+                            fields.get("data", ""),
+                        )
+                        self.frames.append(frame)
+                        if frame[1] == "ready":
+                            self.ready.set()
+                        fields = {}
+                    elif ": " in line and line.split(": ", 1)[0] in ("id", "event", "data"):
+                        name, value = line.split(": ", 1)
+                        fields[name] = value
+        except OSError:
+            pass
+        self.ended.set()
+
+    def audit(self) -> list[dict]:
+        return [json.loads(d)["event"] for _, e, d in self.frames if e == "audit"]
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+@contextmanager
+def streams(session: Session, query: str, count: int = 1) -> Iterator[list[Events]]:
+    opened = [Events(session, query) for _ in range(count)]
+    try:
+        yield opened
+    finally:
+        for stream in opened:
+            stream.close()
+
+
+def threads(k: Kontext) -> int:
+    status = Path(f"/proc/{k.daemon_pid}/status").read_text()
+    return int(next(x for x in status.splitlines() if x.startswith("Threads:")).split()[1])
+
+
+def test_twenty_open_dashboards_each_get_a_new_event_without_a_thread_each(kx: Kontext) -> None:
+    agent = api_new_agent(kx, "github:pulls:read", prefix="twenty")
+    session = open_session(kx)
+    before = threads(kx)
+    with streams(session, f"history=0&agent={agent}", count=20) as open_streams:
+        assert threads(kx) <= before + 1  # at most the hub's executor warming up
+        assert kx.run("exec", "--agent", agent, "--", "true").returncode == 0
+        for stream in open_streams:
+            assert wait_until(
+                lambda s=stream: "credential.issued" in [e["event"] for e in s.audit()],
+                timeout=30,
+            )
+        assert all(e["agent"]["id"] == f"agent:{agent}" for s in open_streams for e in s.audit())
+        assert threads(kx) <= before + 1
+
+
+def test_a_page_that_only_reloads_gets_a_pulse_not_the_events(kx: Kontext) -> None:
+    agent = api_new_agent(kx, "github:pulls:read", prefix="pulse")
+    session = open_session(kx)
+    with streams(session, f"mode=pulse&scope=state&agent={agent}") as (stream,):
+        assert kx.run("exec", "--agent", agent, "--", "true").returncode == 0
+
+        def counted() -> dict[str, int]:
+            total: dict[str, int] = {}
+            for _, kind, data in stream.frames:
+                if kind == "changed":
+                    for name, n in json.loads(data)["events"].items():
+                        total[name] = total.get(name, 0) + n
+            return total
+
+        assert wait_until(lambda: counted().get("credential.revoked") == 1, timeout=30)
+        assert counted()["credential.issued"] == 1
+        assert stream.audit() == []  # no event bodies
+
+
+def test_a_reconnecting_page_gets_what_it_missed(kx: Kontext) -> None:
+    agent = api_new_agent(kx, "github:pulls:read", prefix="resume")
+    session = open_session(kx)
+    query = f"history=5&agent={agent}"
+    with streams(session, query) as (first,):
+        last = int(next(i for i, e, _ in reversed(first.frames) if e == "audit"))
+    for _ in range(2):  # while the page is away
+        assert kx.run("exec", "--agent", agent, "--", "true").returncode == 0
+    resumed = Events(session, query, last_id=last)
+    try:
+        missed = resumed.audit()
+        assert [e["event"] for e in missed] == ["credential.issued", "credential.revoked"] * 2
+        assert all(e["id"] > last for e in missed)
+    finally:
+        resumed.close()
+
+
+def test_signing_out_ends_the_sessions_streams(kx: Kontext) -> None:
+    session = open_session(kx)
+    other = open_session(kx)
+    with streams(session, "history=0") as (mine,), streams(other, "history=0") as (theirs,):
+        assert session.post("/dashboard/api/sign-out", {}).status_code == 200
+        assert mine.ended.wait(30)
+        assert not theirs.ended.is_set()
