@@ -73,7 +73,14 @@ class Agent:
     """``kontext exec --agent NAME -- agent_child.py``: holds a credential until closed;
     ``call()`` makes its next gateway call and returns the HTTP status."""
 
-    def __init__(self, k: Kontext, name: str, *exec_args: str) -> None:
+    def __init__(
+        self,
+        k: Kontext,
+        name: str,
+        *exec_args: str,
+        command: tuple[str, ...] = (sys.executable, str(HERE / "agent_child.py")),
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name
         self.proc = k.popen(
             "exec",
@@ -83,9 +90,9 @@ class Agent:
             "acme/backend",
             *exec_args,
             "--",
-            sys.executable,
-            str(HERE / "agent_child.py"),
+            *command,
             stdin=subprocess.PIPE,
+            cwd=cwd,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()

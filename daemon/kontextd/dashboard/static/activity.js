@@ -45,6 +45,7 @@ function verdicts(e) {
 
 function line(outcome, e, fresh) {
   const agent = e.agent && e.agent.id ? e.agent.id : "";
+  const user = e.user && e.user.id ? e.user.id : "";
   const via = e.via ? ` (via ${e.via})` : "";
   const body = el("div", { class: "event-body" }, verdicts(e), el("pre", {}, JSON.stringify(e, null, 2)));
   const summary = el(
@@ -54,7 +55,7 @@ function line(outcome, e, fresh) {
     el("span", {}, badge(outcome, OUTCOME[outcome])),
     el("span", { class: "name" }, e.event),
     el("span", { class: "agent" }, agent),
-    el("span", { class: "detail" }, detail(e) + via),
+    el("span", { class: "detail" }, (detail(e) || (user ? `by ${user}` : "")) + via),
   );
   return el("li", { class: fresh ? "fresh" : "", dataset: { id: String(e.id) } }, el("details", {}, summary, body));
 }

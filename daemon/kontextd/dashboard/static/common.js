@@ -16,7 +16,7 @@ export function el(tag, attrs, ...children) {
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else node.setAttribute(key, value === true ? "" : String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -123,12 +123,19 @@ export function words(scopes) {
   );
 }
 
-/** A table; ``rows`` are arrays of cells (Node or text); narrow windows stack it. */
-export function table(caption, columns, rows) {
+/** A table; ``rows`` are arrays of cells (Node or text); narrow windows stack it.
+ * ``widths`` (CSS lengths per column) keep the tables of one page aligned. */
+export function table(caption, columns, rows, widths) {
+  const cols = (widths || []).map((width) => {
+    const col = el("col");
+    col.style.width = width; // CSSOM, not a style attribute: allowed by the CSP
+    return col;
+  });
   return el(
     "table",
-    { class: "stack" },
+    { class: widths ? "stack fixed" : "stack" },
     el("caption", { class: "visually-hidden" }, caption),
+    cols.length ? el("colgroup", {}, cols) : null,
     el("thead", {}, el("tr", {}, columns.map((c) => el("th", { scope: "col" }, c)))),
     el(
       "tbody",

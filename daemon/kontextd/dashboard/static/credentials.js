@@ -60,7 +60,12 @@ function group(agent, creds, reload) {
     title,
     `${agent} · ${plural(creds.length, "live credential")}`,
     buttons,
-    table(`Live credentials of ${agent}`, ["Credential", "Scopes", "Target", "Process", "Issued", "Expires", "Parent", "Action"], rows),
+    table(
+      `Live credentials of ${agent}`,
+      ["Credential", "Scopes", "Target", "Process", "Issued", "Expires", "Parent", "Action"],
+      rows,
+      ["12%", "18%", "11%", "20%", "7%", "9%", "7%", "16%"],
+    ),
   );
 }
 

@@ -36,10 +36,11 @@ function render(data, reload) {
           countdown(grant.expires_at),
           el("button", { type: "button", class: "danger-outline", "aria-label": `Revoke grant to ${agent}: ${grant.scopes.map((s) => s.words).join(", ")}`, onclick: () => revoke(grant, reload) }, "Revoke grant"),
         ]),
+        ["44%", "16%", "12%", "14%", "14%"],
       ),
     ),
   );
-  return show(null, el("p", { class: "lede" }, `Approved by ${data.user}${data.session ? ` (signed in at ${data.session.issuer})` : " (local account)"}.`), ...cards);
+  return show(null, el("p", { class: "lede spaced" }, `Approved by ${data.user}${data.session ? ` (signed in at ${data.session.issuer})` : " (local account)"}.`), ...cards);
 }
 
 export async function start() {

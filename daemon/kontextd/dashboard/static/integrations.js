@@ -9,16 +9,41 @@ const DELIVERY = {
 const METHOD = { api_key: "API key", oauth: "OAuth" };
 
 function connection(item) {
-  if (!item.connected) return el("div", {}, badge("not connected", "warn"), el("span", { class: "id" }, `kontext integration connect ${item.name}`));
-  return el("div", {}, badge("connected", "ok"), el("span", { class: "id" }, `${METHOD[item.method] || item.method}`, item.connected_at ? [", since ", when(item.connected_at)] : null));
+  if (!item.connected) {
+    return el("div", { class: "connection" }, badge("not connected", "warn"), el("code", { class: "id" }, `kontext integration connect ${item.name}`));
+  }
+  const how = `${METHOD[item.method] || item.method}`;
+  return el("div", { class: "connection" }, badge("connected", "ok"), el("span", { class: "id" }, how, item.connected_at ? [" since ", when(item.connected_at)] : null));
 }
 
 function rules(item) {
-  if (!item.routes.length) return el("p", { class: "empty" }, "No route rules: the gateway does not forward calls for it.");
-  return table(
-    `Route rules of ${item.display_name}`,
-    ["Request", "Needs scope", "Target"],
-    item.routes.map((r) => [el("code", {}, r.rule), el("code", {}, r.scope), r.target ? el("code", {}, r.target) : el("span", { class: "empty" }, "—")]),
+  if (!item.routes.length) return el("p", { class: "card-body empty" }, "No route rules: the gateway forwards no call for it.");
+  return el(
+    "details",
+    { class: "rules" },
+    el("summary", {}, `Route rules (${item.routes.length}): what the gateway forwards, and the scope each call needs`),
+    table(
+      `Route rules of ${item.display_name}`,
+      ["Request", "Needs scope", "Target"],
+      item.routes.map((r) => [el("code", {}, r.rule), el("code", {}, `${item.name}:${r.scope}`), r.target ? el("code", {}, r.target) : el("span", { class: "empty" }, "—")]),
+    ),
+  );
+}
+
+function facts(item) {
+  return el(
+    "div",
+    { class: "card-body" },
+    el(
+      "dl",
+      {},
+      el("dt", {}, "Delivery"),
+      el("dd", {}, DELIVERY[item.delivery] || item.delivery),
+      el("dt", {}, "Environment"),
+      el("dd", {}, item.env.map((v, i) => [i ? " " : "", el("code", {}, v)])),
+      el("dt", {}, "Scopes"),
+      el("dd", {}, item.scopes.map((s) => s.words).join(" · ")),
+    ),
   );
 }
 
@@ -27,19 +52,7 @@ export async function start() {
   show(
     null,
     ...data.integrations.map((item) =>
-      card(
-        item.display_name,
-        `${item.name} · ${item.base_url || "no base URL"}`,
-        connection(item),
-        el(
-          "div",
-          { class: "card" },
-          el("p", {}, el("strong", {}, "Delivery: "), DELIVERY[item.delivery] || item.delivery),
-          el("p", {}, el("strong", {}, "Environment: "), item.env.map((v) => el("code", {}, v, " "))),
-          el("p", {}, el("strong", {}, "Scopes: "), item.scopes.map((s) => s.words).join("; ")),
-        ),
-        rules(item),
-      ),
+      card(item.display_name, `${item.name} · ${item.base_url || "no base URL"}`, connection(item), facts(item), rules(item)),
     ),
   );
 }
