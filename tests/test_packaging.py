@@ -88,6 +88,9 @@ def test_the_wheel_carries_man_pages_completions_and_unit_templates(
     assert f"{data}kontext/launchd/kontextd.plist.in" in names
     assert "kontext_cli/gendocs.py" in names and "kontextd/server.py" in names
     assert "kontext/common/wire.py" in names
+    for asset in sorted((ROOT / "daemon/kontextd/dashboard/static").iterdir()):
+        name = f"kontextd/dashboard/static/{asset.name}"  # the dashboard's scripts and styles
+        assert name in names and wheel.read(name) == asset.read_bytes(), asset.name
     assert not any(n.startswith(("tests/", "daemon/")) for n in names)
 
 
