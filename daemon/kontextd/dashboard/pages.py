@@ -103,6 +103,7 @@ def shell(page: Page, csrf: str, user: str) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta name="kontext-csrf" content="{escape(csrf)}">'
         f"<title>{escape(page.title)} · kontext dashboard</title>"
+        f'<link rel="icon" href="{STATIC}/icon.svg" type="image/svg+xml">'
         f'<link rel="stylesheet" href="{STATIC}/dashboard.css">'
         f'<script type="module" src="{STATIC}/dashboard.js"></script>'
         f'</head><body data-page="{page.key}">'
@@ -132,6 +133,7 @@ def message_page(title: str, text: str, hint: str) -> str:
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)} · kontext dashboard</title>"
+        f'<link rel="icon" href="{STATIC}/icon.svg" type="image/svg+xml">'
         f'<link rel="stylesheet" href="{STATIC}/dashboard.css"></head>'
         '<body class="message"><main id="main"><div class="card">'
         f"<h1>{_text(title)}</h1><p>{_text(text)}</p>"

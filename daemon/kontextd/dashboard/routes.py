@@ -52,6 +52,7 @@ SECTIONS = "|".join(p.path.removeprefix("/dashboard/") for p in pages.PAGES)
 STATIC_TYPES = {
     "js": "text/javascript; charset=utf-8",
     "css": "text/css; charset=utf-8",
+    "svg": "image/svg+xml",
 }
 NO_SESSION = (
     "Open the dashboard",
@@ -105,7 +106,7 @@ class DashboardRoutes:
             route("GET", r"/dashboard/open", self.open, page, errors=page_errors),
             route("GET", r"/dashboard", self.to_overview, page, errors=page_errors),
             route("GET", rf"/dashboard/({SECTIONS})", self.page, page, errors=page_errors),
-            route("GET", r"/dashboard/static/([a-z]{1,20}\.(?:js|css))", self.static, page),
+            route("GET", r"/dashboard/static/([a-z]{1,20}\.(?:js|css|svg))", self.static, page),
             route("GET", rf"/dashboard/api/({VIEWS})", self.data, page, kind="blocking"),
             route("GET", rf"/dashboard/api/agents/{N}/consequences", self.consequences, page),
             route("GET", r"/dashboard/api/verify", self.verify, page, kind="async"),
