@@ -221,3 +221,31 @@ def test_no_secret_in_any_page_answer_or_stream(kx: Kontext) -> None:
     assert env["KONTEXT_TOKEN"].split(".")[2] not in everything  # not even the signature
     assert (kx.runtime / "oauth-client-secret").read_text().strip() not in everything
     assert json.loads(seen[len(PAGES) + 1])["credentials"]  # listed, by jti only
+
+
+def test_an_exchanged_credential_shows_its_parent(kx: Kontext) -> None:
+    """Credential unification: a token narrowed by RFC 8693 exchange is a credential of
+    its own, listed with the exec credential it came from."""
+    agent = api_new_agent(kx, "github:pulls:read", "github:pulls:write", prefix="parent")
+    proc, env = kx.token_for(agent)
+    try:
+        with kx.http() as http:
+            narrowed = http.post(
+                "/token",
+                data={
+                    "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+                    "subject_token": env["KONTEXT_TOKEN"],
+                    "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                    "scope": "github:pulls:read",
+                },
+            )
+        assert narrowed.status_code == 200, narrowed.text
+        listed = open_session(kx).get("/dashboard/api/credentials").json()["credentials"]
+    finally:
+        kx.close(proc)
+    mine = {c["jti"]: c for c in listed if c["agent"] == f"agent:{agent}"}
+    parent = mine[env["KONTEXT_CREDENTIAL_ID"]]
+    (child,) = [c for c in mine.values() if c["parent"] == parent["jti"]]
+    assert child["kind"] == "exchange" and parent["kind"] == "exec"
+    assert [s["scope"] for s in child["scopes"]] == ["github:pulls:read"]
+    assert narrowed.json()["access_token"] not in json.dumps(listed)

@@ -36,7 +36,10 @@ def revoke_credential(core: Core, body: dict[str, Any]) -> dict[str, Any]:
     with via(VIA):
         result = credentials.revoke_credential(core, jti)  # validates the jti
     if result["revoked"]:
-        message = f"Revoked credential {jti}; its process's next call is refused."
+        message = (
+            f"Revoked credential {jti} (and any exchanged from it); "
+            "its process's next call is refused."
+        )
     else:
         message = f"Credential {jti} had already ended ({result['status']})."
     return {**result, "message": message}
@@ -69,14 +72,18 @@ def revoke_grant(core: Core, body: dict[str, Any]) -> dict[str, Any]:
     found = next((g for g in db.live_grants(None) if g.id == grant_id), None)
     if found is None:
         raise not_found(f"no live grant {grant_id}: it was revoked or has expired")
+    resting = [c.jti for c in core.store.live_credentials(found.agent) if c.grant_id == grant_id]
     with via(VIA):  # the credentials resting on it end with it, audited
         reason = f"revoked by {core.user} from the dashboard"
         ids = grants.revoke(core, reason, grant_id=grant_id, agent=found.agent)
+    ended = f"{_plural(len(resting), 'live credential')} resting on it ended"
     return {
         "grant": grant_id,
         "agent": f"agent:{found.agent}",
         "revoked": bool(ids),
-        "message": f"Revoked the grant to agent:{found.agent}; its next exec asks for consent.",
+        "ended": resting,
+        "message": f"Revoked the grant to agent:{found.agent}: {ended}; "
+        "its next exec asks for consent again.",
     }
 
 

@@ -110,8 +110,9 @@ def credentials(core: Core) -> dict[str, Any]:
                 "command": processes.command_line(pid, started),
                 "issued_at": cred.issued_at,
                 "expires_at": cred.expires_at,
-                "parent": getattr(cred, "parent", None),
-                "kind": getattr(cred, "kind", "exec"),
+                "parent": cred.parent,  # the credential or token it was exchanged from
+                "kind": cred.kind,  # exec, exchange (RFC 8693) or code (consent)
+                "client_id": cred.client_id,
             }
         )
     return {"now": time.time(), "credentials": rows}
@@ -120,6 +121,10 @@ def credentials(core: Core) -> dict[str, Any]:
 def grants(core: Core) -> dict[str, Any]:
     """The live consent grants of the current session."""
     listing = consent_grants.listing(core)
+    resting: dict[str, int] = {}
+    for cred in core.store.live_credentials():
+        if cred.grant_id is not None:
+            resting[cred.grant_id] = resting.get(cred.grant_id, 0) + 1
     rows = []
     for grant in listing["grants"]:
         name = grant["agent"].removeprefix("agent:")
@@ -129,6 +134,7 @@ def grants(core: Core) -> dict[str, Any]:
                 **grant,
                 "agent_display": agent.display_name if agent else name,
                 "scopes": scope_words(core, grant["scopes"]),
+                "live": resting.get(grant["id"], 0),  # credentials that end with it
             }
         )
     session = for_core(core).db.current_session()

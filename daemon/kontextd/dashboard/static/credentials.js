@@ -3,6 +3,8 @@
 // processes — each asks once, saying what it will end, then shows what it did.
 import { act, api, card, countdown, el, empty, post, pulse, settle, show, table, when, words } from "./common.js";
 
+const KINDS = { exchange: "exchanged (RFC 8693)", code: "from a consent code" };
+
 function plural(count, word) {
   return `${count} ${word}${count === 1 ? "" : word.endsWith("s") ? "es" : "s"}`;
 }
@@ -25,7 +27,7 @@ async function revokeAgent(agent, kill, reload) {
 function revokeCredential(cred, reload) {
   return act(
     "Revoke this credential?",
-    `Credential ${cred.jti} of ${cred.agent} ends now: the next call with it is refused.\n` +
+    `Credential ${cred.jti} of ${cred.agent} ends now, with any exchanged from it: the next call with it is refused.\n` +
       "Its process keeps running; the agent's other credentials and other agents are not touched.",
     "Revoke credential",
     () => post("revoke-credential", { jti: cred.jti }),
@@ -46,7 +48,7 @@ function group(agent, creds, reload) {
     el("button", { type: "button", class: "danger", onclick: () => revokeAgent(agent, true, reload) }, "Revoke agent and kill its processes"),
   );
   const rows = creds.map((cred) => [
-    el("div", {}, el("code", {}, cred.jti), cred.kind && cred.kind !== "exec" ? el("span", { class: "id" }, cred.kind) : null),
+    el("div", {}, el("code", {}, cred.jti), cred.kind && cred.kind !== "exec" ? el("span", { class: "id" }, KINDS[cred.kind] || cred.kind) : null),
     words(cred.scopes),
     cred.target ? el("code", {}, cred.target) : el("span", { class: "empty" }, "any"),
     processCell(cred),

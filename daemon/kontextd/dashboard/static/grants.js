@@ -5,7 +5,8 @@ function revoke(grant, reload) {
   return act(
     "Revoke this grant?",
     `${grant.agent} loses your approval of: ${grant.scopes.map((s) => s.words).join("; ")}.\n` +
-      "Its next exec asks for your consent again. Other grants and agents are not touched.",
+      `${grant.live} live credential${grant.live === 1 ? "" : "s"} resting on it end now; its next exec asks for your consent again.\n` +
+      "Other grants and agents are not touched.",
     "Revoke grant",
     () => post("revoke-grant", { grant: grant.id }),
     reload,
