@@ -77,11 +77,11 @@ FULL = Plan(
     plane_sequential=2000,
     plane_mib=64,
     idle_connections=2000,
-    dashboard_rounds=6,
+    dashboard_rounds=8,
     dashboard_streams=20,
     dashboard_execs=15,
     dashboard_seconds=2.0,
-    dashboard_latency=60,
+    dashboard_latency=40,
     dashboard_idle=5.0,
 )
 QUICK = Plan(

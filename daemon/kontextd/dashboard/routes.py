@@ -20,6 +20,7 @@ A refusal is audited (rate-limited ``http.refused``) and changes nothing.
 from __future__ import annotations
 
 import importlib.resources
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from kontextd.api.web.server import HttpServer
 
 CSRF_HEADER = "X-Kontext-CSRF"
+OVERVIEW_FRESH = 1.0  # seconds an Overview answer is shared by the pages that ask
 N = r"([a-z0-9][a-z0-9-]{0,62})"
 VIEWS = "overview|credentials|grants|integrations|policy|filters"
 SECTIONS = "|".join(p.path.removeprefix("/dashboard/") for p in pages.PAGES)
@@ -90,6 +92,8 @@ class DashboardRoutes:
         self.hub = Hub(core.store.path, self._feed)
         self.verifier = Verifier(core)
         self.activity = Activity()  # the Overview's last hour, shared by every dashboard
+        self._overview_lock = threading.Lock()
+        self._overview_cache: tuple[float, dict[str, Any] | None] = (0.0, None)
         self._static: dict[str, tuple[bytes, str]] | None = None
 
     def attach(self, server: HttpServer) -> None:
@@ -219,7 +223,7 @@ class DashboardRoutes:
     def data(self, request: Request, name: str) -> Response:
         self._api(request)
         view = {
-            "overview": lambda core: views.overview(core, self.activity),
+            "overview": self._overview,
             "credentials": views.credentials,
             "grants": views.grants,
             "integrations": views.integrations,
@@ -227,6 +231,15 @@ class DashboardRoutes:
             "filters": views.filters,
         }[name]
         return self._json(200, view(self.core))
+
+    def _overview(self, core: Core) -> dict[str, Any]:
+        """The Overview, computed at most once a second however many pages reload it."""
+        with self._overview_lock:
+            made, value = self._overview_cache
+            if value is None or time.monotonic() - made >= OVERVIEW_FRESH:
+                value = views.overview(core, self.activity)
+                self._overview_cache = (time.monotonic(), value)
+            return value
 
     def consequences(self, request: Request, name: str) -> Response:
         self._api(request)

@@ -9,9 +9,11 @@ every stream the frames its filter matches. An event is framed once, from its
 stored JSON text (never parsed and encoded again), however many pages watch.
 
 A page that only needs to know *that* something changed (the Overview, Live
-credentials, Consent grants: they reload their data) asks for ``pulse``: one
-``changed`` message per batch with how many events of each name arrived, instead
-of every event. Pages with the same filter share the bytes of each batch.
+credentials, Consent grants: they reload their data) asks for ``pulse``: a
+``changed`` message with how many events of each name arrived, instead of every
+event, at most once per ``PULSE_EVERY`` seconds (a page cannot reload faster
+anyway; every socket write costs the daemon more than the event itself). Pages
+with the same filter share the bytes of each batch.
 
 The hub reads at most once per ``COALESCE`` seconds: under a flood of events pages
 get a few batches a second instead of one wake-up per commit, and an event after a
@@ -33,7 +35,8 @@ from kontextd.dashboard import selection as outcomes
 from kontextd.store import audit_sql, dashboard_sql
 from kontextd.store.dashboard_sql import EventSelection, RawEvent
 
-COALESCE = 0.05
+COALESCE = 0.25
+PULSE_EVERY = 1.0
 KEEPALIVE = 15.0
 BATCH = 1000
 MAX_BACKLOG = 4 * 1024 * 1024
@@ -70,15 +73,10 @@ def _frames(rows: list[RawEvent], framed: dict[int, bytes]) -> bytes:
     return b"".join(out)
 
 
-def _pulse(rows: list[RawEvent]) -> bytes:
+def _pulse(counts: dict[str, int], last_id: int) -> bytes:
     """One ``changed`` message: how many events of each name, and the newest id."""
-    if not rows:
-        return b""
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row.event] = counts.get(row.event, 0) + 1
-    data = json.dumps({"events": counts, "last_id": rows[-1].id}, separators=(",", ":"))
-    return f"id: {rows[-1].id}\nevent: changed\ndata: {data}\n\n".encode()
+    data = json.dumps({"events": counts, "last_id": last_id}, separators=(",", ":"))
+    return f"id: {last_id}\nevent: changed\ndata: {data}\n\n".encode()
 
 
 class Subscriber:
@@ -91,10 +89,20 @@ class Subscriber:
         self.owner = owner  # the dashboard session it belongs to
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.backlog = 0
+        # Pulses: the counts not sent yet, when the last went, the flush waiting to go.
+        self.counts: dict[str, int] = {}
+        self.newest = after
+        self.pulsed = 0.0
+        self.timer: asyncio.TimerHandle | None = None
 
     def put(self, chunk: bytes | None) -> None:
         self.backlog += len(chunk or b"")
         self.queue.put_nowait(chunk)
+
+    def count(self, rows: list[RawEvent]) -> None:
+        for row in rows:
+            self.counts[row.event] = self.counts.get(row.event, 0) + 1
+        self.newest = rows[-1].id
 
 
 class Hub:
@@ -176,6 +184,8 @@ class Hub:
                 yield chunk
         finally:
             self._subscribers.discard(sub)
+            if sub.timer is not None:
+                sub.timer.cancel()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -204,22 +214,43 @@ class Hub:
             self._task = None
 
     def _fan_out(self, rows: list[RawEvent]) -> None:
-        """Each stream's share of ``rows``; streams with the same filter share bytes."""
+        """Each stream's share of ``rows``; streams with the same filter share the work."""
         framed: dict[int, bytes] = {}
-        shared: dict[tuple[EventSelection, bool], bytes] = {}
+        shared: dict[EventSelection, list[RawEvent]] = {}
         first, last = rows[0].id, rows[-1].id
         for sub in list(self._subscribers):
-            key = (sub.selection, sub.pulse)
-            if sub.after < first and key in shared:
-                chunk = shared[key]
+            if sub.after < first and sub.selection in shared:
+                mine = shared[sub.selection]
             else:
                 mine = [r for r in rows if r.id > sub.after and sub.selection.matches(r)]
-                chunk = _pulse(mine) if sub.pulse else _frames(mine, framed)
                 if sub.after < first:
-                    shared[key] = chunk
+                    shared[sub.selection] = mine
             sub.after = max(sub.after, last)
-            if chunk:
-                self._give(sub, [chunk])
+            if not mine:
+                continue
+            if sub.pulse:
+                sub.count(mine)
+                self._pulse_soon(sub)
+            else:
+                self._give(sub, [_frames(mine, framed)])
+
+    def _pulse_soon(self, sub: Subscriber) -> None:
+        """Send ``sub`` its counts now, or when ``PULSE_EVERY`` has passed since the last."""
+        if sub.timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = sub.pulsed + PULSE_EVERY - loop.time()
+        if wait > 0:
+            sub.timer = loop.call_later(wait, self._pulse_now, sub)
+        else:
+            self._pulse_now(sub)
+
+    def _pulse_now(self, sub: Subscriber) -> None:
+        sub.timer = None
+        if sub.counts and sub in self._subscribers:
+            sub.pulsed = asyncio.get_running_loop().time()
+            counts, sub.counts = sub.counts, {}
+            self._give(sub, [_pulse(counts, sub.newest)])
 
     def _give(self, sub: Subscriber, chunks: list[bytes]) -> None:
         if sub.backlog > MAX_BACKLOG:

@@ -19,7 +19,7 @@ from kontextd.dashboard.activity import MINUTE, SERIES, WINDOW, Activity
 from kontextd.gateway import connections
 from kontextd.oauth.state import for_core
 from kontextd.policy import admin as policy_admin
-from kontextd.store import audit_sql
+from kontextd.store import audit_sql, dashboard_sql
 from kontextd.store.rows import AgentRow, CredentialRow
 
 
@@ -51,11 +51,11 @@ def overview(core: Core, activity: Activity) -> dict[str, Any]:
     """One row per agent: status, permissions, live credentials, last call, the last hour."""
     now = time.time()
     live: dict[str, list[CredentialRow]] = {}
-    for cred in core.store.live_credentials():
-        live.setdefault(cred.agent, []).append(cred)
     agents = core.store.agents()
     conn = audit_sql.open_readonly(core.store.path)
     try:
+        for cred in dashboard_sql.live_credentials(conn):
+            live.setdefault(cred.agent, []).append(cred)
         spark, last_calls = activity.snapshot(conn, now)
     finally:
         conn.close()
@@ -91,10 +91,18 @@ def overview(core: Core, activity: Activity) -> dict[str, Any]:
     }
 
 
+def _live(core: Core) -> list[CredentialRow]:
+    conn = audit_sql.open_readonly(core.store.path)
+    try:
+        return dashboard_sql.live_credentials(conn)
+    finally:
+        conn.close()
+
+
 def credentials(core: Core) -> dict[str, Any]:
     """Every live credential with the process that holds it."""
     rows = []
-    for cred in core.store.live_credentials():
+    for cred in _live(core):
         agent = core.store.agent(cred.agent)
         pid = cred.child_pid or cred.wrapper_pid
         started = cred.child_start if cred.child_pid else None
@@ -122,7 +130,7 @@ def grants(core: Core) -> dict[str, Any]:
     """The live consent grants of the current session."""
     listing = consent_grants.listing(core)
     resting: dict[str, int] = {}
-    for cred in core.store.live_credentials():
+    for cred in _live(core):
         if cred.grant_id is not None:
             resting[cred.grant_id] = resting.get(cred.grant_id, 0) + 1
     rows = []

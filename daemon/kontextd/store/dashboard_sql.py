@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from kontextd.store.rows import CRED_COLUMNS, CredentialRow
+
 
 class RawEvent(NamedTuple):
     """One audit row: its id, event name, agent column (``agent:NAME`` or None), body."""
@@ -147,3 +149,19 @@ def newest_checkpoint(conn: sqlite3.Connection) -> tuple[int, str, float, str] |
         "WHERE kind = 'checkpoint' ORDER BY event_id DESC, id DESC LIMIT 1"
     ).fetchone()
     return (int(row[0]), str(row[1]), float(row[2]), str(row[3])) if row else None
+
+
+def live_credentials(conn: sqlite3.Connection) -> list[CredentialRow]:
+    """Every live credential, oldest first — read without the store's lock, so a
+    dashboard listing them never holds up issuance."""
+    cursor = conn.execute(
+        f"SELECT {CRED_COLUMNS} FROM credentials WHERE status = 'live' ORDER BY issued_at"
+    )
+    names = [column[0] for column in cursor.description]
+    rows = []
+    for row in cursor:
+        values = dict(zip(names, row, strict=True))
+        values["scopes"] = tuple(values["scopes"].split())
+        values["audience"] = tuple(values["audience"].split())
+        rows.append(CredentialRow(**values))
+    return rows
