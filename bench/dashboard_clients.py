@@ -17,6 +17,7 @@ import sys
 import time
 
 RELOAD_GAP = 3.0
+RELOADS: set[asyncio.Task[None]] = set()
 
 
 class Counts:
@@ -69,7 +70,9 @@ async def stream(
                     all_ready.set()
             if state_only and seen and time.monotonic() - last_reload >= RELOAD_GAP:
                 last_reload = time.monotonic()
-                asyncio.get_running_loop().create_task(overview(port, cookie, counts))
+                reload = asyncio.get_running_loop().create_task(overview(port, cookie, counts))
+                RELOADS.add(reload)
+                reload.add_done_callback(RELOADS.discard)
     finally:
         writer.close()
 
@@ -90,9 +93,9 @@ async def main() -> None:
     await asyncio.wait_for(all_ready.wait(), 60)
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until EOF
-    for task in tasks:
+    for task in [*tasks, *RELOADS]:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*tasks, *RELOADS, return_exceptions=True)
     print(json.dumps({"events": counts.events, "overviews": counts.overviews}), flush=True)
 
 
