@@ -34,7 +34,7 @@ def _ended_event(
         "lived": f"{max(0, math.floor(time.time() - cred.issued_at))}s",
     }
     if cred.kind != EXEC:
-        fields["via"] = cred.kind
+        fields["kind"] = cred.kind
     if cred.parent is not None:
         fields["parent"] = cred.parent
     return fields

@@ -162,7 +162,7 @@ class Origin:
     wrapper_pid: int | None = None
 
     def audit_fields(self) -> dict[str, Any]:
-        fields: dict[str, Any] = {"via": self.kind}
+        fields: dict[str, Any] = {"kind": self.kind}
         if self.parent is not None:
             fields["parent"] = self.parent
         if self.client_id is not None:

@@ -136,7 +136,7 @@ def test_scope_only_shrinks_and_a_widening_is_refused_and_audited(gw: Kontext) -
             )
         assert write.status_code == 403
     denied = [e for e in api_audit(gw, agent) if e["event"] == "credential.denied"]
-    assert denied[-1]["parent"] == held.jti and denied[-1]["via"] == "exchange"
+    assert denied[-1]["parent"] == held.jti and denied[-1]["kind"] == "exchange"
     assert WRITE in denied[-1]["reason"]
 
 
@@ -267,8 +267,8 @@ def test_every_mint_is_audited_with_its_parent_and_listed(gw: Kontext) -> None:
         with gw.control() as api:
             listed = api.get("/v1/credentials", params={"agent": agent}).json()["credentials"]
         by_jti = {c["jti"]: c for c in listed}
-        assert by_jti[held.jti]["via"] == "exec"
-        assert by_jti[jtis[0]]["via"] == "exchange" and by_jti[jtis[0]]["parent"] == held.jti
+        assert by_jti[held.jti]["kind"] == "exec"
+        assert by_jti[jtis[0]]["kind"] == "exchange" and by_jti[jtis[0]]["parent"] == held.jti
         assert by_jti[jtis[1]]["parent"] == jtis[0]
         issued = {e["jti"]: e for e in api_audit(gw, agent) if e["event"] == "credential.issued"}
         assert issued[jtis[0]]["parent"] == held.jti and issued[jtis[1]]["parent"] == jtis[0]

@@ -204,7 +204,7 @@ class ControlHandler(AuthRoutes):
                         "issued_at": c.issued_at,
                         "expires_at": c.expires_at,
                         "pid": c.child_pid or c.wrapper_pid,
-                        "via": c.kind,
+                        "kind": c.kind,
                         "client_id": c.client_id,
                         "parent": c.parent,
                         "grant": c.grant_id,

@@ -294,7 +294,7 @@ def _audit_refusal(core: Core, subject: Subject, reason: str) -> None:
                 "event": "credential.denied",
                 "agent": {"id": f"agent:{subject.agent}"},
                 "user": {"id": subject.user},
-                "via": credentials.EXCHANGE,
+                "kind": credentials.EXCHANGE,
                 "parent": subject.jti,
                 "client_id": subject.client_id,
                 "reason": reason,
