@@ -22,7 +22,7 @@ _kontext_options() {
         '') echo '--verbose --version --help' ;;
         'exec') echo '-a --agent -s --scope -t --target --ttl --allow-nested --help' ;;
         'revoke') echo '--kill --help' ;;
-        'login') echo '--issuer --client-id --no-browser --timeout --help' ;;
+        'login') echo '--issuer --client-id --no-browser --timeout --force --help' ;;
         'logout') echo '--help' ;;
         'whoami') echo '--check --json --help' ;;
         'dashboard') echo '--no-browser --help' ;;

@@ -180,6 +180,7 @@ complete -c kontext -n '__kontext_at login' -l issuer -r -f -d 'An external OIDC
 complete -c kontext -n '__kontext_at login' -l client-id -r -f -d 'The client id registered at --issuer.'
 complete -c kontext -n '__kontext_at login' -l no-browser -d 'Only print the URL; do not open a browser.'
 complete -c kontext -n '__kontext_at login' -l timeout -r -f -d 'Seconds to wait for the browser.'
+complete -c kontext -n '__kontext_at login' -l force -d 'End the current session (its grants and live credentials) without asking.'
 complete -c kontext -n '__kontext_at login' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at logout' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at whoami' -l check -d 'Ask the issuer now whether the session is still active.'

@@ -152,7 +152,8 @@ def _consent(e: Event) -> list[str]:
 
 def _session(e: Event) -> list[str]:
     user = _id(e.get("user")) if e.get("session_user") is None else e.get("session_user")
-    return [*_opt("{}", user), *_opt("via {}", e.get("issuer")), *_reason(e)]
+    local = ["(local account)"] if e.get("local") else []
+    return [*_opt("{}", user), *local, *_opt("via {}", e.get("issuer")), *_reason(e)]
 
 
 def _oauth(e: Event) -> list[str]:

@@ -260,7 +260,12 @@ def test_session_started_names_the_user_and_process_killed_the_pid(fresh_kx: Kon
     k.ok("login", env={"KX_EMAIL": "alice@acme.com", "KX_NAME": "Alice"}, tty=True)
     started = k.ok("audit", "tail", "--event", "session.started").stdout
     me = re.escape(os_user())  # the embedded issuer signs in the OS account
-    assert re.fullmatch(rf"{CLOCK} session\.started    {me} via http://\S+\n", started)
+    # The local account's session (from the daemon's first start), then the login.
+    assert re.fullmatch(
+        rf"{CLOCK} session\.started    {me} \(local account\)\n"
+        rf"{CLOCK} session\.started    {me} via http://\S+\n",
+        started,
+    )
     name = api_new_agent(k, "github:pulls:read", prefix="killed")
     sleeper = "import time; print('up', flush=True); time.sleep(60)"
     proc = k.popen("exec", "--agent", name, "--", sys.executable, "-c", sleeper)

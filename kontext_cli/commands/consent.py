@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -32,10 +31,17 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
         render.emit_json(result)
         return
     rows = [
-        [g["agent"], " ".join(g["scopes"]), g["target"] or "any", render.when(g["expires_at"])]
+        [g["agent"], " ".join(g["scopes"]), g["target"] or "any", _until(g)]
         for g in result["grants"]
     ]
     render.table(["AGENT", "SCOPES", "TARGET", "EXPIRES"], rows)
+
+
+def _until(grant: dict[str, Any]) -> str:
+    """The effective expiry; marked when the login session ends before the grant would."""
+    when = render.when(grant["expires_at"])
+    asked = grant.get("asked_expires_at")
+    return f"{when} (session end)" if asked and grant["expires_at"] < asked else when
 
 
 @app.command("revoke")
@@ -86,7 +92,9 @@ def grant(
     result = consent.obtain(
         paths.resolve(), name, scopes, where, duration, open_browser=not no_browser
     )
-    until = time.time() + int(result["expires_in"] or 0)
+    until = render.when(result["expires_at"])
+    capped = result["expires_at"] < result["asked_expires_at"]
+    session = " — when your login session ends, before the time asked for" if capped else ""
     render.out.print(
-        f"approved {' '.join(result['scopes'])} for agent:{name} until {render.when(until)}"
+        f"approved {' '.join(result['scopes'])} for agent:{name} until {until}{session}"
     )

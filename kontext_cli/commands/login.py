@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,6 +42,13 @@ def login(
     timeout: Annotated[
         int, typer.Option("--timeout", min=5, max=3600, help="Seconds to wait for the browser.")
     ] = 300,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="End the current session (its grants and live credentials) without asking.",
+        ),
+    ] = False,
 ) -> None:
     from kontext_cli.login import flow, local
 
@@ -52,6 +59,7 @@ def login(
     flow.require_person(
         "login", open_browser=not no_browser, beforehand="log in beforehand at a terminal"
     )
+    force = force or _may_replace(flow)
     if issuer is None:
         issuer, secret = local.issuer_and_secret(paths.resolve())
         extra = {"scope": "openid profile email offline_access"}
@@ -78,10 +86,42 @@ def login(
         "code_verifier": session.take_verifier(),
         "redirect_uri": redirect_uri,
         "nonce": session.nonce,
+        "force": force,
     }
     with daemon() as conn:
         who = conn.call("POST", "/v1/session/login", body)
     render.out.print(f"Logged in as {who['user']} ({who['issuer']})")
+
+
+def _may_replace(flow: Any) -> bool:
+    """Whether to end the current session: nothing to end (False, the daemon agrees), the
+    user said yes at a terminal (True), or else refuse (issue 19: a second login used to
+    end every grant and credential without a word)."""
+    with daemon() as conn:
+        info = conn.call("GET", "/v1/session")
+    grants, creds = int(info.get("grants") or 0), int(info.get("live_credentials") or 0)
+    if not info.get("logged_in") and not grants and not creds:
+        return False
+    if info.get("logged_in"):
+        who = (
+            f"already logged in as {info['user']} ({info['issuer']}) "
+            f"until {render.when(info.get('expires_at'))}"
+        )
+    else:
+        who = f"the local account {info['user']} has approvals"
+    stake = f"{_count(grants, 'grant')} and {_count(creds, 'live credential')}"
+    if flow.why_nobody_can_answer() is None:
+        render.err.print(f"{who[0].upper()}{who[1:]}. Logging in ends that session: {stake}.")
+        if typer.confirm("End it and log in?", default=False, err=True):
+            return True
+        raise errors.Conflict(f"nothing changed: {who}")
+    raise errors.Conflict(
+        f"{who}; logging in ends that session, {stake}: run 'kontext login --force' to go ahead"
+    )
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
 
 
 def logout() -> None:
@@ -89,7 +129,12 @@ def logout() -> None:
     with daemon() as conn:
         result = conn.call("POST", "/v1/session/logout")
     if result["logged_out"]:
-        render.out.print(f"Logged out {result['user']}; its grants and credentials are revoked")
+        grants = _count(int(result.get("grants_revoked") or 0), "grant")
+        creds = _count(int(result.get("credentials_revoked") or 0), "live credential")
+        render.out.print(
+            f"Logged out {result['user']}; {grants} and {creds} ended. Agents need your "
+            "approval again (as the local account) or a new login"
+        )
     else:
         render.out.print(f"Not logged in (acting as the local account {result['user']})")
 

@@ -63,7 +63,8 @@ def answer(grant: GrantRow, until: float) -> dict[str, Any]:
         "agent": f"agent:{grant.agent}",
         "scopes": list(grant.scopes),
         "target": grant.target,
-        "expires_at": until,
+        "expires_at": until,  # the effective expiry: never beyond the session's end
+        "asked_expires_at": grant.expires_at,
         "expires_in": max(0, int(until - time.time())),
     }
 

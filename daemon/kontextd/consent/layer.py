@@ -18,7 +18,8 @@ from kontextd.policy.layers import USER_CONSENT
 from kontextd.policy.request import CredentialRequest, Verdict
 from kontextd.store.oauth_sql import GrantRow, SessionRow
 
-LOCAL_SESSION = "local"
+LOCAL_SESSION = "local"  # grants made before sessions were rows (migration 6) name this
+NO_SESSION = ""  # an ended session: no grant names it, so none applies
 
 
 class GrantSource(Protocol):
@@ -30,15 +31,20 @@ class GrantSource(Protocol):
 
 
 def session_id(db: GrantSource) -> str:
-    """The current login session's id, or ``local`` for the daemon's own account."""
+    """The current session's id — a login's or the local account's — whose grants
+    apply; nothing applies while the current login has ended (until the next one)."""
     session = db.current_session()
-    return session.id if session is not None and session.ended_at is None else LOCAL_SESSION
+    if session is None:
+        return LOCAL_SESSION
+    return session.id if session.ended_at is None else NO_SESSION
 
 
 def session_end(db: GrantSource) -> float | None:
-    """When the current session ends (None: the local account's never does)."""
+    """When the current login session ends (None: the local account's never does)."""
     session = db.current_session()
-    return session.expires_at if session is not None and session.ended_at is None else None
+    if session is None or session.local or session.ended_at is not None:
+        return None
+    return session.expires_at
 
 
 def effective_expiry(grant: GrantRow, session_ends: float | None) -> float:

@@ -6,6 +6,10 @@ printed, never sent back) and from then on names the user in every credential
 and audit event. It refreshes against the issuer to confirm the user is still
 active; when the issuer refuses, the session ends — audited — and no new
 credentials are issued until the user logs in again.
+
+Before any login, and after each logout, the user is the local account, in a
+session of its own (``kontextd.oauth.lifecycle``): grants belong to the session
+they were approved in and end with it.
 """
 
 from __future__ import annotations
@@ -17,16 +21,14 @@ import time
 from typing import Any
 
 from kontext.common import wire
-from kontextd import credentials
-from kontextd.consent import grants
 from kontextd.core import Core, local_user
 from kontextd.errors import ApiError, invalid
-from kontextd.oauth import clients, events, relying
+from kontextd.oauth import clients, events, lifecycle, relying
+from kontextd.oauth.lifecycle import REFRESH_SECRET
 from kontextd.oauth.state import for_core
 from kontextd.store.oauth_sql import SessionRow
 
 log = logging.getLogger("kontextd.session")
-REFRESH_SECRET = "session-refresh-token"  # noqa: S105 - a secret's name
 RECHECK = 300.0
 FIELDS = ("issuer", "client_id", "code", "code_verifier", "redirect_uri")
 
@@ -54,7 +56,7 @@ def restore(core: Core) -> None:
 
 def _name_user(core: Core, session: SessionRow | None) -> None:
     """``core.user`` and who vouched for it, from the current session (None: local)."""
-    if session is None:
+    if session is None or session.local:
         core.user, core.login_issuer, core.login_external = local_user(), "", False
         return
     core.user = session.user
@@ -85,9 +87,18 @@ def external_required_message(core: Core) -> str:
 
 
 def login(core: Core, body: dict[str, Any]) -> dict[str, Any]:
+    """Redeem the CLI's code at the issuer and start a session in place of the current
+    one — refused while that one is a live login or has grants or credentials to
+    end, unless ``force`` (the CLI asks the user first)."""
     issuer, client_id, code, verifier, redirect = (str(_field(body, n)) for n in FIELDS)
     _external_required(core, issuer)
     nonce = _field(body, "nonce", required=False)
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise invalid("force must be true or false")
+    current = for_core(core).db.current_session()
+    if not force:
+        _refuse_replacing(core, current)
     try:
         meta = relying.discover(issuer)
         form = {
@@ -109,7 +120,8 @@ def login(core: Core, body: dict[str, Any]) -> dict[str, Any]:
     except relying.ProviderError as exc:
         raise ApiError(wire.INVALID, f"login failed: {exc}") from exc
     refresh = answer.get("refresh_token")
-    _end_current(core, "replaced by a new login")
+    if current is not None:
+        lifecycle.end(core, current, "replaced by a new login")
     now = time.time()
     session = SessionRow(
         id=secrets.token_urlsafe(12),
@@ -131,48 +143,80 @@ def login(core: Core, body: dict[str, Any]) -> dict[str, Any]:
         core.secrets.put(REFRESH_SECRET, refresh)
     for_core(core).db.insert_session(session)
     _name_user(core, session)
-    events.record(core, "session.started", issuer=issuer, external=bool(session.external))
+    events.record(
+        core,
+        "session.started",
+        session=session.id,
+        issuer=issuer,
+        external=bool(session.external),
+        replaced=current.id if current is not None else None,
+    )
     return show(core)
 
 
-def _end_current(core: Core, reason: str) -> None:
-    db = for_core(core).db
-    session = db.current_session()
-    if session is None:
+def _refuse_replacing(core: Core, current: SessionRow | None) -> None:
+    """A login in place of a live one, or of one with grants or credentials, is asked
+    for explicitly (issue 19: a second login silently ended every running agent)."""
+    if current is None:
         return
-    grants.revoke(core, f"session ended: {reason}", session=session.id)
-    db.revoke_user_tokens(session.user, f"session ended: {reason}")
-    for cred in core.store.live_credentials():
-        if cred.user == session.user:
-            credentials.end(core, cred.jti, "revoked", f"session ended: {reason}")
-    db.clear_session(session.id)
-    core.secrets.delete(REFRESH_SECRET)
+    stake = lifecycle.at_stake(core, current)
+    live = lifecycle.is_live_login(current)
+    if not live and not stake.grants and not stake.credentials:
+        return
+    who = (
+        f"already logged in as {current.user} ({current.issuer}) until "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(current.expires_at))}"
+        if live
+        else f"the local account {current.user} has approvals"
+    )
+    raise ApiError(
+        wire.CONFLICT,
+        f"{who}; logging in ends that session, {stake.describe()}: "
+        "run 'kontext login --force' to go ahead",
+    )
 
 
 def logout(core: Core) -> dict[str, Any]:
+    """End the login session (its grants, tokens and credentials) and begin a new
+    session of the local account: nothing approved before comes back."""
     session = for_core(core).db.current_session()
-    if session is None:
+    if session is None or session.local:
         return {"logged_out": False, "user": core.user}
-    user = session.user
-    _end_current(core, "logged out")
-    events.record(core, "session.ended", reason="logged out", session_user=user)
+    stake = lifecycle.end(core, session, "logged out")
+    lifecycle.start_local(core)
     _name_user(core, None)
-    return {"logged_out": True, "user": user}
+    return {
+        "logged_out": True,
+        "user": session.user,
+        "grants_revoked": stake.grants,
+        "credentials_revoked": stake.credentials,
+    }
 
 
 def show(core: Core) -> dict[str, Any]:
+    """The current session, and what ending it would end (grants, live credentials)."""
     session = for_core(core).db.current_session()
-    if session is None:
-        return {"user": core.user, "issuer": None, "logged_in": False}
+    stake = lifecycle.at_stake(core, session)
+    counts = {"grants": stake.grants, "live_credentials": stake.credentials}
+    if session is None or session.local:
+        return {
+            "user": core.user,
+            "issuer": None,
+            "logged_in": False,
+            "session": session.id if session else None,
+            **counts,
+        }
     return {
         "user": session.user,
         "display_name": session.display_name,
         "issuer": session.issuer,
         "external": bool(session.external),
-        "logged_in": session.ended_at is None,
+        "logged_in": lifecycle.is_live_login(session),
         "expires_at": session.expires_at,
         "checked_at": session.checked_at,
         "ended": session.end_reason,
+        "session": session.id,
+        **counts,
     }
 
 
@@ -208,15 +252,8 @@ def check(core: Core) -> dict[str, Any]:
 
 def _refused(core: Core, session: SessionRow, error: str) -> None:
     reason = f"the issuer refused to refresh the session ({error})"
-    db = for_core(core).db
-    db.end_session(session.id, reason)
-    grants.revoke(core, f"session ended: {reason}", session=session.id)
-    for cred in core.store.live_credentials():
-        if cred.user == session.user:
-            credentials.end(core, cred.jti, "revoked", f"session ended: {reason}")
-    core.secrets.delete(REFRESH_SECRET)
+    lifecycle.end(core, session, reason)  # it stays current, ended: nothing is issued
     core.login_issuer, core.login_external = "", False
-    events.record(core, "session.ended", reason=reason, issuer=session.issuer)
     log.warning("login session ended: %s", reason)
 
 
@@ -239,6 +276,8 @@ def monitor(core: Core) -> None:
 def start(core: Core) -> None:
     """At daemon start: the issuer's secret file, the session's user, the monitor."""
     for_core(core)
+    if for_core(core).db.current_session() is None:
+        lifecycle.first_local(core)
     restore(core)
     threading.Thread(target=monitor, args=(core,), name="session", daemon=True).start()
 

@@ -159,12 +159,21 @@ UPDATE oauth_tokens SET revoked_at = strftime('%s','now'),
     WHERE kind = 'access' AND client_id != 'kontext' AND revoked_at IS NULL;
 """
 
+# The local account's sessions become rows of their own (``local`` = 1), so that
+# grants made before ``login`` end with that session and never come back after
+# ``logout`` (a new local session begins), and the audit tells the sessions apart.
+# Sessions are no longer deleted at logout: they end.
+M6_LOCAL_SESSIONS = """
+ALTER TABLE login_sessions ADD COLUMN local INTEGER NOT NULL DEFAULT 0;
+"""
+
 MIGRATIONS: list[str] = [
     M1_SPINE,
     M2_AUDIT_CHECKPOINTS,
     M3_LOGIN_CONSENT,
     M4_KEY_LIFECYCLE,
     M5_ONE_CREDENTIAL,
+    M6_LOCAL_SESSIONS,
 ]
 
 

@@ -27,6 +27,7 @@ class SessionRow:
     checked_at: float
     ended_at: float | None
     end_reason: str | None
+    local: int = 0  # the local account's session (no login), not a sign-in
 
 
 @dataclass(frozen=True)
@@ -92,16 +93,19 @@ class OAuthStore:
 
     def insert_session(self, row: SessionRow) -> None:
         self._run(
-            "INSERT INTO login_sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO login_sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             tuple(row.__dict__.values()),
         )
 
     def current_session(self) -> SessionRow | None:
-        """The newest session, ended or not (an ended one still blocks issuance)."""
+        """The newest session — a login, or the local account's — ended or not (an
+        ended login still blocks issuance until the next ``login`` or ``logout``)."""
         return self.store.cached("session", self._read_session)
 
     def _read_session(self) -> SessionRow | None:
-        rows = self._all("SELECT * FROM login_sessions ORDER BY created_at DESC LIMIT 1")
+        rows = self._all(
+            "SELECT * FROM login_sessions ORDER BY created_at DESC, rowid DESC LIMIT 1"
+        )
         return SessionRow(**dict(rows[0])) if rows else None
 
     def end_session(self, session_id: str, reason: str) -> bool:
@@ -113,10 +117,6 @@ class OAuthStore:
             )
             > 0
         )
-
-    def clear_session(self, session_id: str) -> None:
-        """Logout: the session is over and no longer the current one."""
-        self._run("DELETE FROM login_sessions WHERE id = ?", (session_id,))
 
     def touch_session(self, session_id: str, expires_at: float) -> None:
         self._run(
