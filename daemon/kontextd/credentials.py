@@ -120,10 +120,16 @@ def build_request(core: Core, body: dict[str, Any], peer_pid: int | None) -> Cre
         target=_target(body.get("target")),
         ttl=ttl if ttl is not None else default_ttl,
         ttl_explicit=ttl is not None,
-        interactive=facts.controlling_terminal(peer_pid),
+        interactive=_reads(core, "interactive") and facts.controlling_terminal(peer_pid),
         issuer=core.login_issuer,
         external_login=core.login_external,
     )
+
+
+def _reads(core: Core, attribute: str) -> bool:
+    """Whether the org policy in force reads ``attribute`` (``loader.Bundle.reads``)."""
+    org = core.org_policy
+    return org is not None and org.bundle.reads(attribute)
 
 
 def _event(request: CredentialRequest, name: str, **extra: Any) -> dict[str, Any]:

@@ -8,7 +8,8 @@ not be satisfied by a client that simply says so.
   SO_PEERCRED) has a controlling terminal — field 7, ``tty_nr``, of
   ``/proc/PID/stat`` is non-zero (proc(5)). It says a terminal is attached, not
   that a person is watching it: a program can open a pseudo-terminal for itself.
-  Where there is no ``/proc`` (macOS), it is false.
+  Where there is no ``/proc`` (macOS), it is false. The read costs a few system
+  calls, so it is made only when a loaded policy reads ``context.interactive``.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ line, rather than guess which half of an edit was meant (see ``cedar.py``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -180,6 +181,15 @@ class Bundle:
     errors: list[str] = field(default_factory=list)
     policy_set: cedarpy.PolicySet | None = None
     hashes: dict[str, str] = field(default_factory=dict)  # path -> SHA-256 of its bytes
+
+    def reads(self, attribute: str) -> bool:
+        """Whether some policy reads ``attribute`` (of the context, or anything): a
+        fact that costs a system call is established only when a policy asks for it."""
+        return f'"attr": "{attribute}"' in self._text
+
+    @functools.cached_property
+    def _text(self) -> str:
+        return json.dumps(self.policies)  # read after ``load``; the bundle is not changed again
 
 
 def load(dirs: list[str], schema: cedarpy.Schema) -> Bundle:
