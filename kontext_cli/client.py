@@ -257,11 +257,29 @@ def _peer_pid(sock: _socket.socket, path: str) -> int | None:
     return pid
 
 
+def _refuse_if_confined(paths: Paths) -> None:
+    """Inside ``kontext exec``'s confinement the runtime dir is an empty read-only
+    tmpfs: say so, rather than try to start a daemon there."""
+    try:
+        hidden = bool(os.statvfs(paths.runtime).f_flag & os.ST_RDONLY)
+    except OSError:
+        return
+    if hidden:
+        agent = os.environ.get("KONTEXT_AGENT")
+        who = f"agent:{agent}'s" if agent else "an agent's"
+        raise errors.AgentRefused(
+            f"this process runs inside {who} confinement (kontext exec): kontext's files and "
+            "daemon are hidden from agents; an agent may only narrow its own token by "
+            "exchange at $KONTEXT_URL/token"
+        )
+
+
 def connect(paths: Paths, *, autostart: bool = True) -> Connection:
     """Connect to the daemon, starting it in the background first if it is not running."""
     conn = try_connect(paths)
     if conn is not None:
         return conn
+    _refuse_if_confined(paths)
     if not autostart:
         raise errors.DaemonUnavailable(
             "kontextd is not running; start it with 'kontext daemon start'"

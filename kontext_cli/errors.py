@@ -18,11 +18,15 @@
     ├── UpstreamFailed          13  an integration's provider refused, failed or is not connected
     ├── LoginFailed             14  a browser login or consent did not complete (timeout, refusal)
     ├── StorageFailed           15  kontextd cannot write its database (full, read-only, removed)
+    ├── AgentRefused            16  the caller runs inside an agent's ``kontext exec`` (names it)
+    ├── ConfinementUnavailable  17  ``exec.confine = "require"`` and this machine cannot confine
     └── Cancelled              130  cancelled with Ctrl-C (nothing more was done)
 
 ``kontext exec`` passes its command's own status (0–255) through, so its own
-failures use codes a command rarely does: 122 denied, 125 any other kontext
-error before the command ran, 126 command not executable, 127 command not found.
+failures use codes a command rarely does: 122 denied (also: refused because it
+runs inside an agent), 123 confinement required but unavailable, 125 any other
+kontext error before the command ran, 126 command not executable, 127 command
+not found.
 
 This module is on the ``kontext exec`` fast path: standard library only.
 """
@@ -32,6 +36,7 @@ from __future__ import annotations
 from kontext.common import wire
 
 EXEC_DENIED = 122
+EXEC_UNCONFINED = 123
 EXEC_FAILED = 125
 EXEC_NOT_EXECUTABLE = 126
 EXEC_NOT_FOUND = 127
@@ -115,6 +120,20 @@ class StorageFailed(KontextError):
     exit_code = 15
 
 
+class AgentRefused(KontextError):
+    """The daemon (or the confinement around this process) refused an agent's caller."""
+
+    exit_code = 16
+    exec_code = EXEC_DENIED
+
+
+class ConfinementUnavailable(KontextError):
+    """``exec.confine = "require"`` and the kernel lacks what confinement needs."""
+
+    exit_code = 17
+    exec_code = EXEC_UNCONFINED
+
+
 class Cancelled(KontextError):
     """The user pressed Ctrl-C (SIGINT) before kontext finished; 130 = 128 + SIGINT."""
 
@@ -142,6 +161,7 @@ BY_WIRE_CODE: dict[str, type[KontextError]] = {
     wire.CONFIG: ConfigInvalid,
     wire.UPSTREAM: UpstreamFailed,
     wire.STORAGE: StorageFailed,
+    wire.AGENT_REFUSED: AgentRefused,
 }
 
 

@@ -17,12 +17,13 @@ import os
 import sys
 
 from kontext.common import paths, validate, wire
-from kontext_cli import client, errors
+from kontext_cli import client, confine, errors, reaper
 
 TYPE_CHECKING = False  # typing costs ~3-5 ms to import; mypy still reads this block
 if TYPE_CHECKING:
     import signal
     from collections.abc import Callable
+    from typing import Any
 else:
     # The C module under ``signal`` (always loaded by the interpreter): ``signal.py``
     # only adds enums, whose creation is ~0.4 ms of every exec. Values are plain ints.
@@ -50,7 +51,7 @@ class ExecRequest:
     costs ~5 ms, a third of Python's own start-up, on every exec.
     """
 
-    __slots__ = ("agent", "allow_nested", "command", "scopes", "target", "ttl")
+    __slots__ = ("agent", "command", "no_confine", "scopes", "target", "ttl")
 
     def __init__(
         self,
@@ -59,14 +60,14 @@ class ExecRequest:
         scopes: list[str] | None = None,
         target: str | None = None,
         ttl: str | None = None,
-        allow_nested: bool = False,
+        no_confine: bool = False,
     ) -> None:
         self.agent = agent
         self.command = command
         self.scopes = scopes if scopes is not None else []
         self.target = target
         self.ttl = ttl
-        self.allow_nested = allow_nested
+        self.no_confine = no_confine
 
     def _fields(self) -> tuple[object, ...]:
         return tuple(getattr(self, name) for name in self.__slots__)
@@ -101,7 +102,7 @@ def parse_fast(argv: list[str]) -> ExecRequest | None:
     error messages stay the only ones.
     """
     values: dict[str, list[str]] = {"agent": [], "scopes": [], "target": [], "ttl": []}
-    allow_nested, i = False, 0
+    no_confine, i = False, 0
     while i < len(argv):
         arg = argv[i]
         if arg == "--":
@@ -110,8 +111,8 @@ def parse_fast(argv: list[str]) -> ExecRequest | None:
         if not arg.startswith("-") or arg == "-":
             break
         name, eq, inline = arg.partition("=")
-        if arg == "--allow-nested":
-            allow_nested = True
+        if arg == "--no-confine":
+            no_confine = True
         elif name in VALUE_OPTIONS and (eq and name.startswith("--")):
             values[VALUE_OPTIONS[name]].append(inline)
         elif arg in VALUE_OPTIONS and i + 1 < len(argv):
@@ -129,7 +130,7 @@ def parse_fast(argv: list[str]) -> ExecRequest | None:
         scopes=values["scopes"],
         target=values["target"][-1] if values["target"] else None,
         ttl=values["ttl"][-1] if values["ttl"] else None,
-        allow_nested=allow_nested,
+        no_confine=no_confine,
     )
 
 
@@ -150,10 +151,11 @@ def _body(req: ExecRequest) -> dict[str, object]:
     except validate.InvalidInput as exc:
         raise errors.UsageError(str(exc)) from exc
     current = os.environ.get(wire.ENV_AGENT)
-    if current and current != name and not req.allow_nested:
-        raise errors.UsageError(
-            f"already running as agent:{current}; refusing to nest agent:{name} "
-            "(pass --allow-nested if you mean it)"
+    if current:
+        # Only a courtesy: kontextd refuses it from kernel facts, with or without the variable.
+        raise errors.AgentRefused(
+            f"already running as agent:{current}: an agent cannot start another agent "
+            f"(agent:{name}); it may narrow its own token by exchange at $KONTEXT_URL/token"
         )
     return body
 
@@ -202,31 +204,101 @@ def child_env(issued: dict[str, object]) -> dict[str, str]:
 def run(req: ExecRequest) -> int:
     """Run the command under the agent's credential; return the exit status to use."""
     body = _body(req)
-    conn = client.connect(paths.resolve())
+    if not req.command[0]:  # a shell says "command not found" too
+        raise errors.CommandNotFound("command not found: '' (the command name is empty)")
+    where = paths.resolve()
+    reaper.guard_wrapper()
+    child, unconfined = _prepare(req, where)  # it confines itself during the round trip
+    conn: client.Connection | None = None
     try:
+        helpers = False  # did we start processes of our own (kontextd, a browser) first?
+        conn = client.try_connect(where)
+        if conn is None:
+            conn, helpers = client.connect(where), True
         try:
             issued = conn.call("POST", "/v1/credentials", body)
         except errors.ConsentRequired:
             if not body["interactive"]:
                 raise  # never wait for a browser: the message names the grant command
             conn.close()
-            conn = _ask_consent(req, body)
+            conn, helpers = _ask_consent(req, body), True
             issued = conn.call("POST", "/v1/credentials", body)
-        signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
-        pid = _spawn(req.command, child_env(issued))
+        keep = _helpers(child) if helpers else set()
+        pid, unconfined = _start(req, child, unconfined, issued)
         # Told after the child exists, so 'kontext revoke --kill' can stop it.
         # From here on the command runs: losing the daemon (it stopped or
         # crashed, which revokes the credential) must neither orphan the child
         # nor replace its exit status with ours.
         # Not waited for: the answer is read once the child is done (it is there
         # by then, unless the command is quicker than one round trip).
-        sent = _reported(lambda: conn.send("POST", "/v1/lease/child", {"pid": pid}))
+        told = {"pid": pid, "confined": unconfined is None, "why": unconfined or ""}
+        lease = conn
+        sent = _reported(lambda: lease.send("POST", "/v1/lease/child", told))
         status = _wait(pid)
+        reaper.end_leftovers(keep)  # before the release: the tree ends with its lease
         if sent and _reported(conn.answer):
-            _reported(lambda: conn.call("POST", "/v1/lease/release", {"status": status}))
+            _reported(lambda: lease.call("POST", "/v1/lease/release", {"status": status}))
     finally:
-        conn.close()
+        if child is not None:
+            child.discard()
+        if conn is not None:
+            conn.close()
     return _exit_with(status)
+
+
+def _prepare(req: ExecRequest, where: paths.Paths) -> tuple[confine.Child | None, str | None]:
+    """Fork the child that confines itself; or None and why it will run unconfined."""
+    if req.no_confine:
+        return None, "--no-confine"
+    try:
+        confine.landlock_ok()
+        plan = confine.Plan(where, os.environ)
+    except confine.Unavailable as exc:
+        return None, str(exc)
+    except OSError as exc:
+        return None, f"cannot prepare kontext's directories to hide ({exc})"
+    plan.check_cwd()
+    return confine.Child(req.command, plan), None
+
+
+def _start(
+    req: ExecRequest,
+    child: confine.Child | None,
+    unconfined: str | None,
+    issued: dict[str, Any],
+) -> tuple[int, str | None]:
+    """Start the command, confined if we can and may; (pid, why unconfined or None)."""
+    setting = issued.get("confine")
+    setting = setting if isinstance(setting, dict) else {}
+    mode, bus = str(setting.get("mode", "auto")), bool(setting.get("session_bus"))
+    env = child_env(issued)
+    if child is not None and mode != "off":
+        unconfined = child.ready()
+        if unconfined is None:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
+            return child.start(env, bus), None
+    if child is not None:
+        child.discard()
+    if mode == "off":
+        unconfined = "exec.confine is off"
+    elif mode == "require":
+        raise errors.ConfinementUnavailable(
+            f"exec.confine is 'require' and this command cannot be confined: {unconfined}"
+        )
+    elif req.no_confine is False:
+        print(
+            f"kontext: warning: running agent:{issued['agent']} unconfined: {unconfined}; "
+            f"{confine.UNCONFINED_HINT}",
+            file=sys.stderr,
+            flush=True,
+        )
+    signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
+    return _spawn(req.command, env), unconfined
+
+
+def _helpers(child: confine.Child | None) -> set[tuple[int, int]]:
+    """Our children now, but for the pre-forked one: it is the command, not a helper."""
+    return {p for p in reaper.children() if child is None or p[0] != child.pid}
 
 
 def _reported(step: Callable[[], object]) -> bool:
@@ -243,8 +315,6 @@ def _reported(step: Callable[[], object]) -> bool:
 
 
 def _spawn(command: list[str], env: dict[str, str]) -> int:
-    if not command[0]:  # posix_spawnp raises ValueError; a shell says "command not found"
-        raise errors.CommandNotFound("command not found: '' (the command name is empty)")
     try:
         return os.posix_spawnp(command[0], command, env, setsigmask=(), setsigdef=RESET_IN_CHILD)
     except FileNotFoundError as exc:
@@ -273,9 +343,9 @@ def _wait(pid: int) -> int:
             if sent_by_process:
                 _kill_quietly(pid, signum)
             continue
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return os.waitstatus_to_exitcode(status)
+        status = reaper.reap(pid)  # orphans reparented to us are reaped as they end
+        if status is not None:
+            return status
 
 
 def _wait_portable(waitset: set[signal.Signals]) -> int:

@@ -29,6 +29,7 @@ def to_json(agent: AgentRow, live: int = 0) -> dict[str, Any]:
         "disabled": agent.disabled_at is not None,
         "disabled_reason": agent.disabled_reason,
         "live_credentials": live,
+        "session_bus": agent.session_bus,
     }
 
 
@@ -82,6 +83,9 @@ def create(core: Core, body: dict[str, Any]) -> dict[str, Any]:
     if not scopes:
         raise invalid("an agent needs at least one --allow INTEGRATION:SCOPE")
     display = _display_name(body.get("display_name"), name)
+    session_bus = body.get("session_bus", False)
+    if not isinstance(session_bus, bool):
+        raise invalid("session_bus must be true or false")
     max_ttl = body.get("max_ttl", DEFAULT_MAX_TTL)
     if not isinstance(max_ttl, int) or isinstance(max_ttl, bool):
         raise invalid("max_ttl must be a number of seconds")
@@ -93,7 +97,7 @@ def create(core: Core, body: dict[str, Any]) -> dict[str, Any]:
     with core.store.transaction() as tx:
         if tx.agent(name) is not None:
             raise ApiError(wire.CONFLICT, f"agent:{name} already exists; pick another name")
-        tx.insert_agent(name, display, max_ttl, scopes)
+        tx.insert_agent(name, display, max_ttl, scopes, session_bus)
         agent = tx.agent(name)
         assert agent is not None
         tx.append_event(
@@ -103,6 +107,7 @@ def create(core: Core, body: dict[str, Any]) -> dict[str, Any]:
                 "user": core.user_ref(),
                 "scopes": scopes,
                 "max_ttl": f"{max_ttl}s",
+                "session_bus": session_bus,
             }
         )
     return to_json(agent)
@@ -143,6 +148,25 @@ def set_enabled(core: Core, name: str, enabled: bool) -> dict[str, Any]:
                 "event": "agent.enabled" if enabled else "agent.disabled",
                 "agent": agent_ref(agent, agent.name),
                 "user": core.user_ref(),
+            }
+        )
+    return show(core, agent.name)
+
+
+def set_session_bus(core: Core, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Allow or deny an agent's confined exec the session D-Bus (the Secret Service)."""
+    agent = get(core, name)
+    allowed = body.get("session_bus")
+    if not isinstance(allowed, bool):
+        raise invalid("session_bus must be true or false")
+    with core.store.transaction() as tx:
+        tx.set_agent_session_bus(agent.name, allowed)
+        tx.append_event(
+            {
+                "event": "agent.changed",
+                "agent": agent_ref(agent, agent.name),
+                "user": core.user_ref(),
+                "session_bus": allowed,
             }
         )
     return show(core, agent.name)

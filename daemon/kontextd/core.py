@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 import pwd
 import socket
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from kontext.common import wire
 from kontext.common.config import Config
 from kontext.common.paths import Paths
 from kontextd.audit.anchor import AnchorStore
+from kontextd.callers import Trees
 from kontextd.consent.layer import GrantConsent
 from kontextd.dashboard.access import DashboardAccess
 from kontextd.errors import ApiError
@@ -23,6 +26,12 @@ from kontextd.secrets import SecretStore
 from kontextd.store.db import Store
 from kontextd.store.oauth_sql import OAuthStore
 from kontextd.tokens.keys import KeyRing
+
+# The control connection's peer while one of its requests runs (set by ControlHandler):
+# audit events name the real caller — its pid, and the agent when it is one.
+CALLER: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "kontextd_caller", default=None
+)
 
 
 def local_account() -> str:
@@ -61,6 +70,7 @@ class Core:
     gateway: GatewayState = field(default_factory=GatewayState)
     anchors: AnchorStore | None = None  # the audit trust anchor (None: not pinned here)
     dashboard: DashboardAccess = field(default_factory=DashboardAccess)  # links, sessions
+    trees: Trees = field(default_factory=Trees)  # live exec process trees (kernel facts)
 
     def __post_init__(self) -> None:
         if not self.layers:
@@ -77,8 +87,18 @@ class Core:
         """The Cedar org layer, for reload, check and explain."""
         return next((x for x in self.layers if isinstance(x, CedarOrgPolicy)), None)
 
-    def user_ref(self) -> dict[str, str]:
-        return {"id": self.user}
+    def user_ref(self) -> dict[str, Any]:
+        """The ``user`` of an audit event, with the calling process when a control
+        request (not the daemon itself) caused it."""
+        caller = CALLER.get()
+        return {"id": self.user, "caller": caller} if caller else {"id": self.user}
+
+    def caller_name(self) -> str:
+        """Who asked, in words: the user, or ``agent:NAME (pid N)``."""
+        caller = CALLER.get()
+        if caller and caller.get("agent"):
+            return f"{caller['agent']} (pid {caller['pid']})"
+        return self.user
 
     def secrets_check(self) -> None:
         """Refuse to sign when secrets sit in the file fallback and config now refuses it."""

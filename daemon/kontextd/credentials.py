@@ -336,7 +336,16 @@ def issue_for_exec(
         audience=list(request.integrations),
         env_values=child.values,
     )
-    return issued.jti, issued.to_json(request.agent_name)
+    answer = issued.to_json(request.agent_name)
+    # The loopback issuer, for RFC 8693 exchange of this token: a confined child
+    # cannot read the runtime dir where the port is published.
+    answer["env_values"] = {**answer["env_values"], wire.ENV_URL: core.issuer}
+    agent = core.store.agent(request.agent_name)
+    answer["confine"] = {
+        "mode": core.config.exec_confine,
+        "session_bus": bool(agent and agent.session_bus),
+    }
+    return issued.jti, answer
 
 
 def release_reason(status: Any) -> str:
@@ -363,7 +372,7 @@ def revoke_credential(core: Core, jti: str) -> dict[str, Any]:
     cred = core.store.credential(jti)
     if cred is None:
         raise not_found(f"no credential {jti}")
-    revoked = end(core, jti, "revoked", f"revoked by {core.user}")
+    revoked = end(core, jti, "revoked", f"revoked by {core.caller_name()}")
     return {"jti": jti, "revoked": revoked, "status": "revoked" if revoked else cred.status}
 
 
@@ -403,14 +412,30 @@ def delete_agent(core: Core, name: str) -> dict[str, Any]:
     return {"agent": f"agent:{agent.name}", "deleted": True}
 
 
-def record_child(core: Core, jti: str, pid: Any, wrapper_pid: int | None) -> None:
-    """The wrapper tells us its child's pid, so ``revoke --kill`` can stop it."""
+def record_child(core: Core, jti: str, body: dict[str, Any], wrapper_pid: int | None) -> None:
+    """The wrapper tells us its child's pid, so ``revoke --kill`` can stop it, and
+    whether it confined it; an unconfined child is audited."""
+    pid = body.get("pid")
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
         raise invalid("pid must be a positive process id")
     cred = core.store.credential(jti)
     if cred is None or cred.wrapper_pid != wrapper_pid:
         raise not_found("no credential held by this connection")
-    core.store.set_child(jti, pid, process_start(pid))
+    start = process_start(pid)
+    core.store.set_child(jti, pid, start)
+    core.trees.set_child(jti, pid, int(start) if start else None)
+    if body.get("confined") is False:
+        why = body.get("why")
+        with core.store.transaction() as tx:
+            tx.append_event(
+                {
+                    "event": "exec.unconfined",
+                    "agent": {"id": f"agent:{cred.agent}"},
+                    "jti": jti,
+                    "pid": pid,
+                    "reason": str(why)[:300] if why else "not said",
+                }
+            )
 
 
 def process_start(pid: int) -> str | None:

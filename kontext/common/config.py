@@ -16,6 +16,9 @@ Shape::
     [login]
     require_external_issuer = false     # true: only an external OIDC provider names the user
 
+    [exec]
+    confine = "auto"                    # "require": never run unconfined; "off": never confine
+
     [integrations.jira]                 # a user-defined integration
     display_name = "Jira"
     env = ["JIRA_TOKEN"]
@@ -148,6 +151,7 @@ SETTINGS: dict[str, Setting] = {
             _show_duration,
         ),
         Setting("login.require_external_issuer", False, _boolean, "true | false", _show_bool),
+        Setting("exec.confine", "auto", _choice("auto", "require", "off"), "auto | require | off"),
     )
 }
 SETTABLE = tuple(SETTINGS)
@@ -161,6 +165,7 @@ class Config:
     audit: AuditSettings = field(default_factory=AuditSettings)
     rotation_grace: int = 600
     require_external_issuer: bool = False
+    exec_confine: str = "auto"  # kontext exec's confinement (README, Confinement)
     integrations: dict[str, integrations.Integration] = field(
         default_factory=lambda: dict(integrations.BUILTINS)
     )
@@ -230,6 +235,7 @@ def parse(raw: dict[str, Any], path: str) -> Config:
         audit=audit,
         rotation_grace=values["keys.rotation_grace"],
         require_external_issuer=values["login.require_external_issuer"],
+        exec_confine=values["exec.confine"],
         integrations=catalogue,
         raw=raw,
     )
@@ -253,11 +259,14 @@ def set_value(path: str, key: str, value: str) -> None:
         raise ConfigError(f"{path}: [{section}] must be a table")
     table[name] = _boolean(value) if setting.parse is _boolean else value
     parse(raw, path)  # the whole file must still be valid with the new value
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as fh:
-        tomli_w.dump(raw, fh)
-    os.replace(tmp, path)
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            tomli_w.dump(raw, fh)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}; nothing was changed") from exc
 
 
 def flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -24,6 +24,7 @@ CONFIG = "config"  # 503: the config file is invalid
 INTERNAL = "internal"  # 500: a bug; details only in the daemon log
 UPSTREAM = "upstream"  # 502: an integration's provider refused, failed, or is not connected
 STORAGE = "storage"  # 503: the database cannot be written (full, read-only, removed, replaced)
+AGENT_REFUSED = "agent_refused"  # 403: the caller runs inside an agent's exec (kernel facts)
 
 HTTP_STATUS = {
     INVALID: 400,
@@ -40,6 +41,7 @@ HTTP_STATUS = {
     INTERNAL: 500,
     UPSTREAM: 502,
     STORAGE: 503,
+    AGENT_REFUSED: 403,
 }
 
 MAX_BODY = 64 * 1024
@@ -59,4 +61,5 @@ ENV_TOKEN = "KONTEXT_TOKEN"  # noqa: S105 - a variable name, not a secret
 ENV_AGENT = "KONTEXT_AGENT"
 ENV_EXPIRES = "KONTEXT_TOKEN_EXPIRES"
 ENV_JTI = "KONTEXT_CREDENTIAL_ID"
-KONTEXT_ENV = (ENV_TOKEN, ENV_AGENT, ENV_EXPIRES, ENV_JTI)
+ENV_URL = "KONTEXT_URL"  # the loopback issuer: RFC 8693 exchange of the child's own token
+KONTEXT_ENV = (ENV_TOKEN, ENV_AGENT, ENV_EXPIRES, ENV_JTI, ENV_URL)

@@ -33,6 +33,14 @@ def create(
     max_ttl: Annotated[
         str, typer.Option("--max-ttl", help="Longest credential lifetime, e.g. 30m, 1h.")
     ] = "1h",
+    session_bus: Annotated[
+        bool,
+        typer.Option(
+            "--session-bus",
+            help="Let its confined exec reach the session D-Bus, and with it every "
+            "Secret Service item (kontext's own keys included). Off by default.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Register a new agent with the scopes it may use."""
@@ -45,6 +53,8 @@ def create(
     }
     if display_name is not None:
         body["display_name"] = display_name
+    if session_bus:
+        body["session_bus"] = True
     with daemon() as conn:
         agent = conn.call("POST", "/v1/agents", body)
     if as_json:
@@ -99,10 +109,39 @@ def show(name: NameArg, as_json: JsonFlag = False) -> None:
         ("scopes", " ".join(agent["scopes"])),
         ("max ttl", validate.format_duration(agent["max_ttl"])),
         ("state", state),
+        ("session bus", _bus_words(agent)),
         ("live credentials", str(agent["live_credentials"])),
         ("created", render.when(agent["created_at"])),
     ):
         render.out.print(f"{label + ':':<18}{value}")
+
+
+def _bus_words(agent: dict[str, Any]) -> str:
+    if agent.get("session_bus"):
+        return "reachable from its exec (so is every Secret Service item)"
+    return "hidden from its exec"
+
+
+@app.command("set")
+def set_(
+    name: NameArg,
+    session_bus: Annotated[
+        bool,
+        typer.Option(
+            "--session-bus/--no-session-bus",
+            help="Let its confined exec reach the session D-Bus (and every Secret Service "
+            "item, kontext's keys included), or hide it again.",
+        ),
+    ],
+) -> None:
+    """Change an agent's settings (today: whether its exec may reach the session D-Bus)."""
+    with daemon() as conn:
+        agent = conn.call(
+            "POST",
+            f"/v1/agents/{checked(validate.agent_name, name)}/session-bus",
+            {"session_bus": session_bus},
+        )
+    render.out.print(f"{agent['id']}: session bus {_bus_words(agent)}")
 
 
 @app.command("delete")

@@ -13,12 +13,13 @@ from kontext_cli.doctor import FAIL, OK, SKIP, WARN, Check
 HELP = """Check this set-up and explain each problem with its fix.
 
 Checks: the config file; directory and file modes; the service unit, if
-installed; whether kontextd is reachable and the same version as this kontext;
-how secrets are kept (OS keyring, 0600-file fallback, or refused); the loopback
-port; org policy files; the login session; the clock. Nothing is changed and
-kontextd is not started, unless --fix is given: it restarts a kontextd older
-than this kontext (its live credentials are revoked) and tightens loose file
-modes. Exit status 0 when nothing failed, 12 when something did.
+installed; the confinement level kontext exec gets here (and why); whether
+kontextd is reachable and the same version as this kontext; how secrets are
+kept (OS keyring, 0600-file fallback, or refused); the loopback port; org
+policy files; the login session; the clock. Nothing is changed and kontextd is
+not started, unless --fix is given: it restarts a kontextd older than this
+kontext (its live credentials are revoked) and tightens loose file modes.
+Exit status 0 when nothing failed, 12 when something did.
 """
 
 STYLES = {OK: "green", WARN: "yellow", FAIL: "bold red", SKIP: "dim"}
@@ -36,10 +37,18 @@ def doctor(
 ) -> None:
     from kontext_cli.doctor import run
 
-    checks, done = run.run(fix=fix)
+    level: dict[str, object] = {}
+    checks, done = run.run(fix=fix, level=level)
     failed = [c for c in checks if c.status == FAIL]
     if as_json:
-        render.emit_json({"ok": not failed, "fixed": done, "checks": [c.to_json() for c in checks]})
+        render.emit_json(
+            {
+                "ok": not failed,
+                "fixed": done,
+                "confinement": level,
+                "checks": [c.to_json() for c in checks],
+            }
+        )
     else:
         for line in done:
             render.out.print(f"fixed: {line}")

@@ -54,8 +54,13 @@ def exec_command(
             "--ttl", help="Credential lifetime, e.g. 5m (default 10m, capped by the agent)."
         ),
     ] = None,
-    allow_nested: Annotated[
-        bool, typer.Option("--allow-nested", help="Allow running under another agent's exec.")
+    no_confine: Annotated[
+        bool,
+        typer.Option(
+            "--no-confine",
+            help="Run CMD without confinement (audited; refused inside an agent and "
+            "when exec.confine is 'require').",
+        ),
     ] = False,
 ) -> None:
     request = execrun.ExecRequest(
@@ -64,6 +69,6 @@ def exec_command(
         scopes=scope or [],
         target=target,
         ttl=ttl,
-        allow_nested=allow_nested,
+        no_confine=no_confine,
     )
     raise typer.Exit(execrun.run(request))

@@ -18,12 +18,14 @@ import time
 from typing import Any, ClassVar
 
 from kontextd import agents, credentials, settings
+from kontextd.api import gate
 from kontextd.api.control_auth import AUTH_ROUTES, AuthRoutes
 from kontextd.api.httpbase import Route, route
 from kontextd.audit import requester, trail
-from kontextd.core import Core
+from kontextd.callers import Caller
+from kontextd.core import CALLER, Core
 from kontextd.dashboard.access import LINK_TTL
-from kontextd.errors import invalid
+from kontextd.errors import ApiError, invalid
 from kontextd.gateway import admin as integrations_admin
 from kontextd.policy import admin as policy_admin
 from kontextd.store.audit_sql import AuditFilter
@@ -43,12 +45,21 @@ N = r"([a-z0-9][a-z0-9-]{0,62})"
 
 class Peer:
     """What the loop hands a handler thread: the peer's pid (from the kernel), the
-    bytes it already read from the connection, and the leases the connection holds."""
+    bytes it already read from the connection, the leases the connection holds, and
+    who the peer is if the loop already classified it."""
 
-    __slots__ = ("leases", "pid", "prefix", "reason")
+    __slots__ = ("caller", "leases", "pid", "prefix", "reason")
 
-    def __init__(self, pid: int | None, prefix: bytes, leases: list[str], reason: str) -> None:
+    def __init__(
+        self,
+        pid: int | None,
+        prefix: bytes,
+        leases: list[str],
+        reason: str,
+        caller: Caller | None = None,
+    ) -> None:
         self.pid, self.prefix, self.leases, self.reason = pid, prefix, leases, reason
+        self.caller = caller
 
 
 class _Prefixed(io.RawIOBase):
@@ -85,6 +96,7 @@ class ControlHandler(AuthRoutes):
         route("DELETE", rf"/v1/agents/{N}", "delete_agent"),
         route("POST", rf"/v1/agents/{N}/disable", "disable_agent"),
         route("POST", rf"/v1/agents/{N}/enable", "enable_agent"),
+        route("POST", rf"/v1/agents/{N}/session-bus", "agent_session_bus"),
         route("POST", r"/v1/credentials", "issue_credential"),
         route("GET", r"/v1/credentials", "list_credentials"),
         route("POST", r"/v1/lease/child", "lease_child"),
@@ -113,6 +125,7 @@ class ControlHandler(AuthRoutes):
         # The loop hands over the kernel-reported peer pid, what it read and the leases.
         peer: Peer = self.client_address  # type: ignore[assignment]
         self.peer_pid: int | None = peer.pid
+        self._caller = peer.caller
         self.leases: list[str] = list(peer.leases)
         self.lease_reason = peer.reason
         if peer.prefix:
@@ -123,6 +136,19 @@ class ControlHandler(AuthRoutes):
 
     def address_string(self) -> str:
         return f"unix:pid={self.peer_pid}"
+
+    @property
+    def caller(self) -> Caller:
+        """Who the peer is, from kernel facts (``kontextd.callers``), decided once."""
+        if self._caller is None:
+            self._caller = self.server.gate.caller(self.peer_pid)
+        return self._caller
+
+    def precheck(self) -> ApiError | None:
+        """The second wall: a caller inside an agent's tree may do little (``api.gate``)."""
+        CALLER.set(self.caller.to_json())
+        self.server.gate.check(self.caller, str(self.command), self.path.partition("?")[0])
+        return None
 
     @property
     def core(self) -> Core:
@@ -138,6 +164,7 @@ class ControlHandler(AuthRoutes):
             if not self.core.stopping.is_set():
                 for jti in self.leases:
                     credentials.end(self.core, jti, "revoked", self.lease_reason)
+            self.core.trees.drop(self.leases)
 
     lease_reason = "lease closed: kontext exec went away"
 
@@ -180,11 +207,15 @@ class ControlHandler(AuthRoutes):
     def enable_agent(self, name: str) -> None:
         self.send_json(200, agents.set_enabled(self.core, name, enabled=True))
 
+    def agent_session_bus(self, name: str) -> None:
+        self.send_json(200, agents.set_session_bus(self.core, name, self.read_json()))
+
     # -- credentials and leases -----------------------------------------------
 
     def issue_credential(self) -> None:
         jti, issued = credentials.issue_for_exec(self.core, self.read_json(), self.peer_pid)
         self.leases.append(jti)
+        self.core.trees.add(jti, str(issued["agent"]), self.peer_pid)
         # The lease is this connection: no idle timeout while it is held.
         self.connection.settimeout(None)
         self.send_json(201, issued)
@@ -220,20 +251,24 @@ class ControlHandler(AuthRoutes):
         return self.leases[-1]
 
     def lease_child(self) -> None:
-        credentials.record_child(
-            self.core, self._held(), self.read_json().get("pid"), self.peer_pid
-        )
+        credentials.record_child(self.core, self._held(), self.read_json(), self.peer_pid)
         self.send_json(200, {"ok": True})
 
     def lease_release(self) -> None:
         self.lease_reason = credentials.release_reason(self.read_json().get("status"))
         for jti in self.leases:
             credentials.end(self.core, jti, "revoked", self.lease_reason)
+        self.core.trees.drop(self.leases)  # the wrapper reaped its whole tree before releasing
         self.leases.clear()
         self.send_json(200, {"released": True})
 
     def revoke(self) -> None:
         body = self.read_json()
+        caller = self.caller
+        if not caller.trusted and (set(body) != {"jti"} or body["jti"] != caller.jti):
+            error = gate.refusal(caller, "POST", "/v1/revoke (anything but its own credential)")
+            self.server.gate.refused(caller, "POST", "/v1/revoke", error)
+            raise error
         if "agent" in body:
             kill = body.get("kill", False)
             if not isinstance(kill, bool):
@@ -242,7 +277,7 @@ class ControlHandler(AuthRoutes):
                 self.core,
                 agents.name_from(body["agent"]),
                 kill=kill,
-                reason=f"revoked by {self.core.user}",
+                reason=f"revoked by {self.core.caller_name()}",
             )
         elif "jti" in body:
             result = credentials.revoke_credential(self.core, body["jti"])
@@ -282,9 +317,7 @@ class ControlHandler(AuthRoutes):
         self.send_json(201, trail.make_checkpoint(self.core))
 
     def audit_prune(self) -> None:
-        # Who asks, from kernel facts; the control API's caller classification
-        # (issue 12) replaces requester.of when it lands — this is the one call.
-        asking = requester.of(self.core, self.peer_pid)
+        asking = requester.of(self.core, self.peer_pid)  # kernel facts: kontextd.callers
         self.send_json(200, trail.prune(self.core, self.read_json().get("before"), asking))
 
     # -- org policy -----------------------------------------------------------

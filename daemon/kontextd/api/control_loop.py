@@ -34,6 +34,7 @@ from kontext.common import wire
 from kontextd import credentials
 from kontextd.api import peercred
 from kontextd.api.control import REFUSAL, ControlHandler, Peer
+from kontextd.api.gate import Gate
 from kontextd.api.leases import LeaseConnection, error_response, parse
 from kontextd.core import Core
 from kontextd.errors import ApiError
@@ -62,6 +63,7 @@ class ControlServer:
     def __init__(self, path: str, core: Core, status: Any) -> None:
         self.core = core
         self.status = status
+        self.gate = Gate(core)
         self._uid = os.getuid()
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)  # the socket is born 0600; the 0700 directory guards it too
@@ -161,7 +163,7 @@ class ControlServer:
                 self._refuse(sock, pid, uid)
                 continue
             sock.setblocking(False)
-            conn = LeaseConnection(sock, pid)
+            conn = LeaseConnection(sock, pid, self.gate)
             self._conns[sock.fileno()] = conn
             self._selector.register(sock, selectors.EVENT_READ, conn)
 
@@ -296,6 +298,7 @@ class ControlServer:
                     credentials.end(self.core, jti, "revoked", conn.reason)
                 except StoreWriteError as exc:  # dead in memory at once; stored later
                     log.warning("could not record the end of a lease: %s", exc)
+        self.core.trees.drop(conn.leases)
         conn.leases.clear()
 
     def _sweep_idle(self) -> None:
@@ -306,7 +309,7 @@ class ControlServer:
     def _hand_off(self, conn: LeaseConnection) -> None:
         """Give the connection, its unread bytes and its leases to a handler thread."""
         self._forget(conn)
-        peer = Peer(conn.pid, bytes(conn.buf), list(conn.leases), conn.reason)
+        peer = Peer(conn.pid, bytes(conn.buf), list(conn.leases), conn.reason, conn.caller)
         thread = threading.Thread(
             target=self._handle,
             args=(conn.sock, peer),

@@ -23,7 +23,9 @@ from kontext.common import wire
 from kontextd import credentials
 from kontextd.api import http11
 from kontextd.api.control import ControlHandler
+from kontextd.api.gate import Gate
 from kontextd.api.httpbase import api_error, json_body
+from kontextd.callers import Caller
 from kontextd.core import Core
 from kontextd.errors import ApiError, invalid
 
@@ -115,7 +117,9 @@ class LeaseConnection:
     __slots__ = (
         "before",
         "buf",
+        "caller",
         "closing",
+        "gate",
         "leases",
         "mask",
         "outbox",
@@ -125,9 +129,11 @@ class LeaseConnection:
         "sock",
     )
 
-    def __init__(self, sock: socket.socket, pid: int | None) -> None:
+    def __init__(self, sock: socket.socket, pid: int | None, gate: Gate) -> None:
         self.sock = sock
         self.pid = pid
+        self.gate = gate
+        self.caller: Caller | None = None  # classified at the first request that needs it
         self.buf = bytearray()
         self.outbox = b""
         self.leases: list[str] = []
@@ -149,16 +155,21 @@ class LeaseConnection:
     def _route(self, core: Core, req: Request) -> tuple[int, Any]:
         body = json_body(req.body)
         if req.path == "/v1/credentials":
+            if self.caller is None:
+                self.caller = self.gate.caller(self.pid)
+            self.gate.check(self.caller, "POST", req.path)
             jti, issued = credentials.issue_for_exec(core, body, self.pid)
             self.leases.append(jti)
+            core.trees.add(jti, str(issued["agent"]), self.pid)
             return 201, issued
         if not self.leases:
             raise invalid("this connection holds no credential")
         if req.path == "/v1/lease/child":
-            credentials.record_child(core, self.leases[-1], body.get("pid"), self.pid)
+            credentials.record_child(core, self.leases[-1], body, self.pid)
             return 200, {"ok": True}
         self.reason = credentials.release_reason(body.get("status"))
         for jti in self.leases:
             credentials.end(core, jti, "revoked", self.reason)
+        core.trees.drop(self.leases)  # the wrapper reaped its whole tree before releasing
         self.leases.clear()
         return 200, {"released": True}

@@ -1,13 +1,9 @@
 """Who asks for an audit change, from kernel facts: the peer pid the control socket
 reported (SO_PEERCRED), this uid (the socket serves no other), and the agent whose
-``kontext exec`` the caller runs under, if any — an ancestor process that holds a
-live credential lease (its wrapper or its child).
-
-A stand-in for the control API's caller classification (issue 12): ``of`` is the
-only call the routes make, so wiring in that classifier (which also follows
-processes that left their tree, by namespace and cgroup) changes this one
-function. Until then a caller that double-forks away from its ``kontext exec``
-is not recognised; on systems without ``/proc`` no ancestry is known.
+``kontext exec`` the caller runs under, if any — as ``kontextd.callers`` classifies
+every control caller (ancestry below a live exec's subreaper wrapper, user
+namespaces). The control API's second wall already refuses prune to an agent;
+this names who asked in the anchor and the event.
 """
 
 from __future__ import annotations
@@ -17,8 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from kontextd.core import Core
-
-MAX_DEPTH = 64  # a process tree deeper than this is not a shell session
 
 
 @dataclass(frozen=True)
@@ -38,26 +32,5 @@ class Requester:
 
 def of(core: Core, pid: int | None) -> Requester:
     """Classify the control-API peer ``pid``."""
-    holders: dict[int, str] = {}
-    for cred in core.store.live_credentials():
-        for held in (cred.wrapper_pid, cred.child_pid):
-            if held:
-                holders[held] = f"agent:{cred.agent}"
-    agent = next((holders[p] for p in ancestry(pid) if p in holders), None)
-    return Requester(pid, os.getuid(), agent)
-
-
-def ancestry(pid: int | None) -> list[int]:
-    """``pid`` and its ancestors, nearest first, from ``/proc/PID/stat`` (empty elsewhere)."""
-    chain: list[int] = []
-    while pid is not None and pid > 1 and len(chain) < MAX_DEPTH:
-        chain.append(pid)
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            break
-        # The command name in parentheses may hold spaces and ')': split after the last.
-        fields = stat.rpartition(b")")[2].split()
-        pid = int(fields[1]) if len(fields) > 1 else None
-    return chain
+    caller = core.trees.classify(pid)
+    return Requester(pid, os.getuid(), f"agent:{caller.agent}" if caller.agent else None)

@@ -277,10 +277,18 @@ class Store:
 
     # -- agents ---------------------------------------------------------------
 
-    def insert_agent(self, name: str, display_name: str, max_ttl: int, scopes: list[str]) -> None:
+    def insert_agent(
+        self,
+        name: str,
+        display_name: str,
+        max_ttl: int,
+        scopes: list[str],
+        session_bus: bool = False,
+    ) -> None:
         self._run(
-            "INSERT INTO agents (name, display_name, max_ttl, created_at) VALUES (?, ?, ?, ?)",
-            (name, display_name, max_ttl, time.time()),
+            "INSERT INTO agents (name, display_name, max_ttl, created_at, session_bus) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (name, display_name, max_ttl, time.time(), int(session_bus)),
         )
         with self._lock:
             self._conn.executemany(
@@ -300,7 +308,9 @@ class Store:
         if row is None:
             return None
         scopes = self._all("SELECT scope FROM agent_scopes WHERE agent = ? ORDER BY scope", (name,))
-        return AgentRow(**dict(row), scopes=tuple(r["scope"] for r in scopes))
+        values = dict(row)
+        values["session_bus"] = bool(values.get("session_bus"))
+        return AgentRow(**values, scopes=tuple(r["scope"] for r in scopes))
 
     def agents(self) -> list[AgentRow]:
         names = [r["name"] for r in self._all("SELECT name FROM agents ORDER BY name")]
@@ -318,6 +328,14 @@ class Store:
             changed = self._run(
                 "UPDATE agents SET disabled_at = ?, disabled_reason = ? WHERE name = ?",
                 (disabled_at, reason, name),
+            )
+            return changed > 0
+
+    def set_agent_session_bus(self, name: str, allowed: bool) -> bool:
+        with self._lock:
+            self._agents.clear()
+            changed = self._run(
+                "UPDATE agents SET session_bus = ? WHERE name = ?", (int(allowed), name)
             )
             return changed > 0
 

@@ -167,6 +167,11 @@ M6_LOCAL_SESSIONS = """
 ALTER TABLE login_sessions ADD COLUMN local INTEGER NOT NULL DEFAULT 0;
 """
 
+# Whether an agent's confined exec may reach the session D-Bus (the Secret Service).
+M7_AGENT_SESSION_BUS = """
+ALTER TABLE agents ADD COLUMN session_bus INTEGER NOT NULL DEFAULT 0;
+"""
+
 MIGRATIONS: list[str] = [
     M1_SPINE,
     M2_AUDIT_CHECKPOINTS,
@@ -174,6 +179,7 @@ MIGRATIONS: list[str] = [
     M4_KEY_LIFECYCLE,
     M5_ONE_CREDENTIAL,
     M6_LOCAL_SESSIONS,
+    M7_AGENT_SESSION_BUS,
 ]
 
 

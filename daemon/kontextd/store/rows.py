@@ -16,6 +16,7 @@ class AgentRow:
     disabled_at: float | None
     disabled_reason: str | None
     scopes: tuple[str, ...]
+    session_bus: bool = False  # its confined exec may reach the session D-Bus
 
 
 EXEC, EXCHANGE, CODE = "exec", "exchange", "code"  # how a credential was minted
