@@ -6,7 +6,7 @@ _kontext_scopes='github:actions:read github:actions:write github:contents:read g
 _kontext_subcommands() {
     case "$1" in
         '') echo 'exec revoke login logout whoami dashboard doctor completion agent consent audit policy daemon config keys integration' ;;
-        'agent') echo 'create list show delete disable enable' ;;
+        'agent') echo 'create list show set delete disable enable' ;;
         'consent') echo 'list revoke grant' ;;
         'audit') echo 'tail checkpoint prune verify export' ;;
         'policy') echo 'schema check reload explain' ;;
@@ -20,7 +20,7 @@ _kontext_subcommands() {
 _kontext_options() {
     case "$1" in
         '') echo '--verbose --version --help' ;;
-        'exec') echo '-a --agent -s --scope -t --target --ttl --allow-nested --help' ;;
+        'exec') echo '-a --agent -s --scope -t --target --ttl --no-confine --help' ;;
         'revoke') echo '--kill --help' ;;
         'login') echo '--issuer --client-id --no-browser --timeout --force --help' ;;
         'logout') echo '--help' ;;
@@ -29,9 +29,10 @@ _kontext_options() {
         'doctor') echo '--json --fix --help' ;;
         'completion') echo '--help' ;;
         'agent') echo '--help' ;;
-        'agent create') echo '--allow --display-name --max-ttl --json --help' ;;
+        'agent create') echo '--allow --display-name --max-ttl --session-bus --json --help' ;;
         'agent list') echo '--json --help' ;;
         'agent show') echo '--json --help' ;;
+        'agent set') echo '--no-session-bus --session-bus --help' ;;
         'agent delete') echo '--help' ;;
         'agent disable') echo '--help' ;;
         'agent enable') echo '--help' ;;
@@ -112,6 +113,7 @@ _kontext_argument_kind() {
         'revoke|'0) echo 'agent-ref' ;;
         'completion|'0) echo 'choice:bash zsh fish' ;;
         'agent show|'0) echo 'agent' ;;
+        'agent set|'0) echo 'agent' ;;
         'agent delete|'0) echo 'agent' ;;
         'agent disable|'0) echo 'agent' ;;
         'agent enable|'0) echo 'agent' ;;

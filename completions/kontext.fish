@@ -5,7 +5,7 @@ function __kontext_subcommands
         case ''
             printf '%s\n' exec revoke login logout whoami dashboard doctor completion agent consent audit policy daemon config keys integration
         case 'agent'
-            printf '%s\n' create list show delete disable enable
+            printf '%s\n' create list show set delete disable enable
         case 'consent'
             printf '%s\n' list revoke grant
         case 'audit'
@@ -170,7 +170,7 @@ complete -c kontext -n '__kontext_at exec' -s a -l agent -r -f -a '(__kontext_ag
 complete -c kontext -n '__kontext_at exec' -s s -l scope -r -f -a 'github:actions:read github:actions:write github:contents:read github:contents:write github:issues:read github:issues:write github:metadata:read github:pulls:read github:pulls:write github:releases:write slack:channels:history slack:channels:read slack:chat:write slack:reactions:write slack:users:read' -d 'Ask only for INTEGRATION:SCOPE; repeat. Default: all the agent\'s scopes.'
 complete -c kontext -n '__kontext_at exec' -s t -l target -r -f -d 'The resource, e.g. acme-corp/backend.'
 complete -c kontext -n '__kontext_at exec' -l ttl -r -f -d 'Credential lifetime, e.g. 5m (default 10m, capped by the agent).'
-complete -c kontext -n '__kontext_at exec' -l allow-nested -d 'Allow running under another agent\'s exec.'
+complete -c kontext -n '__kontext_at exec' -l no-confine -d 'Run CMD without confinement (audited; refused inside an agent and when exec.confine is \'require\').'
 complete -c kontext -n '__kontext_at exec' -l help -d 'Show this message and exit.'
 complete -c kontext -n __kontext_in_command -f -a '(__kontext_command_line)'
 complete -c kontext -n '__kontext_at revoke' -l kill -d 'Also terminate the agent\'s running exec\'d processes.'
@@ -196,6 +196,7 @@ complete -c kontext -n '__kontext_at completion 0' -f -a 'bash zsh fish'
 complete -c kontext -n '__kontext_at agent' -f -a 'create' -d 'Register a new agent with the scopes it may use'
 complete -c kontext -n '__kontext_at agent' -f -a 'list' -d 'List agents, their scopes and live credentials'
 complete -c kontext -n '__kontext_at agent' -f -a 'show' -d 'Show one agent'
+complete -c kontext -n '__kontext_at agent' -f -a 'set' -d 'Change an agent\'s settings (today: whether its exec may reach the session D-Bus)'
 complete -c kontext -n '__kontext_at agent' -f -a 'delete' -d 'Delete an agent; its live credentials are revoked first'
 complete -c kontext -n '__kontext_at agent' -f -a 'disable' -d 'Refuse new credentials and revoke live ones (like \'kontext revoke agent:NAME\')'
 complete -c kontext -n '__kontext_at agent' -f -a 'enable' -d 'Allow an agent credentials again (undoes disable or revoke)'
@@ -203,6 +204,7 @@ complete -c kontext -n '__kontext_at agent' -l help -d 'Show this message and ex
 complete -c kontext -n '__kontext_at \'agent create\'' -l allow -r -f -a 'github:actions:read github:actions:write github:contents:read github:contents:write github:issues:read github:issues:write github:metadata:read github:pulls:read github:pulls:write github:releases:write slack:channels:history slack:channels:read slack:chat:write slack:reactions:write slack:users:read' -d 'A scope the agent may use, INTEGRATION:SCOPE; repeat for more.'
 complete -c kontext -n '__kontext_at \'agent create\'' -l display-name -r -f -d 'Name shown in audit and consent.'
 complete -c kontext -n '__kontext_at \'agent create\'' -l max-ttl -r -f -d 'Longest credential lifetime, e.g. 30m, 1h.'
+complete -c kontext -n '__kontext_at \'agent create\'' -l session-bus -d 'Let its confined exec reach the session D-Bus, and with it every Secret Service item (kontext\'s own keys included). Off by default.'
 complete -c kontext -n '__kontext_at \'agent create\'' -l json -d 'Print JSON instead of a table.'
 complete -c kontext -n '__kontext_at \'agent create\'' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at \'agent list\'' -l json -d 'Print JSON instead of a table.'
@@ -210,6 +212,9 @@ complete -c kontext -n '__kontext_at \'agent list\'' -l help -d 'Show this messa
 complete -c kontext -n '__kontext_at \'agent show\'' -l json -d 'Print JSON instead of a table.'
 complete -c kontext -n '__kontext_at \'agent show\'' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at \'agent show\' 0' -f -a '(__kontext_agents)'
+complete -c kontext -n '__kontext_at \'agent set\'' -l no-session-bus -l session-bus -d 'Let its confined exec reach the session D-Bus (and every Secret Service item, kontext\'s keys included), or hide it again.'
+complete -c kontext -n '__kontext_at \'agent set\'' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'agent set\' 0' -f -a '(__kontext_agents)'
 complete -c kontext -n '__kontext_at \'agent delete\'' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at \'agent delete\' 0' -f -a '(__kontext_agents)'
 complete -c kontext -n '__kontext_at \'agent disable\'' -l help -d 'Show this message and exit.'

@@ -204,6 +204,7 @@ def try_connect(paths: Paths) -> Connection | None:
     except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
         # No daemon. (A file where the runtime dir belongs: starting one says what to fix.)
         sock.close()
+        refuse_if_confined(paths)  # or it is hidden from us: we run inside an agent
         return None
     except TimeoutError as exc:
         sock.close()
@@ -257,7 +258,7 @@ def _peer_pid(sock: _socket.socket, path: str) -> int | None:
     return pid
 
 
-def _refuse_if_confined(paths: Paths) -> None:
+def refuse_if_confined(paths: Paths) -> None:
     """Inside ``kontext exec``'s confinement the runtime dir is an empty read-only
     tmpfs: say so, rather than try to start a daemon there."""
     try:
@@ -279,7 +280,6 @@ def connect(paths: Paths, *, autostart: bool = True) -> Connection:
     conn = try_connect(paths)
     if conn is not None:
         return conn
-    _refuse_if_confined(paths)
     if not autostart:
         raise errors.DaemonUnavailable(
             "kontextd is not running; start it with 'kontext daemon start'"

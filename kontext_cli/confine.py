@@ -60,12 +60,16 @@ class Plan:
 
     __slots__ = ("bus", "hide", "uid")
 
-    def __init__(self, where: Paths, environ: dict[str, str] | os._Environ[str]) -> None:
+    def __init__(
+        self, where: Paths, environ: dict[str, str] | os._Environ[str], create: bool = True
+    ) -> None:
         self.uid = os.getuid()
         self.hide: list[str] = []
         for path in (where.config, where.data, where.runtime, where.logs):
             real = os.path.realpath(path)
             if not os.path.isdir(real):
+                if not create:
+                    continue
                 # Missing, the agent could create it (a config.toml of its own): make it first.
                 os.makedirs(real, mode=0o700, exist_ok=True)
             if not any(real == h or real.startswith(h + "/") for h in self.hide):
@@ -315,11 +319,22 @@ def _read_all(fd: int) -> bytes:
 def probe(where: Paths) -> str | None:
     """Try everything ``exec`` does, in a throwaway child: None if it all works here,
     else why not (for ``kontext doctor``)."""
+    import tempfile
+
     try:
         landlock_ok()
-        plan = Plan(where, os.environ)
+        plan = Plan(where, os.environ, create=False)  # doctor creates nothing of kontext's
     except (Unavailable, OSError) as exc:
         return str(exc)
+    scratch = tempfile.mkdtemp(prefix="kontext-probe-")
+    plan.hide.append(scratch)  # at least one directory to hide, as exec always has
+    try:
+        return _probe(plan)
+    finally:
+        os.rmdir(scratch)
+
+
+def _probe(plan: Plan) -> str | None:
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the forked child

@@ -78,6 +78,7 @@ def test_create_show_list_as_json(kx: Kontext) -> None:
         "disabled": False,
         "disabled_reason": None,
         "live_credentials": 0,
+        "session_bus": False,
     }
     shown = json.loads(kx.ok("agent", "show", name, "--json").stdout)
     assert shown == created
@@ -470,3 +471,22 @@ def test_fixing_the_config_lets_the_daemon_start(fresh_kx: Kontext) -> None:
     k.ok("daemon", "start")
     assert wait_until(k.socket.exists)
     k.ok("agent", "create", "fixed", "--allow", "jira:issues:read")
+
+
+def test_session_bus_is_off_until_allowed_and_every_change_is_audited(kx: Kontext) -> None:
+    """Whether an agent's confined exec may reach the session D-Bus (the Secret Service)."""
+    name = f"bus-{os.getpid()}"
+    created = json.loads(
+        kx.ok("agent", "create", name, "--allow", "github:pulls:read", "--json").stdout
+    )
+    assert created["session_bus"] is False
+    assert "hidden from its exec" in kx.ok("agent", "show", name).stdout
+    assert "reachable" in kx.ok("agent", "set", name, "--session-bus").stdout
+    assert json.loads(kx.ok("agent", "show", name, "--json").stdout)["session_bus"] is True
+    kx.ok("agent", "set", name, "--no-session-bus")
+    assert json.loads(kx.ok("agent", "show", name, "--json").stdout)["session_bus"] is False
+    changes = [e["session_bus"] for e in api_audit(kx, name) if e["event"] == "agent.changed"]
+    assert changes == [True, False]
+    allowed = f"bus-allowed-{os.getpid()}"
+    kx.ok("agent", "create", allowed, "--allow", "github:pulls:read", "--session-bus")
+    assert json.loads(kx.ok("agent", "show", allowed, "--json").stdout)["session_bus"] is True

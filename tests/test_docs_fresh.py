@@ -216,7 +216,7 @@ def test_bash_completes_commands_subcommands_options_and_scopes(tmp_path: Path) 
     env = {**os.environ, "KONTEXT_HOME": str(tmp_path)}
     assert {"agent", "exec", "revoke", "audit"} <= set(bash_complete("kontext ", env))
     assert bash_complete("kontext agent cr", env) == ["create"]
-    assert "--allow-nested" in bash_complete("kontext exec --", env)
+    assert "--no-confine" in bash_complete("kontext exec --", env)
     # bash breaks words at ':', so only the last part is completed.
     scopes = bash_complete("kontext agent create x --allow github:pulls:w", env)
     assert scopes == ["write"]
@@ -232,7 +232,7 @@ def test_fish_completes_commands_and_options(tmp_path: Path) -> None:
     env = {**os.environ, "KONTEXT_HOME": str(tmp_path)}
     assert {"agent", "exec", "revoke"} <= set(fish_complete("kontext ", env))
     assert set(fish_complete("kontext agent ", env)) >= {"create", "show", "list"}
-    assert "--allow-nested" in fish_complete("kontext exec --", env)
+    assert "--no-confine" in fish_complete("kontext exec --", env)
 
 
 def test_agent_names_complete_live_from_a_running_daemon(kx: Kontext) -> None:

@@ -18,8 +18,8 @@ from conftest import Kontext, one_line_error
 from kontext_cli import __version__, service
 
 DOCTOR_FAILED = 12
-CHECKS = {"config", "modes", "service", "daemon", "versions", "keyring", "loopback", "policy"}
-CHECKS |= {"session", "clock", "applied", "database"}
+CHECKS = {"config", "modes", "service", "confine", "daemon", "versions", "keyring"}
+CHECKS |= {"loopback", "policy", "session", "clock", "applied", "database"}
 
 
 def report(k: Kontext, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:

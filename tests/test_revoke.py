@@ -194,3 +194,108 @@ def test_a_recreated_agent_does_not_revive_old_credentials(kx: Kontext) -> None:
         assert wait_until(lambda: live_count(kx, name) == 0)
     finally:
         kx.close(proc)
+
+
+# -- --kill ends the whole tree of every exec (issue 17.4) -----------------------------------
+
+# The command hides three processes from a naive kill: a new session (setsid -f), a
+# double-forked orphan (its parent exits at once) and a background job in a process
+# group of its own, one of them ignoring SIGTERM; each writes its pid to DIR.
+TREE = r"""
+import os, signal, subprocess, sys, time
+where = sys.argv[1]
+def note(name):
+    with open(os.path.join(where, name), "w") as fh:
+        fh.write(str(os.getpid()))
+subprocess.run(["setsid", "-f", sys.executable, "-c",
+    "import os,sys,time;open(sys.argv[1],'w').write(str(os.getpid()));time.sleep(600)",
+    os.path.join(where, "setsid")], check=True)
+if os.fork() == 0:
+    if os.fork() == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        note("orphan")
+        time.sleep(600)
+        os._exit(0)
+    os._exit(0)
+subprocess.Popen(["sh", "-c", "echo $$ > " + os.path.join(where, "group") + "; exec sleep 600"],
+                 process_group=0)
+print("ready", flush=True)
+sys.stdin.read()
+"""
+TREE_PIDS = ("setsid", "orphan", "group")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _start_tree(k: Kontext, agent: str, where: str, *flags: str) -> subprocess.Popen[str]:
+    os.makedirs(where, exist_ok=True)
+    proc = k.popen(
+        "exec",
+        "--agent",
+        agent,
+        *flags,
+        "--",
+        sys.executable,
+        "-c",
+        TREE,
+        where,
+        stdin=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n", proc.stderr.read() if proc.stderr else ""
+    files = [os.path.join(where, n) for n in TREE_PIDS]
+    assert wait_until(lambda: all(os.path.exists(f) and os.path.getsize(f) for f in files))
+    return proc
+
+
+def _tree_pids(where: str) -> list[int]:
+    pids = []
+    for name in TREE_PIDS:
+        with open(os.path.join(where, name)) as fh:
+            pids.append(int(fh.read()))
+    return pids
+
+
+def test_revoke_kill_ends_the_whole_tree_of_every_exec(kx: Kontext, tmp_path: object) -> None:
+    name = api_new_agent(kx, "github:pulls:read", prefix="tree")
+    confined = _start_tree(kx, name, f"{tmp_path}/confined")
+    unconfined = _start_tree(kx, name, f"{tmp_path}/unconfined", "--no-confine")
+    pids = _tree_pids(f"{tmp_path}/confined") + _tree_pids(f"{tmp_path}/unconfined")
+    try:
+        assert all(_alive(pid) for pid in pids)
+        done = kx.ok("revoke", f"agent:{name}", "--kill")
+        assert "2 live credential(s) revoked" in done.stdout
+        # The one ignoring SIGTERM gets SIGKILL after the grace period.
+        assert wait_until(lambda: not any(_alive(pid) for pid in pids), timeout=30), [
+            pid for pid in pids if _alive(pid)
+        ]
+        assert confined.wait(timeout=30) == -signal.SIGTERM
+        assert unconfined.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        for proc in (confined, unconfined):
+            kx.close(proc) if proc.poll() is not None else proc.kill()
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    events = [e for e in api_audit(kx, agent=name) if e["event"] == "process.killed"]
+    assert len(events) == 2
+    assert set(pids) <= {pid for e in events for pid in e["pids"]}
+
+
+def test_what_a_command_leaves_behind_ends_with_its_exec(kx: Kontext, tmp_path: object) -> None:
+    """The wrapper is its tree's subreaper: orphans do not outlive the exec."""
+    name = api_new_agent(kx, "github:pulls:read", prefix="leftover")
+    where = f"{tmp_path}/tree"
+    proc = _start_tree(kx, name, where)
+    pids = _tree_pids(where)
+    assert proc.stdin is not None
+    proc.stdin.close()  # the command exits; its orphans are still running
+    assert proc.wait(timeout=60) == 0
+    assert not [pid for pid in pids if _alive(pid)]
+    kx.close(proc)

@@ -13,20 +13,16 @@ all pass the same request path, store and audit it the same way; how each ends
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-import os
-import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kontext.common import validate, wire
-from kontextd import agents
+from kontextd import agents, killer
 from kontextd.core import Core
 from kontextd.credential_end import (  # the callers of these ask ``credentials``
     end,
@@ -46,7 +42,6 @@ from kontextd.tokens.mint import mint
 
 log = logging.getLogger("kontextd.credentials")
 DEFAULT_TTL = 600
-KILL_GRACE = 3.0
 
 
 @dataclass(frozen=True)
@@ -392,7 +387,7 @@ def revoke_agent(core: Core, name: str, *, kill: bool, reason: str) -> dict[str,
         )
     live = core.store.live_credentials(agent.name)
     revoked = end_all(core, live, "revoked", f"agent revoked: {reason}")
-    killed = [pid for c in live if kill and (pid := _kill_child(core, c)) is not None]
+    killed = _kill_trees(core, agent.name) if kill else []
     return {"agent": f"agent:{agent.name}", "revoked": revoked, "killed": killed}
 
 
@@ -447,34 +442,26 @@ def process_start(pid: int) -> str | None:
         return None
 
 
-def _kill_child(core: Core, cred: CredentialRow) -> int | None:
-    pid = cred.child_pid
-    if pid is None or process_start(pid) != cred.child_start:
-        return None  # gone, or the pid now belongs to another process
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return None
-    threading.Thread(target=_finish_kill, args=(pid, cred.child_start), daemon=True).start()
-    with core.store.transaction() as tx:
-        tx.append_event(
-            {
-                "event": "process.killed",
-                "agent": {"id": f"agent:{cred.agent}"},
-                "jti": cred.jti,
-                "pid": pid,
-                "signal": "SIGTERM",
-            }
-        )
-    return pid
-
-
-def _finish_kill(pid: int, start: str | None) -> None:
-    """SIGKILL after a grace period if the process ignored SIGTERM."""
-    time.sleep(KILL_GRACE)
-    if process_start(pid) == start:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+def _kill_trees(core: Core, agent: str) -> list[int]:
+    """End the whole process tree of every live exec of ``agent`` (``kontextd.killer``)."""
+    trees = core.trees.of_agent(agent)
+    signalled = killer.terminate(trees)
+    if signalled:
+        with core.store.transaction() as tx:
+            for tree in trees:
+                if tree.jti in signalled:
+                    tx.append_event(
+                        {
+                            "event": "process.killed",
+                            "agent": {"id": f"agent:{agent}"},
+                            "jti": tree.jti,
+                            "pid": tree.child[0] if tree.child else None,
+                            "pids": signalled[tree.jti],
+                            "signal": "SIGTERM",
+                            "by": core.caller_name(),
+                        }
+                    )
+    return [pid for pids in signalled.values() for pid in pids]
 
 
 __all__ = [

@@ -20,8 +20,8 @@ ProcId = tuple[int, int]  # (pid, start time in clock ticks since boot)
 MAX_DEPTH = 256  # a process tree deeper than this is not a real one: stop walking
 
 
-def stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, start time) of ``pid``, or None if it is gone or unreadable."""
+def _stat(pid: int) -> tuple[bytes, int, int] | None:
+    """(state, parent pid, start time) of ``pid``, or None if it is gone or unreadable."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             raw = fh.read()
@@ -30,9 +30,21 @@ def stat(pid: int) -> tuple[int, int] | None:
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
     fields = raw.rpartition(b")")[2].split()
     try:
-        return int(fields[1]), int(fields[19])
+        return fields[0], int(fields[1]), int(fields[19])
     except (IndexError, ValueError):
         return None
+
+
+def stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time) of ``pid``, or None if it is gone or unreadable."""
+    facts = _stat(pid)
+    return None if facts is None else (facts[1], facts[2])
+
+
+def is_zombie(pid: int) -> bool:
+    """Has ``pid`` exited, waiting only to be reaped (or is it gone)?"""
+    facts = _stat(pid)
+    return facts is None or facts[0] in (b"Z", b"X")
 
 
 def ident(pid: int) -> ProcId | None:

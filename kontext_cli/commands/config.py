@@ -29,6 +29,7 @@ def set_(
     value: Annotated[str, typer.Argument(metavar="VALUE", help="New value, e.g. refuse.")],
 ) -> None:
     where = paths.resolve()
+    client.refuse_if_confined(where)  # inside an agent the config dir is an empty, read-only tmpfs
     try:
         config.set_value(where.config_file, key, value)
     except config.SettingError as exc:

@@ -16,10 +16,16 @@ from kontext_cli import execrun
 HELP = """Run CMD with a short-lived credential for one agent, in its environment only.
 
 The child gets KONTEXT_TOKEN, the integration's variables (e.g. GITHUB_TOKEN),
-KONTEXT_AGENT, KONTEXT_TOKEN_EXPIRES and KONTEXT_CREDENTIAL_ID; inherited
-credentials of other integrations are removed. The credential is revoked when
-CMD exits or this process dies. Exit status: CMD's own; 122 denied; 125 kontext
-failed before CMD ran; 126 CMD not executable; 127 CMD not found.
+KONTEXT_AGENT, KONTEXT_TOKEN_EXPIRES, KONTEXT_CREDENTIAL_ID and KONTEXT_URL (the
+loopback issuer, for RFC 8693 exchange of its own token); inherited credentials
+of other integrations are removed. On Linux CMD and everything it starts are
+confined: kontext's files, daemon and the session D-Bus are hidden from them,
+and they cannot signal or ptrace anything outside their own tree (exec.confine,
+--no-confine; 'kontext doctor' shows the level). The credential is revoked when
+CMD exits or this process dies, and what CMD leaves running is ended with it.
+Exit status: CMD's own; 122 denied (also: refused inside an agent); 123
+confinement required but unavailable; 125 kontext failed before CMD ran; 126
+CMD not executable; 127 CMD not found.
 """
 
 
