@@ -48,6 +48,7 @@ def regular_install() -> Iterator[Path | None]:
 
 
 EXEC_ARGS = ("exec", "--agent", AGENT, "--", TRUE)
+UNCONFINED_ARGS = ("exec", "--agent", AGENT, "--no-confine", "--", TRUE)
 
 
 def bench_exec(daemon: Daemon, plan: Plan) -> tuple[Section, dict[str, list[float]]]:
@@ -55,6 +56,7 @@ def bench_exec(daemon: Daemon, plan: Plan) -> tuple[Section, dict[str, list[floa
         "`true`": [TRUE],
         "`python3 -c pass`": [sys.executable, "-c", "pass"],
         "`kontext exec --agent a -- true`": [KONTEXT, *EXEC_ARGS],
+        "`kontext exec --agent a --no-confine -- true`": [KONTEXT, *UNCONFINED_ARGS],
     }
     baseline_of = {name: "`python3 -c pass`" for name in commands}
     with regular_install() if plan.regular_install else nothing() as bin_dir:
@@ -68,7 +70,11 @@ def bench_exec(daemon: Daemon, plan: Plan) -> tuple[Section, dict[str, list[floa
                 str(bin_dir / "kontext"),
                 *EXEC_ARGS,
             ]
-            for name in list(commands)[-2:]:
+            commands["`kontext exec --agent a --no-confine -- true`, regular install"] = [
+                str(bin_dir / "kontext"),
+                *UNCONFINED_ARGS,
+            ]
+            for name in list(commands)[-3:]:
                 baseline_of[name] = "`python3 -c pass`, regular install's venv"
         times = _time_interleaved(commands, daemon.env, plan.exec_runs)
     section = Section(
@@ -91,7 +97,9 @@ def bench_exec(daemon: Daemon, plan: Plan) -> tuple[Section, dict[str, list[floa
         "`kontext` is compared with `python3 -c pass` run by its own venv's interpreter. "
         "The first venv is the one running this script (an editable install in CI and "
         "development, whose import hook slows every start, the floor included); the "
-        "second is built for this run from a wheel, as pipx or pip install it."
+        "second is built for this run from a wheel, as pipx or pip install it. "
+        "`kontext exec` confines its child by default (Linux, where the kernel allows: "
+        "README, Confinement); `--no-confine` is the same exec without it."
     )
     return section, times
 

@@ -9,8 +9,9 @@ It starts a real kontextd in a throw-away KONTEXT_HOME under /tmp (a Unix socket
 path must fit in 108 bytes) and measures, with the kontext and python of the
 interpreter running this script:
 
-1. exec overhead: ``kontext exec --agent a -- true`` against ``true`` and
-   ``python3 -c pass`` (daemon warm), interleaved run by run.
+1. exec overhead: ``kontext exec --agent a -- true``, confined and with
+   ``--no-confine``, against ``true`` and ``python3 -c pass`` (daemon warm),
+   interleaved run by run (bench/confine_bench.py breaks confinement's cost down).
 2. Issuance: credentials/s and p50/p99 latency at 1, 8, 32 and 128 concurrent
    clients; a client connects to the Unix socket, POSTs /v1/credentials and
    closes the connection (which ends the lease, so the daemon revokes it). The
@@ -135,13 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     other32 = issued.get(("oidc-provider /token (loopback TCP)", 32))
     targets += [
         Target(
-            "exec overhead (this venv)",
+            "exec overhead, confined (this venv)",
             "median <= 2x `python3 -c pass`",
             f"{exec_median / python_median:.2f}x",
             exec_median <= 2 * python_median,
         ),
         Target(
-            "exec overhead (regular install, from a wheel)",
+            "exec overhead, confined (regular install, from a wheel)",
             "median <= 2x `python3 -c pass`",
             f"{statistics.median(regular) / statistics.median(regular_python):.2f}x"
             if regular and regular_python

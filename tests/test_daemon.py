@@ -585,8 +585,9 @@ def test_daemon_is_non_dumpable(nobody_home: Path) -> None:
             [*AS_NOBODY, "cat", f"/proc/{pid}/environ"], capture_output=True, timeout=10
         )
         assert steal.returncode != 0 and steal.stdout == b""
-        # Control: an ordinary uid-65534 process is open to its own uid.
-        assert os.stat(f"/proc/{peer.pid}/environ").st_uid == NOBODY
+        # Control: an ordinary uid-65534 process is open to its own uid (once setpriv
+        # has switched to it: until then the process is still root's).
+        assert wait_until(lambda: os.stat(f"/proc/{peer.pid}/environ").st_uid == NOBODY)
         look = subprocess.run(
             [*AS_NOBODY, "cat", f"/proc/{peer.pid}/environ"], capture_output=True, timeout=10
         )
