@@ -207,8 +207,10 @@ def run(req: ExecRequest) -> int:
     if not req.command[0]:  # a shell says "command not found" too
         raise errors.CommandNotFound("command not found: '' (the command name is empty)")
     where = paths.resolve()
-    reaper.guard_wrapper()
     child, unconfined = _prepare(req, where)  # it confines itself during the round trip
+    # After the fork: a non-dumpable child could not write its own uid_map (its /proc
+    # files would be root's); before the token arrives and before any command runs.
+    reaper.guard_wrapper()
     conn: client.Connection | None = None
     try:
         helpers = False  # did we start processes of our own (kontextd, a browser) first?
