@@ -36,8 +36,9 @@ def test_events_younger_than_thirty_days_are_kept(fresh_kx: Kontext) -> None:
 
 
 def test_an_agent_cannot_prune_the_log(fresh_kx: Kontext) -> None:
-    """An agent erased its own credential.issued through POST /v1/audit/prune (issue 17.3):
-    ``kontext audit prune`` run by the agent's own command is refused, nothing removed."""
+    """An agent erased its own credential.issued through POST /v1/audit/prune (issue 17.3).
+    Confined, it cannot reach the daemon at all; unconfined (``--no-confine``), the
+    daemon recognises it from its process tree and refuses — nothing removed."""
     allow_young(fresh_kx)
     name = fresh_kx.agent("github:pulls:read")
     fresh_kx.ok("exec", "--agent", name, "--", "true")
@@ -45,9 +46,12 @@ def test_an_agent_cannot_prune_the_log(fresh_kx: Kontext) -> None:
     cutoff = str(time.time() + 1)
     iso = dt.datetime.fromtimestamp(float(cutoff)).isoformat()
     prune = [KONTEXT, "audit", "prune", "--before", iso]
-    proc = fresh_kx.run("exec", "--agent", name, "--", *prune)
-    assert proc.returncode == 9, proc.stderr
-    assert f"pruning the audit log is refused inside an agent (agent:{name}, pid " in proc.stderr
+    confined = fresh_kx.run("exec", "--agent", name, "--", *prune)
+    assert confined.returncode == 15, confined.stderr
+    assert f"inside agent:{name}'s confinement" in confined.stderr
+    proc = fresh_kx.run("exec", "--agent", name, "--no-confine", "--", *prune)
+    assert proc.returncode == 15, proc.stderr
+    assert f"refused POST /v1/audit/prune: it comes from inside agent:{name} (pid " in proc.stderr
     # The same through the control socket directly, from a grandchild of the exec.
     script = (
         "import httpx,json,os,sys;"
@@ -57,9 +61,9 @@ def test_an_agent_cannot_prune_the_log(fresh_kx: Kontext) -> None:
         "print(r.status_code, r.json()['error']['message'])"
     )
     shell = f'{sys.executable} -c "{script}" {cutoff}'
-    direct = fresh_kx.ok("exec", "--agent", name, "--", "sh", "-c", shell).stdout
-    assert direct.startswith("403 pruning the audit log is refused inside an agent")
-    assert count(fresh_kx) > before  # only what the refusals and the exec added
+    direct = fresh_kx.ok("exec", "--agent", name, "--no-confine", "--", "sh", "-c", shell)
+    assert direct.stdout.startswith("403 refused POST /v1/audit/prune: it comes from inside agent")
+    assert count(fresh_kx) > before  # only what the refusals and the execs added
 
 
 def test_the_anchor_records_the_range_and_who_asked(fresh_kx: Kontext) -> None:
