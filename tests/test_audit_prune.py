@@ -47,10 +47,10 @@ def test_an_agent_cannot_prune_the_log(fresh_kx: Kontext) -> None:
     iso = dt.datetime.fromtimestamp(float(cutoff)).isoformat()
     prune = [KONTEXT, "audit", "prune", "--before", iso]
     confined = fresh_kx.run("exec", "--agent", name, "--", *prune)
-    assert confined.returncode == 15, confined.stderr
+    assert confined.returncode == 16, confined.stderr
     assert f"inside agent:{name}'s confinement" in confined.stderr
     proc = fresh_kx.run("exec", "--agent", name, "--no-confine", "--", *prune)
-    assert proc.returncode == 15, proc.stderr
+    assert proc.returncode == 16, proc.stderr
     assert f"refused POST /v1/audit/prune: it comes from inside agent:{name} (pid " in proc.stderr
     # The same through the control socket directly, from a grandchild of the exec.
     script = (
