@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from kontext.common import validate, wire
@@ -152,16 +153,16 @@ class Origin:
     """How a credential comes to be, besides what it asks for: which path minted it
     (``exec``, ``exchange``, ``code``), the OAuth client that asked (``agent:NAME``
     unless said), the parent it was exchanged from (a credential's or the user's
-    token's jti) with the seconds that parent has left, the parent's RFC 8693 actor
-    chain, and exec's wrapper pid."""
+    token's jti) with the seconds that parent has left, and the parent's RFC 8693
+    actor chain."""
 
     kind: str = EXEC
     client_id: str | None = None
     parent: str | None = None
     parent_left: float | None = None
     act: dict[str, Any] | None = None
-    wrapper_pid: int | None = None
 
+    @cached_property  # exec's one ``Origin`` is shared: built once
     def audit_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"kind": self.kind}
         if self.parent is not None:
@@ -223,18 +224,22 @@ def _refuse(
     with core.store.transaction() as tx:
         tx.append_event(
             _event(
-                request, "credential.denied", reason=message, **origin.audit_fields(), **evaluation
+                request, "credential.denied", reason=message, **origin.audit_fields, **evaluation
             )
         )
     layer = named.first_denial.layer if named.first_denial else USER_CONSENT
     return Refused(wire.DENIED if others else wire.CONSENT_REQUIRED, message, layer)
 
 
+EXEC_ORIGIN = Origin()
+
+
 def issue(
     core: Core,
     request: CredentialRequest,
-    origin: Origin = Origin(),
+    origin: Origin = EXEC_ORIGIN,
     on_allow: Callable[[], dict[str, Any]] | None = None,
+    wrapper_pid: int | None = None,
 ) -> Credential:
     """The one place a token acting for an agent is minted (DESIGN.md rule 8).
 
@@ -243,7 +248,8 @@ def issue(
     audits the refusal and raises ``Refused``. exec, RFC 8693 exchange and consent
     codes all come through here with their own ``origin``. ``on_allow`` runs only
     once every layer allowed (exec prepares the child's delivery there) and returns
-    fields for the ``credential.issued`` event."""
+    fields for the ``credential.issued`` event. ``wrapper_pid``: exec's wrapper, the
+    lease holder."""
     core.secrets_check()
     result = evaluate_layers(core.layers, request)
     evaluation = {
@@ -282,7 +288,7 @@ def issue(
         issued_at=now,
         expires_at=now + ttl,
         status="live",
-        wrapper_pid=origin.wrapper_pid,
+        wrapper_pid=wrapper_pid,
         kind=origin.kind,
         client_id=client_id,
         parent=origin.parent,
@@ -297,9 +303,9 @@ def issue(
                 "credential.issued",
                 jti=minted.jti,
                 expires_in=f"{ttl}s",
-                pid=origin.wrapper_pid,
+                pid=wrapper_pid,
                 grant=result.grant_id,
-                **origin.audit_fields(),
+                **origin.audit_fields,
                 **audit,
                 **evaluation,
             )
@@ -319,7 +325,7 @@ def issue_for_exec(
         prepared.append(delivery.for_child(core, request.integrations))
         return {"delivery": prepared[0].modes}
 
-    cred = issue(core, request, Origin(wrapper_pid=wrapper_pid), deliver)
+    cred = issue(core, request, EXEC_ORIGIN, deliver, wrapper_pid)
     child = prepared[0]
     issued = Issued(
         jti=cred.row.jti,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 from kontextd.store.rows import AgentRow
@@ -26,7 +27,7 @@ class CredentialRequest:
     issuer: str = ""  # the issuer of the user's live login session; "" for the local account
     external_login: bool = False  # that issuer is an external OIDC provider
 
-    @property
+    @cached_property  # read by every layer, the mint, the row and the audit event
     def integrations(self) -> tuple[str, ...]:
         return tuple(sorted({s.partition(":")[0] for s in self.scopes}))
 
