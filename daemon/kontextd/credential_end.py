@@ -16,6 +16,7 @@ from typing import Any
 from kontextd import agents
 from kontextd.core import Core
 from kontextd.store.db import Store
+from kontextd.store.oauth_sql import OAuthStore
 from kontextd.store.rows import EXEC, AgentRow, CredentialRow
 
 
@@ -101,3 +102,24 @@ def revoke_orphans(core: Core) -> int:
         end(core, c.jti, "revoked", "lease lost: the daemon restarted")
         for c in core.store.live_credentials()
     )
+
+
+def end_client_grants(core: Core, agent: str, reason: str) -> list[str]:
+    """The grants approved for MCP clients (public OAuth clients) to act as ``agent``
+    end with the agent — and with them those clients' refresh tokens, which are
+    refused once their grant is. Audited as ``consent.revoked``."""
+    ids = OAuthStore(core.store).revoke_grants(reason, agent=agent, clients_only=True)
+    if ids:
+        with core.store.transaction() as tx:
+            ended = _end_tree(tx, tx.live_under_grants(ids), "revoked", reason)
+            tx.append_event(
+                {
+                    "event": "consent.revoked",
+                    "user": core.user_ref(),
+                    "agent": {"id": f"agent:{agent}"},
+                    "grants": ids,
+                    "reason": reason,
+                    "credentials_revoked": len(ended),
+                }
+            )
+    return ids

@@ -28,6 +28,7 @@ from kontextd.core import Core
 from kontextd.credential_end import (  # the callers of these ask ``credentials``
     end,
     end_all,
+    end_client_grants,
     end_descendants,
     end_under_grants,
     expire_due,
@@ -38,7 +39,7 @@ from kontextd.exec_request import Issued, all_env_names, build_request, release_
 from kontextd.gateway import delivery
 from kontextd.policy.layers import USER_CONSENT, denial_message, evaluate_layers
 from kontextd.policy.request import CredentialRequest, PathResult
-from kontextd.store.rows import CODE, EXCHANGE, EXEC, CredentialRow
+from kontextd.store.rows import CODE, EXCHANGE, EXEC, MCP, CredentialRow
 from kontextd.tokens.mint import mint
 
 log = logging.getLogger("kontextd.credentials")
@@ -69,14 +70,16 @@ class Origin:
     """How a credential comes to be, besides what it asks for: which path minted it
     (``exec``, ``exchange``, ``code``), the OAuth client that asked (``agent:NAME``
     unless said), the parent it was exchanged from (a credential's or the user's
-    token's jti) with the seconds that parent has left, and the parent's RFC 8693
-    actor chain."""
+    token's jti) with the seconds that parent has left, the parent's RFC 8693 actor
+    chain, and the RFC 8707 resource the token is for when that is
+    not the integrations of its scopes (an MCP server's URL)."""
 
     kind: str = EXEC
     client_id: str | None = None
     parent: str | None = None
     parent_left: float | None = None
     act: dict[str, Any] | None = None
+    audience: tuple[str, ...] | None = None
 
     @cached_property  # exec's one ``Origin`` is shared: built once
     def audit_fields(self) -> dict[str, Any]:
@@ -181,13 +184,14 @@ def issue(
     ttl = _lifetime(request, origin, result, now)
     act = actor_chain(request.agent_name, origin.act)
     client_id = origin.client_id or f"agent:{request.agent_name}"
+    audience = origin.audience or request.integrations
     minted = mint(
         key,
         issuer=core.issuer,
         user=request.user,
         act=act,
         client_id=client_id,
-        audience=list(request.integrations),
+        audience=list(audience),
         scopes=list(request.scopes),
         target=request.target,
         issued_at=now,
@@ -198,7 +202,7 @@ def issue(
         agent=request.agent_name,
         user=request.user,
         scopes=request.scopes,
-        audience=request.integrations,
+        audience=tuple(audience),
         target=request.target,
         kid=key.kid,
         issued_at=now,
@@ -295,6 +299,7 @@ def revoke_agent(core: Core, name: str, *, kill: bool, reason: str) -> dict[str,
         )
     live = core.store.live_credentials(agent.name)
     revoked = end_all(core, live, "revoked", f"agent revoked: {reason}")
+    end_client_grants(core, agent.name, f"agent revoked: {reason}")
     killed = _kill_trees(core, agent.name) if kill else []
     return {"agent": f"agent:{agent.name}", "revoked": revoked, "killed": killed}
 
@@ -376,6 +381,7 @@ __all__ = [
     "CODE",
     "EXCHANGE",
     "EXEC",
+    "MCP",
     "Credential",
     "Issued",
     "Origin",

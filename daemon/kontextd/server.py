@@ -23,6 +23,7 @@ from kontextd.audit import pinning, trail
 from kontextd.audit.anchor import AnchorInvalid, AnchorStore
 from kontextd.core import Core
 from kontextd.oauth import session as login_session
+from kontextd.oauth import state as oauth_state
 from kontextd.policy import admin as policy_admin
 from kontextd.policy import loader as policy_loader
 from kontextd.secrets import SecretStore, SecretsUnavailable
@@ -215,6 +216,7 @@ class Daemon:
             ticks += 1
             try:
                 credentials.expire_due(self.core)
+                oauth_state.for_core(self.core).sweep()  # unanswered consent pages, audited
                 trail.maybe_checkpoint(self.core)
                 self.core.keys.tick(time.time())
                 if ticks % POLICY_POLL_TICKS == 0:  # config and policy: stat about once a second

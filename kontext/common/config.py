@@ -19,6 +19,9 @@ Shape::
     [exec]
     confine = "auto"                    # "require": never run unconfined; "off": never confine
 
+    [mcp]
+    clients = "allow"                   # "off": no MCP client may register or ask for consent
+
     [integrations.jira]                 # a user-defined integration
     display_name = "Jira"
     env = ["JIRA_TOKEN"]
@@ -152,6 +155,7 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting("login.require_external_issuer", False, _boolean, "true | false", _show_bool),
         Setting("exec.confine", "auto", _choice("auto", "require", "off"), "auto | require | off"),
+        Setting("mcp.clients", "allow", _choice("allow", "off"), "allow | off"),
     )
 }
 SETTABLE = tuple(SETTINGS)
@@ -166,6 +170,7 @@ class Config:
     rotation_grace: int = 600
     require_external_issuer: bool = False
     exec_confine: str = "auto"  # kontext exec's confinement (README, Confinement)
+    mcp_clients: str = "allow"  # public OAuth clients (MCP) may register and ask for consent
     integrations: dict[str, integrations.Integration] = field(
         default_factory=lambda: dict(integrations.BUILTINS)
     )
@@ -236,6 +241,7 @@ def parse(raw: dict[str, Any], path: str) -> Config:
         rotation_grace=values["keys.rotation_grace"],
         require_external_issuer=values["login.require_external_issuer"],
         exec_confine=values["exec.confine"],
+        mcp_clients=values["mcp.clients"],
         integrations=catalogue,
         raw=raw,
     )

@@ -26,9 +26,9 @@ from kontextd.oauth.metadata import metadata as oauth_metadata
 from kontextd.oauth.routes import OAuthRoutes, malformed
 
 
-def metadata(issuer: str) -> dict[str, Any]:
+def metadata(issuer: str, public_clients: bool = True) -> dict[str, Any]:
     """RFC 8414 §2 authorization server metadata (the issuer's, see ``kontextd.oauth``)."""
-    return oauth_metadata(issuer)
+    return oauth_metadata(issuer, public_clients)
 
 
 class LoopbackRoutes:
@@ -38,7 +38,9 @@ class LoopbackRoutes:
         self.core = core
 
     def metadata(self, request: Request) -> Response:
-        return json_response(200, metadata(self.core.issuer))
+        return json_response(
+            200, metadata(self.core.issuer, self.core.config.mcp_clients == "allow")
+        )
 
     def jwks(self, request: Request) -> Response:
         # RFC 7517 §8.5: application/jwk-set+json.
@@ -60,8 +62,8 @@ def routes(core: Core, dashboard: DashboardRoutes) -> list[Route]:
     here = LoopbackRoutes(core)
     gateway = proxy.Gateway(core)
     return [
-        route("GET", r"/\.well-known/oauth-authorization-server", here.metadata),
-        route("GET", r"/jwks\.json", here.jwks),
+        route("GET", r"/\.well-known/oauth-authorization-server", here.metadata, routing.PUBLIC),
+        route("GET", r"/jwks\.json", here.jwks, routing.PUBLIC),
         route("POST", r"/introspect", here.introspect, errors=malformed),
         *OAuthRoutes(core).routes(),
         *dashboard.routes(),  # kontextd.dashboard.routes: a session cookie, CSRF on POSTs

@@ -28,24 +28,34 @@ def record(core: Core, code: Code) -> tuple[GrantRow, float]:
     returns it with its effective expiry (it never outlives its session)."""
     db = for_core(core).db
     now = time.time()
+    public = code.agent is not None  # an MCP client's code names the agent it chose
     grant = GrantRow(
         id=code.family,
         session_id=session_id(db),
         user=code.user,
-        agent=code.client_id.removeprefix("agent:"),
+        agent=code.agent or code.client_id.removeprefix("agent:"),
         scopes=code.scopes,
         target=code.target,
         created_at=now,
         expires_at=now + code.duration,
         revoked_at=None,
         revoke_reason=None,
+        client_id=code.client_id if public else None,
+        client_name=code.client_name,
+        resource=code.resource,
     )
     db.insert_grant(grant)
     until = effective_expiry(grant, session_end(db))
+    client = (
+        {"client_id": code.client_id, "client_name": code.client_name, "resource": code.resource}
+        if public
+        else {}
+    )
     events.record(
         core,
         "consent.granted",
-        agent={"id": code.client_id},
+        agent={"id": f"agent:{grant.agent}"},
+        **client,
         scopes=list(code.scopes),
         target=code.target,
         expires_in=f"{code.duration}s",

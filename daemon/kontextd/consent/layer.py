@@ -117,6 +117,14 @@ class GrantConsent:
             )
         who = f"agent:{request.agent_name}"
         grant = covering(self.db, request.user, request.agent_name, request.scopes, request.target)
+        if request.grant is not None:
+            grant = self._own(request)
+            if grant is None:
+                return Verdict(
+                    self.name,
+                    "deny",
+                    f"the grant {request.grant} to {who} ended or does not cover this",
+                )
         if grant is None:
             return Verdict(self.name, "deny", self._not_approved(request, who))
         until = effective_expiry(grant, session_end(self.db))
@@ -127,6 +135,17 @@ class GrantConsent:
             grant_id=grant.id,
             until=until,
         )
+
+    def _own(self, request: CredentialRequest) -> GrantRow | None:
+        """The request's own grant (``request.grant``), if live and covering it."""
+        for grant in session_grants(self.db, request.user, request.agent_name):
+            if (
+                grant.id == request.grant
+                and set(request.scopes) <= set(grant.scopes)
+                and (grant.target is None or _same_target(grant.target, request.target))
+            ):
+                return grant
+        return None
 
     def _not_approved(self, request: CredentialRequest, who: str) -> str:
         asked = " ".join(request.scopes) or "any scope"

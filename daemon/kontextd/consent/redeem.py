@@ -32,7 +32,7 @@ def redeem(core: Core, body: dict[str, Any]) -> dict[str, Any]:
         raise invalid("name the agent as agent:NAME")
     try:
         client = clients.resolve(core, raw)
-        code = token.redeem_code(core, client, {k: str(v) for k, v in form.items()})
+        code = token.redeem_code(core, client.client_id, {k: str(v) for k, v in form.items()})
     except OAuthError as exc:
         raise ApiError(wire.DENIED, f"the approval was refused: {exc.description}") from exc
     return grants.answer(*grants.record(core, code))

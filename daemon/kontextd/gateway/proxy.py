@@ -31,6 +31,7 @@ from kontextd.core import Core
 from kontextd.errors import ApiError
 from kontextd.gateway import authorize, connections, headers, upstream
 from kontextd.gateway.authorize import Decision
+from kontextd.oauth import resource_metadata
 
 log = logging.getLogger("kontextd.gateway")
 PREFIX = "/gw/"
@@ -181,7 +182,11 @@ class Gateway:
             # RFC 6750 §3.1: no error code when the request carried no token at all.
             shown = authorize.bearer(exchange.request.headers.get("Authorization")) is not None
             error = ', error="invalid_token"' if shown else ""
-            fields["WWW-Authenticate"] = f'Bearer realm="kontext"{error}'
+            # RFC 9728 §5.1: where an OAuth client learns how to get a token for this.
+            where = resource_metadata.metadata_url(self.core, exchange.name[:40])
+            fields["WWW-Authenticate"] = (
+                f'Bearer realm="kontext"{error}, resource_metadata="{where}"'
+            )
         # GitHub's error shape ({"message": ...}) so clients print something sensible.
         body = {
             "message": f"kontext: {decision.reason}",

@@ -14,8 +14,26 @@ from kontextd.oauth.issue import ID_TOKEN_ALGS
 from kontextd.oauth.token import EXCHANGE
 
 
-def metadata(issuer: str) -> dict[str, Any]:
-    """The discovery document for ``issuer``."""
+def metadata(issuer: str, public_clients: bool = True) -> dict[str, Any]:
+    """The discovery document for ``issuer``; ``public_clients`` is ``mcp.clients``
+    allowing MCP clients to register and authorize without pushing."""
+    meta = _common(issuer)
+    if public_clients:
+        # MCP clients (public, RFC 6749 §2.1) register themselves (RFC 7591) or name
+        # a Client ID Metadata Document, hold no secret, and send their request
+        # through the browser: PAR is no longer required of every client — the
+        # CLI's own clients (``kontext``, ``agent:NAME``) must still push theirs.
+        meta["require_pushed_authorization_requests"] = False
+        meta["registration_endpoint"] = f"{issuer}/register"
+        meta["client_id_metadata_document_supported"] = True
+        meta["token_endpoint_auth_methods_supported"] = [
+            *meta["token_endpoint_auth_methods_supported"],
+            "none",
+        ]
+    return meta
+
+
+def _common(issuer: str) -> dict[str, Any]:
     return {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
@@ -33,6 +51,8 @@ def metadata(issuer: str) -> dict[str, Any]:
         "jwks_uri": f"{issuer}/jwks.json",
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["none"],
+        # RFC 8707: a token is bound to the resource it was asked for.
+        "resource_indicators_supported": True,
         "introspection_endpoint_auth_methods_supported": ["none"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

@@ -18,7 +18,9 @@ STYLE = (
     "line-height:1.5;color:#1b1b1b}h1{font-size:1.3rem}ul{padding-left:1.2rem}"
     "button{font-size:1rem;padding:.4rem 1.2rem;margin-right:.6rem}"
     "label{display:block;margin:.6rem 0}input{font-size:1rem;width:100%}"
-    ".muted{color:#555}"
+    ".muted{color:#555}input[type=radio]{width:auto;margin-right:.4rem}"
+    ".warn{background:#fff4d6;border-left:4px solid #b37400;padding:.4rem .8rem}"
+    ".error{color:#a00000}select{font-size:1rem}"
 )
 STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
 
@@ -37,6 +39,11 @@ def security_headers(form_target: str | None = None) -> dict[str, str]:
         "Cache-Control": "no-store",
         "X-Content-Type-Options": "nosniff",
     }
+
+
+def page(title: str, body: str) -> str:
+    """A whole page with the shared stylesheet (the only style the CSP allows)."""
+    return _page(title, body)
 
 
 def _page(title: str, body: str) -> str:

@@ -15,10 +15,11 @@ from kontextd.api.web.messages import Request, Response, html_response, json_res
 from kontextd.api.web.routing import Route, route
 from kontextd.core import Core
 from kontextd.errors import ApiError
-from kontextd.oauth import authorize, pages, throttle, token
+from kontextd.oauth import authorize, pages, public_clients, throttle, token
 from kontextd.oauth import events as audit_events
 from kontextd.oauth.clients import OAuthError, authenticate
 from kontextd.oauth.metadata import metadata
+from kontextd.oauth.public_routes import PublicClientRoutes
 from kontextd.oauth.state import REQUEST_TTL, for_core
 
 
@@ -43,19 +44,25 @@ class OAuthRoutes:
 
     def __init__(self, core: Core) -> None:
         self.core = core
+        self.public = PublicClientRoutes(core, malformed)  # MCP clients
 
     def routes(self) -> list[Route]:
+        # /authorize may fetch a client's metadata document: a blocking route.
+        # /token and /revoke take CORS requests from pages on loopback origins
+        # (browser-based MCP clients); PAR stays same-origin (the CLI's secret).
+        cors = routing.LOOPBACK_CORS
         return [
-            route("GET", r"/\.well-known/openid-configuration", self.oidc_metadata),
+            route("GET", r"/\.well-known/openid-configuration", self.oidc_metadata, routing.PUBLIC),
             route("POST", r"/par", self.par, errors=malformed),
-            route("GET", r"/authorize", self.authorize_page, routing.PAGE),
+            route("GET", r"/authorize", self.authorize_page, routing.PAGE, kind="blocking"),
             route("POST", r"/authorize", self.authorize_decision, routing.FORM),
-            route("POST", r"/token", self.token, errors=malformed),
-            route("POST", r"/revoke", self.revoke, errors=malformed),
+            route("POST", r"/token", self.token, cors, errors=malformed),
+            route("POST", r"/revoke", self.revoke, cors, errors=malformed),
+            *self.public.routes(),
         ]
 
     def oidc_metadata(self, request: Request) -> Response:
-        return json_response(200, metadata(self.core.issuer))
+        return json_response(200, metadata(self.core.issuer, public_clients.enabled(self.core)))
 
     # -- throttling ---------------------------------------------------------------
 
@@ -123,6 +130,8 @@ class OAuthRoutes:
         if throttled is not None:
             return throttled
         try:
+            if self.public.is_public_request(request):
+                return self.public.page(request)
             html, pending = authorize.show(self.core, request.query)
         except authorize.PageError as exc:
             self._failed(request, "/authorize")
@@ -136,6 +145,8 @@ class OAuthRoutes:
         if throttled is not None:
             return throttled
         try:
+            if self.public.is_public_decision(form):
+                return self.public.decision(form)
             location = authorize.decide(self.core, form)
         except authorize.PageError as exc:
             self._failed(request, "/authorize")

@@ -21,6 +21,9 @@ from kontextd.tokens.jwk import ES256
 
 REQUEST_TTL = 300
 CODE_TTL = 60
+# Front-channel requests are made by GET /authorize (an MCP client's): a page that
+# loads it over and over only evicts its own oldest requests past this many.
+MAX_PENDING = 256
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
 
 
@@ -45,9 +48,19 @@ class Pending:
     expires_at: float
     id_token_alg: str = ES256
     used: bool = False
+    # A public client's (an MCP client's) front-channel request: the name it gave, the
+    # RFC 8707 resource its token is for, whether it may have a refresh token.
+    client_name: str | None = None
+    resource: str | None = None
+    refresh: bool = False
 
     def __repr__(self) -> str:
         return f"Pending(client_id={self.client_id!r}, <redacted>)"
+
+    @property
+    def public(self) -> bool:
+        """A public client's request (not pushed with the CLI's secret)."""
+        return self.client_name is not None
 
 
 @dataclass
@@ -67,6 +80,12 @@ class Code:
     id_token_alg: str = ES256
     family: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     used: bool = False
+    # A public client's code: the agent the user chose for it, the client's name, the
+    # RFC 8707 resource, and whether a refresh token comes with the access token.
+    agent: str | None = None
+    client_name: str | None = None
+    resource: str | None = None
+    refresh: bool = False
 
     def __repr__(self) -> str:
         return f"Code(client_id={self.client_id!r}, <redacted>)"
@@ -92,9 +111,35 @@ class AuthState:
             **fields,
         )
         with self._lock:
-            self._sweep()
+            expired = self._sweep()
+            while len(self._pending) >= MAX_PENDING:
+                del self._pending[next(iter(self._pending))]  # the oldest (insertion order)
             self._pending[uri] = pending
+        self._unanswered(expired)
         return pending
+
+    def sweep(self) -> None:
+        """Forget expired requests and codes; audit public requests nobody answered
+        (the reaper calls this, so a consent page left open is recorded soon after)."""
+        with self._lock:
+            expired = self._sweep()
+        self._unanswered(expired)
+
+    def _unanswered(self, expired: list[Pending]) -> None:
+        for pending in expired:
+            if pending.public and not pending.used:
+                with self.core.store.transaction() as tx:
+                    tx.append_event(
+                        {
+                            "event": "consent.expired",
+                            "user": self.core.user_ref(),
+                            "client_id": pending.client_id,
+                            "client_name": pending.client_name,
+                            "scopes": list(pending.scopes),
+                            "resource": pending.resource,
+                            "reason": f"the consent page was not answered within {REQUEST_TTL} s",
+                        }
+                    )
 
     def pending(self, request_uri: str | None) -> Pending | None:
         with self._lock:
@@ -123,12 +168,14 @@ class AuthState:
             code = self._codes.get(digest(value))
         return code
 
-    def _sweep(self) -> None:
+    def _sweep(self) -> list[Pending]:
         now = time.time()
-        for uri in [u for u, p in self._pending.items() if p.expires_at < now]:
-            del self._pending[uri]
+        expired = [p for p in self._pending.values() if p.expires_at < now]
+        for pending in expired:
+            del self._pending[pending.request_uri]
         for key in [k for k, c in self._codes.items() if c.expires_at + CODE_TTL < now]:
             del self._codes[key]
+        return expired
 
 
 _STATES: dict[int, AuthState] = {}

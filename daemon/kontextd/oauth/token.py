@@ -30,6 +30,10 @@ EXCHANGE = exchange.GRANT_TYPE
 
 
 def handle(core: Core, authorization: str | None, form: dict[str, str]) -> dict[str, Any]:
+    from kontextd.oauth import public_token  # it builds on this module
+
+    if public_token.handles(authorization, form):
+        return public_token.handle(core, form)
     grant = form.get("grant_type")
     if grant == "authorization_code":
         return _code_grant(core, authorization, form)
@@ -52,14 +56,14 @@ def _s256(verifier: str) -> str:
 
 def _code_grant(core: Core, authorization: str | None, form: dict[str, str]) -> dict[str, Any]:
     client = _client(core, authorization, form)
-    code = redeem_code(core, client, form)
+    code = redeem_code(core, client.client_id, form)
     if client.is_login:
         return _login_tokens(core, code)
     return grants.from_code(core, code)
 
 
-def redeem_code(core: Core, client: clients.Client, form: dict[str, str]) -> Code:
-    """Check ``code``, ``code_verifier`` and ``redirect_uri`` for ``client`` and use
+def redeem_code(core: Core, client_id: str, form: dict[str, str]) -> Code:
+    """Check ``code``, ``code_verifier`` and ``redirect_uri`` for ``client_id`` and use
     the code up (RFC 6749 §4.1.3, RFC 7636 §4.6); a replay revokes what it issued."""
     state = for_core(core)
     code = state.take_code(form.get("code") or "")
@@ -78,7 +82,7 @@ def redeem_code(core: Core, client: clients.Client, form: dict[str, str]) -> Cod
         raise OAuthError("invalid_grant", "the code was already used; what it issued is revoked")
     code.used = True  # single use, even when the checks below fail
     verifier = form.get("code_verifier") or ""
-    if client.client_id != code.client_id:
+    if client_id != code.client_id:
         raise OAuthError("invalid_grant", "the code was issued to another client")
     if form.get("redirect_uri") != code.redirect_uri:
         raise OAuthError("invalid_grant", "redirect_uri does not match the authorization request")
@@ -182,6 +186,10 @@ def revoke(core: Core, form: dict[str, str]) -> None:
     row = db.refresh_by_hash(digest(value))
     if row is not None:
         revoke_family(core, row.family, "revoked by the client (RFC 7009)")
+        if row.client_id != clients.LOGIN_CLIENT:
+            # An MCP client's refresh token stands for its grant (its family): §2.1 —
+            # the access tokens of the same grant end with it.
+            grants.revoke(core, "revoked by the client (RFC 7009)", grant_id=row.family)
         return
     claims = verify.inspect(value, keys=core.keys, store=core.store, issuer=core.issuer)
     if claims is None:

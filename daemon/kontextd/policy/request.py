@@ -26,6 +26,9 @@ class CredentialRequest:
     interactive: bool = False  # the requesting process has a controlling terminal
     issuer: str = ""  # the issuer of the user's live login session; "" for the local account
     external_login: bool = False  # that issuer is an external OIDC provider
+    # The one consent grant this request may rest on (an MCP client's tokens rest on
+    # the approval given to that client, not on any grant that happens to cover them).
+    grant: str | None = None
 
     @cached_property  # read by every layer, the mint, the row and the audit event
     def integrations(self) -> tuple[str, ...]:

@@ -172,6 +172,26 @@ M7_AGENT_SESSION_BUS = """
 ALTER TABLE agents ADD COLUMN session_bus INTEGER NOT NULL DEFAULT 0;
 """
 
+# Public OAuth clients (MCP clients) that registered themselves (RFC 7591), and
+# which client and resource a consent grant was approved for: an MCP client's
+# grant rests on its own approval, its refresh tokens die with it.
+M8_PUBLIC_CLIENTS = """
+CREATE TABLE oauth_clients (
+    client_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    redirect_uris TEXT NOT NULL,
+    grant_types TEXT NOT NULL,
+    client_uri TEXT,
+    software_id TEXT,
+    registered_by INTEGER,
+    created_at REAL NOT NULL,
+    used_at REAL
+);
+ALTER TABLE consent_grants ADD COLUMN client_id TEXT;
+ALTER TABLE consent_grants ADD COLUMN client_name TEXT;
+ALTER TABLE consent_grants ADD COLUMN resource TEXT;
+"""
+
 MIGRATIONS: list[str] = [
     M1_SPINE,
     M2_AUDIT_CHECKPOINTS,
@@ -180,6 +200,7 @@ MIGRATIONS: list[str] = [
     M5_ONE_CREDENTIAL,
     M6_LOCAL_SESSIONS,
     M7_AGENT_SESSION_BUS,
+    M8_PUBLIC_CLIENTS,
 ]
 
 

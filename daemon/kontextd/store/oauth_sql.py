@@ -42,6 +42,17 @@ class GrantRow:
     expires_at: float
     revoked_at: float | None
     revoke_reason: str | None
+    # Approved on the consent page for a public OAuth client (an MCP client): which
+    # one, under which name, and the RFC 8707 resource its tokens are bound to.
+    client_id: str | None = None
+    client_name: str | None = None
+    resource: str | None = None
+
+
+GRANT_COLUMNS = (
+    "id, session_id, user, agent, scopes, target, created_at, expires_at, "
+    "revoked_at, revoke_reason, client_id, client_name, resource"
+)
 
 
 @dataclass(frozen=True)
@@ -128,7 +139,8 @@ class OAuthStore:
 
     def insert_grant(self, row: GrantRow) -> None:
         self._run(
-            "INSERT INTO consent_grants VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO consent_grants ({GRANT_COLUMNS}) "  # noqa: S608 - a constant
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row.id,
                 row.session_id,
@@ -140,8 +152,19 @@ class OAuthStore:
                 row.expires_at,
                 row.revoked_at,
                 row.revoke_reason,
+                row.client_id,
+                row.client_name,
+                row.resource,
             ),
         )
+
+    def grant(self, grant_id: str) -> GrantRow | None:
+        """One grant, live or not."""
+        rows = self._all(
+            f"SELECT {GRANT_COLUMNS} FROM consent_grants WHERE id = ?",  # noqa: S608
+            (grant_id,),
+        )
+        return _grant(rows[0]) if rows else None
 
     def live_grants(self, user: str | None, agent: str | None = None) -> list[GrantRow]:
         """Unrevoked, unexpired grants, oldest first (expiry is checked on every call)."""
@@ -150,7 +173,7 @@ class OAuthStore:
         return [g for g in rows if g.expires_at > now]
 
     def _unrevoked(self, user: str | None, agent: str | None) -> tuple[GrantRow, ...]:
-        sql = "SELECT * FROM consent_grants WHERE revoked_at IS NULL"
+        sql = f"SELECT {GRANT_COLUMNS} FROM consent_grants WHERE revoked_at IS NULL"  # noqa: S608
         args: tuple[Any, ...] = ()
         if user is not None:
             sql, args = sql + " AND user = ?", (*args, user)
@@ -166,8 +189,11 @@ class OAuthStore:
         session_id: str | None = None,
         grant_id: str | None = None,
         user: str | None = None,
+        clients_only: bool = False,
     ) -> list[str]:
         where, args = ["revoked_at IS NULL"], []
+        if clients_only:
+            where.append("client_id IS NOT NULL")
         if grant_id is not None:
             where.append("id = ?")
             args.append(grant_id)

@@ -20,6 +20,7 @@ class AgentRow:
 
 
 EXEC, EXCHANGE, CODE = "exec", "exchange", "code"  # how a credential was minted
+MCP = "mcp"  # a public OAuth client's (an MCP client's) access token, by code or refresh
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class CredentialRow:
     wrapper_pid: int | None = None
     child_pid: int | None = None
     child_start: str | None = None
-    # How it was minted (``exec``, ``exchange``, ``code``), for which OAuth client, from
+    # How it was minted (``exec``, ``exchange``, ``code``, ``mcp``), for which OAuth client, from
     # which parent credential or user token (its jti), under which consent grant, and
     # the RFC 8693 §4.1 actor chain (JSON) it carries.
     kind: str = EXEC

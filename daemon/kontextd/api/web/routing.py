@@ -6,8 +6,11 @@ Every route names a ``Policy``. The server applies, in order:
    (DNS rebinding: a page on ``evil.example`` resolving to 127.0.0.1 sends its
    own name) — 421, and the connection ends;
 2. ``Origin``: ``same`` (the default) refuses a state-changing request (not GET,
-   HEAD or OPTIONS) from any origin but ours; ``refuse`` refuses any request that
-   carries one; ``any`` leaves it to the route (CORS routes) — 403;
+   HEAD or OPTIONS) from any origin but ours; ``loopback`` also lets a page served
+   from another loopback port make one (a browser-based MCP client on this
+   computer, e.g. ``http://localhost:6274``), never a page from elsewhere;
+   ``refuse`` refuses any request that carries one; ``any`` leaves it to the route
+   (CORS routes) — 403;
 3. ``browser=False`` refuses what a browser sends for a navigation or a
    subresource (``Sec-Fetch-Mode`` navigate/no-cors, ``Sec-Fetch-Dest`` other than
    empty) — an ``<img src>`` on any web page can reach the loopback port;
@@ -45,7 +48,7 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 class Policy:
     """What a route accepts beyond the Host check (which every route has)."""
 
-    origin: Literal["same", "refuse", "any"] = "same"
+    origin: Literal["same", "loopback", "refuse", "any"] = "same"
     browser: bool = True
     same_uid: bool = False
     cors: bool = False
@@ -59,6 +62,11 @@ API = Policy()
 PAGE = Policy(same_uid=True)
 FORM = Policy(same_uid=True, null_origin_form=True)
 NO_BROWSER = Policy(origin="refuse", browser=False)
+# Public documents (RFC 8414, RFC 9728, the JWKS): any page may read them (CORS).
+PUBLIC = Policy(cors=True)
+# What a browser-based MCP client on this computer posts to (RFC 7591 registration,
+# /token, /revoke): CORS, and an Origin on loopback. Never a route that reads a cookie.
+LOOPBACK_CORS = Policy(origin="loopback", cors=True)
 
 
 @dataclass(frozen=True)
@@ -122,15 +130,24 @@ def check(policy: Policy, request: Request, port: int, own_uid: int | None) -> s
     if origin is not None:
         if policy.origin == "refuse":
             return "cross-origin request refused"
-        if policy.origin == "same" and request.method not in SAFE_METHODS:
+        if policy.origin in ("same", "loopback") and request.method not in SAFE_METHODS:
             own = {f"http://{h}" for h in allowed_hosts(port)}
-            if origin not in own and not _own_form_post(policy, origin, request):
+            if policy.origin == "loopback" and _loopback_origin(origin):
+                pass
+            elif origin not in own and not _own_form_post(policy, origin, request):
                 return "cross-origin request refused"
     if not policy.browser and _from_browser(request):
         return "browser navigation or subresource refused"
     if policy.same_uid and own_uid is not None and request.peer_uid != own_uid:
         return "another OS user's connection refused"
     return None
+
+
+def _loopback_origin(origin: str) -> bool:
+    """``http://127.0.0.1:PORT``, ``http://localhost:PORT`` or ``http://[::1]:PORT``."""
+    scheme, _, rest = origin.partition("://")
+    host, colon, port = rest.rpartition(":")
+    return scheme == "http" and bool(colon) and port.isdigit() and host in LOOPBACK_NAMES
 
 
 def _own_form_post(policy: Policy, origin: str, request: Request) -> bool:
