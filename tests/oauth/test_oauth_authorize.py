@@ -19,7 +19,10 @@ def test_metadata_has_one_exact_issuer_everywhere(kx: Kontext) -> None:
         assert http.get("/.well-known/oauth-authorization-server").json() == meta
     issuer = meta["issuer"]
     assert issuer == kx.base_url
-    assert meta["require_pushed_authorization_requests"] is True
+    # MCP clients send their requests through the browser (the CLI's clients must
+    # still push: test_a_request_not_pushed_by_this_user_is_refused_before_any_page).
+    assert meta["require_pushed_authorization_requests"] is False
+    assert meta["registration_endpoint"] == f"{issuer}/register"
     assert meta["authorization_response_iss_parameter_supported"] is True
     assert meta["code_challenge_methods_supported"] == ["S256"]
     assert meta["pushed_authorization_request_endpoint"] == f"{issuer}/par"

@@ -67,7 +67,7 @@ def test_authlib_validates_the_discovery_document(kx: Kontext) -> None:
     # Stated, not left to defaults that claim request objects by reference.
     assert meta["request_uri_parameter_supported"] is False
     assert meta["request_parameter_supported"] is False
-    assert meta["require_pushed_authorization_requests"] is True
+    assert meta["require_pushed_authorization_requests"] is False  # MCP clients do not push
 
 
 def test_authlib_client_secret_basic_with_a_colon_in_the_client_id(kx: Kontext) -> None:

@@ -27,12 +27,19 @@ ROUTES = [
     ("POST", "/authorize"),
     ("POST", "/token"),
     ("POST", "/revoke"),
+    ("POST", "/register"),
+    ("GET", "/.well-known/oauth-protected-resource"),
+    ("GET", "/.well-known/oauth-protected-resource/gw/github"),
     ("GET", "/gw/github/repos/a/b/pulls/1"),
     ("POST", "/gw/github/repos/a/b/pulls/1/reviews"),
     ("DELETE", "/gw/github/repos/a/b/issues/1"),
 ]
 REBINDING_HOSTS = ["evil.example:{port}", "127.0.0.1.evil.example:{port}", "localhost.:{port}"]
 FOREIGN_ORIGINS = ["http://evil.example", "null", "http://127.0.0.1:1", "https://127.0.0.1:{port}"]
+# What a browser-based MCP client served from a loopback origin posts to (RFC 7591
+# registration, /token, /revoke): pages on another loopback port may, nothing else.
+MCP_CLIENT_ROUTES = {"/register", "/token", "/revoke"}
+LOOPBACK_ORIGIN = "http://127.0.0.1:1"
 
 
 @pytest.mark.parametrize("host", REBINDING_HOSTS)
@@ -49,8 +56,16 @@ def test_dns_rebinding_gets_421_on_every_route(
     assert "keys" not in answer.text and "issuer" not in answer.text
 
 
-@pytest.mark.parametrize("origin", FOREIGN_ORIGINS)
-@pytest.mark.parametrize(("method", "path"), [r for r in ROUTES if r[0] != "GET"])
+@pytest.mark.parametrize(
+    ("method", "path", "origin"),
+    [
+        (method, path, origin)
+        for method, path in ROUTES
+        for origin in FOREIGN_ORIGINS
+        # a loopback page may post there: test_loopback_pages_may_use_the_mcp_routes
+        if method != "GET" and not (path in MCP_CLIENT_ROUTES and origin == LOOPBACK_ORIGIN)
+    ],
+)
 def test_cross_site_posts_get_403_on_every_route(
     kx: Kontext, method: str, path: str, origin: str
 ) -> None:
@@ -62,6 +77,24 @@ def test_cross_site_posts_get_403_on_every_route(
             data={"token": "x"},
         )
     assert answer.status_code == 403, (method, path, answer.text)
+
+
+@pytest.mark.parametrize("path", sorted(MCP_CLIENT_ROUTES))
+def test_loopback_pages_may_use_the_mcp_routes(kx: Kontext, path: str) -> None:
+    """A browser-based MCP client served from a loopback origin (e.g. the MCP
+    Inspector on localhost:6274) gets CORS answers — never a cookie-reading page."""
+    with kx.http() as http:
+        preflight = http.options(
+            path,
+            headers={"Origin": LOOPBACK_ORIGIN, "Access-Control-Request-Method": "POST"},
+        )
+        answer = http.post(
+            path, headers={"Origin": LOOPBACK_ORIGIN, "Sec-Fetch-Site": "cross-site"}, data={}
+        )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert answer.status_code in (200, 400, 401), answer.text  # the endpoint's own answer
+    assert answer.headers["access-control-allow-origin"] == "*"
 
 
 def test_refusals_are_audited_without_flooding_the_log(fresh_kx: Kontext) -> None:

@@ -58,12 +58,12 @@ class PublicClientRoutes:
                 "temporarily_unavailable", f"too many registrations; retry in {wait} s", 429
             )
             return json_response(429, error.body(), {"Retry-After": str(wait)})
-        throttle.failed("/register", who)  # every registration counts toward the limit
         try:
             answer = registration.register(
                 self.core, request.body, request.headers.get("Content-Type"), request.peer_uid
             )
         except OAuthError as exc:
+            throttle.failed("/register", who)
             return json_response(exc.status, exc.body())
         return json_response(201, answer)
 

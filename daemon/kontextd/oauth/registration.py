@@ -19,9 +19,10 @@ What is accepted (anything else is ``invalid_client_metadata`` or
   ``software_id``: kept and shown, never trusted.
 
 The body must be ``application/json`` (a cross-site form cannot send that
-without a preflight). Each caller may register ``throttle.LIMIT`` clients per
-``throttle.WINDOW`` seconds; registrations never approved are forgotten after a
-day, and at most ``MAX_CLIENTS`` are kept.
+without a preflight). A caller refused ``throttle.LIMIT`` times within
+``throttle.WINDOW`` seconds waits. Registrations never approved are forgotten
+after a day, and at most ``MAX_CLIENTS`` are kept: past that the oldest never
+approved makes room (a flood evicts only registrations nobody approved).
 """
 
 from __future__ import annotations
@@ -72,9 +73,9 @@ def register(core: Core, body: bytes, content_type: str | None, uid: int | None)
         raise
     store = ClientStore(core.store)
     store.purge_unused(time.time() - UNUSED_FOR)
-    if store.count() >= MAX_CLIENTS:
+    if store.count() >= MAX_CLIENTS and not store.evict_oldest_unused():
         raise OAuthError(
-            "temporarily_unavailable", f"{MAX_CLIENTS} clients are registered; try tomorrow", 503
+            "temporarily_unavailable", f"{MAX_CLIENTS} approved clients are registered", 503
         )
     store.insert(row)
     events.record(

@@ -95,3 +95,14 @@ class ClientStore:
                     (older_than,),
                 ).rowcount
             )
+
+    def evict_oldest_unused(self) -> bool:
+        """Forget the oldest registration never approved; False if there is none."""
+        with self.store.connection() as conn:
+            return (
+                conn.execute(
+                    "DELETE FROM oauth_clients WHERE client_id = (SELECT client_id FROM "
+                    "oauth_clients WHERE used_at IS NULL ORDER BY created_at LIMIT 1)"
+                ).rowcount
+                > 0
+            )
