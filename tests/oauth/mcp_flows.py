@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-
-from tests.conftest import Kontext
+from conftest import Kontext
 
 REDIRECT = "http://127.0.0.1:{port}/callback"
 RESOURCE = "http://127.0.0.1:8765/mcp"

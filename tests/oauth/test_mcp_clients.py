@@ -6,11 +6,10 @@ through the request path, rotating refresh tokens, and every way they end."""
 from __future__ import annotations
 
 import pytest
+from conftest import Kontext, api_audit, api_new_agent, wait_until
 from joserfc import jwt
 from joserfc.jwk import KeySet
-
-from tests.conftest import Kontext, api_audit, api_new_agent, wait_until
-from tests.oauth.mcp_flows import (
+from mcp_flows import (
     READ,
     RESOURCE,
     answer,
@@ -178,7 +177,7 @@ def test_the_page_says_who_asks_for_what_and_a_new_agent_acts(kx: Kontext) -> No
     kinds = [e["event"] for e in events]
     assert "agent.created" in kinds and "consent.granted" in kinds
     issued = next(e for e in events if e["event"] == "credential.issued")
-    assert issued["via"] == "mcp" and issued["client_id"] == f.client_id
+    assert issued["kind"] == "mcp" and issued["client_id"] == f.client_id
     assert issued["policy_evaluation"] == {
         "org_policy": "allow",
         "user_consent": "allow",
