@@ -5,7 +5,9 @@ run, and one request/response exchange must cost a fraction of a millisecond.
 The daemon always answers with ``Content-Length``; nothing else is needed.
 It uses ``_socket``, the C module under ``socket``: ``socket.py`` also imports
 ``selectors`` and builds its enums, ~2 ms of every ``kontext exec`` for
-nothing this client calls (connect, sendall, recv and close are all C).
+nothing this client calls (connect, sendall, recv and close are all C). JSON
+goes through ``wirejson`` (``_json``'s C scanner and encoder): ``json`` imports
+``re``.
 
 Two guards before a request is sent. The socket must be this user's: its file
 is owned by our uid, and after connecting the kernel says (``SO_PEERCRED``) the
@@ -20,12 +22,12 @@ holds an exec's lease sits idle, unbounded, while the command runs.
 from __future__ import annotations
 
 import _socket
-import json
 import os
 import sys
 
 from kontext.common.paths import MAX_SOCKET_PATH, Paths
 from kontext_cli import errors
+from kontext_cli import wirejson as json
 
 TYPE_CHECKING = False  # typing costs ~3-5 ms to import; mypy still reads this block
 if TYPE_CHECKING:

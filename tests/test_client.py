@@ -20,6 +20,10 @@ from pathlib import Path
 
 import pytest
 from conftest import KONTEXT, KONTEXTD, Kontext, one_line_error, short_home, wait_until
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kontext_cli import wirejson
 
 OTHER = 64999  # an unused uid: its /tmp/runtime-UID is ours to stage
 AS_OTHER = ["setpriv", f"--reuid={OTHER}", f"--regid={OTHER}", "--clear-groups"]
@@ -159,3 +163,38 @@ def test_a_deadline_never_cuts_an_exec_whose_command_runs_longer(kx: Kontext) ->
 def test_a_bad_daemon_timeout_is_a_usage_error(kx: Kontext) -> None:
     line = one_line_error(kx.run("agent", "list", env={"KONTEXT_DAEMON_TIMEOUT": "soon"}), 2)
     assert "KONTEXT_DAEMON_TIMEOUT must be a number of seconds" in line
+
+
+# -- wirejson: json's own C scanner and encoder, without importing json (and re) -----------
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(JSON_VALUES)
+def test_wirejson_reads_and_writes_what_json_does(value: object) -> None:
+    import json
+
+    written = wirejson.dumps(value)
+    assert json.loads(written) == value
+    assert wirejson.loads(written.encode()) == value
+    assert wirejson.loads(json.dumps(value, indent=2)) == value
+
+
+def test_wirejson_writes_no_infinity_or_nan() -> None:
+    for value in (float("inf"), float("nan")):
+        with pytest.raises(ValueError):
+            wirejson.dumps({"x": value})
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"{} {}", b"NaN", b"[1,]", b"\xff", b"'x'"])
+def test_wirejson_refuses_what_is_not_one_json_value(raw: bytes) -> None:
+    with pytest.raises(ValueError):
+        wirejson.loads(raw)

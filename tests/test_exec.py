@@ -473,6 +473,7 @@ HEAVY = (
     "platformdirs",
     "kontextd",
     "sqlite3",
+    "json",  # it imports re: the client uses _json directly (kontext_cli.wirejson)
 )
 
 PROBE = """
