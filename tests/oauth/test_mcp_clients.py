@@ -5,6 +5,11 @@ through the request path, rotating refresh tokens, and every way they end."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 from conftest import Kontext, api_audit, api_new_agent, wait_until
 from joserfc import jwt
@@ -327,3 +332,42 @@ def test_mcp_clients_off_refuses_registration_authorization_and_tokens(
     assert meta["require_pushed_authorization_requests"] is True
     reasons = [e["reason"] for e in api_audit(k) if e["event"] == "oauth.client_refused"]
     assert any("mcp.clients" in r for r in reasons)
+
+
+OIDC_DIR = Path(__file__).resolve().parent.parent / "oidc"
+
+
+@pytest.mark.skipif(
+    shutil.which("node") is None or not (OIDC_DIR / "node_modules" / "openid-client").exists(),
+    reason="node and tests/oidc/node_modules (npm ci) are needed",
+)
+def test_openid_client_registers_dynamically_and_gets_a_token_for_the_resource(
+    kx: Kontext,
+) -> None:
+    """npm openid-client as a public client: RFC 7591 registration, a front-channel
+    request with PKCE and resource=, the code grant and a rotating refresh."""
+    redirect = "http://127.0.0.1:47001/callback"
+    rp = subprocess.Popen(
+        ["node", str(OIDC_DIR / "mcp_rp.mjs"), kx.base_url, redirect, RESOURCE],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert rp.stdout is not None and rp.stdin is not None
+        first = json.loads(rp.stdout.readline() or "{}")
+        assert first.get("client_id", "").startswith("mcp_"), rp.stderr.read() if rp.stderr else ""
+        with kx.http() as http:
+            page = http.get(first["url"])
+        decided = answer(kx, page.text, agent="", new_agent="openid-client-mcp")
+        out, err = rp.communicate(decided.headers["location"] + "\n", timeout=60)
+    finally:
+        if rp.poll() is None:
+            rp.kill()
+    assert rp.returncode == 0, err
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen["refreshed"] is True and seen["scope"] == READ
+    facts = kx.introspect(seen["access_token"])
+    assert facts["aud"] == RESOURCE and facts["client_id"] == first["client_id"]
+    assert facts["act"] == {"sub": "agent:openid-client-mcp"}

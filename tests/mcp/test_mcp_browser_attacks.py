@@ -1,0 +1,137 @@
+"""A web page in the user's Chromium tries to register an MCP client and get it
+authorized without the user.
+
+The page is served for real on another 127.0.0.1 port: the worst case, since a
+loopback origin *may* register (browser-based MCP clients are served from
+one) and is the same site as kontext. It registers a client whose redirect is
+its own server, then tries every way to get a code without a click: fetch, a
+frame, an image, a popup, a form posting Approve with guessed fields, and
+``/token`` with a made-up code. Nothing is approved, no code reaches it, and
+nothing is granted or minted.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import pytest
+from conftest import Kontext, api_audit
+
+pytest.importorskip("playwright")
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason="Debian chromium is not installed (.ci/run installs it)"
+)
+
+ATTACK = """<!doctype html><html><body><script>
+const as = "{issuer}";
+const results = {{}};
+async function attempt(name, fn) {{
+  try {{ results[name] = await fn(); }} catch (e) {{ results[name] = "blocked: " + e.name; }}
+}}
+function authorizeUrl(clientId) {{
+  const q = new URLSearchParams({{response_type: "code", client_id: clientId,
+    redirect_uri: location.origin + "/callback", state: "s", code_challenge: "A".repeat(43),
+    code_challenge_method: "S256", scope: "github:pulls:read",
+    resource: "http://127.0.0.1:8765/mcp"}});
+  return as + "/authorize?" + q;
+}}
+function load(tag, url) {{
+  return new Promise((resolve) => {{
+    const el = document.createElement(tag);
+    el.src = url;
+    el.onload = () => resolve("loaded");
+    el.onerror = () => resolve("blocked: error");
+    document.body.append(el);
+    setTimeout(() => resolve("no answer"), 3000);
+  }});
+}}
+window.attack = (async () => {{
+  const reg = await fetch(as + "/register", {{method: "POST",
+    headers: {{"Content-Type": "application/json"}},
+    body: JSON.stringify({{client_name: "Claude Desktop",
+      redirect_uris: [location.origin + "/callback"]}})}});
+  const client = await reg.json();
+  results.registered = reg.status;
+  results.client_id = client.client_id;
+  const url = authorizeUrl(client.client_id);
+  await attempt("read_page", async () => (await (await fetch(url)).text()).includes("csrf"));
+  await attempt("frame", () => load("iframe", url));
+  await attempt("image", () => load("img", url));
+  await attempt("popup", async () => {{
+    const w = window.open(url);
+    if (!w) return "blocked: popup";
+    await new Promise((r) => setTimeout(r, 1500));
+    try {{ return w.document.body.innerHTML.includes("csrf"); }}
+    catch (e) {{ return "blocked: " + e.name; }}
+  }});
+  await attempt("approve_post", async () => (await fetch(as + "/authorize", {{method: "POST",
+    mode: "no-cors", headers: {{"Content-Type": "application/x-www-form-urlencoded"}},
+    body: "request_uri=urn%3Aietf%3Aparams%3Aoauth%3Arequest_uri%3Aguess&csrf=guess"
+      + "&decision=approve&agent=&new_agent=silent"}})).type);
+  await attempt("token", async () => (await fetch(as + "/token", {{method: "POST",
+    headers: {{"Content-Type": "application/x-www-form-urlencoded"}},
+    body: "grant_type=authorization_code&code=guess&code_verifier=" + "v".repeat(43)
+      + "&redirect_uri=" + encodeURIComponent(location.origin + "/callback")
+      + "&client_id=" + client.client_id}})).status);
+  return results;
+}})();
+</script></body></html>"""
+
+
+class Attacker(http.server.BaseHTTPRequestHandler):
+    page = b""
+    callbacks: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/callback"):
+            self.callbacks.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(self.page)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def attacker(kx: Kontext) -> Iterator[str]:
+    Attacker.page = ATTACK.format(issuer=kx.base_url).encode()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_web_page_cannot_register_and_authorize_silently(kx: Kontext, attacker: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as play:
+        browser = play.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(attacker)
+            results = page.evaluate("window.attack")
+        finally:
+            browser.close()
+    print(json.dumps(results))
+    assert results["registered"] == 201  # asking is allowed, even from a loopback page
+    assert results["read_page"] != True  # noqa: E712 - "blocked: …" or False, never True
+    assert results["frame"] in ("loaded", "blocked: error", "no answer")
+    assert results["popup"] != True  # noqa: E712
+    assert results["approve_post"] == "opaque"  # sent blind; refused below (403)
+    assert results["token"] in (400, 401)
+    assert Attacker.callbacks == []  # no code ever reached the page's redirect
+    client_id = results["client_id"]
+    events = [e for e in api_audit(kx) if e.get("client_id") == client_id]
+    assert [e["event"] for e in events] == ["oauth.client_registered"]
+    refused = [e for e in api_audit(kx) if e["event"] == "http.refused"]
+    assert any(e.get("path") == "/authorize" for e in refused)

@@ -1,0 +1,100 @@
+"""``kontext.mcp``: the token verifier an MCP server gives the SDK, attacked with tokens
+it must refuse, each made for real by a daemon (or forged the way an attacker would)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import anyio
+import pytest
+from conftest import Kontext, api_new_agent
+
+from tests.oauth.mcp_flows import RESOURCE, client_id, flow, tokens
+
+pytest.importorskip("mcp", reason="the mcp extra is in the test extra")
+
+from kontext import mcp as kontext_mcp
+
+
+def verify(k: Kontext, token: str, resource: str = RESOURCE) -> Any:
+    verifier = kontext_mcp.KontextTokenVerifier(resource, k.base_url)
+    return anyio.run(verifier.verify_token, token)
+
+
+def test_a_token_for_this_server_is_accepted_with_its_facts(kx: Kontext) -> None:
+    f = flow(client_id(kx))
+    got = tokens(kx, f)
+    access = verify(kx, got["access_token"])
+    assert access is not None
+    assert access.client_id == f.client_id and access.resource == RESOURCE
+    assert access.scopes == ["github:pulls:read"]
+    assert access.claims["act"]["sub"].startswith("agent:")
+    assert access.subject.startswith("user:")
+    assert verify(kx, got["access_token"], RESOURCE + "/") is not None  # a trailing slash
+
+
+def test_tokens_for_anything_else_are_refused(kx: Kontext) -> None:
+    got = tokens(kx, flow(client_id(kx)))
+    assert verify(kx, got["access_token"], "http://127.0.0.1:8766/mcp") is None  # other server
+    agent = api_new_agent(kx, "github:pulls:read", prefix="mcp-verifier")
+    proc, env = kx.token_for(agent)
+    try:
+        assert verify(kx, env["KONTEXT_TOKEN"]) is None  # an exec credential: aud github
+    finally:
+        kx.close(proc)
+
+
+def test_revoked_tokens_are_refused_at_once(kx: Kontext) -> None:
+    got = tokens(kx, flow(client_id(kx)))
+    assert verify(kx, got["access_token"]) is not None
+    with kx.http() as http:
+        http.post("/revoke", data={"token": got["access_token"]})
+    assert verify(kx, got["access_token"]) is None
+
+
+def _forge(token: str, header: dict[str, Any] | None = None, **claims: Any) -> str:
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    head, body, signature = token.split(".")
+    old_head = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    old_body = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    return f"{part(header or old_head)}.{part({**old_body, **claims})}.{signature}"
+
+
+def test_forged_and_malformed_tokens_are_refused(kx: Kontext) -> None:
+    real = tokens(kx, flow(client_id(kx)))["access_token"]
+    forged = [
+        _forge(real, aud="http://127.0.0.1:8765/mcp", scope="github:pulls:write"),  # re-scoped
+        _forge(real, header={"alg": "none", "typ": "at+jwt"}),
+        _forge(real, header={"alg": "HS256", "typ": "at+jwt", "kid": "x"}),
+        _forge(real, header={"alg": "ES256", "typ": "JWT", "kid": "x"}),
+        "not.a.token",
+        "",
+        "x" * 9000,
+    ]
+    for token in forged:
+        assert verify(kx, token) is None, token[:60]
+
+
+def test_auth_gives_the_sdk_settings_for_this_server_and_the_local_issuer(
+    kx: Kontext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KONTEXT_URL", kx.base_url)
+    given = kontext_mcp.auth(RESOURCE, scopes=["github:pulls:read"])
+    settings = given["auth"]
+    assert str(settings.issuer_url) == kx.base_url  # exactly: RFC 8414 compares strings
+    assert str(settings.resource_server_url) == RESOURCE
+    assert settings.required_scopes == ["github:pulls:read"]
+    assert settings.validate_token_resource is True
+    assert isinstance(given["token_verifier"], kontext_mcp.KontextTokenVerifier)
+    monkeypatch.setenv("KONTEXT_URL", "https://evil.example")
+    with pytest.raises(ValueError, match="not a kontext issuer"):
+        kontext_mcp.auth(RESOURCE)
+
+
+def test_token_outside_a_request_says_what_to_do() -> None:
+    with pytest.raises(kontext_mcp.NoToken, match=r"kontext\.mcp\.auth"):
+        kontext_mcp.token()
