@@ -31,10 +31,16 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
         render.emit_json(result)
         return
     rows = [
-        [g["agent"], " ".join(g["scopes"]), g["target"] or "any", _until(g)]
+        [_who(g), " ".join(g["scopes"]), g["target"] or "any", _until(g)]
         for g in result["grants"]
     ]
     render.table(["AGENT", "SCOPES", "TARGET", "EXPIRES"], rows)
+
+
+def _who(grant: dict[str, Any]) -> str:
+    """The agent, and the MCP client it was approved for (as the client named itself)."""
+    client = grant.get("client")
+    return f"{grant['agent']} (MCP: {client['name']})" if client else str(grant["agent"])
 
 
 def _until(grant: dict[str, Any]) -> str:

@@ -190,6 +190,8 @@ def test_the_page_says_who_asks_for_what_and_a_new_agent_acts(kx: Kontext) -> No
     }
     granted = next(e for e in events if e["event"] == "consent.granted")
     assert granted["client_name"] == "Claude Desktop" and granted["resource"] == RESOURCE
+    listed = kx.ok("consent", "list").stdout
+    assert f"agent:{name} (MCP: Claude Desktop)" in listed
 
 
 def test_an_existing_agent_is_offered_only_when_its_permissions_cover_the_ask(

@@ -131,9 +131,20 @@ def listing(core: Core) -> dict[str, Any]:
                 "created_at": g.created_at,
                 "expires_at": effective_expiry(g, ends),
                 "asked_expires_at": g.expires_at,
+                **_client(g),
             }
             for g in rows
         ],
+    }
+
+
+def _client(grant: GrantRow) -> dict[str, Any]:
+    """The MCP client a grant was approved for, as it named itself, and its resource."""
+    if grant.client_id is None:
+        return {}
+    return {
+        "client": {"id": grant.client_id, "name": grant.client_name},
+        "resource": grant.resource,
     }
 
 
