@@ -31,8 +31,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
         render.emit_json(result)
         return
     rows = [
-        [_who(g), " ".join(g["scopes"]), g["target"] or "any", _until(g)]
-        for g in result["grants"]
+        [_who(g), " ".join(g["scopes"]), g["target"] or "any", _until(g)] for g in result["grants"]
     ]
     render.table(["AGENT", "SCOPES", "TARGET", "EXPIRES"], rows)
 
