@@ -5,7 +5,7 @@
     KontextError                 1  something went wrong (a bug: see --verbose)
     ├── UsageError               2  a bad argument, option or value
     ├── NotFound                 3  no such agent or credential
-    ├── Conflict                 4  it already exists
+    ├── Conflict                 4  it already exists, or login would end a session
     ├── DaemonUnavailable        5  kontextd is not reachable and cannot be started
     ├── ConfigInvalid            6  config.toml is invalid
     ├── SecretsUnavailable       7  no secret storage may be used
