@@ -319,6 +319,9 @@ def test_bad_requests_are_rfc_6749_errors(gw: Kontext) -> None:
         actor = exchange(gw, held.token, actor_token=held.token, actor_token_type=ACCESS)
         assert error(actor)[0] == "invalid_request"
         assert error(exchange(gw, held.token, target="../x"))[0] == "invalid_target"
+        for scope in ("github:pulls:delete", "nocolon", "github:pulls:read\x1b[31m", "x" * 5000):
+            code, why = error(exchange(gw, held.token, scope=scope))
+            assert code == "invalid_scope" and "\x1b" not in why and len(why) < 400
         other = api_new_agent(gw, READ, prefix="x-bad-other")
         impostor = exchange(gw, held.token, f"agent:{other}")
         assert error(impostor)[0] == "invalid_request"

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kontext.common import validate
-from kontextd import credentials
+from kontextd import agents, credentials
 from kontextd.consent.layer import approved_scopes
 from kontextd.core import Core
 from kontextd.errors import ApiError
@@ -206,7 +206,7 @@ def _request(core: Core, subject: Subject, form: dict[str, str]) -> CredentialRe
     if subject.left < 1:
         raise OAuthError("invalid_grant", "the subject token has expired")
     only = _resource(core, form)
-    scopes = _scopes(subject, form, only)
+    scopes = _scopes(core, subject, form, only)
     agent = core.store.agent(subject.agent)
     ttl = _ttl(form.get("ttl"))
     default = min(DEFAULT_TTL, agent.max_ttl) if agent is not None else DEFAULT_TTL
@@ -241,11 +241,17 @@ def _resource(core: Core, form: dict[str, str]) -> str | None:
     return found.pop() if found else None
 
 
-def _scopes(subject: Subject, form: dict[str, str], only: str | None) -> tuple[str, ...]:
+def _scopes(
+    core: Core, subject: Subject, form: dict[str, str], only: str | None
+) -> tuple[str, ...]:
     held = tuple(s for s in subject.scopes if only is None or s.partition(":")[0] == only)
     asked = tuple(dict.fromkeys((form.get("scope") or " ".join(held)).split()))
     if not asked:
         raise OAuthError("invalid_scope", f"agent:{subject.agent} holds no scope to exchange")
+    try:  # known integration:scope words only (a bad one is quoted and cut short)
+        agents.check_scopes(core, list(asked), field_name="scope")
+    except ApiError as exc:
+        raise OAuthError("invalid_scope", exc.message) from exc
     outside = [s for s in asked if only is not None and s.partition(":")[0] != only]
     if outside:
         raise OAuthError("invalid_target", f"resource {only} does not cover {' '.join(outside)}")
