@@ -132,6 +132,8 @@ def test_a_web_page_cannot_register_and_authorize_silently(kx: Kontext, attacker
     assert Attacker.callbacks == []  # no code ever reached the page's redirect
     client_id = results["client_id"]
     events = [e for e in api_audit(kx) if e.get("client_id") == client_id]
-    assert [e["event"] for e in events] == ["oauth.client_registered"]
+    # Registered, then its blind /token attempt refused (and audited); never approved.
+    assert [e["event"] for e in events] == ["oauth.client_registered", "oauth.client_refused"]
+    assert events[1]["endpoint"] == "/token"
     refused = [e for e in api_audit(kx) if e["event"] == "http.refused"]
     assert any(e.get("path") == "/authorize" for e in refused)

@@ -243,6 +243,9 @@ def test_refresh_rotates_and_a_reused_one_ends_the_grant(kx: Kontext) -> None:
     assert second.json()["refresh_token"] != first["refresh_token"]
     reused = refresh(kx, f, first["refresh_token"])
     assert reused.json()["error"] == "invalid_grant"
+    refusal = [e for e in api_audit(kx) if e["event"] == "oauth.client_refused"][-1]
+    assert refusal["endpoint"] == "/token" and refusal["client_id"] == f.client_id
+    assert first["refresh_token"] not in str(refusal)
     assert not kx.introspect(second.json()["access_token"])["active"]
     assert refresh(kx, f, second.json()["refresh_token"]).json()["error"] == "invalid_grant"
 

@@ -47,7 +47,22 @@ def handles(authorization: str | None, form: dict[str, str]) -> bool:
 
 
 def handle(core: Core, form: dict[str, str]) -> dict[str, Any]:
-    """The RFC 6749 §5.1 answer, or an ``OAuthError``."""
+    """The RFC 6749 §5.1 answer, or an ``OAuthError`` (audited as a refusal)."""
+    try:
+        return _handle(core, form)
+    except OAuthError as exc:
+        events.record(
+            core,
+            "oauth.client_refused",
+            endpoint="/token",
+            client_id=form.get("client_id", "")[:200],
+            grant_type=form.get("grant_type"),
+            reason=f"{exc.error}: {exc.description}",
+        )
+        raise
+
+
+def _handle(core: Core, form: dict[str, str]) -> dict[str, Any]:
     if not public_clients.enabled(core):
         raise OAuthError("invalid_client", public_clients.off_message(core), 401)
     client_id = form["client_id"]
