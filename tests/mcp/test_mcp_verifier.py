@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 import anyio
 import pytest
-from conftest import Kontext, api_new_agent
+from conftest import Kontext, api_new_agent, wait_until
 
 from tests.oauth.mcp_flows import RESOURCE, client_id, flow, tokens
 
@@ -52,6 +53,54 @@ def test_revoked_tokens_are_refused_at_once(kx: Kontext) -> None:
     with kx.http() as http:
         http.post("/revoke", data={"token": got["access_token"]})
     assert verify(kx, got["access_token"]) is None
+
+
+def test_revoking_the_agent_or_its_grant_reaches_the_server_on_the_next_request(
+    kx: Kontext,
+) -> None:
+    """Revocation is felt by the tool server itself, not only at kontext: the verifier
+    asks on every request, so the client's next call is a 401 (and a new page)."""
+    by_agent = tokens(kx, flow(client_id(kx)))["access_token"]
+    by_grant = tokens(kx, flow(client_id(kx)))["access_token"]
+    assert verify(kx, by_agent) is not None and verify(kx, by_grant) is not None
+    kx.ok("revoke", kx.introspect(by_agent)["act"]["sub"])
+    assert verify(kx, by_agent) is None
+    kx.ok("consent", "revoke", kx.introspect(by_grant)["act"]["sub"])
+    assert verify(kx, by_grant) is None
+
+
+def test_an_expired_token_is_refused(kx: Kontext) -> None:
+    name = api_new_agent(kx, "github:pulls:read", prefix="mcp-short", max_ttl=10)
+    got = tokens(kx, flow(client_id(kx)), agent=name)
+    assert verify(kx, got["access_token"]) is not None
+    expires = got["expires_in"] + time.time()
+    assert wait_until(lambda: time.time() > expires + 1, timeout=60)  # a condition, not a timing
+    assert verify(kx, got["access_token"]) is None
+
+
+def test_another_kontexts_token_for_this_server_is_refused(kx: Kontext, fresh_kx: Kontext) -> None:
+    """Another kontext on this machine (another user's, say) approves its own client for
+    the same URL: its token names this server, yet it is not this issuer's, nor signed
+    by this issuer's keys, even with this issuer's ``kid`` and ``iss`` pasted in."""
+    fresh_kx.start()
+    theirs = tokens(fresh_kx, flow(client_id(fresh_kx)))["access_token"]
+    ours = tokens(kx, flow(client_id(kx)))["access_token"]
+    assert _claims(theirs)["aud"] == _claims(ours)["aud"]
+    our_head = _header(ours)
+    assert verify(kx, theirs) is None
+    assert verify(kx, _forge(theirs, header=our_head)) is None
+    assert verify(kx, _forge(theirs, header=our_head, iss=kx.base_url)) is None
+    assert verify(fresh_kx, ours) is None  # and the other way round
+
+
+def _header(token: str) -> dict[str, Any]:
+    head = token.split(".")[0]
+    return dict(json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))))
+
+
+def _claims(token: str) -> dict[str, Any]:
+    body = token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))))
 
 
 def _forge(token: str, header: dict[str, Any] | None = None, **claims: Any) -> str:
