@@ -233,7 +233,11 @@ def run(req: ExecRequest) -> int:
         # nor replace its exit status with ours.
         # Not waited for: the answer is read once the child is done (it is there
         # by then, unless the command is quicker than one round trip).
-        told = {"pid": pid, "confined": unconfined is None, "why": unconfined or ""}
+        told: dict[str, object] = {"pid": pid, "confined": unconfined is None}
+        if unconfined:
+            told["why"] = unconfined
+        if keep:  # not the agent's: 'revoke --kill' leaves them alone
+            told["helpers"] = [list(p) for p in sorted(keep)]
         lease = conn
         sent = _reported(lambda: lease.send("POST", "/v1/lease/child", told))
         status = _wait(pid)

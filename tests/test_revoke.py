@@ -299,3 +299,36 @@ def test_what_a_command_leaves_behind_ends_with_its_exec(kx: Kontext, tmp_path: 
     assert proc.wait(timeout=60) == 0
     assert not [pid for pid in pids if _alive(pid)]
     kx.close(proc)
+
+
+def test_revoke_kill_spares_the_daemon_its_exec_started(fresh_kx: Kontext) -> None:
+    """An exec that starts kontextd is the daemon's parent: --kill ends the command's
+    tree, never the daemon (a helper of the wrapper, not the agent's)."""
+    name = fresh_kx.agent("github:pulls:read")
+    fresh_kx.ok("daemon", "stop")
+    proc = fresh_kx.popen(
+        "exec",
+        "--agent",
+        name,
+        "--",
+        sys.executable,
+        "-c",
+        "print('ready',flush=True);input()",
+        stdin=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        daemon = fresh_kx.daemon_pid
+        with open(f"/proc/{daemon}/stat") as fh:
+            assert int(fh.read().rpartition(")")[2].split()[1]) == proc.pid  # its parent
+        done = fresh_kx.ok("revoke", f"agent:{name}", "--kill")
+        assert "1 process(es) terminated" in done.stdout  # the command, not the daemon
+        assert proc.wait(timeout=30) == -signal.SIGTERM
+        (killed,) = [e for e in api_audit(fresh_kx, agent=name) if e["event"] == "process.killed"]
+        assert daemon not in killed["pids"]
+        assert fresh_kx.daemon_pid == daemon and _alive(daemon)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        fresh_kx.close(proc)

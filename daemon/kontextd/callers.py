@@ -36,6 +36,9 @@ class Tree:
     wrapper: lineage.ProcId
     child: lineage.ProcId | None = None
     child_ns: str | None = None  # ``user:[INODE]`` when the child was confined
+    # The wrapper's own helpers started before the command (an auto-started kontextd,
+    # a consent browser): below the wrapper, but not the agent's.
+    helpers: frozenset[lineage.ProcId] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -86,13 +89,21 @@ class Trees:
         with self._lock:
             self._trees[jti] = Tree(jti, agent, wrapper)
 
-    def set_child(self, jti: str, pid: int, start: int | None) -> None:
-        """The wrapper started its child: remember it and its user namespace."""
+    def set_child(
+        self,
+        jti: str,
+        pid: int,
+        start: int | None,
+        helpers: frozenset[lineage.ProcId] = frozenset(),
+    ) -> None:
+        """The wrapper started its child: remember it, its user namespace and the
+        wrapper's helpers (which ``revoke --kill`` leaves alone)."""
         ns = lineage.userns_inode(pid)
         with self._lock:
             tree = self._trees.get(jti)
             if tree is not None and start is not None:
                 tree.child = (pid, start)
+                tree.helpers = helpers
                 if ns is not None and not self._self.is_ours(ns):
                     tree.child_ns = ns
 

@@ -23,7 +23,7 @@ from functools import cached_property
 from typing import Any
 
 from kontext.common import wire
-from kontextd import agents, killer
+from kontextd import agents, exec_tree
 from kontextd.core import Core
 from kontextd.credential_end import (  # the callers of these ask ``credentials``
     end,
@@ -300,7 +300,7 @@ def revoke_agent(core: Core, name: str, *, kill: bool, reason: str) -> dict[str,
     live = core.store.live_credentials(agent.name)
     revoked = end_all(core, live, "revoked", f"agent revoked: {reason}")
     end_client_grants(core, agent.name, f"agent revoked: {reason}")
-    killed = _kill_trees(core, agent.name) if kill else []
+    killed = exec_tree.kill_trees(core, agent.name) if kill else []
     return {"agent": f"agent:{agent.name}", "revoked": revoked, "killed": killed}
 
 
@@ -318,63 +318,6 @@ def delete_agent(core: Core, name: str) -> dict[str, Any]:
             }
         )
     return {"agent": f"agent:{agent.name}", "deleted": True}
-
-
-def record_child(core: Core, jti: str, body: dict[str, Any], wrapper_pid: int | None) -> None:
-    """The wrapper tells us its child's pid, so ``revoke --kill`` can stop it, and
-    whether it confined it; an unconfined child is audited."""
-    pid = body.get("pid")
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
-        raise invalid("pid must be a positive process id")
-    cred = core.store.credential(jti)
-    if cred is None or cred.wrapper_pid != wrapper_pid:
-        raise not_found("no credential held by this connection")
-    start = process_start(pid)
-    core.store.set_child(jti, pid, start)
-    core.trees.set_child(jti, pid, int(start) if start else None)
-    if body.get("confined") is False:
-        why = body.get("why")
-        with core.store.transaction() as tx:
-            tx.append_event(
-                {
-                    "event": "exec.unconfined",
-                    "agent": {"id": f"agent:{cred.agent}"},
-                    "jti": jti,
-                    "pid": pid,
-                    "reason": str(why)[:300] if why else "not said",
-                }
-            )
-
-
-def process_start(pid: int) -> str | None:
-    """The process start time (Linux /proc stat field 22), to detect pid reuse."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rpartition(")")[2].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _kill_trees(core: Core, agent: str) -> list[int]:
-    """End the whole process tree of every live exec of ``agent`` (``kontextd.killer``)."""
-    trees = core.trees.of_agent(agent)
-    signalled = killer.terminate(trees)
-    if signalled:
-        with core.store.transaction() as tx:
-            for tree in trees:
-                if tree.jti in signalled:
-                    tx.append_event(
-                        {
-                            "event": "process.killed",
-                            "agent": {"id": f"agent:{agent}"},
-                            "jti": tree.jti,
-                            "pid": tree.child[0] if tree.child else None,
-                            "pids": signalled[tree.jti],
-                            "signal": "SIGTERM",
-                            "by": core.caller_name(),
-                        }
-                    )
-    return [pid for pids in signalled.values() for pid in pids]
 
 
 __all__ = [

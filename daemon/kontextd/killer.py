@@ -28,8 +28,12 @@ ROUNDS = 50  # SIGKILL rounds at most (a fork bomb loses a generation per round)
 
 
 def below(tree: Tree) -> list[lineage.ProcId]:
-    """Every live (non-zombie) process below the tree's wrapper."""
-    return [p for p in lineage.descendants(tree.wrapper) if not lineage.is_zombie(p[0])]
+    """Every live (non-zombie) process below the tree's wrapper but its helpers (an
+    auto-started kontextd — this very daemon — or a consent browser) and theirs."""
+    me = lineage.ident(os.getpid())
+    prune = tree.helpers | ({me} if me else frozenset())
+    found = lineage.descendants(tree.wrapper, prune)
+    return [p for p in found if not lineage.is_zombie(p[0])]
 
 
 def send(proc: lineage.ProcId, signum: int) -> bool:

@@ -126,8 +126,9 @@ def all_processes() -> dict[int, tuple[int, int]]:
     return out
 
 
-def descendants(root: ProcId) -> list[ProcId]:
-    """Every process below ``root`` (not ``root`` itself), if ``root`` is still that process."""
+def descendants(root: ProcId, prune: frozenset[ProcId] = frozenset()) -> list[ProcId]:
+    """Every process below ``root`` (not ``root`` itself), if ``root`` is still that
+    process; the subtrees of the processes in ``prune`` are left out, they included."""
     table = all_processes()
     if table.get(root[0], (0, -1))[1] != root[1]:
         return []
@@ -138,6 +139,9 @@ def descendants(root: ProcId) -> list[ProcId]:
     todo = list(children.get(root[0], []))
     while todo:
         pid = todo.pop()
-        found.append((pid, table[pid][1]))
+        proc = (pid, table[pid][1])
+        if proc in prune:
+            continue
+        found.append(proc)
         todo.extend(children.get(pid, []))
     return found

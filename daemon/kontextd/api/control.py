@@ -17,7 +17,7 @@ import socket
 import time
 from typing import Any, ClassVar
 
-from kontextd import agents, credentials, settings
+from kontextd import agents, credentials, exec_tree, settings
 from kontextd.api import gate
 from kontextd.api.control_auth import AUTH_ROUTES, AuthRoutes
 from kontextd.api.httpbase import Route, route
@@ -251,7 +251,7 @@ class ControlHandler(AuthRoutes):
         return self.leases[-1]
 
     def lease_child(self) -> None:
-        credentials.record_child(self.core, self._held(), self.read_json(), self.peer_pid)
+        exec_tree.record_child(self.core, self._held(), self.read_json(), self.peer_pid)
         self.send_json(200, {"ok": True})
 
     def lease_release(self) -> None:

@@ -20,7 +20,7 @@ from http import HTTPStatus
 from typing import Any
 
 from kontext.common import wire
-from kontextd import credentials
+from kontextd import credentials, exec_tree
 from kontextd.api import http11
 from kontextd.api.control import ControlHandler
 from kontextd.api.gate import Gate
@@ -165,7 +165,7 @@ class LeaseConnection:
         if not self.leases:
             raise invalid("this connection holds no credential")
         if req.path == "/v1/lease/child":
-            credentials.record_child(core, self.leases[-1], body, self.pid)
+            exec_tree.record_child(core, self.leases[-1], body, self.pid)
             return 200, {"ok": True}
         self.reason = credentials.release_reason(body.get("status"))
         for jti in self.leases:
