@@ -72,9 +72,16 @@ class Plan:
                     continue
                 # Missing, the agent could create it (a config.toml of its own): make it first.
                 os.makedirs(real, mode=0o700, exist_ok=True)
-            if not any(real == h or real.startswith(h + "/") for h in self.hide):
-                self.hide.append(real)
+            self._add(real)
+        if "KONTEXT_HOME" in environ:  # the default home may hold another daemon's keys
+            for path in default_home(environ):
+                if os.path.isdir(path):
+                    self._add(os.path.realpath(path))
         self.bus = [p for p in bus_sockets(environ) if not self.hidden(p)]
+
+    def _add(self, path: str) -> None:
+        if not self.hidden(path):
+            self.hide = [h for h in self.hide if not h.startswith(path + "/")] + [path]
 
     def hidden(self, path: str) -> bool:
         return any(path == h or path.startswith(h + "/") for h in self.hide)
@@ -90,6 +97,24 @@ class Plan:
                 f"the working directory {cwd} is inside kontext's own files, which an agent "
                 "may not see; cd elsewhere and run the command again"
             )
+
+
+def default_home(environ: dict[str, str] | os._Environ[str]) -> list[str]:
+    """Where kontext keeps things without ``KONTEXT_HOME`` (platformdirs' choices on
+    Linux, without importing it): the XDG directories, or their usual defaults."""
+    home = environ.get("HOME") or os.path.expanduser("~")
+
+    def xdg(name: str, default: str) -> str:
+        value = environ.get(name, "")
+        return value if os.path.isabs(value) else os.path.join(home, default)
+
+    runtime = environ.get("XDG_RUNTIME_DIR") or f"/tmp/runtime-{os.getuid()}"  # noqa: S108
+    return [
+        os.path.join(xdg("XDG_CONFIG_HOME", ".config"), "kontext"),
+        os.path.join(xdg("XDG_DATA_HOME", ".local/share"), "kontext"),
+        os.path.join(runtime, "kontext"),
+        os.path.join(xdg("XDG_STATE_HOME", ".local/state"), "kontext", "log"),
+    ]
 
 
 def bus_sockets(environ: dict[str, str] | os._Environ[str]) -> list[str]:

@@ -264,3 +264,24 @@ def test_abstract_sockets_made_outside_are_out_of_reach(setup: Setup, tmp_path: 
     assert_refused(results, 1)
     assert "PermissionError" in results[0]["detail"] or "refused" in results[0]["detail"].lower()
     assert_nothing_changed(setup, before)
+
+
+@needs_confinement
+def test_the_default_home_is_hidden_too(setup: Setup, tmp_path: Path) -> None:
+    """With KONTEXT_HOME set, the default home (another daemon's keys, perhaps) is
+    hidden as well: XDG_DATA_HOME/kontext here, with a stand-in key in it."""
+    data = tmp_path / "xdg-data"
+    (data / "kontext" / "secrets").mkdir(parents=True)
+    (data / "kontext" / "secrets" / "signing-key").write_text("PRIVATE KEY")
+    proc = setup.k.run(
+        "exec",
+        "--agent",
+        setup.agent,
+        "--",
+        "sh",
+        "-c",
+        f"cat {data}/kontext/secrets/signing-key; ls -A {data}/kontext; echo done",
+        env={"XDG_DATA_HOME": str(data)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "done\n" and "PRIVATE KEY" not in proc.stdout
