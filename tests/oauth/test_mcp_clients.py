@@ -278,6 +278,29 @@ def test_revoking_the_grant_or_the_refresh_token_ends_the_client(kx: Kontext) ->
     assert not kx.introspect(other["access_token"])["active"]
 
 
+def test_an_approval_lasts_one_login_session(fresh_kx: Kontext) -> None:
+    """Approved once per session, as ``consent grant`` is: the refresh token never
+    outlives the login session, and a new login ends the client's tokens."""
+    k = fresh_kx
+    k.start()
+    assert k.run("login", tty=True).returncode == 0
+    ends = json.loads(k.ok("whoami", "--json").stdout)["expires_at"]
+    f = flow(client_id(k))
+    got = tokens(k, f)
+    assert k.introspect(got["access_token"])["exp"] <= ends
+    rotated = refresh(k, f, got["refresh_token"]).json()
+    assert k.introspect(rotated["access_token"])["active"]
+    listed = json.loads(k.ok("consent", "list", "--json").stdout)["grants"]
+    (grant,) = [g for g in listed if g.get("client", {}).get("id") == f.client_id]
+    assert grant["expires_at"] <= ends and grant["resource"] == RESOURCE
+    assert k.run("login", "--force", tty=True).returncode == 0
+    assert not k.introspect(rotated["access_token"])["active"]
+    ended = refresh(k, f, rotated["refresh_token"]).json()
+    assert ended["error"] == "invalid_grant" and "revoked" in ended["error_description"]
+    revoked = [e for e in api_audit(k) if e["event"] == "consent.revoked"]
+    assert any(grant["id"] in e["grants"] and "session ended" in e["reason"] for e in revoked)
+
+
 def test_a_token_for_an_mcp_server_is_refused_at_the_gateway(kx: Kontext) -> None:
     got = tokens(kx, flow(client_id(kx)))
     with kx.http() as http:
