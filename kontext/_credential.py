@@ -13,8 +13,6 @@ import datetime as dt
 import time
 from types import TracebackType
 
-import httpx
-
 from kontext import _transport
 from kontext._errors import KontextError, Unavailable
 
@@ -152,6 +150,6 @@ class Credential:
                 raise
 
 
-def _check_revoked(answer: httpx.Response) -> None:
-    if answer.status_code != 200:  # RFC 7009 §2.2: 200 whatever the token was
-        raise Unavailable(f"kontextd did not revoke the credential (HTTP {answer.status_code})")
+def _check_revoked(answer: _transport.Reply) -> None:
+    if answer.status != 200:  # RFC 7009 §2.2: 200 whatever the token was
+        raise Unavailable(f"kontextd did not revoke the credential (HTTP {answer.status})")

@@ -21,8 +21,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from kontext import _authority, _transport
 from kontext._credential import Credential
 from kontext._errors import (
@@ -193,20 +191,12 @@ async def aexchange(ask: Ask, authority: _authority.Authority) -> Credential:
     return outcome(answer, ask, authority)
 
 
-def outcome(answer: httpx.Response, ask: Ask, authority: _authority.Authority) -> Credential:
+def outcome(answer: _transport.Reply, ask: Ask, authority: _authority.Authority) -> Credential:
     """The daemon's answer as a ``Credential``, or the matching exception."""
-    body = _json(answer)
-    if answer.status_code == 200 and isinstance(body.get("access_token"), str):
+    body = answer.json()
+    if answer.status == 200 and isinstance(body.get("access_token"), str):
         return _credential(body, ask, authority)
     raise _error(answer, body, ask, authority)
-
-
-def _json(answer: httpx.Response) -> dict[str, Any]:
-    try:
-        body = answer.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def _credential(body: dict[str, Any], ask: Ask, authority: _authority.Authority) -> Credential:
@@ -237,7 +227,7 @@ def _one_line(text: object) -> str:
 
 
 def _error(
-    answer: httpx.Response, body: dict[str, Any], ask: Ask, authority: _authority.Authority
+    answer: _transport.Reply, body: dict[str, Any], ask: Ask, authority: _authority.Authority
 ) -> Exception:
     code = body.get("error")
     described = _one_line(body.get("error_description") or "")
@@ -252,17 +242,17 @@ def _error(
     if code == "invalid_grant":
         reason = f"{authority.source} is no longer active (revoked or expired, or its exec ended)"
         return Denied(f"denied by delegation: {reason}", layer=DELEGATION, reason=reason)
-    if isinstance(code, str) and code != "temporarily_unavailable" and answer.status_code < 500:
+    if isinstance(code, str) and code != "temporarily_unavailable" and answer.status < 500:
         return InvalidRequest(described or code)
     return _unavailable(answer, body, described)
 
 
-def _unavailable(answer: httpx.Response, body: dict[str, Any], described: str) -> Unavailable:
-    if answer.status_code == 429:
-        wait = answer.headers.get("Retry-After", "a few")
+def _unavailable(answer: _transport.Reply, body: dict[str, Any], described: str) -> Unavailable:
+    if answer.status == 429:
+        wait = answer.headers.get("retry-after", "a few")
         return Unavailable(f"kontextd is throttling requests: retry in {_one_line(wait)} s")
     nested = body.get("error")
     if isinstance(nested, dict):  # the control API's shape: Host/Origin refusals
         described = _one_line(nested.get("message", ""))
-    why = described or f"HTTP {answer.status_code}"
+    why = described or f"HTTP {answer.status}"
     return Unavailable(f"kontextd could not issue a credential now: {why}")
