@@ -1,0 +1,171 @@
+"""``kontext.require`` in a long-running child of ``kontext exec``, against a real daemon.
+
+The child (tests/library/agent.py) imports the library like any agent and holds
+its exec's credential as the authority; this test stands outside, as a resource
+server would, and checks every token with joserfc, introspection and the audit.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from joserfc.jwk import KeySet
+
+from tests.conftest import Kontext, api_audit, api_new_agent, wait_until
+from tests.library.harness import PR, READ_WRITE, RunningAgent, active, github, gw, verified
+
+__all__ = ["github", "gw"]  # module-scoped fixtures, used by name below
+
+LAYERS_ALLOW = {"org_policy": "allow", "user_consent": "allow", "agent_permissions": "allow"}
+POLICY = """
+@id("baseline")
+permit (principal, action, resource);
+@id("no-production-writes")
+forbid (principal, action in Action::"write", resource)
+when { resource.target like "*/production-*" };
+"""
+
+
+def issued_events(k: Kontext, agent: str) -> dict[str, dict]:
+    return {e["jti"]: e for e in api_audit(k, agent) if e["event"] == "credential.issued"}
+
+
+def test_a_long_running_child_gets_a_hundred_distinct_narrower_credentials(gw: Kontext) -> None:
+    agent = api_new_agent(gw, *READ_WRITE, prefix="loop")
+    with RunningAgent(gw, agent, "--target", "acme/backend") as child:
+        keys = KeySet.import_key_set(gw.jwks())
+        parent = verified(gw, child.token, keys)
+        creds = child.ask("require", n=100, args={"scopes": ["pulls:read"]})["creds"]
+        assert len({c["jti"] for c in creds}) == 100
+        assert len({c["token"] for c in creds}) == 100
+        for cred in creds:
+            claims = verified(gw, cred["token"], keys)
+            assert claims["jti"] == cred["jti"] != parent["jti"]
+            # Narrower than or equal to the parent: scopes, target, lifetime, same user.
+            assert claims["scope"] == "github:pulls:read"
+            assert set(claims["scope"].split()) <= set(parent["scope"].split())
+            assert claims["target"] == parent["target"] == "acme/backend"
+            assert claims["exp"] <= parent["exp"]
+            assert claims["exp"] - claims["iat"] <= 60  # the per-request default
+            assert claims["sub"] == parent["sub"]
+            # RFC 8693 §4.1: the current actor on top, who delegated to it nested below.
+            assert claims["act"] == {"sub": f"agent:{agent}", "act": parent["act"]}
+            assert (cred["agent"], cred["parent"]) == (f"agent:{agent}", parent["jti"])
+            assert cred["base_url"] == f"{gw.base_url}/gw/github" == child.env["GITHUB_API_URL"]
+            assert cred["headers_ok"] and cred["token"] not in cred["repr"]
+        audited = issued_events(gw, agent)
+        for cred in creds:
+            event = audited[cred["jti"]]
+            assert (event["parent"], event["via"]) == (parent["jti"], "exchange")
+            assert event["scopes"] == ["github:pulls:read"]
+            assert event["target"] == "acme/backend"
+            assert event["policy_evaluation"] == LAYERS_ALLOW
+        assert all(active(gw, c["token"]) for c in creds[-3:])
+
+
+def test_widening_scopes_target_or_ttl_is_denied_naming_the_layer(gw: Kontext) -> None:
+    agent = api_new_agent(gw, *READ_WRITE, prefix="widen", max_ttl=600)
+    exec_args = ("--scope", "github:pulls:read", "--target", "acme/backend", "--ttl", "2m")
+    with RunningAgent(gw, agent, *exec_args) as child:
+        scope = child.ask("require", args={"scopes": ["pulls:write"]})
+        assert (scope["error"], scope["layer"]) == ("Denied", "delegation")
+        assert scope["message"].startswith("denied by delegation: scopes can only shrink")
+        assert "github:pulls:write" in scope["message"]
+        target = child.ask("require", args={"target": "acme/frontend"})
+        assert (target["error"], target["layer"]) == ("Denied", "delegation")
+        assert "acme/backend" in target["message"]
+        ttl = child.ask("require", args={"ttl": "1h"})
+        assert (ttl["error"], ttl["layer"]) == ("Denied", "agent_permissions")
+        assert ttl["message"] == (
+            f"denied by agent permissions: agent:{agent} may hold credentials for at most "
+            "10m, not 1h"
+        )
+        # Within the agent's maximum but past the parent's end: it ends with its parent.
+        longer = child.ask("require", args={"ttl": "5m"})["creds"][0]
+        assert longer["expires_at"] <= verified(gw, child.token)["exp"]
+        for refusal in (scope, target, ttl):
+            assert child.token not in refusal["message"] + refusal["repr"]
+    denied = [e for e in api_audit(gw, agent) if e["event"] == "credential.denied"]
+    assert len(denied) == 3 and {e["parent"] for e in denied} == {child.jti}
+
+
+def test_org_policy_applies_to_the_narrowed_request(gw: Kontext) -> None:
+    policy_d = gw.home / "config" / "policy.d"
+    policy_d.mkdir(parents=True, exist_ok=True)
+    (policy_d / "10-production.cedar").write_text(POLICY)
+    gw.ok("policy", "reload")
+    try:
+        agent = api_new_agent(gw, *READ_WRITE, prefix="policy")
+        with RunningAgent(gw, agent) as child:
+            refused = child.ask(
+                "require", args={"scopes": ["pulls:write"], "target": "acme/production-api"}
+            )
+            allowed = child.ask("require", args={"scopes": ["pulls:write"], "target": "acme/web"})
+        assert (refused["error"], refused["layer"]) == ("Denied", "org_policy")
+        assert refused["message"].startswith(
+            "denied by org policy: policy no-production-writes forbids github:pulls:write"
+        )
+        assert allowed["creds"][0]["target"] == "acme/web"
+    finally:
+        shutil.rmtree(policy_d)
+        gw.ok("policy", "reload")
+
+
+def test_revoking_the_agent_fails_the_next_require_and_gateway_call_at_once(
+    gw: Kontext,
+) -> None:
+    agent = api_new_agent(gw, *READ_WRITE, prefix="revoked")
+    with RunningAgent(gw, agent, "--target", "acme/backend") as child:
+        cred = child.ask("require")["creds"][0]
+        call = {"base_url": cred["base_url"], "token": cred["token"], "path": PR}
+        assert child.ask("call", **call)["status"] == 200
+        gw.ok("revoke", f"agent:{agent}")
+        after = child.ask("require")
+        assert (after["error"], after["layer"]) == ("Denied", "delegation")
+        assert "KONTEXT_TOKEN is no longer active" in after["message"]
+        refused = child.ask("call", **call)
+        assert refused["status"] == 403
+        assert "credential revoked" in refused["body"]["message"]
+        assert not active(gw, cred["token"])
+
+
+def test_the_exec_ending_kills_every_credential_derived_from_it(gw: Kontext) -> None:
+    agent = api_new_agent(gw, *READ_WRITE, prefix="ending")
+    child = RunningAgent(gw, agent)
+    creds = child.ask("require", n=5)["creds"] + child.ask("gather", n=3)["creds"]
+    assert all(active(gw, c["token"]) for c in creds)
+    assert child.close() == 0
+    assert wait_until(lambda: not any(active(gw, c["token"]) for c in creds), timeout=30)
+    revoked = {e["jti"]: e for e in api_audit(gw, agent) if e["event"] == "credential.revoked"}
+    for cred in creds:
+        assert revoked[cred["jti"]]["parent"] == child.jti
+        assert f"its parent {child.jti} ended" in revoked[cred["jti"]]["reason"]
+
+
+def test_a_with_blocks_credential_is_inactive_right_after_the_block(gw: Kontext) -> None:
+    agent = api_new_agent(gw, *READ_WRITE, prefix="with")
+    with RunningAgent(gw, agent) as child:
+        for op in ("with", "async_with"):
+            out = child.ask(op, args={"scopes": ["pulls:write"]})
+            assert out["inside"] is True, op
+            assert out["cred"]["revoked"] is True and "revoked" in out["cred"]["repr"]
+            assert not active(gw, out["cred"]["token"]), op
+            ended = [
+                e
+                for e in api_audit(gw, agent)
+                if e["event"] == "credential.revoked" and e["jti"] == out["cred"]["jti"]
+            ]
+            assert len(ended) == 1 and ended[0]["parent"] == child.jti
+        assert active(gw, child.token)  # the authority lives on
+
+
+def test_asyncio_gather_of_32_arequire_calls(gw: Kontext) -> None:
+    agent = api_new_agent(gw, *READ_WRITE, prefix="gather")
+    with RunningAgent(gw, agent) as child:
+        creds = child.ask("gather", n=32, args={"scopes": ["github:pulls:read"]})["creds"]
+        keys = KeySet.import_key_set(gw.jwks())
+        assert len({c["jti"] for c in creds}) == 32
+        for cred in creds:
+            claims = verified(gw, cred["token"], keys)
+            assert claims["scope"] == "github:pulls:read" and cred["parent"] == child.jti
+    assert {e["parent"] for e in issued_events(gw, agent).values() if "parent" in e} == {child.jti}
