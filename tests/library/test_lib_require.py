@@ -7,10 +7,15 @@ server would, and checks every token with joserfc, introspection and the audit.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from joserfc.jwk import KeySet
 
+import kontext
 from tests.conftest import Kontext, api_audit, api_new_agent, wait_until
 from tests.library.harness import PR, READ_WRITE, RunningAgent, active, github, gw, verified
 
@@ -169,3 +174,26 @@ def test_asyncio_gather_of_32_arequire_calls(gw: Kontext) -> None:
             claims = verified(gw, cred["token"], keys)
             assert claims["scope"] == "github:pulls:read" and cred["parent"] == child.jti
     assert {e["parent"] for e in issued_events(gw, agent).values() if "parent" in e} == {child.jti}
+
+
+def test_a_token_handed_in_is_exchanged_across_event_loops_and_threads(
+    gw: Kontext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tool server's way: ``token=`` is the bearer token a request brought, the daemon
+    is named by KONTEXT_URL, calls come from several event loops and threads. Nothing
+    may leak between them (pytest turns an unclosed socket or transport into an error)."""
+    agent = api_new_agent(gw, *READ_WRITE, prefix="server")
+    proc, env = gw.token_for(agent, "--target", "acme/backend")
+    try:
+        monkeypatch.delenv("KONTEXT_TOKEN", raising=False)
+        monkeypatch.setenv("KONTEXT_URL", gw.base_url)
+        handed = env["KONTEXT_TOKEN"]
+        got = [asyncio.run(kontext.arequire("github", token=handed)) for _ in range(2)]
+        with ThreadPoolExecutor(4) as pool:
+            got += pool.map(lambda _: kontext.require("github", token=handed), range(8))
+        assert len({c.jti for c in got}) == 10
+        assert {c.parent for c in got} == {env["KONTEXT_CREDENTIAL_ID"]}
+        assert all(c.target == "acme/backend" and active(gw, c.token) for c in got)
+        gc.collect()
+    finally:
+        gw.close(proc)
