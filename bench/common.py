@@ -57,6 +57,7 @@ class Plan:
     dashboard_seconds: float  # issuance per round
     dashboard_latency: int  # issuances timed to their event on an open stream
     dashboard_idle: float  # seconds of idle CPU measured
+    library_seconds: float  # per concurrency level of library_bench.py
 
 
 FULL = Plan(
@@ -83,6 +84,7 @@ FULL = Plan(
     dashboard_seconds=2.0,
     dashboard_latency=40,
     dashboard_idle=5.0,
+    library_seconds=5.0,
 )
 QUICK = Plan(
     exec_runs=5,
@@ -108,6 +110,7 @@ QUICK = Plan(
     dashboard_seconds=0.5,
     dashboard_latency=5,
     dashboard_idle=0.5,
+    library_seconds=0.5,
 )
 
 

@@ -105,20 +105,20 @@ class Figures:
         ]
 
     def markdown(self) -> str:
-        head = ("what", "callers", "rate", "p50", "p99", "daemon CPU/call", "baseline rate ÷ rate")
-        lines = [
-            "### Library: `kontext.require` (RFC 8693 exchange at the loopback /token)",
-            "",
-            "| " + " | ".join(head) + " |",
-            "|" + "|".join(" --- " for _ in head) + "|",
-            *("| " + " | ".join(row) + " |" for row in self.rows()),
-            "",
-            "Callers are threads of one process under `kontext exec` (its credential is the",
-            "authority); each call is a new credential through the request path, stored and",
-            "audited. Baseline: the same threads POSTing a form to `/introspect`.",
-            "",
-        ]
-        return "\n".join(lines)
+        head = "| " + " | ".join(COLUMNS) + " |"
+        rule = "|" + "|".join(" --- " for _ in COLUMNS) + "|"
+        body = ["| " + " | ".join(row) + " |" for row in self.rows()]
+        return "\n".join([f"### {TITLE}", "", head, rule, *body, "", NOTE, ""])
+
+
+TITLE = "Library: `kontext.require` (RFC 8693 exchange at the loopback /token)"
+COLUMNS = ("what", "callers", "rate", "p50", "p99", "daemon CPU/call", "baseline rate ÷ rate")
+NOTE = (
+    "Callers are threads of one process under `kontext exec` (its credential is the "
+    "authority); each call is a new credential through the request path, stored and "
+    "audited. Baseline: the same threads POSTing a form to `/introspect`. Not counted: "
+    "each credential's later expiry (one more audited write, 60 s on)."
+)
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -198,6 +198,18 @@ def worker(pid: int, seconds: float) -> None:
 
 
 # -- the driver ----------------------------------------------------------------
+
+
+def bench_library(plan: Any) -> tuple[Any, list[Any]]:
+    """For ``run.py``: this benchmark as a report section (2b, beside exec and
+    issuance) and its targets, with ``plan.library_seconds`` per level."""
+    from common import Section, Target
+
+    figures = measure(plan.library_seconds)
+    section = Section(f"2b. {TITLE}", COLUMNS)
+    section.rows += figures.rows()
+    section.notes.append(NOTE)
+    return section, [Target(*target) for target in figures.targets()]
 
 
 def measure(seconds: float) -> Figures:

@@ -31,10 +31,12 @@ interpreter running this script:
    threads.
 9. The dashboard: exec and issuance with no dashboard open against 20 open ones
    (paired rounds), a new event's way to an open stream, streams' idle cost.
+10. The library: ``kontext.require`` per second, p50/p99 and daemon CPU per call
+    at 1, 8 and 32 callers in an exec'd agent (shown beside exec and issuance).
 
 This file is the runner: one module per figure (``exec_overhead``, ``issuance``,
 ``loopback_http``, ``revocation``, ``audit_trail``, ``startup``, ``loopback_plane``,
-``connections``, ``dashboard_bench``) and the shared parts in ``common``.
+``connections``, ``dashboard_bench``, ``library_bench``) and the shared parts in ``common``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ import time
 from pathlib import Path
 
 import connections
+import library_bench
 import loopback_plane as plane
 from audit_trail import bench_audit
 from common import AGENT, FULL, HERE, QUICK, Daemon, Section, Target, fresh_home, ms, percentile
@@ -100,9 +103,11 @@ def main(argv: list[str] | None = None) -> int:
             dash_section, dash_targets = bench_dashboard(daemon, plan)
         finally:
             daemon.stop()
+    print("library ...", file=sys.stderr)
+    library_section, library_targets = library_bench.bench_library(plan)
     print("audit ...", file=sys.stderr)
     audit_section, audit = bench_audit(plan)
-    sections += [exec_section, issue_section, http_section, revoke_section]
+    sections += [exec_section, issue_section, library_section, http_section, revoke_section]
     start_section = Section(
         "5. Daemon start and memory",
         ("figure", "runs", "median", "p95", "baseline"),
@@ -192,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         Target("daemon idle RSS", "<= 60 MB", f"{idle_rss:.1f} MB", idle_rss <= 60),
         *plane.targets(plan, figures),
+        *library_targets,
         Target(
             f"{plan.idle_connections:,} idle loopback connections",
             "< 50 MB daemon memory, no thread each",
@@ -207,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     targets += dash_targets
     target_section = Section(
-        "Targets (issues 6, 15 and 18)", ("target", "goal", "measured", "verdict")
+        "Targets (issues 6, 13, 15 and 18)", ("target", "goal", "measured", "verdict")
     )
     target_section.rows += [t.row() for t in targets]
 
