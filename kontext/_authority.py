@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from kontext._errors import Unavailable
+from kontext.common.wire import ENV_TOKEN
 
-ENV_TOKEN = "KONTEXT_TOKEN"  # noqa: S105 - a variable name, not a secret
-ENV_URL = "KONTEXT_URL"
+ENV_URL = "KONTEXT_URL"  # set by kontext exec for its child: the loopback issuer
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 EXEC_HINT = "run this program under 'kontext exec --agent NAME -- ...' or pass token="
 
