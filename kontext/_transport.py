@@ -173,8 +173,16 @@ def unreachable(issuer: str, exc: BaseException) -> Unavailable:
 
 
 def _forget_pools() -> None:
-    """In a forked child: the parent's sockets are not ours to use or close."""
+    """In a forked child: the parent's connections are not ours to use. Closing our
+    copies of their descriptors leaves the parent's open; the locks are new, as one
+    may have been held by a thread that does not exist here."""
+    global _lock
+    _lock = threading.Lock()
+    pools = list(_pools.values())
     _pools.clear()
+    for pool in pools:
+        for conn, _ in pool.idle:
+            conn.close()
 
 
 def _close_pools() -> None:

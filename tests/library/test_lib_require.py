@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import shutil
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -197,3 +198,24 @@ def test_a_token_handed_in_is_exchanged_across_event_loops_and_threads(
         gc.collect()
     finally:
         gw.close(proc)
+
+
+FORKING = """
+import os, kontext
+kontext.require("github")  # the parent now holds a kept-alive connection
+pid = os.fork()
+jtis = {kontext.require("github").jti for _ in range(20)}
+if pid == 0:
+    os._exit(0 if len(jtis) == 20 else 3)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status), len(jtis))
+"""
+
+
+def test_a_forked_worker_takes_its_own_connections(gw: Kontext) -> None:
+    """A pre-fork server (gunicorn-style): after fork, parent and child each keep
+    asking over connections of their own, never one socket read by both."""
+    agent = api_new_agent(gw, *READ_WRITE, prefix="forked")
+    proc = gw.run("exec", "--agent", agent, "--", sys.executable, "-c", FORKING)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "20"]
