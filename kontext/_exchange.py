@@ -1,6 +1,6 @@
 """``require``: the authority in, a fresh narrow credential out (RFC 8693 at ``/token``).
 
-The request names the integration (``audience``, RFC 8693 §2.1), and optionally
+The request names the integration's gateway (``resource``, RFC 8707), and optionally
 scopes, a target and a TTL (kontext's ``target`` and ``ttl`` parameters). The
 daemon runs it through the whole request path — org policy, user consent
 (target included), agent permissions and max TTL — and the delegation rules:
@@ -71,7 +71,9 @@ class Ask:
             "subject_token": authority.token,
             "subject_token_type": ACCESS_TYPE,
             "requested_token_type": ACCESS_TYPE,
-            "audience": self.integration,
+            # RFC 8707: the token is for the integration's gateway, which the daemon
+            # then also requires to be connected (else ``not_connected``).
+            "resource": f"{authority.issuer}/gw/{self.integration}",
         }
         if self.scopes:
             form["scope"] = " ".join(self.scopes)
