@@ -252,7 +252,7 @@ async def _loop_client(issuer: str) -> httpx.AsyncClient | None:
     client = pools.get(issuer)
     if client is None:
         client = pools[issuer] = _new_async(issuer)
-    return client  # type: ignore[no-any-return]
+    return client
 
 
 async def _close_with_the_loop(pools: dict[str, Any]) -> AsyncGenerator[None]:
