@@ -325,3 +325,27 @@ def test_bad_requests_are_rfc_6749_errors(gw: Kontext) -> None:
         other = api_new_agent(gw, READ, prefix="x-bad-other")
         impostor = exchange(gw, held.token, f"agent:{other}")
         assert error(impostor)[0] == "invalid_request"
+
+
+def test_a_gateway_resource_that_cannot_forward_is_not_connected(gw: Kontext) -> None:
+    """``resource`` = an integration's gateway URL (RFC 8707) asks for a token to call
+    there; when the integration has no upstream connection, nothing could be forwarded:
+    ``invalid_target`` with ``not_connected`` naming it (the library's NotConnected), and
+    nothing is minted. Naming only the integration (``audience``) is not held to this."""
+    agent = api_new_agent(gw, READ, "slack:chat:write", prefix="x-unconnected")
+    with Held(gw, agent) as held:
+        refused = exchange(gw, held.token, resource=f"{gw.base_url}/gw/slack")
+        assert refused.status_code == 400, refused.text
+        assert refused.json() == {
+            "error": "invalid_target",
+            "error_description": "slack is not connected: run 'kontext integration connect slack'",
+            "not_connected": "slack",
+        }
+        assert exchange(gw, held.token, resource=f"{gw.base_url}/gw/github").status_code == 200
+        assert exchange(gw, held.token, audience="slack").status_code == 200
+    minted = [
+        e
+        for e in api_audit(gw, agent)
+        if e["event"] == "credential.issued" and e.get("kind") == "exchange"
+    ]
+    assert len(minted) == 2

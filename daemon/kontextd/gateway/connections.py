@@ -31,6 +31,7 @@ class NotConnected(ApiError):
     """The integration has no upstream credential (never connected, or its connection ended)."""
 
     def __init__(self, name: str, why: str = "is not connected") -> None:
+        self.name = name
         super().__init__(wire.UPSTREAM, f"{name} {why}: run 'kontext integration connect {name}'")
 
 

@@ -33,7 +33,8 @@ every parameter; in short:
 
 Errors (RFC 6749 §5.2, RFC 8693 §2.2.2): ``invalid_grant`` — the subject is not
 active; ``invalid_scope`` — a scope the subject does not hold; ``invalid_target``
-— another target or integration than the subject's; ``invalid_request`` — a
+— another target or integration than the subject's, or a gateway ``resource``
+whose integration is not connected (member ``not_connected`` names it); ``invalid_request`` — a
 malformed parameter, or a layer of the request path refused (RFC 8693 §2.2.2:
 "unacceptable based on policy"), with the extension member ``denied_by`` naming
 the layer (``org_policy``, ``user_consent``, ``agent_permissions``) and the
@@ -43,6 +44,7 @@ description naming the layer and the reason as the CLI prints them.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +53,7 @@ from kontextd import agents, credentials
 from kontextd.consent.layer import approved_scopes
 from kontextd.core import Core
 from kontextd.errors import ApiError
+from kontextd.gateway import connections
 from kontextd.oauth import clients
 from kontextd.oauth.clients import OAuthError
 from kontextd.policy.request import CredentialRequest
@@ -98,7 +101,10 @@ def exchange(
         act=subject.act,
     )
     try:
-        cred = credentials.issue(core, request, origin)
+        cred = credentials.issue(core, request, origin, _gateway_connected(core, form))
+    except connections.NotConnected as exc:
+        # RFC 8693 §2.2.2: unable to issue a token for the target service named.
+        raise OAuthError("invalid_target", exc.message, extra={"not_connected": exc.name}) from exc
     except credentials.Refused as exc:
         raise OAuthError("invalid_request", exc.message, extra={"denied_by": exc.layer}) from exc
     except ApiError as exc:  # secrets refused, disk full: nothing was minted
@@ -111,6 +117,30 @@ def exchange(
         "expires_in": int(cred.row.expires_at - cred.row.issued_at),
         "scope": " ".join(cred.row.scopes),
     }
+
+
+def _gateway_connected(core: Core, form: dict[str, str]) -> Callable[[], dict[str, Any]]:
+    """When ``resource`` is an integration's gateway URL (RFC 8707: the token is for
+    calls there), the gateway must be able to forward them: once every layer allowed,
+    a broker integration without its upstream credential is ``NotConnected`` and
+    nothing is minted (exec's token delivery refuses the same way). An exchange
+    that names the integration only (``audience``) is not held to this."""
+    prefix = f"{core.issuer}/gw/"
+    resource = form.get("resource") or ""
+    name = resource[len(prefix) :].rstrip("/") if resource.startswith(prefix) else None
+
+    def check() -> dict[str, Any]:
+        integration = core.config.integrations.get(name) if name else None
+        if (
+            integration is not None
+            and integration.mode == "broker"
+            and integration.routes
+            and connections.stored(core, integration.name) is None
+        ):
+            raise connections.NotConnected(integration.name)
+        return {}
+
+    return check
 
 
 def _check_form(form: dict[str, str]) -> None:
