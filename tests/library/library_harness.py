@@ -1,6 +1,6 @@
 """What the library tests share: a gateway daemon, a long-running agent, token checks.
 
-``RunningAgent`` starts ``tests/library/agent.py`` under ``kontext exec`` and talks
+``RunningAgent`` starts ``tests/library/library_agent.py`` under ``kontext exec`` and talks
 to it line by line, so one exec (one authority) serves many library calls — the
 long-lived agent the library is for. Tokens are verified here the way a resource
 server would: signature from the published JWKS with joserfc (not the product's
@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Kontext, gateway_daemon
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
+from upstream.fake_github import API_KEY, FakeGitHub
 
-from tests.conftest import Kontext, gateway_daemon
-from tests.upstream.fake_github import API_KEY, FakeGitHub
-
-AGENT = Path(__file__).parent / "agent.py"
+AGENT = Path(__file__).parent / "library_agent.py"
 READ_WRITE = ("github:pulls:read", "github:pulls:write")
 PR = "/repos/acme/backend/pulls/42"
 ANSWER_TIMEOUT = 120.0  # generous: a loaded 2-core box must pass
@@ -45,7 +44,7 @@ def gw(github: FakeGitHub) -> Iterator[Kontext]:
 
 
 class RunningAgent:
-    """``kontext exec --agent NAME [ARGS] -- python agent.py``, driven over its stdin."""
+    """``kontext exec --agent NAME [ARGS] -- python library_agent.py``, driven over its stdin."""
 
     def __init__(self, k: Kontext, agent: str, *exec_args: str) -> None:
         self.name = agent

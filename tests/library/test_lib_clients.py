@@ -8,10 +8,9 @@ carries the ``jti``) and which authority each credential came from.
 from __future__ import annotations
 
 import pytest
-
-from tests.conftest import Kontext, api_audit, api_new_agent
-from tests.library.harness import PR, READ_WRITE, RunningAgent, active, github, gw
-from tests.upstream.fake_github import API_KEY, FakeGitHub
+from conftest import Kontext, api_audit, api_new_agent
+from library_harness import PR, READ_WRITE, RunningAgent, active, github, gw
+from upstream.fake_github import API_KEY, FakeGitHub
 
 __all__ = ["github", "gw"]  # module-scoped fixtures, used by name below
 

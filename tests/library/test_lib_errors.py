@@ -14,10 +14,10 @@ import socket
 from pathlib import Path
 
 import pytest
+from conftest import Kontext, api_new_agent
+from library_harness import RunningAgent
 
 import kontext
-from tests.conftest import Kontext, api_new_agent
-from tests.library.harness import RunningAgent
 
 
 def fake_token(claims: dict[str, object]) -> str:

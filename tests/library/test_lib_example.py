@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tests.conftest import Kontext, api_audit, api_new_agent
-from tests.library.harness import READ_WRITE, github, gw
-from tests.upstream.fake_github import FakeGitHub
+from conftest import Kontext, api_audit, api_new_agent
+from library_harness import READ_WRITE, github, gw
+from upstream.fake_github import FakeGitHub
 
 __all__ = ["github", "gw"]  # module-scoped fixtures, used by name below
 

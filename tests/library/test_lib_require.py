@@ -1,6 +1,6 @@
 """``kontext.require`` in a long-running child of ``kontext exec``, against a real daemon.
 
-The child (tests/library/agent.py) imports the library like any agent and holds
+The child (tests/library/library_agent.py) imports the library like any agent and holds
 its exec's credential as the authority; this test stands outside, as a resource
 server would, and checks every token with joserfc, introspection and the audit.
 """
@@ -14,11 +14,11 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import Kontext, api_audit, api_new_agent, wait_until
 from joserfc.jwk import KeySet
+from library_harness import PR, READ_WRITE, RunningAgent, active, github, gw, verified
 
 import kontext
-from tests.conftest import Kontext, api_audit, api_new_agent, wait_until
-from tests.library.harness import PR, READ_WRITE, RunningAgent, active, github, gw, verified
 
 __all__ = ["github", "gw"]  # module-scoped fixtures, used by name below
 
@@ -62,7 +62,7 @@ def test_a_long_running_child_gets_a_hundred_distinct_narrower_credentials(gw: K
         audited = issued_events(gw, agent)
         for cred in creds:
             event = audited[cred["jti"]]
-            assert (event["parent"], event["via"]) == (parent["jti"], "exchange")
+            assert (event["parent"], event["kind"]) == (parent["jti"], "exchange")
             assert event["scopes"] == ["github:pulls:read"]
             assert event["target"] == "acme/backend"
             assert event["policy_evaluation"] == LAYERS_ALLOW
