@@ -14,7 +14,9 @@ Commands (``op``):
 - ``client`` / ``async_client``: ``n`` GETs of ``path`` through ``kontext.client``;
 - ``expire_then_call``: a client request held back until its credential expired;
 - ``off_gateway``: a client request to another host (must be refused);
-- ``gather``: ``n`` concurrent ``arequire`` calls under ``asyncio.gather``.
+- ``gather``: ``n`` concurrent ``arequire`` calls under ``asyncio.gather``;
+- ``sees``: which of ``paths`` (kontext's socket, runtime dir, ...) this process can
+  reach — under the default (confined) exec, none.
 """
 
 from __future__ import annotations
@@ -135,6 +137,20 @@ async def op_gather(cmd: dict[str, Any]) -> dict[str, Any]:
     return {"creds": [describe(c) for c in creds]}
 
 
+def op_sees(cmd: dict[str, Any]) -> dict[str, Any]:
+    seen = {}
+    for label, path in cmd["paths"].items():
+        try:
+            os.stat(path)
+        except OSError:
+            seen[label] = False
+        else:
+            seen[label] = True
+    with open("/proc/self/uid_map", encoding="ascii") as fh:
+        uid_map = fh.read().split()
+    return {"seen": seen, "uid_map": uid_map}
+
+
 SYNC = {
     "require": op_require,
     "with": op_with,
@@ -142,6 +158,7 @@ SYNC = {
     "client": op_client,
     "expire_then_call": op_expire_then_call,
     "off_gateway": op_off_gateway,
+    "sees": op_sees,
 }
 ASYNC = {"async_with": op_async_with, "async_client": op_async_client, "gather": op_gather}
 
