@@ -30,17 +30,28 @@ def set_(
 ) -> None:
     where = paths.resolve()
     client.refuse_if_confined(where)  # inside an agent the config dir is an empty, read-only tmpfs
+    conn = client.try_connect(where)
     try:
-        config.set_value(where.config_file, key, value)
+        if conn is not None:
+            # Ask first, write second: an unconfined agent (--no-confine) can reach the
+            # socket, and the daemon's refusal (exit 16) must leave the file as it was.
+            conn.call("GET", "/v1/config")
+        _write(where.config_file, key, value)
+        if conn is not None:
+            conn.call("POST", "/v1/config/reload")
+    finally:
+        if conn is not None:
+            conn.close()
+    render.note(f"{key} = {value}")
+
+
+def _write(path: str, key: str, value: str) -> None:
+    try:
+        config.set_value(path, key, value)
     except config.SettingError as exc:
         raise errors.UsageError(str(exc)) from exc
     except config.ConfigError as exc:  # the file itself: unreadable or not valid TOML
         raise errors.ConfigInvalid(str(exc)) from exc
-    conn = client.try_connect(where)
-    if conn is not None:
-        with conn:
-            conn.call("POST", "/v1/config/reload")
-    render.note(f"{key} = {value}")
 
 
 @app.command("get")

@@ -142,7 +142,8 @@ def cli_attacks(spec: dict[str, Any]) -> list[Result]:
         ("cli: revoke another agent", ("revoke", f"agent:{other}")),
         ("cli: consent revoke", ("consent", "revoke", f"agent:{other}")),
         ("cli: keys rotate", ("keys", "rotate")),
-        ("cli: config set", ("config", "set", "secrets.fallback", "allow")),
+        # A real change (the setup has "allow"), so "nothing changed" sees a write.
+        ("cli: config set", ("config", "set", "secrets.fallback", "refuse")),
         ("cli: daemon stop", ("daemon", "stop")),
     ]
     out = []

@@ -51,16 +51,17 @@ def test_the_daemon_refuses_an_unconfined_agent_everything_but_its_own_lease(
     try:
         before = state(k, setup.other)
         proc, results = setup.attack(tmp_path, ["raw", "cli"], via=via, exec_args=exec_args)
+        # `config set` asks the daemon before it writes: refused, the file is untouched.
+        assert state(k, setup.other)["config files"] == before["config files"]
     finally:
         k.ok("config", "set", "exec.confine", "auto")
     assert proc.returncode == 0, proc.stderr
-    results = [r for r in results if r["name"] != "cli: config set"]  # a file: confinement's
-    assert_refused(results, 25)
+    assert_refused(results, 26)
     for r in results:
         if r["name"].startswith("raw:"):
             assert r["detail"].startswith("403 ") and "agent_refused" in r["detail"], r
             assert f"inside agent:{setup.agent}" in r["detail"], r
-    before["config files"] = state(k, setup.other)["config files"]
+    before["config files"] = state(k, setup.other)["config files"]  # exec.confine reset
     assert_nothing_changed(setup, before)
     refused = [
         e
