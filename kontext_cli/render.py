@@ -15,8 +15,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-out = Console(highlight=False, soft_wrap=True, markup=False)  # user data is never markup
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+# User data is never markup, nor an emoji code (":a:" in "agent:a: ..." is one).
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def emit_json(value: Any) -> None:

@@ -490,3 +490,11 @@ def test_session_bus_is_off_until_allowed_and_every_change_is_audited(kx: Kontex
     allowed = f"bus-allowed-{os.getpid()}"
     kx.ok("agent", "create", allowed, "--allow", "github:pulls:read", "--session-bus")
     assert json.loads(kx.ok("agent", "show", allowed, "--json").stdout)["session_bus"] is True
+
+
+def test_a_name_is_printed_as_it_is_never_as_an_emoji(kx: Kontext) -> None:
+    """Rich reads ``:smile:`` as an emoji code; "agent:smile: ..." must stay those words."""
+    kx.ok("agent", "create", "smile", "--allow", "github:pulls:read")
+    said = kx.ok("agent", "set", "smile", "--session-bus").stdout
+    assert said.startswith("agent:smile: session bus reachable"), said
+    kx.ok("agent", "set", "smile", "--no-session-bus")
