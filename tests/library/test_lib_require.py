@@ -165,6 +165,24 @@ def test_a_with_blocks_credential_is_inactive_right_after_the_block(gw: Kontext)
         assert active(gw, child.token)  # the authority lives on
 
 
+def test_a_credential_left_to_run_out_is_audited_expired_with_its_parent(gw: Kontext) -> None:
+    agent = api_new_agent(gw, *READ_WRITE, prefix="expiry")
+    with RunningAgent(gw, agent) as child:
+        cred = child.ask("require", args={"ttl": "10s"})["creds"][0]
+
+        def expired() -> list[dict]:
+            return [
+                e
+                for e in api_audit(gw, agent)
+                if e["event"] == "credential.expired" and e["jti"] == cred["jti"]
+            ]
+
+        assert wait_until(expired, timeout=90)  # the reaper's pace, not a timing
+        [event] = expired()
+        assert (event["parent"], event["kind"]) == (child.jti, "exchange")
+        assert not active(gw, cred["token"]) and active(gw, child.token)
+
+
 def test_asyncio_gather_of_32_arequire_calls(gw: Kontext) -> None:
     agent = api_new_agent(gw, *READ_WRITE, prefix="gather")
     with RunningAgent(gw, agent) as child:
