@@ -32,17 +32,21 @@ The issuer is the local daemon: ``issuer=``, else ``KONTEXT_URL``, else the
 daemon of this OS user (its runtime directory). Only ``http://127.0.0.1:PORT``
 (``localhost``, ``[::1]``) is accepted — kontextd listens nowhere else.
 
+``tool_errors()`` turns kontext's refusals and an upstream's HTTP error into the
+SDK's ``ToolError``, so the client reads why a call failed.
+
 This module imports ``mcp`` (an optional extra): ``import kontext`` never loads it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import httpx
@@ -50,8 +54,11 @@ import jwt
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver.exceptions import ToolError
 
-__all__ = ["KontextTokenVerifier", "auth", "local_issuer", "token"]
+import kontext
+
+__all__ = ["KontextTokenVerifier", "auth", "local_issuer", "token", "tool_errors"]
 
 log = logging.getLogger("kontext.mcp")
 ENV_URL = "KONTEXT_URL"
@@ -100,6 +107,28 @@ def token() -> str:
             "built with kontext.mcp.auth(...)"
         )
     return access.token
+
+
+@contextlib.contextmanager
+def tool_errors() -> Iterator[None]:
+    """Inside a tool: the refusals a client should read, as the SDK's ``ToolError``.
+
+    The SDK shows the client only ``Error executing tool NAME`` for any other
+    exception. kontext's refusals (``kontext.KontextError``: denied by a layer or
+    because the caller's token is no longer live, an integration not connected,
+    no daemon) and an upstream's HTTP error status are anticipated, and their
+    one-line messages are meant for people: they reach the client as they are.
+    No secret is in them (the credential travels in a header, never the URL)."""
+    try:
+        yield
+    except kontext.KontextError as exc:
+        raise ToolError(exc.message) from exc
+    except httpx.HTTPStatusError as exc:
+        answer = exc.response
+        raise ToolError(
+            f"{exc.request.method} {exc.request.url.path} answered "
+            f"{answer.status_code} {answer.reason_phrase}".rstrip()
+        ) from exc
 
 
 def local_issuer() -> str:

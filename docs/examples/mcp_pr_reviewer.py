@@ -38,9 +38,10 @@ async def list_pulls(repo: str) -> list[dict[str, Any]]:
     reader = kontext.async_client(
         "github", scopes=["pulls:read"], target=repo, token=kontext_mcp.token()
     )
-    async with reader as gh:  # each request carries a credential of its own
-        answer = await gh.get(f"repos/{repo}/pulls", params={"state": "open"})
-    answer.raise_for_status()
+    with kontext_mcp.tool_errors():  # a refusal reaches the client in words
+        async with reader as gh:  # each request carries a credential of its own
+            answer = await gh.get(f"repos/{repo}/pulls", params={"state": "open"})
+        answer.raise_for_status()
     return [{"number": p["number"], "title": p.get("title", "")} for p in answer.json()]
 
 
@@ -50,11 +51,12 @@ async def review_pr(repo: str, number: int, body: str) -> str:
     writer = kontext.async_client(
         "github", scopes=["pulls:write"], target=repo, token=kontext_mcp.token()
     )
-    async with writer as gh:
-        answer = await gh.post(
-            f"repos/{repo}/pulls/{number}/reviews", json={"body": body, "event": "COMMENT"}
-        )
-    answer.raise_for_status()
+    with kontext_mcp.tool_errors():
+        async with writer as gh:
+            answer = await gh.post(
+                f"repos/{repo}/pulls/{number}/reviews", json={"body": body, "event": "COMMENT"}
+            )
+        answer.raise_for_status()
     return f"posted review {answer.json()['id']} on {repo}#{number}"
 
 

@@ -126,6 +126,31 @@ def test_the_sdk_discovers_registers_is_approved_and_calls_github_through_the_ga
     assert all("eyJ" not in str(s.headers) for s in github.api_calls())
 
 
+def test_a_refused_tool_call_tells_the_client_why(world: tuple[Kontext, FakeGitHub, str]) -> None:
+    """GitHub disconnected after approval: the tool's credential is refused, and the
+    client reads kontext's own words (``kontext.mcp.tool_errors``), not a bare failure."""
+    k, _, url = world
+
+    async def scenario() -> Any:
+        async with chromium() as browser:
+            client = McpClient(url, user(browser, approve_as_new("claude-disconnected"), []))
+            assert not (await client.call("list_pulls", repo=REPO)).is_error
+            await anyio.to_thread.run_sync(lambda: k.ok("integration", "disconnect", "github"))
+            try:
+                return await client.call("list_pulls", repo=REPO)
+            finally:
+                await anyio.to_thread.run_sync(
+                    lambda: k.ok(
+                        "integration", "connect", "github", "--secret-stdin", input=API_KEY + "\n"
+                    )
+                )
+
+    refused = run(scenario)
+    text = refused.content[0].text
+    assert refused.is_error and "kontext integration connect github" in text, text
+    assert API_KEY not in text and "eyJ" not in text
+
+
 def test_a_token_for_another_resource_is_refused(world: tuple[Kontext, FakeGitHub, str]) -> None:
     k, _, url = world
 

@@ -147,3 +147,29 @@ def test_auth_gives_the_sdk_settings_for_this_server_and_the_local_issuer(
 def test_token_outside_a_request_says_what_to_do() -> None:
     with pytest.raises(kontext_mcp.NoToken, match=r"kontext\.mcp\.auth"):
         kontext_mcp.token()
+
+
+def test_tool_errors_hand_refusals_to_the_client_and_nothing_else() -> None:
+    import httpx
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    import kontext
+
+    asked = httpx.Request("GET", "http://127.0.0.1:1/gw/github/repos/acme/x/pulls?state=open")
+    with (
+        pytest.raises(
+            ToolError, match=r"^GET /gw/github/repos/acme/x/pulls answered 404 Not Found$"
+        ),
+        kontext_mcp.tool_errors(),
+    ):
+        httpx.Response(404, request=asked).raise_for_status()
+    denied = kontext.Denied(
+        "denied by agent_permissions: no", layer="agent_permissions", reason="no"
+    )
+    with (
+        pytest.raises(ToolError, match=r"^denied by agent_permissions: no$"),
+        kontext_mcp.tool_errors(),
+    ):
+        raise denied
+    with pytest.raises(KeyError), kontext_mcp.tool_errors():  # a bug stays a crash (logged)
+        raise KeyError("x")
