@@ -31,7 +31,7 @@ interpreter running this script:
    threads.
 9. The dashboard: exec and issuance with no dashboard open against 20 open ones
    (paired rounds), a new event's way to an open stream, streams' idle cost.
-10. The library: ``kontext.require`` per second, p50/p99 and daemon CPU per call
+10. The library (section 2b): ``kontext.require`` per second, p50/p99 and daemon CPU per call
     at 1, 8 and 32 callers in an exec'd agent (shown beside exec and issuance).
 
 This file is the runner: one module per figure (``exec_overhead``, ``issuance``,
