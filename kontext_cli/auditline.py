@@ -268,6 +268,10 @@ def _refused(e: Event) -> list[str]:
     ]
 
 
+def _agent_refused(e: Event) -> list[str]:
+    return [*_agent(e), *_refused(e)]
+
+
 def _dashboard(e: Event) -> list[str]:
     return _by(e)
 
@@ -315,6 +319,7 @@ DETAILS: dict[str, Callable[[Event], list[str]]] = {
     "api.denied": _api,
     "dashboard.opened": _dashboard,
     "dashboard.closed": _dashboard,
+    "dashboard.refused": _agent_refused,
 }
 
 

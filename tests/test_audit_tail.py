@@ -182,6 +182,11 @@ SAMPLES: list[tuple[dict[str, object], str]] = [
     ),
     ({"event": "dashboard.closed", "user": {"id": "user:alice"}}, "by user:alice"),
     (
+        {"event": "dashboard.refused", "agent": {"id": "agent:x"}, "peer": {"pid": 42}}
+        | {"method": "GET", "path": "/dashboard/open", "reason": "inside agent:x"},
+        "agent:x pid 42 GET /dashboard/open (inside agent:x)",
+    ),
+    (
         {"event": "agent.revoked", "agent": {"id": "agent:x"}, "user": {"id": "user:alice"}}
         | {"kill": True, "reason": "revoked", "via": "dashboard"},
         "agent:x --kill by user:alice (revoked) via dashboard",

@@ -17,6 +17,7 @@ user, non-dumpable, and it acts only on its own lease.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -131,6 +132,31 @@ class Trees:
         if found is not None:
             return found
         return self._by_namespace(pid, trees)
+
+    def holder(self, inode: int) -> Caller | None:
+        """The agent whose ``kontext exec`` tree holds the socket ``inode`` (the far end
+        of a loopback TCP connection, ``kontext.common.peeruid``), or None. The wrapper's
+        helpers (a consent browser, an auto-started kontextd) are not the agent's. A
+        process of a tree whose open files cannot be read (it made itself not dumpable)
+        could be holding it: that counts as the agent too (fail closed)."""
+        with self._lock:
+            trees = list(self._trees.values())
+        if not trees:
+            return None
+        table = lineage.all_processes()
+        me = lineage.ident(os.getpid())  # an exec may have started this very daemon
+        hidden: Caller | None = None
+        for tree in trees:
+            prune = tree.helpers | ({me} if me else frozenset())  # as revoke --kill does
+            for pid, _start in lineage.descendants(tree.wrapper, prune, table):
+                held = lineage.holds_socket(pid, inode)
+                if held:
+                    how = f"its socket is held under kontext exec pid {tree.wrapper[0]}"
+                    return Caller(AGENT, pid, tree.agent, tree.jti, how)
+                if held is None and hidden is None and pid in table and lineage.stat(pid):
+                    how = f"not dumpable, under kontext exec pid {tree.wrapper[0]}"
+                    hidden = Caller(AGENT, pid, tree.agent, tree.jti, how)
+        return hidden
 
     def _by_ancestry(self, pid: int, trees: list[Tree]) -> Caller | None:
         wrappers = {t.wrapper: t for t in trees}

@@ -126,10 +126,15 @@ def all_processes() -> dict[int, tuple[int, int]]:
     return out
 
 
-def descendants(root: ProcId, prune: frozenset[ProcId] = frozenset()) -> list[ProcId]:
+def descendants(
+    root: ProcId,
+    prune: frozenset[ProcId] = frozenset(),
+    table: dict[int, tuple[int, int]] | None = None,
+) -> list[ProcId]:
     """Every process below ``root`` (not ``root`` itself), if ``root`` is still that
-    process; the subtrees of the processes in ``prune`` are left out, they included."""
-    table = all_processes()
+    process; the subtrees of the processes in ``prune`` are left out, they included
+    (``table``: an ``all_processes()`` answer to reuse)."""
+    table = all_processes() if table is None else table
     if table.get(root[0], (0, -1))[1] != root[1]:
         return []
     children: dict[int, list[int]] = {}
@@ -145,3 +150,21 @@ def descendants(root: ProcId, prune: frozenset[ProcId] = frozenset()) -> list[Pr
         found.append(proc)
         todo.extend(children.get(pid, []))
     return found
+
+
+def holds_socket(pid: int, inode: int) -> bool | None:
+    """Whether ``pid`` has the socket ``inode`` among its open files; None when its
+    files cannot be read (it is gone, or not dumpable: ``/proc/PID/fd`` follows the
+    ptrace read check, proc(5))."""
+    target = f"socket:[{inode}]"
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    for name in names:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{name}") == target:
+                return True
+        except OSError:
+            continue  # closed meanwhile
+    return False

@@ -54,6 +54,7 @@ EVENTS: dict[str, str] = {
     "api.denied": "a gateway call was refused",
     "dashboard.opened": "a browser opened the dashboard with a one-time link",
     "dashboard.closed": "a dashboard session was signed out",
+    "dashboard.refused": "a connection from inside an agent was refused at the dashboard",
 }
 
 

@@ -31,6 +31,7 @@ NLMSG_ERROR = 2
 _HEADER = struct.Struct("=IHHII")  # struct nlmsghdr
 _REQUEST = struct.Struct("=BBBBI")  # inet_diag_req_v2 up to the socket id
 _UID_OFFSET = 16 + 64  # nlmsghdr, then inet_diag_msg's uid (after id, expires, queues)
+_INODE_OFFSET = _UID_OFFSET + 4  # idiag_inode follows idiag_uid
 _NO_COOKIE = b"\xff" * 8  # INET_DIAG_NOCOOKIE
 
 
@@ -53,7 +54,7 @@ def _sockid(peer: tuple[str, int], ours: tuple[str, int]) -> tuple[int, bytes]:
     return family, ports + src + dst + struct.pack("=I", 0) + _NO_COOKIE
 
 
-def _by_netlink(peer: tuple[str, int], ours: tuple[str, int]) -> int | None:
+def _by_netlink(peer: tuple[str, int], ours: tuple[str, int]) -> tuple[int, int] | None:
     family, sockid = _sockid(peer, ours)
     body = _REQUEST.pack(family, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid
     message = _HEADER.pack(_HEADER.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0)
@@ -61,13 +62,13 @@ def _by_netlink(peer: tuple[str, int], ours: tuple[str, int]) -> int | None:
         nl.settimeout(1.0)
         nl.sendto(message + body, (0, 0))
         answer = nl.recv(8192)
-    if len(answer) < _UID_OFFSET + 4:
+    if len(answer) < _INODE_OFFSET + 4:
         return None
     kind = _HEADER.unpack_from(answer)[1]
     if kind != SOCK_DIAG_BY_FAMILY:  # NLMSG_ERROR: no such socket (it went away)
         return None
-    uid: int = struct.unpack_from("=I", answer, _UID_OFFSET)[0]
-    return uid
+    uid, inode = struct.unpack_from("=II", answer, _UID_OFFSET)
+    return int(uid), int(inode)
 
 
 def _proc_hex(host: str, port: int) -> str:
@@ -79,7 +80,7 @@ def _proc_hex(host: str, port: int) -> str:
     return f"{text}:{port:04X}"
 
 
-def _by_proc(peer: tuple[str, int], ours: tuple[str, int]) -> int | None:
+def _by_proc(peer: tuple[str, int], ours: tuple[str, int]) -> tuple[int, int] | None:
     family, _ = _address(peer[0])
     table = "/proc/net/tcp" if family == socket.AF_INET else "/proc/net/tcp6"
     local, remote = _proc_hex(*peer), _proc_hex(*ours)
@@ -88,12 +89,13 @@ def _by_proc(peer: tuple[str, int], ours: tuple[str, int]) -> int | None:
         for line in fh:
             fields = line.split()
             if fields[1] == local and fields[2] == remote:
-                return int(fields[7])
+                return int(fields[7]), int(fields[9])
     return None
 
 
-def peer_uid(peer: tuple[str, int], ours: tuple[str, int]) -> int | None:
-    """The uid owning the socket at ``peer`` connected to our ``ours``; None if unknown."""
+def peer_socket(peer: tuple[str, int], ours: tuple[str, int]) -> tuple[int, int] | None:
+    """The uid that created the socket at ``peer`` connected to our ``ours``, and that
+    socket's inode (which names it in ``/proc/PID/fd``); None if unknown."""
     if not supported():
         return None
     try:
@@ -104,6 +106,12 @@ def peer_uid(peer: tuple[str, int], ours: tuple[str, int]) -> int | None:
         return _by_proc(peer, ours)
     except (OSError, ValueError, IndexError, StopIteration):
         return None
+
+
+def peer_uid(peer: tuple[str, int], ours: tuple[str, int]) -> int | None:
+    """The uid owning the socket at ``peer`` connected to our ``ours``; None if unknown."""
+    found = peer_socket(peer, ours)
+    return None if found is None else found[0]
 
 
 def of_socket(sock: socket.socket) -> int | None:

@@ -4,6 +4,9 @@ Before any handler: ``routing.PAGE`` — ``Host`` is ours (DNS rebinding), a
 state-changing request from another ``Origin`` is refused, and the TCP peer must be
 the OS user running the daemon (``kontext.common.peeruid``). Then, here:
 
+- the connection's far end is not held inside an agent's ``kontext exec`` tree
+  (``Trees.holder``, asked once per connection): an agent that read the link from
+  the browser's argv, or stole the cookie, gets nothing, and the link stays unspent;
 - a session cookie (``access``) on everything but ``/dashboard/open`` and the
   static files; without one a page says how to get in, the API answers 401;
 - Fetch Metadata (W3C): only our own pages may call the API, the stream and the
@@ -127,6 +130,35 @@ class DashboardRoutes:
             self.server.refusals.note(request, f"dashboard: {reason}")
         return Refused(status, reason)
 
+    def _not_an_agent(self, request: Request) -> None:
+        """Refuse a connection whose far end is held inside an agent's ``kontext exec``
+        tree (kernel facts: the peer socket's inode in a tree process's open files). The
+        link is in the browser's argv, which every process of the user can read, and a
+        session cookie rests in the browser's profile: an agent must not use either."""
+        peer = request.peer
+        if peer is None or peer.inode is None:
+            return  # not Linux (SECURITY.md), or the peer is gone (same_uid refused it)
+        verdict = peer.verdicts.get("agent", ...)
+        if verdict is ...:  # asked once per connection: its far end stays one socket
+            verdict = peer.verdicts["agent"] = self.core.trees.holder(peer.inode)
+        if verdict is None:
+            return
+        reason = (
+            f"refused: this connection comes from inside agent:{verdict.agent} "
+            f"(pid {verdict.pid}, {verdict.how}); an agent cannot use the dashboard"
+        )
+        if self.server is not None:
+            fields = {
+                "reason": reason,
+                "method": request.method[:16],
+                "path": request.path[:100],
+                "peer": verdict.to_json(),
+                "agent": {"id": f"agent:{verdict.agent}", "name": verdict.agent},
+            }
+            refusals = self.server.refusals
+            refusals.record("dashboard.refused", str(verdict.agent), fields, shared=False)
+        raise Refused(403, reason)
+
     def _fetch_site(self, request: Request, *allowed: str) -> None:
         site = request.headers.get("Sec-Fetch-Site")
         if site is not None and site not in allowed:
@@ -137,6 +169,7 @@ class DashboardRoutes:
 
     def _api(self, request: Request) -> access.Session:
         """An API call from one of our pages, with a live session."""
+        self._not_an_agent(request)
         self._fetch_site(request, "same-origin")
         dest = request.headers.get("Sec-Fetch-Dest")
         if dest not in (None, "empty"):
@@ -173,6 +206,7 @@ class DashboardRoutes:
     def open(self, request: Request) -> Response:
         """``/dashboard/open?t=LINK``: spend the one-time link, set the session cookie."""
         self._fetch_site(request, "none", "same-origin")
+        self._not_an_agent(request)  # before the link is spent: the user's browser still can
         opened = self.access.redeem(request.query.get("t"))
         if opened is None:
             self._refuse(request, 403, "a spent, expired or unknown dashboard link")
@@ -192,6 +226,7 @@ class DashboardRoutes:
 
     def page(self, request: Request, section: str) -> Response:
         self._fetch_site(request, "none", "same-origin")
+        self._not_an_agent(request)
         session = self._session(request)
         if session is None:
             return self._html(401, pages.message_page(*NO_SESSION))

@@ -25,6 +25,7 @@ OUTCOMES: dict[str, frozenset[str]] = {
             "api.denied",
             "http.refused",
             "control.refused",
+            "dashboard.refused",
             "oauth.code_replayed",
             "oauth.refresh_reused",
             "oauth.throttled",

@@ -31,7 +31,7 @@ import httptools
 
 from kontext.common import peeruid, wire
 from kontextd.api.web import wireformat
-from kontextd.api.web.messages import Headers, Request, Response, Stream, error_response
+from kontextd.api.web.messages import Headers, Peer, Request, Response, Stream, error_response
 from kontextd.errors import ApiError
 
 if TYPE_CHECKING:
@@ -101,6 +101,7 @@ class HttpConnection(asyncio.Protocol):
         self.loop = server.loop
         self.transport: asyncio.Transport | None = None
         self.uid: int | None = None
+        self.peer: Peer | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.queue: collections.deque[Request] = collections.deque()
         self.active = False
@@ -137,7 +138,9 @@ class HttpConnection(asyncio.Protocol):
             # proto 0. Without it, a head and body in two writes wait on a delayed ACK.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer, ours = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
-        self.uid = peeruid.peer_uid(peer[:2], ours[:2]) if sock is not None else None
+        facts = peeruid.peer_socket(peer[:2], ours[:2]) if sock is not None else None
+        self.uid = None if facts is None else facts[0]
+        self.peer = Peer(self.uid, None if facts is None else facts[1])
         if not self.server.admit(self):
             self.closing = True
             transport.abort()
@@ -211,7 +214,7 @@ class HttpConnection(asyncio.Protocol):
             raise _Refused(505, wire.INVALID, "only HTTP/1.1 and HTTP/1.0 are served")
         method = self.parser.get_method().decode("ascii", "replace")
         target = self._url.decode("latin-1")
-        request = Request(method, target, version, Headers(self._pairs), self.uid)
+        request = Request(method, target, version, Headers(self._pairs), self.uid, self.peer)
         request.close = not self.parser.should_keep_alive()
         self._request = request
         self.server.classify(self, request)

@@ -51,6 +51,20 @@ class Headers:
         return set(self._first)
 
 
+class Peer:
+    """The socket at the other end of one connection, as the kernel knows it (asked
+    once, at accept): the uid that created it, its inode (how ``/proc/PID/fd`` names
+    it), and what routes concluded about it, kept for the connection's life (the
+    4-tuple stays this one socket's while our end holds it)."""
+
+    __slots__ = ("inode", "uid", "verdicts")
+
+    def __init__(self, uid: int | None, inode: int | None) -> None:
+        self.uid = uid
+        self.inode = inode
+        self.verdicts: dict[str, Any] = {}
+
+
 class Request:
     """One request; ``body`` is empty for streaming routes (they read ``chunks``)."""
 
@@ -63,6 +77,7 @@ class Request:
         "method",
         "params",
         "path",
+        "peer",
         "peer_uid",
         "query_string",
         "route",
@@ -71,13 +86,20 @@ class Request:
     )
 
     def __init__(
-        self, method: str, target: str, version: str, headers: Headers, peer_uid: int | None
+        self,
+        method: str,
+        target: str,
+        version: str,
+        headers: Headers,
+        peer_uid: int | None,
+        peer: Peer | None = None,
     ) -> None:
         self.method = method
         self.target = target
         self.version = version
         self.headers = headers
         self.peer_uid = peer_uid
+        self.peer = peer
         self.path, _, self.query_string = target.partition("?")
         self.body = b""
         self.body_used = False

@@ -39,22 +39,24 @@ class RefusalLog:
         }
         self.record("http.refused", reason, fields)
 
-    def record(self, event: str, key: str, fields: dict[str, Any]) -> bool:
+    def record(self, event: str, key: str, fields: dict[str, Any], *, shared: bool = True) -> bool:
         """Append ``event`` unless one with ``key`` was written within ``INTERVAL``;
-        True when written. ``not_recorded_since_last`` counts the ones left out."""
+        True when written. ``not_recorded_since_last`` counts the ones left out.
+        ``shared=False``: not counted in the ``BURST`` of anonymous refusals (for a
+        refusal that names who was refused, whose keys the caller cannot multiply)."""
         now = time.monotonic()
         slot = f"{event}|{key}"
         last, skipped = self._last.get(slot, (-INTERVAL, 0))
         start, written = self._window
         if now - start >= INTERVAL:
             start, written = now, 0
-        if now - last < INTERVAL or written >= BURST:
+        if now - last < INTERVAL or (shared and written >= BURST):
             self._last[slot] = (last, skipped + 1)
             return False
         if len(self._last) > 256:  # keys are a fixed vocabulary; this is only a backstop
             self._last.clear()
         self._last[slot] = (now, 0)
-        self._window = (start, written + 1)
+        self._window = (start, written + int(shared))
         try:
             with self._store.transaction() as tx:
                 tx.append_event({"event": event, **fields, "not_recorded_since_last": skipped})
