@@ -2,6 +2,7 @@
 
 - another OS user registers a client and starts a flow: it may ask, but it can
   neither see nor answer the consent page — only the user's connections can;
+  flooding ``/register`` pushes out only registrations nobody approved;
 - a client named by a Client ID Metadata Document makes the daemon fetch an URL:
   only public https hosts or a loopback literal, no redirects, 5 KiB, 5 s, never
   the daemon itself;
@@ -73,6 +74,53 @@ def test_another_os_user_can_ask_but_never_see_or_answer_the_page(kx: Kontext) -
     assert registered["event"] == "oauth.client_registered" and registered["peer_uid"] == 65534
     refused = [e for e in api_audit(kx) if e["event"] == "http.refused"]
     assert any("another OS user" in str(e.get("reason")) for e in refused)
+
+
+FLOOD_SCRIPT = """
+import http.client, json, sys
+port, count = int(sys.argv[1]), int(sys.argv[2])
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+body = json.dumps({"redirect_uris": ["http://127.0.0.1:5555/cb"], "client_name": "Flood"})
+statuses = {}
+for _ in range(count):
+    conn.request("POST", "/register", body, {"Content-Type": "application/json"})
+    answer = conn.getresponse()
+    answer.read()
+    statuses[answer.status] = statuses.get(answer.status, 0) + 1
+print(json.dumps(statuses))
+"""
+
+
+def test_a_registration_flood_from_another_user_never_evicts_an_approved_client(
+    fresh_kx: Kontext,
+) -> None:
+    """Registrations are kept to ``MAX_CLIENTS``; past that the oldest nobody approved
+    makes room, so another OS user flooding ``/register`` cannot grow the table
+    without bound, nor push out the client the user approved."""
+    from kontextd.oauth.registration import MAX_CLIENTS
+    from tests.oauth.mcp_flows import client_id, refresh, tokens
+
+    if os.getuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("switching to another uid needs root (setpriv)")
+    k = fresh_kx
+    k.start()
+    f = flow(client_id(k))
+    got = tokens(k, f)
+    unapproved = flow(client_id(k))
+    ran = subprocess.run(
+        [*AS_NOBODY, "/usr/bin/python3", "-c", FLOOD_SCRIPT, str(k.port), str(MAX_CLIENTS + 5)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout) == {"201": MAX_CLIENTS + 5}  # asking stays open
+    rotated = refresh(k, f, got["refresh_token"])
+    assert rotated.status_code == 200, rotated.text  # the approved client is still there
+    gone = authorize(k, unapproved.query())
+    assert gone.status_code == 400 and "not registered" in gone.text  # it made room
+    with k.http() as http:
+        assert http.get("/.well-known/oauth-authorization-server").status_code == 200
 
 
 class Documents(http.server.BaseHTTPRequestHandler):
