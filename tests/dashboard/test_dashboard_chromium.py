@@ -4,12 +4,14 @@ a downloaded browser), against a real daemon whose GitHub is the fake upstream.
 What a user sees and does: open it from the one-time link (once), watch an agent's
 exec count down, revoke an agent (its next gateway call is refused, others keep
 running), revoke and kill, revoke a grant, watch the audit stream, see a tampered
-log flagged — with the keyboard alone where it matters, and without a console error
+log flagged, explain a request on the Policy page as the CLI does and see a broken
+policy file named — with the keyboard alone where it matters, and without a console error
 (a CSP violation is one).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -19,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Kontext, api_audit, api_new_agent, gateway_daemon
+from tests.conftest import Kontext, api_audit, api_new_agent, gateway_daemon, wait_until
 from tests.dashboard.harness import ARGS, CHROMIUM, Agent, link
 from tests.upstream.fake_github import API_KEY, FakeGitHub
 
@@ -288,6 +290,58 @@ def test_screenshots_of_every_page(gw: Kontext, dash: Dashboard, tmp_path: Path)
         for section in ("", "credentials", "grants", "activity", "integrations", "policy"):
             page = dash.go(section)
             page.wait_for_timeout(300)  # let the stream's first batch render
+            if section == "grants":  # who approved: a sign-in's issuer, or the local account
+                lede = page.locator("p.lede.spaced").inner_text()
+                assert "(local account)" in lede or "signed in at http" in lede, lede
             shot = tmp_path / f"dashboard-{section or 'overview'}.png"
             page.screenshot(path=str(shot))
             assert shot.read_bytes()[16:24] == (1280).to_bytes(4, "big") + (800).to_bytes(4, "big")
+
+
+# -- policy ----------------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent.parent / "docs" / "policy-examples"
+
+
+def test_the_policy_page_lists_files_explains_as_the_cli_and_shows_a_broken_file(
+    fresh_kx: Kontext, browser: Any
+) -> None:
+    policy_d = fresh_kx.home / "config" / "policy.d"
+    policy_d.mkdir(parents=True)
+    for example in ("00-baseline.cedar", "30-max-one-hour.cedar"):
+        (policy_d / example).write_text((EXAMPLES / example).read_text())
+    fresh_kx.env["KONTEXT_SYSTEM_POLICY_DIR"] = str(fresh_kx.home / "no-system-policy")
+    fresh_kx.start()
+    name = api_new_agent(fresh_kx, "github:pulls:read", prefix="explained")
+    cli = fresh_kx.run(
+        "policy", "explain", "--agent", name, "--scope", "github:pulls:read", "--ttl", "2h",
+        "--json",
+    )  # fmt: skip
+    expected = json.loads(cli.stdout)["layers"][0]
+    assert expected["decision"] == "deny" and expected["policy_ids"] == ["max-one-hour"]
+    board = Dashboard(fresh_kx, browser)
+    try:
+        page = board.go("policy")
+        files = page.locator("ul.file-list").inner_text()
+        assert "00-baseline.cedar" in files and "30-max-one-hour.cedar" in files
+        page.select_option("#explain-agent", name)
+        page.check("input[name=scope][value='github:pulls:read']")
+        page.fill("#explain-ttl", "7200")
+        page.click("button:text('Explain')")
+        org = page.locator("table.verdicts tbody tr").first
+        org.wait_for(timeout=WAIT)
+        cells = org.locator("td").all_inner_texts()
+        assert cells == ["Org policy", "deny", expected["reason"]], cells
+        assert fresh_kx.run("policy", "explain", "--agent", name, "--json").returncode == 0
+
+        broken = policy_d / "50-broken.cedar"
+        broken.write_text("// an edit in progress\n\nforbid (principal, action resource);\n")
+        assert wait_until(lambda: fresh_kx.run("policy", "check").returncode == 11, timeout=30)
+        page = board.go("policy")
+        alert = page.locator("[role=alert]")
+        alert.wait_for(timeout=WAIT)
+        assert "every request is denied until it is fixed" in alert.inner_text()
+        assert f"{broken}:3:" in alert.inner_text()
+        assert board.errors == []
+    finally:
+        board.close()

@@ -146,6 +146,8 @@ def grants(core: Core) -> dict[str, Any]:
             }
         )
     session = for_core(core).db.current_session()
+    if session is not None and session.local:
+        session = None  # the local account's own session row: no sign-in to name
     return {
         "now": time.time(),
         "user": listing["user"],
