@@ -20,6 +20,7 @@
     ├── StorageFailed           15  kontextd cannot write its database (full, read-only, removed)
     ├── AgentRefused            16  the caller runs inside an agent's ``kontext exec`` (names it)
     ├── ConfinementUnavailable  17  ``exec.confine = "require"`` and this machine cannot confine
+    ├── FederationRefused       18  ``login --federate`` refused the CI token (names the check)
     └── Cancelled              130  cancelled with Ctrl-C (nothing more was done)
 
 ``kontext exec`` passes its command's own status (0–255) through, so its own
@@ -134,6 +135,13 @@ class ConfinementUnavailable(KontextError):
     exec_code = EXEC_UNCONFINED
 
 
+class FederationRefused(KontextError):
+    """``kontext login --federate``: the CI token or its workload failed a check (the
+    line names it: exp, aud, issuer, signature, alg, policy, protected-ref, replay, …)."""
+
+    exit_code = 18
+
+
 class Cancelled(KontextError):
     """The user pressed Ctrl-C (SIGINT) before kontext finished; 130 = 128 + SIGINT."""
 
@@ -162,6 +170,7 @@ BY_WIRE_CODE: dict[str, type[KontextError]] = {
     wire.UPSTREAM: UpstreamFailed,
     wire.STORAGE: StorageFailed,
     wire.AGENT_REFUSED: AgentRefused,
+    wire.FEDERATION_REFUSED: FederationRefused,
 }
 
 

@@ -62,6 +62,8 @@ def start_background(paths: Paths, *, announce: bool = True, new_database: bool 
         stderr=subprocess.PIPE,
         start_new_session=True,  # not killed with our terminal's process group
         close_fds=True,
+        # A CI job's identity stays with the step that uses it (login --federate).
+        env={k: v for k, v in os.environ.items() if k not in wire.CI_IDENTITY_ENV},
     )
     output = _read_until_closed(proc)
     lines = [line for line in output.splitlines() if line.strip()]

@@ -18,12 +18,14 @@ from kontextd.callers import Trees
 from kontextd.consent.layer import GrantConsent
 from kontextd.dashboard.access import DashboardAccess
 from kontextd.errors import ApiError
+from kontextd.federation.layer import SessionConsent, TrustConsent
 from kontextd.gateway.state import GatewayState
 from kontextd.policy.cedar import CedarOrgPolicy
 from kontextd.policy.layers import AgentPermissions, Layer
 from kontextd.policy.loader import policy_dirs
 from kontextd.secrets import SecretStore
 from kontextd.store.db import Store
+from kontextd.store.federation_sql import FederationStore
 from kontextd.store.oauth_sql import OAuthStore
 from kontextd.tokens.keys import KeyRing
 
@@ -79,7 +81,12 @@ class Core:
                 lambda: self.config.integrations,
                 lambda: self.config.require_external_issuer,
             )
-            consent = GrantConsent(OAuthStore(self.store))  # reads grants, needs no core
+            # Grants for a browser login, the trust policy for a CI session; both read
+            # the store through narrow views and need no core.
+            consent = SessionConsent(
+                GrantConsent(OAuthStore(self.store)),
+                TrustConsent(FederationStore(self.store)),
+            )
             self.layers = [org, consent, AgentPermissions()]
 
     @property

@@ -137,7 +137,9 @@ def _refuse(
 ) -> Refused:
     # Name another layer's refusal first: consent is asked only for what the
     # org and the agent's permissions allow (see kontextd.consent.layer).
-    others = [v for v in result.verdicts if not v.allowed and v.layer != USER_CONSENT]
+    others = [
+        v for v in result.verdicts if not v.allowed and (v.layer != USER_CONSENT or not v.askable)
+    ]
     named = PathResult(tuple(others)) if others else result
     message = denial_message(named)
     with core.store.transaction() as tx:

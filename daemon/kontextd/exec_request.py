@@ -114,6 +114,7 @@ def release_reason(status: Any) -> str:
 
 
 def all_env_names(core: Core) -> list[str]:
-    """Every variable exec strips from the child first: each integration's and kontext's."""
+    """Every variable exec strips from the child first: each integration's, kontext's, and
+    a CI job's identity (the agent must not obtain the job's OIDC token)."""
     names = {var for i in core.config.integrations.values() for var in i.env}
-    return sorted(names | set(wire.KONTEXT_ENV))
+    return sorted(names | set(wire.KONTEXT_ENV) | set(wire.CI_IDENTITY_ENV))

@@ -22,6 +22,7 @@ from kontextd.api.loopback import LoopbackServer
 from kontextd.audit import pinning, trail
 from kontextd.audit.anchor import AnchorInvalid, AnchorStore
 from kontextd.core import Core
+from kontextd.federation import session as federation
 from kontextd.oauth import session as login_session
 from kontextd.oauth import state as oauth_state
 from kontextd.policy import admin as policy_admin
@@ -217,6 +218,7 @@ class Daemon:
             try:
                 credentials.expire_due(self.core)
                 oauth_state.for_core(self.core).sweep()  # unanswered consent pages, audited
+                federation.end_due(self.core)  # a CI session ends with its token's time
                 trail.maybe_checkpoint(self.core)
                 self.core.keys.tick(time.time())
                 if ticks % POLICY_POLL_TICKS == 0:  # config and policy: stat about once a second

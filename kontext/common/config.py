@@ -22,6 +22,11 @@ Shape::
     [mcp]
     clients = "allow"                   # "off": no MCP client may register or ask for consent
 
+    [ci]                                # CI federation (``kontext login --federate``)
+    audience = "kontext"                # see kontext.common.ci_config for the whole table
+    max_session = "1h"
+    repository_policy = "protected"
+
     [integrations.jira]                 # a user-defined integration
     display_name = "Jira"
     env = ["JIRA_TOKEN"]
@@ -41,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kontext.common import integrations, validate
+from kontext.common import ci_config, integrations, validate
 
 MAX_ROTATION_GRACE = 86400
 
@@ -133,6 +138,19 @@ def _duration(upper: int) -> Callable[[Any], Any]:
     return parse
 
 
+def _max_session(raw: Any) -> Any:
+    if not isinstance(raw, str):
+        raise ValueError(f'must be a duration such as "1h", not {raw!r}')
+    try:
+        return validate.duration(raw, lower=validate.MIN_TTL, upper=86400)
+    except validate.InvalidInput as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _audience(raw: Any) -> Any:
+    return ci_config.audience(raw)
+
+
 def _boolean(raw: Any) -> Any:
     words = {"true": True, "false": False}
     if isinstance(raw, bool):
@@ -156,6 +174,16 @@ SETTINGS: dict[str, Setting] = {
         Setting("login.require_external_issuer", False, _boolean, "true | false", _show_bool),
         Setting("exec.confine", "auto", _choice("auto", "require", "off"), "auto | require | off"),
         Setting("mcp.clients", "allow", _choice("allow", "off"), "allow | off"),
+        Setting("ci.audience", "kontext", _audience, "an audience, e.g. kontext"),
+        Setting(
+            "ci.max_session", 3600, _max_session, "a duration, 10s to 24h, e.g. 1h", _show_duration
+        ),
+        Setting(
+            "ci.repository_policy",
+            "protected",
+            _choice("protected", "off"),
+            "protected | off",
+        ),
     )
 }
 SETTABLE = tuple(SETTINGS)
@@ -171,6 +199,7 @@ class Config:
     require_external_issuer: bool = False
     exec_confine: str = "auto"  # kontext exec's confinement (README, Confinement)
     mcp_clients: str = "allow"  # public OAuth clients (MCP) may register and ask for consent
+    ci: ci_config.CISettings = field(default_factory=ci_config.CISettings)
     integrations: dict[str, integrations.Integration] = field(
         default_factory=lambda: dict(integrations.BUILTINS)
     )
@@ -235,6 +264,10 @@ def parse(raw: dict[str, Any], path: str) -> Config:
         audit = AuditSettings.parse(raw.get("audit", {}))
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    try:
+        ci = ci_config.CISettings.parse(raw.get("ci", {}), values)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
     return Config(
         secrets_fallback=values["secrets.fallback"],
         audit=audit,
@@ -242,6 +275,7 @@ def parse(raw: dict[str, Any], path: str) -> Config:
         require_external_issuer=values["login.require_external_issuer"],
         exec_confine=values["exec.confine"],
         mcp_clients=values["mcp.clients"],
+        ci=ci,
         integrations=catalogue,
         raw=raw,
     )

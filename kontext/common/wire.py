@@ -25,6 +25,7 @@ INTERNAL = "internal"  # 500: a bug; details only in the daemon log
 UPSTREAM = "upstream"  # 502: an integration's provider refused, failed, or is not connected
 STORAGE = "storage"  # 503: the database cannot be written (full, read-only, removed, replaced)
 AGENT_REFUSED = "agent_refused"  # 403: the caller runs inside an agent's exec (kernel facts)
+FEDERATION_REFUSED = "federation_refused"  # 403: a CI token failed a check (the line names it)
 
 HTTP_STATUS = {
     INVALID: 400,
@@ -42,6 +43,7 @@ HTTP_STATUS = {
     UPSTREAM: 502,
     STORAGE: 503,
     AGENT_REFUSED: 403,
+    FEDERATION_REFUSED: 403,
 }
 
 MAX_BODY = 64 * 1024
@@ -63,3 +65,13 @@ ENV_EXPIRES = "KONTEXT_TOKEN_EXPIRES"
 ENV_JTI = "KONTEXT_CREDENTIAL_ID"
 ENV_URL = "KONTEXT_URL"  # the loopback issuer: RFC 8693 exchange of the child's own token
 KONTEXT_ENV = (ENV_TOKEN, ENV_AGENT, ENV_EXPIRES, ENV_JTI, ENV_URL)
+# A CI job's own identity: whoever holds these can obtain the job's OIDC token (for any
+# audience) or holds one. Neither kontextd nor an agent's process inherits them.
+CI_IDENTITY_ENV = (
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",  # GitHub Actions: asks for the job's OIDC token
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "KONTEXT_ID_TOKEN",  # GitLab id_tokens, as docs/ci/gitlab-ci.yml names it
+    "CI_JOB_JWT",  # GitLab's older, deprecated job tokens
+    "CI_JOB_JWT_V1",
+    "CI_JOB_JWT_V2",
+)

@@ -17,6 +17,11 @@ you set the display name and email shown in audit. With --issuer URL any
 OpenID Connect provider works (discovery, PKCE, ID token checks); the user is
 the ID token's email, or ISSUER#SUB. The daemon keeps the session (its refresh
 token never leaves the daemon).
+
+In CI, --federate github-actions|gitlab|oidc logs the job in with its platform's
+OIDC token instead: no browser, no waiting. The user is the workload
+(ci:github:OWNER/REPO@REF) and what its agents may have comes from the trust
+policy (.kontext/ci.toml at a protected ref, or the org's ci.toml).
 """
 
 EXTERNAL_SCOPES = "openid email profile offline_access"
@@ -49,8 +54,48 @@ def login(
             help="End the current session (its grants and live credentials) without asking.",
         ),
     ] = False,
+    federate: Annotated[
+        str | None,
+        typer.Option(
+            "--federate",
+            metavar="PLATFORM",
+            help="CI: log in with the job's OIDC token: github-actions, gitlab or oidc.",
+        ),
+    ] = None,
+    token_file: Annotated[
+        str | None,
+        typer.Option("--token-file", metavar="PATH", help="With --federate: read the token here."),
+    ] = None,
+    token_env: Annotated[
+        str | None,
+        typer.Option(
+            "--token-env",
+            metavar="VAR",
+            help="With --federate: the token's variable (gitlab: KONTEXT_ID_TOKEN).",
+        ),
+    ] = None,
+    checkout: Annotated[
+        str,
+        typer.Option(
+            "--checkout",
+            metavar="DIR",
+            help="With --federate: the job's git checkout, for .kontext/ci.toml.",
+        ),
+    ] = ".",
 ) -> None:
     from kontext_cli.login import flow, local
+
+    if federate is None and (token_file or token_env or checkout != "."):
+        raise errors.UsageError("--token-file, --token-env and --checkout go with --federate")
+    if federate is not None:
+        from kontext_cli.commands import login_federate
+
+        browser_flags = client_id != "kontext" or no_browser or timeout != 300
+        request = login_federate.FederateRequest(
+            federate, issuer, token_file, token_env, checkout, browser_flags, force
+        )
+        login_federate.run(request)
+        return
 
     if issuer is not None and not issuer.startswith(
         ("https://", "http://127.0.0.1", "http://localhost")
@@ -159,6 +204,14 @@ def whoami(
         return
     render.out.print(f"user:    {info['user']}")
     render.out.print(f"issuer:  {info['issuer']}")
+    workload = info.get("workload")
+    if isinstance(workload, dict):
+        run = f"run {workload.get('run_id')} attempt {workload.get('run_attempt')}"
+        render.out.print(
+            f"job:     {workload.get('workflow')} ({workload.get('event')}), {run}",
+            markup=False,
+            highlight=False,
+        )
     if info.get("logged_in"):
         render.out.print(f"expires: {render.when(info.get('expires_at'))}")
     else:

@@ -25,12 +25,17 @@ class ProviderRefused(Exception):
     """The provider refused (``invalid_grant`` and friends): the session is over."""
 
 
-def discover(issuer: str) -> dict[str, Any]:
+LOGIN_ENDPOINTS = ("authorization_endpoint", "token_endpoint", "jwks_uri")
+
+
+def discover(issuer: str, required: tuple[str, ...] = LOGIN_ENDPOINTS) -> dict[str, Any]:
+    """OIDC Discovery: the issuer's metadata, with the endpoints ``required`` (a CI
+    platform's issuer, which signs tokens but signs no one in, has only ``jwks_uri``)."""
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     meta = _get_json(url)
     if meta.get("issuer") != issuer:  # OIDC Discovery §4.3: exactly the issuer asked for
         raise ProviderError(f"{url} names issuer {meta.get('issuer')!r}, not {issuer!r}")
-    for key in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
+    for key in required:
         if not isinstance(meta.get(key), str):
             raise ProviderError(f"the provider's metadata has no {key}")
     return meta
@@ -81,13 +86,12 @@ def validate_id_token(
         alg = header.get("alg")
         if alg not in ALGORITHMS:
             raise ProviderError(f"ID token algorithm {alg!r} is not accepted")
-        jwks = jwt.PyJWKSet.from_dict(_get_json(meta["jwks_uri"]))
-        keys = [k for k in jwks.keys if header.get("kid") in (None, k.key_id)]
-        if not keys:
+        key = signing_key(meta, header)
+        if key is None:
             raise ProviderError("the ID token's key is not in the provider's JWKS")
         claims: dict[str, Any] = jwt.decode(
             id_token,
-            keys[0].key,
+            key.key,
             algorithms=[alg],
             audience=client_id,
             issuer=meta["issuer"],
@@ -99,6 +103,19 @@ def validate_id_token(
     if nonce is not None and claims.get("nonce") != nonce:
         raise ProviderError("the ID token's nonce does not match this login")
     return claims
+
+
+def signing_key(meta: dict[str, Any], header: dict[str, Any]) -> jwt.PyJWK | None:
+    """The key of the provider's JWKS (``jwks_uri``, fetched now) that a token whose
+    JOSE ``header`` this is names by ``kid`` (the first, when it names none); None if
+    it is not there. Keys come only from the issuer's own JWKS, never from the
+    token (``jku``, ``jwk``, ``x5u`` are not read)."""
+    try:
+        jwks = jwt.PyJWKSet.from_dict(_get_json(meta["jwks_uri"]))
+    except jwt.PyJWKSetError as exc:
+        raise ProviderError(f"the provider's JWKS has no usable key: {exc}") from exc
+    keys = [k for k in jwks.keys if header.get("kid") in (None, k.key_id)]
+    return keys[0] if keys else None
 
 
 def userinfo(meta: dict[str, Any], access_token: str, subject: str) -> dict[str, Any]:

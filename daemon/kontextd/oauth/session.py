@@ -14,6 +14,7 @@ they were approved in and end with it.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import threading
@@ -55,7 +56,10 @@ def restore(core: Core) -> None:
 
 
 def _name_user(core: Core, session: SessionRow | None) -> None:
-    """``core.user`` and who vouched for it, from the current session (None: local)."""
+    """``core.user`` and who vouched for it, from the current session (None: local).
+    A CI session's workload (repository, ref, workflow, run) joins every audit event."""
+    workload = json.loads(session.workload) if session is not None and session.workload else None
+    core.store.event_fields = {"workload": workload} if workload else {}
     if session is None or session.local:
         core.user, core.login_issuer, core.login_external = local_user(), "", False
         return
@@ -63,6 +67,16 @@ def _name_user(core: Core, session: SessionRow | None) -> None:
     live = session.ended_at is None
     core.login_issuer = session.issuer if live else ""
     core.login_external = bool(session.external) and live
+
+
+def begin(core: Core, session: SessionRow, current: SessionRow | None) -> None:
+    """Make ``session`` the current one: ``current`` (the one before it) ends, with its
+    grants and credentials, and ``session``'s user is named in every credential from
+    now on. The caller audits ``session.started``."""
+    if current is not None:
+        lifecycle.end(core, current, "replaced by a new login")
+    for_core(core).db.insert_session(session)
+    _name_user(core, session)
 
 
 def _user(core: Core, issuer: str, claims: dict[str, Any]) -> str:
@@ -98,7 +112,7 @@ def login(core: Core, body: dict[str, Any]) -> dict[str, Any]:
         raise invalid("force must be true or false")
     current = for_core(core).db.current_session()
     if not force:
-        _refuse_replacing(core, current)
+        refuse_replacing(core, current)
     try:
         meta = relying.discover(issuer)
         form = {
@@ -120,8 +134,6 @@ def login(core: Core, body: dict[str, Any]) -> dict[str, Any]:
     except relying.ProviderError as exc:
         raise ApiError(wire.INVALID, f"login failed: {exc}") from exc
     refresh = answer.get("refresh_token")
-    if current is not None:
-        lifecycle.end(core, current, "replaced by a new login")
     now = time.time()
     session = SessionRow(
         id=secrets.token_urlsafe(12),
@@ -139,10 +151,9 @@ def login(core: Core, body: dict[str, Any]) -> dict[str, Any]:
         ended_at=None,
         end_reason=None,
     )
+    begin(core, session, current)
     if isinstance(refresh, str):
         core.secrets.put(REFRESH_SECRET, refresh)
-    for_core(core).db.insert_session(session)
-    _name_user(core, session)
     events.record(
         core,
         "session.started",
@@ -154,7 +165,7 @@ def login(core: Core, body: dict[str, Any]) -> dict[str, Any]:
     return show(core)
 
 
-def _refuse_replacing(core: Core, current: SessionRow | None) -> None:
+def refuse_replacing(core: Core, current: SessionRow | None) -> None:
     """A login in place of a live one, or of one with grants or credentials, is asked
     for explicitly (issue 19: a second login silently ended every running agent)."""
     if current is None:
@@ -216,6 +227,8 @@ def show(core: Core) -> dict[str, Any]:
         "checked_at": session.checked_at,
         "ended": session.end_reason,
         "session": session.id,
+        "kind": session.kind,
+        **({"workload": json.loads(session.workload)} if session.workload else {}),
         **counts,
     }
 
@@ -224,8 +237,8 @@ def check(core: Core) -> dict[str, Any]:
     """Refresh against the issuer now; a refusal ends the session."""
     db = for_core(core).db
     session = db.current_session()
-    if session is None or session.ended_at is not None:
-        return show(core)
+    if session is None or session.ended_at is not None or session.federated:
+        return show(core)  # a CI session has nothing to refresh: it ends on its own clock
     refresh = core.secrets.get(REFRESH_SECRET)
     try:
         if refresh is None:
@@ -261,7 +274,12 @@ def monitor(core: Core) -> None:
     """Background: re-check an external session every few minutes."""
     while not core.stopping.wait(30.0):
         session = for_core(core).db.current_session()
-        if session is None or session.ended_at is not None or not session.external:
+        if (
+            session is None
+            or session.ended_at is not None
+            or not session.external
+            or session.federated
+        ):
             continue
         if time.time() - session.checked_at < RECHECK:
             continue

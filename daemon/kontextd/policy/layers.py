@@ -2,9 +2,11 @@
 
 The org layer is ``kontextd.policy.cedar.CedarOrgPolicy``; ``NoOrgPolicy`` is
 the explicit allow-all stand-in for set-ups without it (its name says what it
-is). The user-consent layer is ``kontextd.consent.layer.GrantConsent``: the
-grants the user approved on the consent page. ``AgentPermissions`` is the
-agent's own allow-list and TTL cap.
+is). The user-consent layer is ``kontextd.federation.layer.SessionConsent``:
+the grants the user approved on the consent page
+(``kontextd.consent.layer.GrantConsent``), or in a CI session the trust rules
+that named the workload. ``AgentPermissions`` is the agent's own allow-list and
+TTL cap.
 """
 
 from __future__ import annotations

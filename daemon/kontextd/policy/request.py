@@ -48,6 +48,10 @@ class Verdict:
     # stored with its grant and never outlives it.
     grant_id: str | None = None
     until: float | None = None
+    # Whether a person could turn this consent denial into an allow on the consent
+    # page. A CI session's trust policy cannot be answered in a browser: its
+    # denial is final (exec never opens a page or waits for one).
+    askable: bool = True
 
     @property
     def allowed(self) -> bool:

@@ -110,6 +110,9 @@ class Store:
         # Called (on the committing thread) after every commit: the loopback loop's
         # SSE feed wakes its streams from here, with no thread per stream.
         self.commit_listeners: list[Callable[[], None]] = []
+        # Fields every audit event carries while they are set: a CI session's
+        # workload (repository, ref, workflow, run), set by ``oauth.session``.
+        self.event_fields: dict[str, Any] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -534,6 +537,8 @@ class Store:
         via = VIA.get()
         if via is not None:  # the change came through e.g. the dashboard (audit.context)
             record["via"] = via
+        for key, value in self.event_fields.items():  # e.g. a CI session's workload
+            record.setdefault(key, value)
         body = chain.canonical(record)
         digest = chain.digest(body)
         agent = event.get("agent", {}).get("id") if isinstance(event.get("agent"), dict) else None

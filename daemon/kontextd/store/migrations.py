@@ -192,6 +192,27 @@ ALTER TABLE consent_grants ADD COLUMN client_name TEXT;
 ALTER TABLE consent_grants ADD COLUMN resource TEXT;
 """
 
+# CI federation (``kontext login --federate``): a login session is a browser's or a
+# CI workload's (``kind``), and a workload's session keeps its claims (``workload``,
+# JSON) for every audit event. ``federated_sessions`` holds the trust rules that
+# named the workload when it logged in, and ``federation_tokens`` the CI tokens
+# already used (single use, kept until they expire; never the token itself).
+M9_CI_FEDERATION = """
+ALTER TABLE login_sessions ADD COLUMN kind TEXT NOT NULL DEFAULT 'browser';
+ALTER TABLE login_sessions ADD COLUMN workload TEXT;
+CREATE TABLE federated_sessions (
+    session_id TEXT PRIMARY KEY,
+    platform TEXT NOT NULL,
+    rules TEXT NOT NULL,
+    sources TEXT NOT NULL,
+    token_expires_at REAL NOT NULL
+);
+CREATE TABLE federation_tokens (
+    key TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL
+);
+"""
+
 MIGRATIONS: list[str] = [
     M1_SPINE,
     M2_AUDIT_CHECKPOINTS,
@@ -201,6 +222,7 @@ MIGRATIONS: list[str] = [
     M6_LOCAL_SESSIONS,
     M7_AGENT_SESSION_BUS,
     M8_PUBLIC_CLIENTS,
+    M9_CI_FEDERATION,
 ]
 
 

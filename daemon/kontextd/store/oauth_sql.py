@@ -28,6 +28,15 @@ class SessionRow:
     ended_at: float | None
     end_reason: str | None
     local: int = 0  # the local account's session (no login), not a sign-in
+    kind: str = "browser"  # or "federated": a CI workload (kontextd.federation)
+    workload: str | None = None  # a federated session's workload claims, JSON
+
+    @property
+    def federated(self) -> bool:
+        return self.kind == FEDERATED
+
+
+FEDERATED = "federated"
 
 
 @dataclass(frozen=True)
@@ -104,7 +113,7 @@ class OAuthStore:
 
     def insert_session(self, row: SessionRow) -> None:
         self._run(
-            "INSERT INTO login_sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO login_sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             tuple(row.__dict__.values()),
         )
 

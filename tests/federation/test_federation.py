@@ -1,0 +1,94 @@
+"""``kontext login --federate``: a CI job proves who it is and its agents get credentials.
+
+Each test is a job on a fresh runner: a new KONTEXT_HOME, CI=true, no terminal,
+the job's token from the stand-in ``ACTIONS_ID_TOKEN_REQUEST_URL``, the trust
+policy committed in a real git repository.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+
+import pytest
+from conftest import api_audit
+
+from tests.federation.harness import AGENT, OTHER_AGENT, REPO, SCOPE, CIJob, ci_job
+
+NAMED = ("--scope", SCOPE, "--target", REPO)  # what the rule names
+PRINT_ENV = "import os; print(os.environ['KONTEXT_AGENT'], len(os.environ['KONTEXT_TOKEN']) > 100)"
+
+
+@pytest.fixture
+def job() -> Iterator[CIJob]:
+    with ci_job() as made:
+        yield made
+
+
+def test_a_trusted_job_logs_in_and_its_agent_runs(job: CIJob) -> None:
+    login = job.login()
+    assert login.returncode == 0, login.stderr
+    user = f"ci:github:{REPO}@refs/heads/main"
+    assert login.stdout.startswith(f"Logged in as {user} ({job.issuer.url}) until ")
+    assert (
+        "trust rule .kontext/ci.toml@" in login.stdout and "#release-notes-on-main" in login.stdout
+    )
+    # GitHub was asked once, with the request token, for kontext's audience.
+    assert job.issuer.requests == [{"audience": "kontext", "authorized": True}]
+
+    ran = job.exec(AGENT, *NAMED, "--", sys.executable, "-c", PRINT_ENV)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == [AGENT, "True"]
+
+    whoami = json.loads(job.kx.ok("whoami", "--json").stdout)
+    assert whoami["user"] == user and whoami["kind"] == "federated"
+    assert whoami["workload"]["run_id"] == job.issuer.job.run_id
+
+
+def test_the_audit_names_the_workload_and_the_rule(job: CIJob) -> None:
+    job.login()
+    job.exec(AGENT, *NAMED, "--", "true")
+    events = api_audit(job.kx)
+    started = next(e for e in events if e["event"] == "session.started")
+    workload = started["workload"]
+    assert workload["repository"] == REPO and workload["ref"] == "refs/heads/main"
+    assert workload["workflow"] == ".github/workflows/ci.yml"
+    assert workload["run_id"] == "7001" and workload["run_attempt"] == "1"
+    assert workload["sha"] == job.issuer.job.sha
+    issued = next(e for e in events if e["event"] == "credential.issued")
+    assert issued["workload"] == workload
+    assert issued["user"]["id"] == f"ci:github:{REPO}@refs/heads/main"
+    assert issued["policy_evaluation"] == {
+        "org_policy": "allow",
+        "user_consent": "allow",
+        "agent_permissions": "allow",
+    }
+    (rule,) = issued["policy_ids"]["user_consent"]
+    assert rule.endswith("#release-notes-on-main") and job.issuer.job.sha[:12] in rule
+    revoked = next(e for e in events if e["event"] == "credential.revoked")
+    assert revoked["workload"] == workload
+
+
+def test_what_the_policy_does_not_name_is_denied_without_a_browser(job: CIJob) -> None:
+    job.login()
+    cases = [
+        (OTHER_AGENT, (), "no trust rule lets"),
+        (
+            AGENT,
+            ("--scope", "github:pulls:read", "--target", REPO),
+            "does not name github:pulls:read",
+        ),
+        (AGENT, ("--scope", SCOPE, "--target", "acme/other"), "only for target acme/backend"),
+        (AGENT, ("--scope", SCOPE), "not no target"),
+        (AGENT, ("--target", REPO), "does not name github:pulls:read"),  # all its scopes
+    ]
+    for agent, args, said in cases:
+        ran = job.exec(agent, *args, "--", "true")
+        assert ran.returncode == 122, ran.stderr
+        assert said in ran.stderr and "denied by user consent" in ran.stderr
+        assert "consent grant" not in ran.stderr  # nothing a browser could answer
+    denied = [e for e in api_audit(job.kx) if e["event"] == "credential.denied"]
+    assert len(denied) == len(cases)
+    assert all(e["workload"]["repository"] == REPO for e in denied)
+    assert all(e["policy_evaluation"]["user_consent"] == "deny" for e in denied)
