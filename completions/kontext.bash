@@ -22,7 +22,7 @@ _kontext_options() {
         '') echo '--verbose --version --help' ;;
         'exec') echo '-a --agent -s --scope -t --target --ttl --no-confine --help' ;;
         'revoke') echo '--kill --help' ;;
-        'login') echo '--issuer --client-id --no-browser --timeout --force --help' ;;
+        'login') echo '--issuer --client-id --no-browser --timeout --force --federate --token-file --token-env --checkout --help' ;;
         'logout') echo '--help' ;;
         'whoami') echo '--check --json --help' ;;
         'dashboard') echo '--no-browser --help' ;;
@@ -76,7 +76,7 @@ _kontext_options() {
 _kontext_value_options() {
     case "$1" in
         'exec') echo '-a --agent -s --scope -t --target --ttl' ;;
-        'login') echo '--issuer --client-id --timeout' ;;
+        'login') echo '--issuer --client-id --timeout --federate --token-file --token-env --checkout' ;;
         'agent create') echo '--allow --display-name --max-ttl' ;;
         'consent grant') echo '-s --scope -t --target --for' ;;
         'audit tail') echo '-n --lines --agent --user --event --since --until' ;;

@@ -28,7 +28,7 @@ function __kontext_value_options
         case 'exec'
             printf '%s\n' -a --agent -s --scope -t --target --ttl
         case 'login'
-            printf '%s\n' --issuer --client-id --timeout
+            printf '%s\n' --issuer --client-id --timeout --federate --token-file --token-env --checkout
         case 'agent create'
             printf '%s\n' --allow --display-name --max-ttl
         case 'consent grant'
@@ -181,6 +181,10 @@ complete -c kontext -n '__kontext_at login' -l client-id -r -f -d 'The client id
 complete -c kontext -n '__kontext_at login' -l no-browser -d 'Only print the URL; do not open a browser.'
 complete -c kontext -n '__kontext_at login' -l timeout -r -f -d 'Seconds to wait for the browser.'
 complete -c kontext -n '__kontext_at login' -l force -d 'End the current session (its grants and live credentials) without asking.'
+complete -c kontext -n '__kontext_at login' -l federate -r -f -d 'CI: log in with the job\'s OIDC token: github-actions, gitlab or oidc.'
+complete -c kontext -n '__kontext_at login' -l token-file -r -f -d 'With --federate: read the token here.'
+complete -c kontext -n '__kontext_at login' -l token-env -r -f -d 'With --federate: the token\'s variable (gitlab: KONTEXT_ID_TOKEN).'
+complete -c kontext -n '__kontext_at login' -l checkout -r -f -d 'With --federate: the job\'s git checkout, for .kontext/ci.toml.'
 complete -c kontext -n '__kontext_at login' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at logout' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at whoami' -l check -d 'Ask the issuer now whether the session is still active.'

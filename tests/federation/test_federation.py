@@ -50,7 +50,8 @@ def test_the_audit_names_the_workload_and_the_rule(job: CIJob) -> None:
     job.login()
     job.exec(AGENT, *NAMED, "--", "true")
     events = api_audit(job.kx)
-    started = next(e for e in events if e["event"] == "session.started")
+    started = next(e for e in events if e["event"] == "session.started" and "workload" in e)
+    assert started["kind"] == "federated" and started["replaced"].startswith("local-")
     workload = started["workload"]
     assert workload["repository"] == REPO and workload["ref"] == "refs/heads/main"
     assert workload["workflow"] == ".github/workflows/ci.yml"
