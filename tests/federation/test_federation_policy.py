@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import api_audit, one_line_error
+from conftest import KONTEXT, api_audit, one_line_error
 
 from tests.federation.harness import (
     AGENT,
@@ -221,3 +221,22 @@ def test_the_orgs_pinned_policy_applies_and_the_repository_can_be_switched_off(
     assert json.loads(job.kx.ok("whoami", "--json").stdout)["rules"][0]["rule"].endswith(
         "#org-triage"
     )
+
+
+def test_an_agent_cannot_log_the_job_in_as_something_else(job: CIJob) -> None:
+    """The agent is the attacker kontext exists for: from inside its ``kontext exec``,
+    even handed the job's request token back, it cannot start (or force) a session."""
+    assert job.login().returncode == 0
+    before = json.loads(job.kx.ok("whoami", "--json").stdout)["session"]
+    env = " ".join(f"{k}={v}" for k, v in job.issuer.env().items())
+    inside = f"{env} {KONTEXT} login --federate github-actions --force"
+    for confine in ((), ("--no-confine",)):
+        ran = job.kx.run(
+            "exec", "--agent", AGENT, "--scope", SCOPE, "--target", REPO, *confine, "--",
+            "sh", "-c", f"cd {job.repo.path} && {inside}", env={"CI": "true"},
+        )  # fmt: skip
+        assert ran.returncode == 16, ran.stderr  # AgentRefused: confinement, or the gate
+        assert f"inside agent:{AGENT}" in ran.stderr and "Logged in as" not in ran.stdout
+    assert json.loads(job.kx.ok("whoami", "--json").stdout)["session"] == before
+    assert len(job.issuer.minted) <= 3  # at most one more token each: neither became a session
+    assert not [e for e in api_audit(job.kx) if e["event"] == "session.renewed"]
