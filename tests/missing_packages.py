@@ -33,6 +33,7 @@ PACKAGES: list[tuple[re.Pattern[str], str]] = [
         (r"\bnode\b|\bnpm\b", "nodejs"),
         (r"\bsetpriv\b", "util-linux"),
         (r"\bwrk\b", "wrk"),
+        (r"\bgit is not installed", "git"),
     )
 ]
 

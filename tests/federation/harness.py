@@ -19,10 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import Kontext, short_home
 
 from tests.federation.ci_issuer import Issuer, ci_issuer
 
+# The jobs build real git repositories; without git they are skipped, said at the end.
+needs_git = pytest.mark.skipif(
+    shutil.which("git") is None, reason="git is not installed (apt-get install git)"
+)
 AGENT = "release-notes"
 OTHER_AGENT = "triage"
 SCOPE = "github:contents:read"

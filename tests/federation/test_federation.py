@@ -14,10 +14,12 @@ from collections.abc import Iterator
 import pytest
 from conftest import api_audit
 
-from tests.federation.harness import AGENT, OTHER_AGENT, REPO, SCOPE, CIJob, ci_job
+from tests.federation.harness import AGENT, OTHER_AGENT, REPO, SCOPE, CIJob, ci_job, needs_git
 
 NAMED = ("--scope", SCOPE, "--target", REPO)  # what the rule names
 PRINT_ENV = "import os; print(os.environ['KONTEXT_AGENT'], len(os.environ['KONTEXT_TOKEN']) > 100)"
+
+pytestmark = needs_git
 
 
 @pytest.fixture
@@ -93,3 +95,30 @@ def test_what_the_policy_does_not_name_is_denied_without_a_browser(job: CIJob) -
     assert len(denied) == len(cases)
     assert all(e["workload"]["repository"] == REPO for e in denied)
     assert all(e["policy_evaluation"]["user_consent"] == "deny" for e in denied)
+
+
+def test_org_policy_and_agent_permissions_still_apply(job: CIJob) -> None:
+    """A trust rule is the consent layer only: the org's Cedar policy sees the CI
+    session (its issuer, the workload as the user) and the agent's own allow-list
+    still caps what it gets."""
+    assert job.login().returncode == 0
+    user = f"ci:github:{REPO}@refs/heads/main"
+    (job.org_dir / "ci-writes.cedar").write_text(
+        '@id("no-ci-on-backend")\n'
+        "forbid (principal, action, resource)\n"
+        f'when {{ context.issuer == "{job.issuer.url}" && context.user == User::"{user}" }};\n'
+        '@id("everything-else")\npermit (principal, action, resource);\n'
+    )
+    job.kx.ok("policy", "reload")
+    ran = job.exec(AGENT, *NAMED, "--", "true")
+    assert ran.returncode == 122
+    assert "denied by org policy: policy no-ci-on-backend forbids" in ran.stderr
+    (job.org_dir / "ci-writes.cedar").unlink()
+    job.kx.ok("policy", "reload")
+    job.kx.ok("agent", "delete", AGENT)  # and again, without the scope the rule names
+    job.kx.ok("agent", "create", AGENT, "--allow", "github:pulls:read")
+    ran = job.exec(AGENT, *NAMED, "--", "true")
+    assert ran.returncode == 122
+    assert "denied by agent permissions" in ran.stderr and "github:contents:read" in ran.stderr
+    denied = [e for e in api_audit(job.kx) if e["event"] == "credential.denied"]
+    assert [e["policy_evaluation"]["user_consent"] for e in denied] == ["allow", "allow"]

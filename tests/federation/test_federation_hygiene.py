@@ -21,9 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.federation.harness import AGENT, REPO, SCOPE, CIJob, ci_job, create_agents
+from tests.federation.harness import AGENT, REPO, SCOPE, CIJob, ci_job, create_agents, needs_git
 
 CHILD = "import json,os; print(json.dumps(dict(os.environ)))"
+
+pytestmark = needs_git
 
 
 @dataclass

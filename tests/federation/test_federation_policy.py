@@ -26,6 +26,7 @@ from tests.federation.harness import (
     SCOPE,
     CIJob,
     ci_job,
+    needs_git,
     policy,
     write_config,
 )
@@ -38,6 +39,8 @@ WIDENED = {
     "refs": ["refs/*"],
     "events": ["push", "pull_request", "pull_request_target", "workflow_run"],
 }
+
+pytestmark = needs_git
 
 
 @pytest.fixture

@@ -21,9 +21,11 @@ from conftest import api_audit, one_line_error, wait_until
 from joserfc import jwk
 
 from tests.federation.ci_issuer import Issuer, b64, ci_issuer
-from tests.federation.harness import AGENT, REPO, SCOPE, CIJob, ci_job
+from tests.federation.harness import AGENT, REPO, SCOPE, CIJob, ci_job, needs_git
 
 REFUSED = 18
+
+pytestmark = needs_git
 
 
 @pytest.fixture

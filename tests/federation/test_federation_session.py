@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from conftest import api_audit, one_line_error, wait_until
 
-from tests.federation.harness import AGENT, REPO, SCOPE, CIJob, ci_job, write_config
+from tests.federation.harness import AGENT, REPO, SCOPE, CIJob, ci_job, needs_git, write_config
 
 NAMED = ("--scope", SCOPE, "--target", REPO)
 HOLD = (
@@ -25,6 +25,8 @@ HOLD = (
     "print(json.dumps({'jti': os.environ['KONTEXT_CREDENTIAL_ID'],"
     " 'token': os.environ['KONTEXT_TOKEN']}), flush=True); sys.stdin.read()"
 )
+
+pytestmark = needs_git
 
 
 @pytest.fixture

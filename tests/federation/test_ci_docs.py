@@ -1,0 +1,111 @@
+"""The CI examples tell the truth: docs/ci/*.yml parse, ask for what federation needs,
+their trust policies parse, and the GitHub workflow's own steps run as written.
+
+The workflow's ``run:`` steps (all but installing kontext) are executed in order
+against the stand-in GitHub, with ``./scripts/release-notes.sh`` replaced by a
+command that checks it received a credential — so a step that stops working
+fails here, not in a user's first pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kontextd.federation import trust
+from tests.federation.harness import ci_job, needs_git
+
+ROOT = Path(__file__).parents[2]
+DOCS = ROOT / "docs" / "ci"
+AGENT_CHECK = (
+    f"{sys.executable} -c \"import os; assert len(os.environ['GITHUB_TOKEN']) > 100; "
+    "assert os.environ['GITHUB_API_URL'].startswith('http://127.0.0.1:')\""
+)
+
+pytestmark = needs_git
+
+
+def load(name: str) -> dict[str, Any]:
+    data = yaml.safe_load((DOCS / name).read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def commented_policy(name: str) -> str:
+    """The ``.kontext/ci.toml`` example in a file's leading comments."""
+    lines = (DOCS / name).read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "#   [[rule]]")
+    body = []
+    for line in lines[start:]:
+        if not line.startswith("#   "):
+            break
+        body.append(line.removeprefix("#   "))
+    return "\n".join(body) + "\n"
+
+
+def readme_policy() -> str:
+    text = (ROOT / "README.md").read_text()
+    return re.search(r"```toml\n(# \.kontext/ci\.toml.*?)```", text, re.S).group(1)  # type: ignore[union-attr]
+
+
+def test_the_policies_in_the_docs_parse() -> None:
+    for name in ("github-actions.yml", "gitlab-ci.yml"):
+        (rule,) = trust.parse(commented_policy(name), name)
+        assert rule.agents == ("release-notes",) and rule.refs == ("refs/heads/main",)
+    (rule,) = trust.parse(readme_policy(), "README.md")
+    assert rule.session == 45 * 60 and rule.events == ("push", "workflow_dispatch")
+
+
+def test_the_github_workflow_asks_for_what_federation_needs() -> None:
+    flow = load("github-actions.yml")
+    assert flow["permissions"]["id-token"] == "write"
+    steps = flow["jobs"]["notes"]["steps"]
+    runs = [s.get("run", "") for s in steps]
+    assert "kontext login --federate github-actions" in runs
+    assert steps[0]["uses"].startswith("actions/checkout@")  # the named commit is there
+    upload = next(s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact"))
+    assert upload["if"] == "always()" and upload["with"]["path"] == "kontext-audit.jsonl"
+
+
+def test_the_gitlab_job_asks_for_what_federation_needs() -> None:
+    job = load("gitlab-ci.yml")["release-notes"]
+    assert job["id_tokens"] == {"KONTEXT_ID_TOKEN": {"aud": "kontext"}}
+    assert "kontext login --federate gitlab" in job["script"]
+    assert job["artifacts"]["when"] == "always"
+    assert job["after_script"] == ["kontext audit export --output kontext-audit.jsonl"]
+
+
+def test_the_github_workflows_steps_run_as_written() -> None:
+    rule = {"workflows": [".github/workflows/release-notes.yml"], "max_ttl": "15m"}
+    with ci_job(start=False, rule=rule) as job:
+        job.issuer.job.workflow = ".github/workflows/release-notes.yml"
+        steps = load("github-actions.yml")["jobs"]["notes"]["steps"]
+        env = {
+            **job.kx.env,
+            **job.issuer.env(),
+            "GITHUB_REPOSITORY": "acme/backend",
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        }
+        for step in steps:
+            command = step.get("run")
+            if command is None or command.startswith("pipx install"):
+                continue
+            command = command.replace("./scripts/release-notes.sh", AGENT_CHECK)
+            extra = {k: "upstream-key-for-the-test" for k in step.get("env", {})}
+            done = subprocess.run(
+                ["sh", "-ec", command],
+                cwd=job.repo.path,
+                env={**env, **extra},
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert done.returncode == 0, f"{command}\n{done.stderr}"
+        export = (job.repo.path / "kontext-audit.jsonl").read_text()
+        assert '"credential.issued"' in export and '"run_id":"7001"' in export
