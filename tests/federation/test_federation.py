@@ -122,3 +122,17 @@ def test_org_policy_and_agent_permissions_still_apply(job: CIJob) -> None:
     assert "denied by agent permissions" in ran.stderr and "github:contents:read" in ran.stderr
     denied = [e for e in api_audit(job.kx) if e["event"] == "credential.denied"]
     assert [e["policy_evaluation"]["user_consent"] for e in denied] == ["allow", "allow"]
+
+
+def test_a_rules_max_ttl_caps_each_credential() -> None:
+    with ci_job(rule={"max_ttl": "1m"}) as job:
+        assert job.login().returncode == 0
+        ran = job.exec(AGENT, *NAMED, "--ttl", "5m", "--", "true")
+        assert ran.returncode == 122
+        assert "allows credentials of at most 1m, not 5m" in ran.stderr
+        ran = job.exec(
+            AGENT, *NAMED, "--", sys.executable, "-c",
+            "import os, time; print(int(os.environ['KONTEXT_TOKEN_EXPIRES']) - time.time())",
+        )  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+        assert 0 < float(ran.stdout) <= 60  # the agent's default 10m, capped by the rule
