@@ -137,3 +137,57 @@ def test_a_web_page_cannot_register_and_authorize_silently(kx: Kontext, attacker
     assert events[1]["endpoint"] == "/token"
     refused = [e for e in api_audit(kx) if e["event"] == "http.refused"]
     assert any(e.get("path") == "/authorize" for e in refused)
+
+
+ELSEWHERE = """<!doctype html><html><body><script>
+const as = "{issuer}";
+const results = {{}};
+async function attempt(name, fn) {{
+  try {{ results[name] = await fn(); }} catch (e) {{ results[name] = "blocked: " + e.name; }}
+}}
+window.attack = (async () => {{
+  await attempt("metadata", async () =>
+    (await (await fetch(as + "/.well-known/oauth-authorization-server")).json()).issuer);
+  await attempt("register", async () => (await fetch(as + "/register", {{method: "POST",
+    headers: {{"Content-Type": "application/json"}},
+    body: JSON.stringify({{client_name: "Claude Desktop",
+      redirect_uris: ["http://127.0.0.1:5555/callback"]}})}})).status);
+  await attempt("token", async () => (await fetch(as + "/token", {{method: "POST",
+    headers: {{"Content-Type": "application/x-www-form-urlencoded"}},
+    body: "grant_type=refresh_token&refresh_token=guess&client_id=mcp_guess"}})).status);
+  return results;
+}})();
+</script></body></html>"""
+
+
+def test_a_page_from_elsewhere_cannot_even_register(fresh_kx: Kontext, attacker: str) -> None:
+    """The same attack from a web site (``evil.example``, resolved to this machine as
+    DNS could): it may read the public metadata, but kontext refuses its Origin at
+    ``/register`` and ``/token`` (403), and nothing is registered."""
+    from playwright.sync_api import sync_playwright
+
+    kx = fresh_kx  # a daemon of its own: no earlier refusal hides this one from the audit
+    kx.start()
+
+    port = attacker.rstrip("/").rsplit(":", 1)[1]
+    Attacker.page = ELSEWHERE.format(issuer=kx.base_url).encode()
+    before = sum(e["event"] == "oauth.client_registered" for e in api_audit(kx, n=500))
+    rules = "--host-resolver-rules=MAP evil.example 127.0.0.1"
+    with sync_playwright() as play:
+        browser = play.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, rules])
+        try:
+            page = browser.new_page()
+            page.goto(f"http://evil.example:{port}/")
+            results = page.evaluate("window.attack")
+        finally:
+            browser.close()
+    print(json.dumps(results))
+    assert results["metadata"] in (kx.base_url, "blocked: TypeError")  # public, CORS *
+    assert results["register"] in (403, "blocked: TypeError")
+    assert results["token"] in (403, "blocked: TypeError")
+    after = sum(e["event"] == "oauth.client_registered" for e in api_audit(kx, n=500))
+    assert after == before
+    refused = [e for e in api_audit(kx, n=500) if e["event"] == "http.refused"]
+    # The browser did send it: kontext refused it (its 403 carries no CORS header,
+    # so the page sees only a TypeError).
+    assert any(e["path"] == "/register" and "cross-origin" in e["reason"] for e in refused)
