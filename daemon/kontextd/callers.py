@@ -114,6 +114,10 @@ class Trees:
             for jti in jtis:
                 self._trees.pop(jti, None)
 
+    def live(self) -> bool:
+        """Whether any exec tree is live (nothing to look for otherwise)."""
+        return bool(self._trees)
+
     def of_agent(self, agent: str) -> list[Tree]:
         with self._lock:
             return [t for t in self._trees.values() if t.agent == agent]

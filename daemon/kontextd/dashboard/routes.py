@@ -22,6 +22,7 @@ A refusal is audited (rate-limited ``http.refused``) and changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.resources
 import threading
 import time
@@ -110,17 +111,20 @@ class DashboardRoutes:
     def routes(self) -> list[Route]:
         page, page_errors = routing.PAGE, self._page_error
         return [
-            route("GET", r"/dashboard/open", self.open, page, errors=page_errors),
+            route("GET", r"/dashboard/open", self.open, page, errors=page_errors,
+                  kind="blocking"),
             route("GET", r"/dashboard", self.to_overview, page, errors=page_errors),
-            route("GET", rf"/dashboard/({SECTIONS})", self.page, page, errors=page_errors),
+            route("GET", rf"/dashboard/({SECTIONS})", self.page, page, errors=page_errors,
+                  kind="blocking"),
             route("GET", r"/dashboard/static/([a-z]{1,20}\.(?:js|css|svg))", self.static, page),
             route("GET", rf"/dashboard/api/({VIEWS})", self.data, page, kind="blocking"),
-            route("GET", rf"/dashboard/api/agents/{N}/consequences", self.consequences, page),
+            route("GET", rf"/dashboard/api/agents/{N}/consequences", self.consequences, page,
+                  kind="blocking"),
             route("GET", r"/dashboard/api/verify", self.verify, page, kind="async"),
             route("GET", r"/dashboard/api/events", self.events, page, kind="async"),
             route("POST", r"/dashboard/api/(revoke-credential|revoke-agent|revoke-grant|explain)",
                   self.act, page, kind="blocking"),
-            route("POST", r"/dashboard/api/sign-out", self.sign_out, page),
+            route("POST", r"/dashboard/api/sign-out", self.sign_out, page, kind="async"),
         ]  # fmt: skip
 
     # -- the checks -----------------------------------------------------------------
@@ -158,6 +162,15 @@ class DashboardRoutes:
             refusals = self.server.refusals
             refusals.record("dashboard.refused", str(verdict.agent), fields, shared=False)
         raise Refused(403, reason)
+
+    async def _screen(self, request: Request) -> None:
+        """``_not_an_agent`` for a handler on the event loop: the look through ``/proc``
+        (milliseconds) runs on the executor, and only while some exec tree is live."""
+        peer = request.peer
+        if peer is not None and "agent" not in peer.verdicts and self.core.trees.live():
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self._not_an_agent, request)
+        self._not_an_agent(request)
 
     def _fetch_site(self, request: Request, *allowed: str) -> None:
         site = request.headers.get("Sec-Fetch-Site")
@@ -284,12 +297,14 @@ class DashboardRoutes:
         return self._json(200, actions.consequences(self.core, name))
 
     async def verify(self, request: Request) -> Response:
+        await self._screen(request)
         self._api(request)
         return self._json(200, await self.verifier.result())
 
     async def events(self, request: Request) -> Stream:
         """The live audit stream (SSE); ``Last-Event-ID`` resumes after a reconnect;
         ``mode=pulse`` sends only a count of what changed per batch."""
+        await self._screen(request)
         session = self._api(request)
         query = request.query
         chosen = selection.parse(query)
@@ -315,7 +330,8 @@ class DashboardRoutes:
         }[name]
         return self._json(200, action(self.core, body))
 
-    def sign_out(self, request: Request) -> Response:
+    async def sign_out(self, request: Request) -> Response:
+        await self._screen(request)
         session, _ = self._post(request)
         self.access.end(session)
         self.hub.end(session.key)  # its open pages' streams end with it
