@@ -146,8 +146,16 @@ class McpClient:
         self.callback = Callback()
         self.storage = Storage()
         self.opened: list[str] = []
+        self._provider: Any = None
 
     def provider(self) -> Any:
+        """One ``OAuthClientProvider`` for the host's life, as a host keeps one per
+        server: it remembers when its access token expires, and refreshes then."""
+        if self._provider is None:
+            self._provider = self._new_provider()
+        return self._provider
+
+    def _new_provider(self) -> Any:
         from mcp.client.auth import OAuthClientProvider
         from mcp.shared.auth import OAuthClientMetadata
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,7 +20,7 @@ import anyio
 import httpx
 import pytest
 
-from tests.conftest import Kontext, api_audit, gateway_daemon
+from tests.conftest import Kontext, api_audit, api_new_agent, gateway_daemon, wait_until
 from tests.mcp.harness import AuthorizationFailed, McpClient, example_server
 from tests.upstream.fake_github import API_KEY, FakeGitHub
 
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM), reason="Debian chromium is not installed (.ci/run installs it)"
 )
 REPO = "acme/backend"
+SCOPES = ("github:pulls:read", "github:pulls:write")  # what the example server asks
 Act = Callable[[Any], Awaitable[None]]
 
 
@@ -149,6 +151,38 @@ def test_a_refused_tool_call_tells_the_client_why(world: tuple[Kontext, FakeGitH
     text = refused.content[0].text
     assert refused.is_error and "kontext integration connect github" in text, text
     assert API_KEY not in text and "eyJ" not in text
+
+
+def test_the_sdk_refreshes_a_short_token_without_a_new_page(
+    world: tuple[Kontext, FakeGitHub, str],
+) -> None:
+    """An existing agent picked on the page, with a 10-second ceiling: the client's
+    access tokens outlive nothing, and the SDK rotates its refresh token instead of
+    asking the user again."""
+    k, _, url = world
+    name = api_new_agent(k, *SCOPES, prefix="claude-short", max_ttl=10)
+
+    async def pick(page: Any) -> None:
+        await page.check(f"input[name=agent][value={name}]")
+        await page.click("button[value=approve]")
+
+    async def scenario() -> tuple[McpClient, Any, Any]:
+        async with chromium() as browser:
+            client = McpClient(url, user(browser, pick, []))
+            assert not (await client.call("list_pulls", repo=REPO)).is_error
+            first = client.storage.tokens
+            expires = time.time() + int(first.expires_in)
+            await anyio.to_thread.run_sync(
+                lambda: wait_until(lambda: time.time() > expires + 1, timeout=60)
+            )
+            return client, first, await client.call("list_pulls", repo=REPO)
+
+    client, first, second = run(scenario)
+    assert not second.is_error
+    assert len(client.opened) == 1  # no second page: the refresh token did it
+    assert client.storage.tokens.refresh_token != first.refresh_token  # rotated
+    minted = [e for e in api_audit(k, agent=name) if e["event"] == "credential.issued"]
+    assert sum(e["kind"] == "mcp" for e in minted) >= 2
 
 
 def test_a_token_for_another_resource_is_refused(world: tuple[Kontext, FakeGitHub, str]) -> None:
