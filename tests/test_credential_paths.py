@@ -1,12 +1,17 @@
 """One notion of a credential (DESIGN.md rule 8), whichever path minted it.
 
-Four ways a token comes to act for an agent: ``kontext exec``; an RFC 8693
+Seven ways a token comes to act for an agent: ``kontext exec``; an RFC 8693
 exchange of the exec's credential; an agent client's exchange of the user's
-login token; an agent client redeeming its consent code at ``/token``. For each,
-every way a credential must end is tried — the agent revoked, the consent
-revoked, the parent ended, the login session ended, the grant expired — and
-right after it, introspection says inactive and the gateway (in front of a fake
-GitHub) refuses. Each is also audited, listed, and within the agent's max TTL.
+login token; an agent client redeeming its consent code at ``/token``; a public
+MCP client redeeming its code, or its refresh token, for the gateway's resource;
+an MCP server exchanging the token it was sent. For each, every way a credential
+must end is tried — the agent revoked, deleted (and a namesake created), the
+consent revoked, the parent ended, the login session ended, the local account's
+session ended by a login, the grant expired — and right after it, introspection
+says inactive, the gateway (in front of a fake GitHub) refuses, and an MCP
+client's refresh token is inactive and refused. Each is also audited, listed,
+and within the agent's max TTL. (An MCP grant lasts an hour at least: its expiry
+is tried with the daemon's wall clock moved, ``tests/faults/test_clock.py``.)
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from tests.conftest import (
     gateway_daemon,
     wait_until,
 )
+from tests.oauth import mcp_flows
 from tests.oauth.oauth_flows import authorized_code, client_secret, decide, pkce, push, redeem
 from tests.upstream.fake_github import API_KEY, FakeGitHub
 
@@ -68,6 +74,8 @@ class Minted:
     token: str
     end_parent: Callable[[], None]
     cleanup: Callable[[], None]
+    refresh: Callable[[], httpx.Response] | None = None  # an MCP client's, tried once
+    refresh_token: str | None = None
 
 
 def _exchange(k: Kontext, subject: str, client: str | None = None) -> str:
@@ -101,7 +109,7 @@ def mint_user_exchange(k: Kontext, agent: str) -> Minted:
     return Minted(agent, token, lambda: _revoke(k, user), lambda: None)
 
 
-def mint_code(k: Kontext, agent: str) -> Minted:
+def mint_code(k: Kontext, agent: str, duration: int = 3600) -> Minted:
     client = f"agent:{agent}"
     verifier, challenge = pkce()
     pushed = push(
@@ -111,6 +119,7 @@ def mint_code(k: Kontext, agent: str) -> Minted:
         code_challenge_method="S256",
         scope=READ,
         state=secrets.token_urlsafe(8),
+        grant_duration=str(duration),
     )
     assert pushed.status_code == 201, pushed.text
     decided = decide(k, client, pushed.json()["request_uri"])
@@ -122,12 +131,54 @@ def mint_code(k: Kontext, agent: str) -> Minted:
     return Minted(agent, token, lambda: _revoke(k, token), lambda: None)
 
 
+def _mcp(k: Kontext, agent: str) -> tuple[mcp_flows.Flow, dict[str, str]]:
+    """A public MCP client approved on the page to act as ``agent`` at the gateway."""
+    f = mcp_flows.flow(mcp_flows.client_id(k), resource=f"{k.base_url}/gw/github")
+    return f, {**mcp_flows.tokens(k, f, agent=agent)}
+
+
+def _mcp_minted(k: Kontext, agent: str, f: mcp_flows.Flow, got: dict[str, str]) -> Minted:
+    refresh_token = got["refresh_token"]
+    return Minted(
+        agent,
+        got["access_token"],
+        lambda: _revoke(k, refresh_token),  # RFC 7009: the client ends its grant
+        lambda: None,
+        refresh=lambda: mcp_flows.refresh(k, f, refresh_token),
+        refresh_token=refresh_token,
+    )
+
+
+def mint_mcp_code(k: Kontext, agent: str) -> Minted:
+    return _mcp_minted(k, agent, *_mcp(k, agent))
+
+
+def mint_mcp_refresh(k: Kontext, agent: str) -> Minted:
+    f, got = _mcp(k, agent)
+    refreshed = mcp_flows.refresh(k, f, got["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    return _mcp_minted(k, agent, f, refreshed.json())
+
+
+def mint_mcp_exchange(k: Kontext, agent: str) -> Minted:
+    """An MCP server exchanges the token it was sent (``kontext.mcp.token()``); its
+    parent is that access token (the client's refresh token is mcp-code's to test)."""
+    _, got = _mcp(k, agent)
+    token = _exchange(k, got["access_token"])
+    return Minted(agent, token, lambda: _revoke(k, got["access_token"]), lambda: None)
+
+
 PATHS = {
     "exec": mint_exec,
     "exchange-of-exec": mint_exec_exchange,
     "exchange-of-user-token": mint_user_exchange,
     "consent-code": mint_code,
+    "mcp-code": mint_mcp_code,
+    "mcp-refresh": mint_mcp_refresh,
+    "exchange-of-mcp": mint_mcp_exchange,
 }
+NO_LOGIN = [p for p in PATHS if p != "exchange-of-user-token"]  # it needs a user token
+ON_THE_AGENTS_GRANT = ("exec", "exchange-of-exec", "exchange-of-user-token")
 
 
 def new_agent(k: Kontext, **kw: int) -> str:
@@ -140,11 +191,27 @@ def works(k: Kontext, token: str) -> bool:
     return status == 200 and bool(k.introspect(token)["active"])
 
 
-def dead(k: Kontext, token: str) -> bool:
-    """Inactive at introspection and refused by the gateway — checked once, no waiting."""
+def dead(k: Kontext, minted: Minted) -> bool:
+    """Inactive at introspection and refused by the gateway, and so is an MCP client's
+    refresh token at introspection — checked once, no waiting, nothing changed."""
     with k.http() as http:
-        status = http.get(PULL, headers={"Authorization": f"Bearer {token}"}).status_code
-    return status in (401, 403) and k.introspect(token) == {"active": False}
+        headers = {"Authorization": f"Bearer {minted.token}"}
+        status = http.get(PULL, headers=headers).status_code
+    refresh = minted.refresh_token
+    return (
+        status in (401, 403)
+        and k.introspect(minted.token) == {"active": False}
+        and (refresh is None or k.introspect(refresh) == {"active": False})
+    )
+
+
+def refresh_refused(minted: Minted) -> bool:
+    """The MCP client's refresh token is refused at ``/token`` (tried once: a live one
+    would rotate)."""
+    if minted.refresh is None:
+        return True
+    answer = minted.refresh()
+    return answer.status_code == 400 and answer.json()["error"] == "invalid_grant"
 
 
 def revoke_agent(k: Kontext, minted: Minted) -> None:
@@ -155,12 +222,19 @@ def revoke_consent(k: Kontext, minted: Minted) -> None:
     k.ok("consent", "revoke", f"agent:{minted.agent}")
 
 
+def delete_agent(k: Kontext, minted: Minted) -> None:
+    """Delete the agent and create another of the same name: it inherits nothing."""
+    k.ok("agent", "delete", minted.agent)
+    k.ok("agent", "create", minted.agent, "--allow", READ)
+
+
 def end_parent(_: Kontext, minted: Minted) -> None:
     minted.end_parent()
 
 
 ENDINGS: dict[str, Callable[[Kontext, Minted], None]] = {
     "agent-revoked": revoke_agent,
+    "agent-deleted": delete_agent,
     "consent-revoked": revoke_consent,
     "parent-ended": end_parent,
 }
@@ -176,11 +250,19 @@ def test_every_credential_dies_with_its_agent_its_consent_and_its_parent(
     try:
         assert works(world, minted.token)
         ENDINGS[ending](world, minted)
-        assert dead(world, minted.token)
+        assert dead(world, minted)
+        assert refresh_refused(minted)
     finally:
         minted.cleanup()
     ended = [e for e in api_audit(world, agent) if e["event"] == "credential.revoked"]
     assert ended, "the end is audited"
+    if ending == "agent-deleted":  # the namesake holds no approval either
+        denied = world.run("exec", "--agent", agent, "--", "true")
+        assert denied.returncode == 122 and "has not approved" in denied.stderr
+
+
+def _all_dead(k: Kontext, minted: dict[str, Minted]) -> dict[str, bool]:
+    return {p: dead(k, m) and refresh_refused(m) for p, m in minted.items()}
 
 
 def test_every_credential_dies_with_the_login_session(own_world: Kontext) -> None:
@@ -189,10 +271,26 @@ def test_every_credential_dies_with_the_login_session(own_world: Kontext) -> Non
     try:
         assert all(works(k, m.token) for m in minted.values())
         k.ok("logout")
-        assert {p: dead(k, m.token) for p, m in minted.items()} == dict.fromkeys(PATHS, True)
+        assert _all_dead(k, minted) == dict.fromkeys(PATHS, True)
     finally:
         for m in minted.values():
             m.cleanup()
+
+
+def test_every_credential_dies_with_the_local_accounts_session(github: FakeGitHub) -> None:
+    """Before any login the local account approves (issue 19 item 3): a login ends that
+    session and all that rests on it, and a logout brings none of it back."""
+    with gateway_daemon(github.url, API_KEY) as k:
+        minted = {path: PATHS[path](k, new_agent(k)) for path in NO_LOGIN}
+        try:
+            assert all(works(k, m.token) for m in minted.values())
+            k.ok("login", "--force", env={"KX_EMAIL": EMAIL}, tty=True)
+            assert {p: dead(k, m) for p, m in minted.items()} == dict.fromkeys(NO_LOGIN, True)
+            k.ok("logout")
+            assert _all_dead(k, minted) == dict.fromkeys(NO_LOGIN, True)
+        finally:
+            for m in minted.values():
+                m.cleanup()
 
 
 def test_every_path_is_audited_listed_and_within_max_ttl(world: Kontext) -> None:
@@ -226,11 +324,13 @@ def test_every_credential_dies_with_its_grants_expiry(world: Kontext) -> None:
     """A grant of 60 s (the shortest): whatever was minted under it ends with it."""
     agent = api_new_agent(world, READ, prefix="path-expiring", consent=False)
     approve_over_http(world, agent, [READ], duration=60)
-    minted = [mint(world, agent) for path, mint in PATHS.items() if path != "consent-code"]
+    # An MCP grant lasts an hour at least (tests/faults/test_clock.py moves the clock).
+    minted = [mint(world, agent) for path, mint in PATHS.items() if path in ON_THE_AGENTS_GRANT]
+    minted.append(mint_code(world, agent, duration=60))  # a grant of its own, of 60 s
     try:
         grant_end = max(world.introspect(m.token)["exp"] for m in minted)
         assert all(works(world, m.token) for m in minted)
-        assert wait_until(lambda: all(dead(world, m.token) for m in minted), timeout=90)
+        assert wait_until(lambda: all(dead(world, m) for m in minted), timeout=90)
         granted = [e for e in api_audit(world, agent) if e["event"] == "consent.granted"]
         assert grant_end <= granted[-1]["ts"] + 60 + 1
     finally:

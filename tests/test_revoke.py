@@ -177,11 +177,13 @@ def test_agent_delete_revokes_its_live_credentials(kx: Kontext) -> None:
     events = api_audit(kx, agent=name)
     revoked = [e for e in events if e["event"] == "credential.revoked"]
     assert [e["reason"] for e in revoked] == ["agent deleted"]
-    assert [e["event"] for e in events][-3:] == [
+    assert [e["event"] for e in events][-4:] == [
         "credential.revoked",
+        "consent.revoked",  # its grants too: a namesake created later inherits none
         "agent.deleted",
         "credential.denied",
     ]
+    assert events[-3]["reason"] == "agent deleted"
 
 
 def test_a_recreated_agent_does_not_revive_old_credentials(kx: Kontext) -> None:

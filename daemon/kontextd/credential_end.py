@@ -104,11 +104,15 @@ def revoke_orphans(core: Core) -> int:
     )
 
 
-def end_client_grants(core: Core, agent: str, reason: str) -> list[str]:
-    """The grants approved for MCP clients (public OAuth clients) to act as ``agent``
-    end with the agent — and with them those clients' refresh tokens, which are
-    refused once their grant is. Audited as ``consent.revoked``."""
-    ids = OAuthStore(core.store).revoke_grants(reason, agent=agent, clients_only=True)
+def end_agent_grants(
+    core: Core, agent: str, reason: str, *, clients_only: bool = True
+) -> list[str]:
+    """End ``agent``'s grants, the credentials on them and their refresh tokens.
+    A revoked agent loses those approved for MCP clients (public OAuth clients) and
+    keeps the user's own (``agent enable`` undoes a revocation); a deleted one
+    (``clients_only=False``) loses every grant, so an agent created later under the
+    same name inherits none. Audited as ``consent.revoked``."""
+    ids = OAuthStore(core.store).revoke_grants(reason, agent=agent, clients_only=clients_only)
     if ids:
         with core.store.transaction() as tx:
             ended = _end_tree(tx, tx.live_under_grants(ids), "revoked", reason)

@@ -27,8 +27,8 @@ from kontextd import agents, exec_tree
 from kontextd.core import Core
 from kontextd.credential_end import (  # the callers of these ask ``credentials``
     end,
+    end_agent_grants,
     end_all,
-    end_client_grants,
     end_descendants,
     end_under_grants,
     expire_due,
@@ -301,15 +301,15 @@ def revoke_agent(core: Core, name: str, *, kill: bool, reason: str) -> dict[str,
         )
     live = core.store.live_credentials(agent.name)
     revoked = end_all(core, live, "revoked", f"agent revoked: {reason}")
-    end_client_grants(core, agent.name, f"agent revoked: {reason}")
+    end_agent_grants(core, agent.name, f"agent revoked: {reason}")
     killed = exec_tree.kill_trees(core, agent.name) if kill else []
     return {"agent": f"agent:{agent.name}", "revoked": revoked, "killed": killed}
 
 
 def delete_agent(core: Core, name: str) -> dict[str, Any]:
     agent = agents.get(core, name)
-    for cred in core.store.live_credentials(agent.name):
-        end(core, cred.jti, "revoked", "agent deleted")
+    end_all(core, core.store.live_credentials(agent.name), "revoked", "agent deleted")
+    end_agent_grants(core, agent.name, "agent deleted", clients_only=False)
     with core.store.transaction() as tx:
         tx.delete_agent(agent.name)
         tx.append_event(

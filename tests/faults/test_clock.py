@@ -4,7 +4,8 @@ when NTP or a user sets the time): no credential lives longer than its TTL.
 - set back 8 s while a 14 s credential is live: it dies 14 s after issue, not 22;
 - minted while 8 s ahead, then set right: the same;
 - set forward an hour: live credentials are past ``exp`` at once (early is safe);
-- the same for a token exchanged at ``/token`` (RFC 8693) as for exec's own.
+- the same for a token exchanged at ``/token`` (RFC 8693) as for exec's own;
+- set past an MCP client's grant (an hour at least): its refresh token ends too.
 
 A token whose ``iat`` is ahead of the wall clock is "not yet valid" meanwhile.
 """
@@ -25,6 +26,7 @@ import httpx
 import pytest
 
 from tests.conftest import Kontext, api_audit, api_new_agent, wait_until
+from tests.oauth import mcp_flows
 
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 TTL = 14
@@ -170,3 +172,26 @@ def test_a_clock_set_forward_ends_credentials_early(skewed: tuple[Kontext, Clock
         assert k.introspect(env["KONTEXT_TOKEN"]) == {"active": False}
     finally:
         k.close(proc)
+
+
+def test_a_clock_past_the_grants_end_ends_mcp_clients_tokens(
+    skewed: tuple[Kontext, Clock],
+) -> None:
+    """An MCP client's grant lasts an hour at least: with the wall clock moved past
+    its end, the client's refresh token (which alone outlives its access tokens) is
+    inactive and refused, and nothing minted on the grant is active."""
+    k, clock = skewed
+    agent = api_new_agent(k, "github:pulls:read", prefix="clock-mcp", consent=False)
+    f = mcp_flows.flow(mcp_flows.client_id(k), resource=f"{k.base_url}/gw/github")
+    got = mcp_flows.tokens(k, f, agent=agent, grant_duration="3600")
+    refreshed = mcp_flows.refresh(k, f, got["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    fresh = refreshed.json()
+    exchanged, _ = _exchanged(k, fresh["access_token"])
+    held = (fresh["refresh_token"], fresh["access_token"], exchanged)
+    assert all(k.introspect(t)["active"] for t in held)
+    assert k.introspect(fresh["refresh_token"])["exp"] <= time.time() + 3600
+    clock.set(3600 + 120)  # the grant's hour is over
+    assert [k.introspect(t) for t in held] == [{"active": False}] * 3
+    refused = mcp_flows.refresh(k, f, fresh["refresh_token"])
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"

@@ -200,6 +200,7 @@ class OAuthStore:
         user: str | None = None,
         clients_only: bool = False,
     ) -> list[str]:
+        """Revoke the matching live grants and their refresh tokens; the grant ids."""
         where, args = ["revoked_at IS NULL"], []
         if clients_only:
             where.append("client_id IS NOT NULL")
@@ -225,6 +226,10 @@ class OAuthStore:
             f"UPDATE consent_grants SET revoked_at = ?, revoke_reason = ? WHERE {clause}",  # noqa: S608
             (time.time(), reason, *args),
         )
+        # A grant's refresh tokens (an MCP client's: their family is the grant) end with
+        # it, so introspection (RFC 7662) stops vouching for them at once, not only /token.
+        for grant_id in ids:
+            self.revoke_family(grant_id, reason)
         return ids
 
     # -- issued tokens --------------------------------------------------------
