@@ -201,7 +201,7 @@ complete -c kontext -n '__kontext_at agent' -f -a 'create' -d 'Register a new ag
 complete -c kontext -n '__kontext_at agent' -f -a 'list' -d 'List agents, their scopes and live credentials'
 complete -c kontext -n '__kontext_at agent' -f -a 'show' -d 'Show one agent'
 complete -c kontext -n '__kontext_at agent' -f -a 'set' -d 'Change an agent\'s settings (today: whether its exec may reach the session D-Bus)'
-complete -c kontext -n '__kontext_at agent' -f -a 'delete' -d 'Delete an agent; its live credentials are revoked first'
+complete -c kontext -n '__kontext_at agent' -f -a 'delete' -d 'Delete an agent; its live credentials and consent grants end first'
 complete -c kontext -n '__kontext_at agent' -f -a 'disable' -d 'Refuse new credentials and revoke live ones (like \'kontext revoke agent:NAME\')'
 complete -c kontext -n '__kontext_at agent' -f -a 'enable' -d 'Allow an agent credentials again (undoes disable or revoke)'
 complete -c kontext -n '__kontext_at agent' -l help -d 'Show this message and exit.'

@@ -146,7 +146,7 @@ def set_(
 
 @app.command("delete")
 def delete(name: NameArg) -> None:
-    """Delete an agent; its live credentials are revoked first."""
+    """Delete an agent; its live credentials and consent grants end first."""
     with daemon() as conn:
         result = conn.call("DELETE", f"/v1/agents/{checked(validate.agent_name, name)}")
     render.out.print(f"deleted {result['agent']}")
