@@ -16,6 +16,7 @@ import http.server
 import json
 import os
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -191,3 +192,32 @@ def test_a_page_from_elsewhere_cannot_even_register(fresh_kx: Kontext, attacker:
     # The browser did send it: kontext refused it (its 403 carries no CORS header,
     # so the page sees only a TypeError).
     assert any(e["path"] == "/register" and "cross-origin" in e["reason"] for e in refused)
+
+
+def test_a_client_named_in_markup_shows_as_text(kx: Kontext) -> None:
+    """What a client says about itself is shown, never run: a name and a client_uri
+    carrying markup are text on the page opened in Chromium (no element, no script)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.oauth.mcp_flows import client_id, flow
+
+    name = '<img src=x onerror="document.title=1">"Claude'
+    hostile = client_id(kx, client_name=name, client_uri='https://claude.ai/"><b id=uri>x</b>')
+    query = "&".join(
+        f"{k}={urllib.parse.quote(v, safe='')}" for k, v in flow(hostile).query().items()
+    )
+    dialogs: list[str] = []
+    with sync_playwright() as play:
+        browser = play.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page()
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(f"{kx.base_url}/authorize?{query}")
+            text = page.inner_text("body")
+            injected = page.evaluate(
+                "[document.querySelectorAll('img, script, #uri').length, document.title]"
+            )
+        finally:
+            browser.close()
+    assert name in text  # the name, as the client gave it, as text
+    assert injected[0] == 0 and injected[1] != "1" and dialogs == []
