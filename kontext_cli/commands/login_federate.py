@@ -4,7 +4,7 @@ No browser, no prompt, no waiting: the job's token goes to kontextd over the
 control socket with the git objects that prove ``.kontext/ci.toml`` at the
 commit the token names (``kontext_cli.login.git_objects``); the daemon verifies
 both and answers with the session or one line naming the check that failed
-(exit 16). Which flags go with which platform is checked here, before anything
+(exit 18). Which flags go with which platform is checked here, before anything
 is read or sent.
 """
 

@@ -1,8 +1,9 @@
 """The CI examples tell the truth: docs/ci/*.yml parse, ask for what federation needs,
-their trust policies parse, and the GitHub workflow's own steps run as written.
+their trust policies parse, and both jobs' own steps run as written.
 
-The workflow's ``run:`` steps (all but installing kontext) are executed in order
-against the stand-in GitHub, with ``./scripts/release-notes.sh`` replaced by a
+The GitHub workflow's ``run:`` steps and the GitLab job's ``script`` and
+``after_script`` (all but installing kontext) are executed in order against the
+stand-in GitHub or GitLab, with ``./scripts/release-notes.sh`` replaced by a
 command that checks it received a credential — so a step that stops working
 fails here, not in a user's first pipeline.
 """
@@ -19,7 +20,7 @@ from typing import Any
 import yaml
 
 from kontextd.federation import trust
-from tests.federation.harness import ci_job, needs_git
+from tests.federation.harness import REPO, CIJob, ci_job, needs_git
 
 ROOT = Path(__file__).parents[2]
 DOCS = ROOT / "docs" / "ci"
@@ -81,31 +82,66 @@ def test_the_gitlab_job_asks_for_what_federation_needs() -> None:
     assert job["after_script"] == ["kontext audit export --output kontext-audit.jsonl"]
 
 
+def run_steps(job: CIJob, commands: list[str], env: dict[str, str]) -> None:
+    """Each command as the platform runs a step: ``sh -e`` in the checkout, in order,
+    with the agent's script replaced by ``AGENT_CHECK``; the first failure fails."""
+    for command in commands:
+        command = command.replace("./scripts/release-notes.sh", AGENT_CHECK)
+        done = subprocess.run(
+            ["sh", "-ec", command],
+            cwd=job.repo.path,
+            env={
+                **job.kx.env,
+                "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+                **env,
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, f"{command}\n{done.stderr}"
+
+
+def exported(job: CIJob) -> str:
+    """The audit the job kept as its artifact."""
+    return (job.repo.path / "kontext-audit.jsonl").read_text()
+
+
 def test_the_github_workflows_steps_run_as_written() -> None:
     rule = {"workflows": [".github/workflows/release-notes.yml"], "max_ttl": "15m"}
     with ci_job(start=False, rule=rule) as job:
         job.issuer.job.workflow = ".github/workflows/release-notes.yml"
         steps = load("github-actions.yml")["jobs"]["notes"]["steps"]
-        env = {
-            **job.kx.env,
-            **job.issuer.env(),
-            "GITHUB_REPOSITORY": "acme/backend",
-            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        }
         for step in steps:
             command = step.get("run")
             if command is None or command.startswith("pipx install"):
                 continue
-            command = command.replace("./scripts/release-notes.sh", AGENT_CHECK)
             extra = {k: "upstream-key-for-the-test" for k in step.get("env", {})}
-            done = subprocess.run(
-                ["sh", "-ec", command],
-                cwd=job.repo.path,
-                env={**env, **extra},
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            assert done.returncode == 0, f"{command}\n{done.stderr}"
-        export = (job.repo.path / "kontext-audit.jsonl").read_text()
+            run_steps(job, [command], {**job.issuer.env(), "GITHUB_REPOSITORY": REPO, **extra})
+        export = exported(job)
         assert '"credential.issued"' in export and '"run_id":"7001"' in export
+
+
+def test_the_gitlab_jobs_script_runs_as_written() -> None:
+    """GitLab's ``script`` then ``after_script``, with the ID token GitLab would put in
+    ``KONTEXT_ID_TOKEN`` for the audience the job declares (so the docs' ``aud`` is one
+    kontext accepts by default)."""
+    rule = {"workflows": [".gitlab-ci.yml"], "max_ttl": "15m"}
+    with ci_job("gitlab", start=False, rule=rule) as job:
+        job.issuer.job.workflow = ".gitlab-ci.yml"
+        spec = load("gitlab-ci.yml")["release-notes"]
+        (name,) = spec["id_tokens"]
+        commands = [c for c in spec["script"] if not c.startswith("pip install")]
+        env = {
+            "CI": "true",
+            "GITLAB_CI": "true",
+            name: job.issuer.mint(spec["id_tokens"][name]["aud"]),
+            **{
+                k: "upstream-key-for-the-test"
+                for k in re.findall(r"\$(\w+_TOKEN)\b", str(commands))
+            },
+        }
+        run_steps(job, [*commands, *spec["after_script"]], env)
+        export = exported(job)
+        assert '"credential.issued"' in export and '"run_id":"7001"' in export
+        assert '"workflow":".gitlab-ci.yml"' in export and env[name] not in export

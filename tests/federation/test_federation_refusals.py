@@ -1,4 +1,4 @@
-"""Every refusal of ``kontext login --federate``: one line naming the check, exit 16,
+"""Every refusal of ``kontext login --federate``: one line naming the check, exit 18,
 audited as ``federation.refused``, and nothing changed.
 
 The job first logs in for real; each bad token is then handed to the very same
