@@ -173,3 +173,23 @@ def test_tool_errors_hand_refusals_to_the_client_and_nothing_else() -> None:
         raise denied
     with pytest.raises(KeyError), kontext_mcp.tool_errors():  # a bug stays a crash (logged)
         raise KeyError("x")
+
+
+def test_a_server_keeps_working_across_a_daemon_restart(fresh_kx: Kontext) -> None:
+    """The daemon restarts (on its port, RFC 8414 issuer unchanged): the old access
+    token is dead, the client refreshes, and the same verifier accepts the new one."""
+    from tests.oauth.mcp_flows import refresh
+
+    k = fresh_kx
+    k.start()
+    f = flow(client_id(k))
+    got = tokens(k, f)
+    verifier = kontext_mcp.KontextTokenVerifier(RESOURCE, k.base_url)
+    assert anyio.run(verifier.verify_token, got["access_token"]) is not None
+    k.stop()
+    k.start()
+    assert anyio.run(verifier.verify_token, got["access_token"]) is None
+    renewed = refresh(k, f, got["refresh_token"])
+    assert renewed.status_code == 200, renewed.text
+    new = renewed.json()["access_token"]
+    assert anyio.run(verifier.verify_token, new) is not None
