@@ -71,13 +71,19 @@ window.attack = (async () => {{
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def play() -> Iterator[Any]:
+    """Playwright, once per module (a second sync instance cannot start in one thread)."""
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as play:
-        chromium = play.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
+    with sync_playwright() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def browser(play: Any) -> Iterator[Any]:
+    chromium = play.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    yield chromium
+    chromium.close()
 
 
 class _Attacker(http.server.BaseHTTPRequestHandler):
@@ -144,3 +150,71 @@ def test_a_page_from_another_origin_cannot_read_or_act(
     kx.close(proc)
     events = [e["event"] for e in api_audit(kx, agent)]
     assert "agent.revoked" not in events and "process.killed" not in events
+
+
+REBOUND = """<!doctype html><html><body><script>
+window.attack = (async () => {
+  const out = {};
+  for (const [name, path, init] of [
+    ["read", "/dashboard/api/credentials", {}],
+    ["page", "/dashboard/", {}],
+    ["act", "/dashboard/api/revoke-agent", {method: "POST",
+      headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({agent: "agent:AGENT", kill: true})}],
+  ]) {
+    try {
+      const answer = await fetch(path, {credentials: "include", ...init});
+      out[name] = [answer.status, await answer.text()];
+    } catch (e) { out[name] = [0, "blocked: " + e.name]; }
+  }
+  return out;
+})();
+</script></body></html>"""
+
+
+# Chromium's own wall against a public page calling loopback (Private/Local Network
+# Access); browsers without it (Firefox) leave the daemon's Host check alone in front.
+NO_PNA = (
+    "--disable-features=BlockInsecurePrivateNetworkRequests,PrivateNetworkAccessSendPreflights,"
+    "PrivateNetworkAccessRespectPreflightResults,LocalNetworkAccessChecks"
+)
+
+
+@pytest.mark.parametrize("pna", ["chromium-default", "no-private-network-access"])
+def test_a_rebound_page_reads_nothing_and_changes_nothing(kx: Kontext, play: Any, pna: str) -> None:
+    """DNS rebinding, for real in Chromium: a page that came from evil.example on the
+    dashboard's port, whose name now resolves to 127.0.0.1, calls the dashboard as its
+    own origin. Chromium blocks it (Private Network Access); with that off, as in a
+    browser without it, the daemon answers 421 (its Host is not ours) and the browser
+    sent no cookie (it belongs to 127.0.0.1); a live session in the same browser is
+    untouched either way."""
+    agent = api_new_agent(kx, "github:pulls:read", prefix="rebound")
+    args = [*ARGS, "--host-resolver-rules=MAP evil.example 127.0.0.1"]
+    if pna != "chromium-default":
+        args.append(NO_PNA)
+    evil = f"http://evil.example:{kx.port}/"
+    chromium = play.chromium.launch(executable_path=CHROMIUM, args=args)
+    try:
+        context = chromium.new_context()
+        mine = context.new_page()
+        mine.goto(link(kx))
+        mine.wait_for_selector("h1:text('Overview')")
+        page = context.new_page()
+        # The first answer for evil.example: the attacker's document (before the switch).
+        page.route(
+            evil,
+            lambda route: route.fulfill(
+                status=200, content_type="text/html", body=REBOUND.replace("AGENT", agent)
+            ),
+        )
+        page.goto(evil)
+        results = page.evaluate("window.attack")
+        assert mine.context.cookies()  # the session was live all along
+    finally:
+        chromium.close()
+    expected = 0 if pna == "chromium-default" else 421  # 0: the fetch failed in Chromium
+    for name, (status, body) in results.items():
+        assert status == expected, (name, status, body[:200])
+        assert "kontext-csrf" not in body and agent not in body and "jti" not in body
+    assert api_agent(kx, agent)["disabled"] is False
+    assert not any(e["event"] == "agent.revoked" for e in api_audit(kx, agent))

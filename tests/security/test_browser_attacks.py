@@ -16,7 +16,8 @@ import pytest
 
 from tests.conftest import Kontext, api_audit, api_new_agent, wait_until
 
-# Every route the loopback port serves (kontextd.api.loopback + oauth.routes + the gateway).
+# Every route the loopback port serves (kontextd.api.loopback + oauth.routes + the gateway
+# + the dashboard).
 ROUTES = [
     ("GET", "/.well-known/oauth-authorization-server"),
     ("GET", "/.well-known/openid-configuration"),
@@ -33,6 +34,13 @@ ROUTES = [
     ("GET", "/gw/github/repos/a/b/pulls/1"),
     ("POST", "/gw/github/repos/a/b/pulls/1/reviews"),
     ("DELETE", "/gw/github/repos/a/b/issues/1"),
+    # The dashboard (kontextd.dashboard.routes).
+    ("GET", "/dashboard/open"),
+    ("GET", "/dashboard/"),
+    ("GET", "/dashboard/api/overview"),
+    ("GET", "/dashboard/api/events"),
+    ("POST", "/dashboard/api/revoke-agent"),
+    ("POST", "/dashboard/api/sign-out"),
 ]
 REBINDING_HOSTS = ["evil.example:{port}", "127.0.0.1.evil.example:{port}", "localhost.:{port}"]
 FOREIGN_ORIGINS = ["http://evil.example", "null", "http://127.0.0.1:1", "https://127.0.0.1:{port}"]
