@@ -1,7 +1,11 @@
 """The dashboard's small parts on their own: link and session lifetimes on a clock the
-test moves, the command-line redaction, the Activity filters."""
+test moves, the command-line redaction, the Activity filters, a hidden tree process."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -109,3 +113,44 @@ def test_activity_filters_are_validated_into_a_selection() -> None:
     for bad in ({"agent": "Bad Name"}, {"event": "credential.isued"}, {"outcome": "maybe"}):
         with pytest.raises(ApiError):
             selection.parse(bad)
+
+
+HIDER = r"""
+import ctypes, os
+from kontextd.callers import Trees
+go, ready = os.pipe(), os.pipe()
+wrapper = os.fork()
+if wrapper == 0:  # stands for kontext exec's wrapper; its child hides its open files
+    child = os.fork()
+    if child == 0:
+        assert ctypes.CDLL(None).prctl(4, 0, 0, 0, 0) == 0  # PR_SET_DUMPABLE 0
+        os.write(ready[1], b"x")
+        os.read(go[0], 1)
+        os._exit(0)
+    os.read(go[0], 1)
+    os.waitpid(child, 0)
+    os._exit(0)
+os.read(ready[0], 1)
+trees = Trees()
+trees.add("jti-1", "hider", wrapper)
+found = trees.holder(4294967295)  # no such socket: only a hidden process could hold it
+print(found.kind, found.agent, found.how) if found else print(None)
+os.write(go[1], b"xx")
+os.waitpid(wrapper, 0)
+"""
+
+
+def test_a_tree_process_that_hides_its_files_counts_as_holding_the_socket() -> None:
+    """Not root (root reads every process's files): a process in an exec tree that made
+    itself not dumpable could be holding the connection's socket, so the dashboard
+    treats the connection as the agent's (fail closed)."""
+    if os.getuid() != 0:
+        pytest.skip("switching to another uid needs root (setpriv)")
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    ran = subprocess.run(
+        [*nobody, sys.executable, "-I", "-c", HIDER],
+        capture_output=True, text=True, timeout=60, cwd="/",
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split(" ", 2)[:2] == ["agent", "hider"], ran.stdout
+    assert "not dumpable" in ran.stdout
