@@ -64,7 +64,7 @@ log = logging.getLogger("kontext.mcp")
 ENV_URL = "KONTEXT_URL"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_TOKEN = 8192
-JWKS_REFRESH = 30.0  # at most one JWKS fetch per this many seconds for unknown kids
+JWKS_REFRESH = 30.0  # unknown kids on older tokens: at most one JWKS fetch per this long
 TIMEOUT = 5.0
 
 
@@ -161,7 +161,8 @@ class KontextTokenVerifier:
         self.resource = resource.rstrip("/")
         self.issuer = _loopback(issuer)
         self._keys: dict[str, Any] = {}
-        self._fetched = 0.0
+        self._fetched = 0.0  # monotonic time of the last JWKS read
+        self._fetched_wall = 0.0  # and its wall-clock time, to compare with a token's iat
 
     def __repr__(self) -> str:
         return f"KontextTokenVerifier(resource={self.resource!r}, issuer={self.issuer!r})"
@@ -210,7 +211,7 @@ class KontextTokenVerifier:
             or not isinstance(kid, str)
         ):
             return None
-        key = await self._key(http, kid)
+        key = await self._key(http, kid, _unverified_iat(token))
         if key is None:
             return None
         try:
@@ -236,9 +237,22 @@ class KontextTokenVerifier:
             return "names no agent (act)"
         return None
 
-    async def _key(self, http: httpx.AsyncClient, kid: str) -> Any:
-        if kid not in self._keys and time.monotonic() - self._fetched > JWKS_REFRESH:
-            self._fetched = time.monotonic()
+    async def _key(self, http: httpx.AsyncClient, kid: str, issued_at: float) -> Any:
+        """The issuer's key ``kid``, reading the JWKS again when it is unknown.
+
+        kontext publishes a key before it signs with it, so a token issued before
+        our last read cannot name a key we lack: for those, at most one read per
+        ``JWKS_REFRESH``. A token issued since (``iat`` has whole seconds) may be
+        signed by a key rotated in since (``kontext keys rotate --now``): read
+        again at once, or the client's fresh token would be refused. A forged
+        token claiming that costs the issuer one loopback read, as any request
+        does; one claiming more than a minute to come is not believed."""
+        if kid in self._keys:
+            return self._keys[kid]
+        now = time.time()
+        newer = self._fetched_wall < issued_at + 1 <= now + 60
+        if newer or time.monotonic() - self._fetched > JWKS_REFRESH:
+            self._fetched, self._fetched_wall = time.monotonic(), now
             try:
                 answer = await http.get(f"{self.issuer}/jwks.json")
                 keys = answer.json().get("keys", [])
@@ -254,3 +268,13 @@ class KontextTokenVerifier:
         except (httpx.HTTPError, ValueError) as exc:
             log.warning("cannot reach kontext to introspect: %s", type(exc).__name__)
             return False
+
+
+def _unverified_iat(token: str) -> float:
+    """The token's ``iat`` before its signature is checked (only to decide whether
+    to read the JWKS again; 0 when absent or malformed)."""
+    try:
+        iat = jwt.decode(token, options={"verify_signature": False}).get("iat")
+    except jwt.PyJWTError:
+        return 0.0
+    return float(iat) if isinstance(iat, (int, float)) and not isinstance(iat, bool) else 0.0

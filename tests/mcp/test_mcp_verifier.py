@@ -193,3 +193,26 @@ def test_a_server_keeps_working_across_a_daemon_restart(fresh_kx: Kontext) -> No
     assert renewed.status_code == 200, renewed.text
     new = renewed.json()["access_token"]
     assert anyio.run(verifier.verify_token, new) is not None
+
+
+def test_a_server_follows_a_key_rotation_at_once(fresh_kx: Kontext) -> None:
+    """``kontext keys rotate --now`` (say, a key feared leaked): tokens signed by the
+    new key are accepted by a verifier that read the JWKS moments before — it reads
+    it again for a key it does not know on a token issued since its last read."""
+    from tests.oauth.mcp_flows import refresh
+
+    k = fresh_kx
+    k.start()
+    f = flow(client_id(k))
+    got = tokens(k, f)
+    verifier = kontext_mcp.KontextTokenVerifier(RESOURCE, k.base_url)
+    assert anyio.run(verifier.verify_token, got["access_token"]) is not None
+    k.ok("keys", "rotate", "--now")
+    renewed = refresh(k, f, got["refresh_token"])
+    assert renewed.status_code == 200, renewed.text
+    new = renewed.json()["access_token"]
+    assert _header(new)["kid"] != _header(got["access_token"])["kid"]
+    assert anyio.run(verifier.verify_token, new) is not None
+    # A forged token naming a key nobody has is refused, whatever it claims.
+    stale = _forge(new, header={**_header(new), "kid": "unknown"}, iat=_claims(new)["iat"] - 60)
+    assert anyio.run(verifier.verify_token, stale) is None
