@@ -6,7 +6,8 @@
 - A grant's printed and listed expiry is the effective one: never beyond the login
   session it was approved in.
 - Grants approved before ``login`` (the local account's) end at login and do not
-  come back after ``logout``; the audit tells the sessions apart.
+  come back after ``logout``; the audit tells the sessions apart. An approval
+  given in a session and redeemed after it ended makes no grant.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import subprocess
 import time
 from typing import Any
 
+import mcp_flows
 from conftest import KONTEXT, Kontext, api_audit, api_new_agent, one_line_error
+from oauth_flows import REDIRECT, decide, pkce, push, query_of, redeem
 
 READ = "github:pulls:read"
 
@@ -173,3 +176,42 @@ def test_grants_from_before_login_never_come_back_after_logout(fresh_kx: Kontext
     assert sessions == [local, logged_in]
     tail = k.ok("audit", "tail", "--event", "session.started").stdout
     assert tail.count("(local account)") == 2
+
+
+def test_an_approval_redeemed_after_logout_makes_no_grant(fresh_kx: Kontext) -> None:
+    """A code approved during a login and redeemed after ``logout`` (within its 60 s)
+    belongs to the ended session: no grant in the new one, no credential — whether
+    an agent client redeems it at /token, the CLI at /v1/consent/redeem, or an MCP
+    client at /token."""
+    k = fresh_kx
+    k.start()
+    assert login(k).returncode == 0
+    agent = api_new_agent(k, READ, prefix="late-code", consent=False)
+    client = f"agent:{agent}"
+    approved = []
+    for _ in range(2):
+        verifier, challenge = pkce()
+        pushed = push(k, client, code_challenge=challenge, code_challenge_method="S256", scope=READ)
+        decided = decide(k, client, pushed.json()["request_uri"])
+        approved.append((query_of(decided.headers["location"])["code"], verifier))
+    f = mcp_flows.flow(mcp_flows.client_id(k))
+    mcp_code = mcp_flows.approved_code(k, f, agent=agent)
+    k.ok("logout")
+    (code, verifier), (cli_code, cli_verifier) = approved
+    late = redeem(k, code, verifier, REDIRECT.format(port=55555), client)
+    assert late.status_code == 400 and late.json()["error"] == "invalid_grant", late.text
+    assert "session" in late.json()["error_description"]
+    with k.control() as api:
+        body = {
+            "agent": client,
+            "code": cli_code,
+            "code_verifier": cli_verifier,
+            "redirect_uri": REDIRECT.format(port=55555),
+        }
+        cli = api.post("/v1/consent/redeem", json=body)
+    assert cli.status_code == 403 and "session" in cli.json()["error"]["message"]
+    late_mcp = mcp_flows.redeem(k, f, mcp_code)
+    assert late_mcp.status_code == 400 and late_mcp.json()["error"] == "invalid_grant"
+    assert exec_ok(k, agent) == 122
+    assert k.ok("consent", "list", "--json").stdout.count("agent:") == 0
+    assert not [e for e in events(k, "consent.granted") if e["agent"]["id"] == client]

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from kontextd import credentials
-from kontextd.consent.layer import effective_expiry, session_end, session_id
+from kontextd.consent.layer import NO_SESSION, effective_expiry, session_end, session_id
 from kontextd.core import Core
 from kontextd.errors import invalid, not_found
 from kontextd.oauth import events
@@ -27,11 +27,18 @@ def record(core: Core, code: Code) -> tuple[GrantRow, float]:
     """Turn a redeemed consent code into a grant of the current session, audited;
     returns it with its effective expiry (it never outlives its session)."""
     db = for_core(core).db
+    current = session_id(db)
+    if code.session != current or current == NO_SESSION:
+        # Approved in a session that has ended since (a logout, a new login): the
+        # approval ended with it (README "Sessions and grants").
+        raise OAuthError(
+            "invalid_grant", "the session this was approved in has ended: approve it again"
+        )
     now = time.time()
     public = code.agent is not None  # an MCP client's code names the agent it chose
     grant = GrantRow(
         id=code.family,
-        session_id=session_id(db),
+        session_id=current,
         user=code.user,
         agent=code.agent or code.client_id.removeprefix("agent:"),
         scopes=code.scopes,

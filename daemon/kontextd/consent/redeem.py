@@ -33,6 +33,7 @@ def redeem(core: Core, body: dict[str, Any]) -> dict[str, Any]:
     try:
         client = clients.resolve(core, raw)
         code = token.redeem_code(core, client.client_id, {k: str(v) for k, v in form.items()})
+        recorded = grants.record(core, code)
     except OAuthError as exc:
         raise ApiError(wire.DENIED, f"the approval was refused: {exc.description}") from exc
-    return grants.answer(*grants.record(core, code))
+    return grants.answer(*recorded)

@@ -17,6 +17,7 @@ import urllib.parse
 from dataclasses import replace
 
 from kontext.common import validate
+from kontextd.consent.layer import session_id
 from kontextd.core import Core, local_account
 from kontextd.oauth import pages
 from kontextd.oauth.clients import LOGIN_CLIENT, Client, OAuthError, check_redirect
@@ -218,4 +219,5 @@ def _code(core: Core, pending: Pending, form: dict[str, str]) -> Code:
         name=name,
         id_token_alg=pending.id_token_alg,
         expires_at=time.time() + 60,
+        session=session_id(for_core(core).db),
     )

@@ -213,6 +213,7 @@ def _code(core: Core, pending: Pending, agent: str, duration: int) -> Code:
         client_name=pending.client_name,
         resource=pending.resource,
         refresh=pending.refresh,
+        session=session_id(for_core(core).db),
     )
 
 

@@ -86,6 +86,9 @@ class Code:
     client_name: str | None = None
     resource: str | None = None
     refresh: bool = False
+    # The session the user approved in (``consent.layer.session_id``): a grant is of
+    # that session only, so a code redeemed after it ended makes none.
+    session: str | None = None
 
     def __repr__(self) -> str:
         return f"Code(client_id={self.client_id!r}, <redacted>)"
