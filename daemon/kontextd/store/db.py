@@ -8,6 +8,8 @@ and the audit chain needs appends in a single order. WAL lets the file be read
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import heapq
 import json
 import math
 import os
@@ -35,6 +37,7 @@ from kontextd.store.rows import (
 )
 
 T = TypeVar("T")
+DUE_CHUNK = 500  # jtis per query when the monotonic clock says credentials are due
 
 
 class StoreError(RuntimeError):
@@ -88,6 +91,7 @@ class Store:
         # Each credential's end on the monotonic clock: a wall clock set back (or
         # forward, then back) must not let a token outlive its TTL (SECURITY.md).
         self._deadlines: dict[str, float] = {}
+        self._due_order: list[tuple[float, str]] = []  # the same, as a heap (soonest first)
         self._last_hash = self._tail_hash()
         # The daemon is the only writer: the next event id and the agents are
         # kept in memory (agents are read on every issuance and lease end).
@@ -398,7 +402,9 @@ class Store:
     # -- credentials ----------------------------------------------------------
 
     def insert_credential(self, cred: CredentialRow) -> None:
-        self._deadlines[cred.jti] = time.monotonic() + (cred.expires_at - cred.issued_at)
+        deadline = time.monotonic() + (cred.expires_at - cred.issued_at)
+        self._deadlines[cred.jti] = deadline
+        heapq.heappush(self._due_order, (deadline, cred.jti))
         self._live[cred.jti] = cred
         if cred.parent is not None:
             self._parents.add(cred.parent)
@@ -438,16 +444,25 @@ class Store:
             return credential_row(row) if row else None
 
     def credential_status(self, jti: str) -> tuple[str, float] | None:
-        """(status, expires_at) — the hot path of introspection."""
+        """(status, expires_at) — the hot path of introspection and the gateway.
+
+        A credential this daemon inserted and has not ended is answered from memory
+        (``_live``: every end pops it before its UPDATE, a rollback clears it); the
+        rest from the table."""
         unsaved = self._ended_unsaved.get(jti)
         if unsaved is not None:
             return (unsaved, 0.0)
-        row = self._one("SELECT status, expires_at FROM credentials WHERE jti = ?", (jti,))
-        if row is None:
-            return None
+        cached = self._live.get(jti)
+        if cached is not None:
+            status, expires_at = cached.status, cached.expires_at
+        else:
+            row = self._one("SELECT status, expires_at FROM credentials WHERE jti = ?", (jti,))
+            if row is None:
+                return None
+            status, expires_at = row["status"], row["expires_at"]
         if self._deadlines.get(jti, math.inf) <= time.monotonic():
-            return (row["status"], 0.0)  # past its TTL, whatever the wall clock says
-        return (row["status"], row["expires_at"])
+            return (status, 0.0)  # past its TTL, whatever the wall clock says
+        return (status, expires_at)
 
     def live_credentials(self, agent: str | None = None) -> list[CredentialRow]:
         sql = f"SELECT {CRED_COLUMNS} FROM credentials WHERE status = 'live'"
@@ -491,12 +506,23 @@ class Store:
         """Live credentials past ``exp`` on the wall clock or past their TTL on the
         monotonic clock (the wall clock may have been set back)."""
         mono = time.monotonic()
-        overdue = [jti for jti, deadline in self._deadlines.items() if deadline <= mono]
+        overdue: list[str] = []
+        with self._lock:
+            while self._due_order and self._due_order[0][0] <= mono:
+                overdue.append(heapq.heappop(self._due_order)[1])
         rows = self._all(
-            f"SELECT {CRED_COLUMNS} FROM credentials WHERE status = 'live' AND "
-            f"(expires_at <= ? OR jti IN ({', '.join('?' * len(overdue))}))",
-            (now, *overdue),
+            f"SELECT {CRED_COLUMNS} FROM credentials WHERE status = 'live' AND expires_at <= ?",
+            (now,),
         )
+        seen = {row["jti"] for row in rows}
+        for start in range(0, len(overdue), DUE_CHUNK):  # within SQLite's variable limit
+            some = [jti for jti in overdue[start : start + DUE_CHUNK] if jti not in seen]
+            if some:
+                rows += self._all(
+                    f"SELECT {CRED_COLUMNS} FROM credentials WHERE status = 'live' "
+                    f"AND jti IN ({', '.join('?' * len(some))})",
+                    tuple(some),
+                )
         for jti in overdue:  # ended now, or already ended another way
             self._deadlines.pop(jti, None)
         return [credential_row(r) for r in rows]
@@ -513,11 +539,14 @@ class Store:
         return changed > 0
 
     def set_child(self, jti: str, pid: int, start: str | None) -> None:
-        self._live.pop(jti, None)  # read it from the table from now on
-        self._run(
-            "UPDATE credentials SET child_pid = ?, child_start = ? WHERE jti = ?",
-            (pid, start, jti),
-        )
+        with self._lock:
+            cached = self._live.pop(jti, None)
+            self._run(
+                "UPDATE credentials SET child_pid = ?, child_start = ? WHERE jti = ?",
+                (pid, start, jti),
+            )
+            if cached is not None:  # still live: keep answering it from memory
+                self._live[jti] = dataclasses.replace(cached, child_pid=pid, child_start=start)
 
     # -- audit ----------------------------------------------------------------
 
@@ -558,6 +587,25 @@ class Store:
         self._last_hash = digest
         self._next_id += 1
         return record
+
+    def append_in_batch(self, event: dict[str, Any]) -> None:
+        """Append one audit event inside ``batch()`` without a savepoint of its own: a
+        single INSERT is atomic, and the chain's tail moves only once it succeeded. For
+        writes no one waits on (a gateway call's ``api.call``), two statements fewer."""
+        with self._lock:
+            assert self._batch is not None, "append_in_batch belongs to a batch"
+            if self._batch_lost is not None:
+                raise self._write_error(self._batch_lost)
+            if not self._conn.in_transaction:
+                self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.append_event(event)
+            except BaseException as exc:
+                if not self._conn.in_transaction:
+                    self._batch_lost = exc  # SQLite rolled the whole batch back (SQLITE_FULL)
+                if _write_failure(exc):
+                    raise self._write_error(exc) from exc
+                raise
 
     def events_after(
         self, after: int, limit: int, flt: audit_sql.AuditFilter
