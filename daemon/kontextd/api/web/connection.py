@@ -25,7 +25,7 @@ import contextlib
 import logging
 import socket
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import httptools
 
@@ -93,6 +93,20 @@ class BodyStream:
         return chunk
 
 
+class Relayed(Protocol):
+    """A request answered from callbacks rather than a task (``gateway.relay``): told
+    when the caller's side pauses or resumes taking bytes, goes away, or its deadline
+    (``wait_for_upstream``) passes. The connection forgets it when it is done."""
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def lost(self) -> None: ...
+
+    def expired(self) -> None: ...
+
+
 class HttpConnection(asyncio.Protocol):
     """Parses requests off one connection and hands them, in order, to the server."""
 
@@ -114,6 +128,7 @@ class HttpConnection(asyncio.Protocol):
         self.deadline: float | None = None
         self._why = ""
         self.task: asyncio.Task[None] | None = None  # the handler or stream of this request
+        self.relay: Relayed | None = None  # or what answers it from callbacks
         self._reset_message()
 
     def _reset_message(self) -> None:
@@ -155,13 +170,19 @@ class HttpConnection(asyncio.Protocol):
             self._stream.fail()
         if self.task is not None and not self.task.done():
             self.task.cancel()  # e.g. an event stream waiting for the next commit
+        if self.relay is not None:
+            self.relay.lost()
         self.server.release(self)
 
     def pause_writing(self) -> None:
         self._writable.clear()
+        if self.relay is not None:
+            self.relay.pause()
 
     def resume_writing(self) -> None:
         self._writable.set()
+        if self.relay is not None:
+            self.relay.resume()
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -218,7 +239,9 @@ class HttpConnection(asyncio.Protocol):
         request.close = not self.parser.should_keep_alive()
         self._request = request
         self.server.classify(self, request)
-        if request.route is not None and request.route.streaming:
+        if request.route is not None and request.route.streaming and self.announces_body(request):
+            # Only a body that was announced streams; a request without one is
+            # ready at its end like any other (the gateway's fast path takes those).
             self._stream = BodyStream(self, request)
             request.chunks = self._stream
             self._ready(request)
@@ -241,14 +264,15 @@ class HttpConnection(asyncio.Protocol):
         self._body.append(chunk)
 
     def on_message_complete(self) -> None:
-        request = self._request
+        request, stream, body = self._request, self._stream, self._body
         assert request is not None
-        if self._stream is not None:
-            self._stream.put(None)
-        else:
-            request.body = b"".join(self._body)
-            self._ready(request)
+        # Reset first: a handler may answer at once, and then the idle deadline is armed.
         self._reset_message()
+        if stream is not None:
+            stream.put(None)
+        else:
+            request.body = b"".join(body)
+            self._ready(request)
 
     # -- requests, in order ---------------------------------------------------------
 
@@ -335,11 +359,11 @@ class HttpConnection(asyncio.Protocol):
         """Close after this answer? Asked by the handler or the client, HTTP/1.0 without
         keep-alive, stopping, or a body the handler never read (it would have been
         refused unread)."""
-        unread = bool(request.body or self._declared_length_of(request)) and not request.body_used
+        unread = bool(request.body or self.announces_body(request)) and not request.body_used
         return asked or request.close or unread or self.server.stopping
 
     @staticmethod
-    def _declared_length_of(request: Request) -> bool:
+    def announces_body(request: Request) -> bool:
         """Did the request announce a body? (A streamed one not read to its end, e.g. a
         refused gateway call, ends the connection too: its bytes may still be coming.)"""
         length = request.headers.get("Content-Length")
@@ -383,9 +407,15 @@ class HttpConnection(asyncio.Protocol):
         if self.deadline is not None and self.deadline <= now:
             self._expired(self._why)
 
+    def wait_for_upstream(self, seconds: float) -> None:
+        """The relay's deadline (``Relayed.expired``), checked by the sweep like ours."""
+        self._arm(seconds, "relay")
+
     def _expired(self, why: str) -> None:
         self.deadline = None
-        if why == "head" and self.in_head and not self.active:
+        if why == "relay" and self.relay is not None:
+            self.relay.expired()
+        elif why == "head" and self.in_head and not self.active:
             self.refuse(ApiError(wire.INVALID, "the request head took too long"), status=408)
         else:
             self.close()

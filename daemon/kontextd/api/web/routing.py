@@ -25,8 +25,11 @@ on the event loop inside one store batch with the other requests ready in the sa
 loop iteration — fast, pure, SQLite-only work), ``blocking`` (a plain function
 that may wait on the keyring or the network, run on the server's small executor)
 and ``async`` (a coroutine; ``streaming=True`` also gets the body as it arrives, in
-``request.chunks``). To add a route: write the handler, pick a policy, append a
-``Route`` to the list ``loopback.routes`` builds.
+``request.chunks``; only when the request announced a body). A route may also have
+a ``fast`` function, tried first on the loop: it may take the request and answer it
+through the connection from callbacks, with no task (the gateway's ``relay``), or
+return False to leave it to the handler. To add a route: write the handler, pick a
+policy, append a ``Route`` to the list ``loopback.routes`` builds.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ class Route:
     kind: Literal["inline", "blocking", "async"] = "inline"
     streaming: bool = False
     errors: Callable[[ApiError], Any] | None = None  # the route's own error body
+    fast: Callable[[Any, Request], bool] | None = None  # (connection, request) -> taken?
 
 
 def route(
@@ -91,10 +95,11 @@ def route(
     kind: Literal["inline", "blocking", "async"] = "inline",
     streaming: bool = False,
     errors: Callable[[ApiError], Any] | None = None,
+    fast: Callable[[Any, Request], bool] | None = None,
 ) -> Route:
     """A ``Route``; ``methods`` is space-separated (``"GET HEAD"``), None for any."""
     allowed = frozenset(methods.split()) if methods else None
-    return Route(allowed, re.compile(pattern), handler, policy, kind, streaming, errors)
+    return Route(allowed, re.compile(pattern), handler, policy, kind, streaming, errors, fast)
 
 
 class Router:
@@ -102,10 +107,15 @@ class Router:
 
     def __init__(self, routes: list[Route]) -> None:
         self.routes = routes
+        # Each pattern's literal beginning: a path that does not start with it cannot
+        # match, and ``startswith`` costs a tenth of a ``fullmatch``.
+        self._prefixes = [(literal_prefix(r.pattern.pattern), r) for r in routes]
 
     def find(self, method: str, path: str) -> tuple[Route, tuple[str, ...]]:
         allowed = False
-        for candidate in self.routes:
+        for prefix, candidate in self._prefixes:
+            if not path.startswith(prefix):
+                continue
             match = candidate.pattern.fullmatch(path)
             if match is None:
                 continue
@@ -117,6 +127,36 @@ class Router:
         if allowed:
             raise ApiError(wire.NOT_ALLOWED, f"{method[:16]} is not allowed on {path[:80]}")
         raise ApiError(wire.NOT_FOUND, f"no such endpoint: {path[:80]}")
+
+
+_SPECIAL = frozenset(".^$*+?{}[]|()\\")
+_QUANTIFIERS = frozenset("*+?{")
+
+
+def literal_prefix(pattern: str) -> str:
+    """The characters every match of ``pattern`` starts with: its leading literals
+    (``\\.`` is a dot), up to the first special character; a literal a quantifier
+    follows (``ab?``) may be absent, so it is left out."""
+    if "|" in pattern:
+        return ""  # an alternative may begin otherwise (``/a|/b``)
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            escaped = pattern[i + 1 : i + 2]
+            if not escaped or escaped.isalnum():
+                break  # \d, \w, \A ...: a class or an assertion, not a literal
+            char, step = escaped, 2
+        elif char in _SPECIAL:
+            break
+        else:
+            step = 1
+        if pattern[i + step : i + step + 1] in _QUANTIFIERS and pattern[i + step : i + step + 1]:
+            break
+        out.append(char)
+        i += step
+    return "".join(out)
 
 
 def allowed_hosts(port: int) -> frozenset[str]:

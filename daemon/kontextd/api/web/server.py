@@ -188,11 +188,26 @@ class HttpServer:
             and (route.methods is None or "OPTIONS" not in route.methods)
         ):
             conn.send(request, _preflight(route))
+        elif route.fast is not None and self._fast(conn, request):
+            return  # taken: it answers through ``conn`` (``routing.Route.fast``)
         elif route.kind == "inline":
             self._batch.append((conn, request))
             self._schedule()
         else:
             self.loop.create_task(self._run(conn, request))
+
+    def _fast(self, conn: HttpConnection, request: Request) -> bool:
+        route = request.route
+        try:
+            taken: bool = route.fast(conn, request)
+            return taken
+        except Exception as exc:
+            conn.send(request, _error(route, exc, request))
+            return True
+
+    def hand_over(self, conn: HttpConnection, request: Request) -> None:
+        """Run the route's own handler for a request its fast path gave back."""
+        self.loop.create_task(self._run(conn, request))
 
     def defer(self, write: Callable[[], None]) -> None:
         """Run ``write`` (a store write whose result no one waits for, e.g. a gateway

@@ -25,10 +25,33 @@ def _date_line() -> bytes:
     return _date[1]
 
 
+# Header fields most answers repeat, checked and encoded once. Only names whose values
+# are fixed strings of ours: never one that may carry a secret (Location, Set-Cookie).
+_FIELDS: dict[tuple[str, str], bytes] = {}
+_FIELDS_KEPT = 256
+_FIXED = frozenset(
+    {
+        "Content-Type",
+        "Cache-Control",
+        "X-Content-Type-Options",
+        "Pragma",
+        "Referrer-Policy",
+        "X-Frame-Options",
+        "Access-Control-Allow-Origin",
+    }
+)
+
+
 def _field(name: str, value: str) -> bytes:
+    line = _FIELDS.get((name, value))
+    if line is not None:
+        return line
     if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
         raise ValueError(f"refusing to send a malformed header field {name[:40]!r}")
-    return f"{name}: {value}\r\n".encode("latin-1")
+    line = f"{name}: {value}\r\n".encode("latin-1")
+    if name in _FIXED and len(_FIELDS) < _FIELDS_KEPT:
+        _FIELDS[(name, value)] = line
+    return line
 
 
 def head(status: int, fields: Iterable[tuple[str, str]], length: int, close: bool) -> bytes:
