@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 CAPTURE = re.compile(r"\{([a-z_][a-z0-9_]{0,31})\}")
@@ -38,6 +38,12 @@ class RouteRule:
     segments: tuple[str, ...]
     scope: str
     target: str | None = None
+    # Each segment as (kind, value): kinds LIT, ANY, CAPTURE, REST — classified once,
+    # not by a regular expression per segment on every gateway call.
+    _kinds: tuple[tuple[int, str], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_kinds", tuple(_kind(seg) for seg in self.segments))
 
     @property
     def text(self) -> str:
@@ -47,7 +53,7 @@ class RouteRule:
         """The captures if this rule matches, else None."""
         if method != self.method and not (method == "HEAD" and self.method == "GET"):
             return None
-        return _match(self.segments, parts)
+        return _match(self._kinds, parts)
 
     def target_for(self, captures: dict[str, str]) -> str | None:
         if self.target is None:
@@ -55,18 +61,33 @@ class RouteRule:
         return CAPTURE.sub(lambda m: captures[m.group(1)], self.target)
 
 
-def _match(pattern: tuple[str, ...], parts: list[str]) -> dict[str, str] | None:
+LIT, ANY, CAPTURED, REST = range(4)
+
+
+def _kind(seg: str) -> tuple[int, str]:
+    if seg == "**":
+        return (REST, "")
+    if seg == "*":
+        return (ANY, "")
+    if CAPTURE.fullmatch(seg):
+        return (CAPTURED, seg[1:-1])
+    return (LIT, seg)
+
+
+def _match(pattern: tuple[tuple[int, str], ...], parts: list[str]) -> dict[str, str] | None:
     captures: dict[str, str] = {}
-    for i, seg in enumerate(pattern):
-        if seg == "**":
+    count = len(parts)
+    for i, (kind, value) in enumerate(pattern):
+        if kind == REST:
             return captures  # validated to be last: the rest, even nothing
-        if i >= len(parts):
+        if i >= count:
             return None
-        if CAPTURE.fullmatch(seg):
-            captures[seg[1:-1]] = parts[i]
-        elif seg != "*" and seg != parts[i]:
-            return None
-    return captures if len(parts) == len(pattern) else None
+        if kind == LIT:
+            if value != parts[i]:
+                return None
+        elif kind == CAPTURED:
+            captures[value] = parts[i]
+    return captures if count == len(pattern) else None
 
 
 def parse(text: str, scope: str, target: str | None = None) -> RouteRule:
@@ -98,7 +119,9 @@ def split_path(raw_path: str) -> list[str]:
     """The decoded segments of a request path (no query), or raise UnsafePath."""
     if not raw_path.startswith("/"):
         raise UnsafePath("the path must start with /")
-    parts = [urllib.parse.unquote(p, errors="strict") for p in raw_path[1:].split("/")]
+    parts = raw_path[1:].split("/")
+    if "%" in raw_path:  # otherwise decoding changes nothing
+        parts = [urllib.parse.unquote(p, errors="strict") for p in parts]
     if parts == [""]:
         return []
     if parts[-1] == "":

@@ -68,7 +68,15 @@ def routes(core: Core, dashboard: DashboardRoutes) -> list[Route]:
         *OAuthRoutes(core).routes(),
         *dashboard.routes(),  # kontextd.dashboard.routes: a session cookie, CSRF on POSTs
         # Any method; no browser, no Origin (a page has no business with an agent's token).
-        route(None, r"/gw/.*", gateway.handle, routing.NO_BROWSER, kind="async", streaming=True),
+        route(
+            None,
+            r"/gw/.*",
+            gateway.handle,
+            routing.NO_BROWSER,
+            kind="async",
+            streaming=True,
+            fast=gateway.relay,
+        ),
     ]
 
 

@@ -14,6 +14,7 @@ change on the same origin is not a new destination and needs nothing.
 
 from __future__ import annotations
 
+import functools
 import urllib.parse
 from typing import Any
 
@@ -22,6 +23,7 @@ from kontext.common.integrations import Integration
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+@functools.lru_cache(maxsize=256)  # a pure function of a URL from the config, asked per call
 def origin(url: str | None) -> str | None:
     """``https://API.github.com/x`` -> ``https://api.github.com:443``; None for None."""
     if not url:

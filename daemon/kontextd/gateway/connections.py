@@ -44,7 +44,9 @@ def header_safe(value: Any) -> bool:
     return (
         isinstance(value, str)
         and 0 < len(value) <= MAX_SECRET
-        and all(33 <= ord(c) <= 126 for c in value)
+        and value.isascii()
+        and value.isprintable()  # ASCII 32-126 ...
+        and " " not in value  # ... without the space: 33-126
     )
 
 

@@ -11,6 +11,11 @@ body parsed by llhttp (``httptools.HttpResponseParser``), and flow control both
 ways. Redirects are never followed (a 3xx goes back to the caller). Where the
 environment names a proxy for the upstream (``HTTPS_PROXY``, as curl reads it),
 ``proxy.py`` uses ``httpx.AsyncClient`` instead, which speaks CONNECT.
+
+A connection serves one of two readers: ``Pool.request`` (a coroutine awaits the
+head, then ``Response.chunks``), or a ``Sink`` (``gateway.relay``) that gets the
+parser's events as plain calls and writes them on at once — no future, event or
+task per call.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import ssl
 import urllib.parse
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 import httptools
 
@@ -35,27 +42,50 @@ class UpstreamError(ConnectionError):
     """The upstream could not be reached, or broke off mid-answer."""
 
 
-class _Connection(asyncio.Protocol):
+class Sink(Protocol):
+    """Takes one answer's events as they are parsed (``gateway.relay.Relay``)."""
+
+    def upstream_head(self, conn: Connection) -> None: ...
+
+    def upstream_body(self, chunk: bytes) -> None: ...
+
+    def upstream_complete(self) -> None: ...
+
+    def upstream_read(self) -> None:
+        """Called after each read's events: one write for what arrived."""
+
+    def upstream_lost(self, reason: str) -> None: ...
+
+
+class Connection(asyncio.Protocol):
     """One upstream connection; its answer's head, then its body, as they arrive."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
+        self.failure = ""  # why we closed it (a malformed answer), for the reader
+        self.sink: Sink | None = None
+        self.body: collections.deque[bytes] = collections.deque()
         self._writable = asyncio.Event()
         self._writable.set()
         self._reset()
 
     def _reset(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.head: asyncio.Future[None] = loop.create_future()
+        self.head: asyncio.Future[None] | None = None  # ``expect`` makes these for a coroutine
+        self.arrived: asyncio.Event | None = None
         self.headers: list[tuple[str, str]] = []
         self.reason = ""
-        self.body: collections.deque[bytes] = collections.deque()
+        self.body.clear()
         self.buffered = 0
         self.complete = False
         self.keep_alive = False
+
+    def expect(self) -> asyncio.Future[None]:
+        """Before ``Pool.request`` sends: the future its head arrives on."""
+        self.head = asyncio.get_running_loop().create_future()
         self.arrived = asyncio.Event()
+        return self.head
 
     # -- asyncio ---------------------------------------------------------------------
 
@@ -66,9 +96,13 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._writable.set()
-        if not self.head.done():
-            self.head.set_exception(UpstreamError("the upstream closed the connection"))
-        self.arrived.set()
+        reason = self.failure or "the upstream closed the connection"
+        if self.head is not None and not self.head.done():
+            self.head.set_exception(UpstreamError(reason))
+        if self.arrived is not None:
+            self.arrived.set()
+        if self.sink is not None:
+            self.sink.upstream_lost(reason)
 
     def pause_writing(self) -> None:
         self._writable.clear()
@@ -80,9 +114,13 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            if not self.head.done():
-                self.head.set_exception(UpstreamError(f"malformed answer: {exc}"))
-            self.close()
+            self.failure = f"malformed answer: {exc}"
+            if self.head is not None and not self.head.done():
+                self.head.set_exception(UpstreamError(self.failure))
+            self.close()  # a sink hears of it from connection_lost
+            return
+        if self.sink is not None:
+            self.sink.upstream_read()
 
     # -- llhttp callbacks ------------------------------------------------------------
 
@@ -93,20 +131,29 @@ class _Connection(asyncio.Protocol):
         self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
-        if not self.head.done():
+        if self.sink is not None:
+            self.sink.upstream_head(self)
+        elif self.head is not None and not self.head.done():
             self.head.set_result(None)
 
     def on_body(self, chunk: bytes) -> None:
+        if self.sink is not None:
+            self.sink.upstream_body(chunk)  # the sink pauses us when its reader is slow
+            return
         self.body.append(chunk)
         self.buffered += len(chunk)
         if self.buffered > BACKLOG and self.transport is not None:
             self.transport.pause_reading()
-        self.arrived.set()
+        if self.arrived is not None:
+            self.arrived.set()
 
     def on_message_complete(self) -> None:
         self.complete = True
         self.keep_alive = self.parser.should_keep_alive()
-        self.arrived.set()
+        if self.sink is not None:
+            self.sink.upstream_complete()
+        elif self.arrived is not None:
+            self.arrived.set()
 
     # -- use -------------------------------------------------------------------------
 
@@ -124,6 +171,7 @@ class _Connection(asyncio.Protocol):
                 return None
             if self.closed:
                 raise UpstreamError("the upstream's answer ended early")
+            assert self.arrived is not None  # made by ``expect``
             self.arrived.clear()
             try:
                 await asyncio.wait_for(self.arrived.wait(), READ_TIMEOUT)
@@ -144,7 +192,7 @@ class _Connection(asyncio.Protocol):
 class Response:
     """An upstream answer: status, reason, headers; ``chunks()`` streams the body once."""
 
-    def __init__(self, pool: Pool, origin: Origin, conn: _Connection, head_only: bool) -> None:
+    def __init__(self, pool: Pool, origin: Origin, conn: Connection, head_only: bool) -> None:
         self._pool, self._origin, self._conn = pool, origin, conn
         self.status_code = conn.parser.get_status_code()
         self.reason_phrase = conn.reason
@@ -190,31 +238,41 @@ class Pool:
     """Keep-alive connections per origin, on the running loop."""
 
     def __init__(self) -> None:
-        self._idle: dict[Origin, list[_Connection]] = {}
+        self._idle: dict[Origin, list[Connection]] = {}
         self._tls = ssl.create_default_context()
 
-    def put(self, origin: Origin, conn: _Connection) -> None:
+    def put(self, origin: Origin, conn: Connection) -> None:
         idle = self._idle.setdefault(origin, [])
-        if len(idle) >= IDLE_PER_ORIGIN:
+        if len(idle) >= IDLE_PER_ORIGIN or conn.transport is None:
             conn.close()
             return
+        # Only a connection whose answer was read to its complete end comes back (never
+        # after HEAD): llhttp is then at the start of the next message, so it is kept.
         conn._reset()
-        conn.parser = httptools.HttpResponseParser(conn)
+        conn.sink = None
+        conn.transport.resume_reading()  # a sink may have paused it for a slow reader
         idle.append(conn)
 
-    async def _connection(self, origin: Origin) -> tuple[_Connection, bool]:
-        """(connection, reused): an idle one if any is still open, else a new one."""
-        idle = self._idle.get(origin, [])
+    def take(self, origin: Origin) -> Connection | None:
+        """An idle connection to ``origin`` that is still open, or None."""
+        idle = self._idle.get(origin)
         while idle:
             conn = idle.pop()
             if not conn.closed:
-                return conn, True
+                return conn
+        return None
+
+    async def _connection(self, origin: Origin) -> tuple[Connection, bool]:
+        """(connection, reused): an idle one if any is still open, else a new one."""
+        conn = self.take(origin)
+        if conn is not None:
+            return conn, True
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await asyncio.wait_for(
+            _, fresh = await asyncio.wait_for(
                 loop.create_connection(
-                    _Connection,
+                    Connection,
                     host,
                     port,
                     ssl=self._tls if scheme == "https" else None,
@@ -224,7 +282,7 @@ class Pool:
             )
         except (OSError, TimeoutError) as exc:
             raise UpstreamError(f"cannot connect to {host}:{port}: {type(exc).__name__}") from exc
-        return conn, False
+        return fresh, False
 
     async def request(
         self,
@@ -241,14 +299,15 @@ class Pool:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         host = parts.netloc.rpartition("@")[2]
         chunked = body is not None and not any(n.lower() == "content-length" for n, _ in headers)
-        head = _head(method, target, host, headers, chunked)
+        head = request_head(method, target, host, headers, chunked)
         for attempt in (1, 2):
             conn, reused = await self._connection(origin)
             try:
+                arrived = conn.expect()
                 await conn.send(head)
                 if body is not None:
                     await _send_body(conn, body, chunked)
-                await _within(conn.head, READ_TIMEOUT)
+                await _within(arrived, READ_TIMEOUT)
                 return Response(self, origin, conn, head_only=method == "HEAD")
             except (UpstreamError, TimeoutError) as exc:
                 conn.close()
@@ -283,20 +342,33 @@ def _expire(future: asyncio.Future[None]) -> None:
         future.set_exception(TimeoutError())
 
 
-def _head(
+def request_head(
     method: str, target: str, host: str, headers: list[tuple[str, str]], chunked: bool
 ) -> bytes:
+    """A request's head; a CR or LF inside any line (which would split it) is refused."""
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
     lines += [f"{n}: {v}" for n, v in headers if n.lower() != "host"]
     if chunked:
         lines.append("Transfer-Encoding: chunked")
-    for line in lines:
-        if "\r" in line or "\n" in line:
-            raise UpstreamError("refusing to send a header with a line break")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    text = "\r\n".join(lines)
+    # Joined by len(lines) - 1 CRLFs: any more CR or LF came from inside a line.
+    if text.count("\r") != len(lines) - 1 or text.count("\n") != len(lines) - 1:
+        raise UpstreamError("refusing to send a header with a line break")
+    return (text + "\r\n\r\n").encode("latin-1")
 
 
-async def _send_body(conn: _Connection, body: AsyncIterator[bytes], chunked: bool) -> None:
+@functools.lru_cache(maxsize=64)
+def endpoint(base_url: str) -> tuple[Origin, str, str] | None:
+    """(origin, Host header, path prefix) of an integration's ``base_url``; None when it
+    has a query or fragment (``Pool.request`` parses such URLs itself)."""
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or parts.query or parts.fragment:
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return (parts.scheme, parts.hostname or "", port), parts.netloc.rpartition("@")[2], parts.path
+
+
+async def _send_body(conn: Connection, body: AsyncIterator[bytes], chunked: bool) -> None:
     async for chunk in body:
         if chunk:
             await conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
