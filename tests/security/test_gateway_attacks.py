@@ -223,5 +223,9 @@ def test_a_401_says_invalid_token_only_when_a_token_was_shown(gw: Kontext) -> No
         none = http.get(f"{PULLS}/1")
         bad = http.get(f"{PULLS}/1", headers={"Authorization": "Bearer e30.e30.x"})
     assert none.status_code == bad.status_code == 401
-    assert none.headers["WWW-Authenticate"] == 'Bearer realm="kontext"'
-    assert bad.headers["WWW-Authenticate"] == 'Bearer realm="kontext", error="invalid_token"'
+    # RFC 9728 §5.1: both also say where the resource's metadata is.
+    meta = f'resource_metadata="{gw.base_url}/.well-known/oauth-protected-resource/gw/github"'
+    assert none.headers["WWW-Authenticate"] == f'Bearer realm="kontext", {meta}'
+    assert bad.headers["WWW-Authenticate"] == (
+        f'Bearer realm="kontext", error="invalid_token", {meta}'
+    )
