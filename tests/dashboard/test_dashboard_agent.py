@@ -19,7 +19,7 @@ from tests.conftest import KONTEXT, Kontext, api_agent, api_audit, api_new_agent
 from tests.dashboard.harness import open_session
 
 ATTEMPT = r"""
-import json, os, socket, subprocess, sys
+import json, os, re, socket, subprocess, sys
 home, kontext = sys.argv[1], sys.argv[2]
 got = {}
 cli = subprocess.run([kontext, "dashboard", "--no-browser"], capture_output=True, text=True,
@@ -28,8 +28,20 @@ got["cli"] = [cli.returncode, cli.stdout + cli.stderr]
 try:
     sock = socket.socket(socket.AF_UNIX)
     sock.connect(os.path.join(home, "run", "control.sock"))
-    sock.sendall(b"POST /v1/dashboard/link HTTP/1.1\r\nHost: kontextd\r\nContent-Length: 0\r\n\r\n")
-    got["raw"] = sock.recv(65536).decode(errors="replace")
+    sock.settimeout(30)
+    sock.sendall(b"POST /v1/dashboard/link HTTP/1.1\r\nHost: kontextd\r\nContent-Length: 0\r\n"
+                 b"Connection: close\r\n\r\n")
+    raw = b""
+    while True:  # the head and the body may come in more than one read
+        head, _, body = raw.partition(b"\r\n\r\n")
+        length = re.search(rb"(?i)content-length: *(\d+)", head)
+        if _ and length and len(body) >= int(length.group(1)):
+            break
+        part = sock.recv(65536)
+        if not part:
+            break
+        raw += part
+    got["raw"] = raw.decode(errors="replace")
 except OSError as exc:
     got["raw"] = f"{type(exc).__name__}: {exc}"
 print(json.dumps(got))
