@@ -25,6 +25,7 @@ import _socket
 import os
 import sys
 
+from kontext.common import parsing
 from kontext.common.paths import MAX_SOCKET_PATH, Paths
 from kontext_cli import errors
 from kontext_cli import wirejson as json
@@ -120,7 +121,7 @@ class Connection:
         except OSError as exc:
             raise _lost(exc) from exc
         try:
-            return status, json.loads(raw) if raw else None
+            return status, parsing.json_loads(raw) if raw else None
         except ValueError as exc:
             raise errors.KontextError("kontextd sent a response that is not JSON") from exc
 

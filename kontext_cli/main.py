@@ -88,10 +88,18 @@ def _cancel(signum: int, frame: object) -> None:
 def _run_typer(argv: list[str]) -> int:
     import signal
 
-    import typer
-
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    ours = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if ours:
         signal.signal(signal.SIGINT, _cancel)
+    try:
+        return _run_command(argv)
+    finally:
+        if ours:  # main() is also called in-process (tests): leave the handler as found
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _run_command(argv: list[str]) -> int:
+    import typer
 
     from kontext_cli.app import build
 

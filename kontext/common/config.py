@@ -46,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kontext.common import ci_config, integrations, validate
+from kontext.common import ci_config, integrations, parsing, validate
 
 MAX_ROTATION_GRACE = 86400
 
@@ -215,12 +215,19 @@ class Config:
 
 
 def read_raw(path: str) -> dict[str, Any]:
-    """Parse the TOML file; a missing file is an empty config."""
+    """Parse the TOML file (depth-limited, see ``parsing``); a missing file is an empty config."""
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            text = fh.read().decode("utf-8")
+        return parsing.toml_loads(text)
     except FileNotFoundError:
         return {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}); fix or remove the file"
+        ) from exc
+    except parsing.TooDeep as exc:
+        raise ConfigError(f"{path}: {exc}; fix or remove the file") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}); fix or remove the file") from exc
     except RecursionError as exc:

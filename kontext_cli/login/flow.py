@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from kontext.common import parsing
 from kontext_cli import errors
 from kontext_cli.login.callback import CallbackResult, CallbackServer, signals_to_main_thread
 from kontext_cli.login.pkce import PkceSession
@@ -55,7 +56,7 @@ def require_person(action: str, *, open_browser: bool, beforehand: str) -> None:
 def get_json(url: str) -> dict[str, Any]:
     try:
         answer = httpx.get(url, timeout=TIMEOUT)
-        value = answer.json()
+        value = parsing.json_loads(answer.content)
     except (httpx.HTTPError, ValueError) as exc:
         raise LoginFailed(f"cannot read {url}: {type(exc).__name__}") from exc
     if answer.status_code != 200 or not isinstance(value, dict):
@@ -86,7 +87,7 @@ def push(meta: dict[str, Any], client_id: str, secret: str | None, params: dict[
             auth=auth,
             timeout=TIMEOUT,
         )
-        value = answer.json()
+        value = parsing.json_loads(answer.content)
     except (httpx.HTTPError, ValueError) as exc:
         raise LoginFailed(f"the authorization request failed: {type(exc).__name__}") from exc
     if not isinstance(value, dict):

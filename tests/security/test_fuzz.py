@@ -195,6 +195,109 @@ def test_control_api_paths_queries_and_raw_bytes(fz: Kontext) -> None:
     _alive(fz)
 
 
+# Nested structures: arrays, objects and both, around and past the depth limit
+# (kontext.common.parsing.MAX_DEPTH = 32) and past Python's recursion limit (1,000).
+DEPTHS = st.sampled_from([31, 32, 33, 64, 999, 1000, 1001, 5000, 20000]) | st.integers(1, 25000)
+NEST_KINDS = st.sampled_from(["array", "object", "mixed"])
+
+
+def nested_json(kind: str, depth: int) -> str:
+    if kind == "array":
+        return "[" * depth + "]" * depth
+    if kind == "object":
+        return '{"a":' * depth + "1" + "}" * depth
+    half = max(1, depth // 2)
+    return '[{"a":' * half + "1" + "}]" * half
+
+
+def test_control_api_deeply_nested_json(fz: Kontext) -> None:
+    # /v1/credentials is answered by the lease loop itself (leases.parse), the rest
+    # by the handler threads; policy explain was a 500 with a traceback.
+    posts = ["/v1/credentials", "/v1/policy/explain", "/v1/agents", "/v1/revoke"]
+    with fz.control() as api:
+
+        @FUZZ
+        @given(
+            path=st.sampled_from(posts),
+            kind=NEST_KINDS,
+            depth=DEPTHS,
+            where=st.sampled_from(["body", "scopes", "agent"]),
+        )
+        def case(path: str, kind: str, depth: int, where: str) -> None:
+            CASES["control-api nested JSON"] += 1
+            inner = nested_json(kind, depth)
+            body = inner if where == "body" else f'{{"name": "x", "{where}": {inner}}}'
+            answer = api.post(path, content=body)
+            _sane(answer)
+            levels = (2 * max(1, depth // 2) if kind == "mixed" else depth) + (where != "body")
+            if levels > 32 and len(body) <= 64 * 1024:
+                assert answer.status_code == 400, (path, depth, answer.text)
+                assert "nested deeper than 32 levels" in answer.text
+
+        case()
+    _alive(fz)
+
+
+def nested_toml(kind: str, depth: int) -> str:
+    if kind == "array":
+        return "a = " + "[" * depth + "]" * depth + "\n"
+    if kind == "object":
+        return "a = " + "{b = " * depth + "1" + "}" * depth + "\n"
+    if kind == "dotted":
+        return ".".join(["k"] * depth) + " = 1\n"
+    return "[" + ".".join(["t"] * depth) + "]\nx = 1\n"
+
+
+def test_deeply_nested_config_files() -> None:
+    from kontext.common import config
+
+    directory = Path(tempfile.mkdtemp(prefix="kx-fuzz-"))
+    path = directory / "config.toml"
+    try:
+
+        @FUZZ
+        @given(
+            kind=st.sampled_from(["array", "object", "dotted", "header"]),
+            depth=DEPTHS,
+            section=st.sampled_from(["", "[integrations.jira]\n", "[secrets]\n"]),
+        )
+        def case(kind: str, depth: int, section: str) -> None:
+            CASES["config files, nested"] += 1
+            path.write_text(section + nested_toml(kind, depth))
+            try:
+                config.load(str(path))
+            except config.ConfigError as exc:
+                assert str(exc).startswith(f"{path}: ") and "Traceback" not in str(exc)
+                if depth > 32:
+                    assert "nested deeper than 32 levels" in str(exc), str(exc)[:300]
+            else:
+                assert depth <= 32
+
+        case()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_deep_config_is_named_by_the_daemon_and_doctor(fresh_kx: Kontext) -> None:
+    config = fresh_kx.home / "config" / "config.toml"
+    config.parent.mkdir(mode=0o700)
+    config.write_text(nested_toml("array", 5000))
+    start = fresh_kx.run("daemon", "start")
+    assert start.returncode == 6, start.stderr  # config invalid
+    assert start.stderr.splitlines() == [
+        f"kontext: kontextd could not start: {config}: TOML nested deeper than 32 levels "
+        "of arrays and objects; fix or remove the file"
+    ]
+    doctor = fresh_kx.run("doctor")
+    assert doctor.returncode == 12 and "Traceback" not in doctor.stdout + doctor.stderr
+    assert f"fail  config    {config}: TOML nested deeper than 32 levels" in doctor.stdout
+    export = fresh_kx.home / "deep.jsonl"
+    export.write_text(nested_json("array", 5000) + "\n")
+    verify = fresh_kx.run("audit", "verify", "--file", str(export))
+    assert verify.returncode == 2 and verify.stderr.count("\n") == 1, verify.stderr
+    assert "not a JSON line" in verify.stderr
+
+
 OAUTH_KEYS = [
     "response_type",
     "client_id",

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 
-from kontext.common import wire
+from kontext.common import parsing, wire
 from kontextd.api import http11
 from kontextd.errors import ApiError, invalid
 
@@ -45,9 +45,9 @@ def json_body(raw: bytes) -> dict[str, Any]:
     if not raw:
         return {}
     try:
-        value = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise invalid(f"body is not valid JSON: {exc}") from exc
+        value = parsing.json_loads(raw)  # depth-limited: deep nesting is one line, not a 500
+    except ValueError as exc:  # bad JSON, not UTF-8, or parsing.TooDeep
+        raise invalid(f"body is not valid JSON: {str(exc)[:120]}") from exc
     if not isinstance(value, dict):
         raise invalid("body must be a JSON object")
     return value

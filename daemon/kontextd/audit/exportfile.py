@@ -22,6 +22,7 @@ import sqlite3
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
+from kontext.common import parsing
 from kontextd.audit import chain
 from kontextd.audit.evidence import Trusted
 from kontextd.audit.verify import pinned_row
@@ -105,7 +106,7 @@ def read(path: str) -> Parsed:
         for number, line in enumerate(fh, start=1):
             if line.strip():
                 try:
-                    _take(parsed, json.loads(line))
+                    _take(parsed, parsing.json_loads(line))  # depth-limited (TooDeep)
                 except (ValueError, TypeError, KeyError) as exc:
                     raise ExportInvalid(f"{path}:{number}: {_why(exc)}") from None
     return parsed

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from kontext.common import parsing
 from kontextd.audit import chain
 from kontextd.audit.checkpoint import BadSignature
 from kontextd.audit.checkpoint import verify as verify_signature
@@ -100,8 +101,8 @@ def _check_row(row: EventRow, prev: EventRow | None) -> None:
     if hashlib.sha256(row.body.encode()).hexdigest() != row.hash:
         raise Broken(row.id, "its content was edited: the body does not match its hash")
     try:
-        body = json.loads(row.body)
-    except ValueError as exc:
+        body = parsing.json_loads(row.body)
+    except ValueError as exc:  # not JSON, or nested absurdly deep (parsing.TooDeep)
         raise Broken(row.id, "its body is not JSON") from exc
     if not isinstance(body, dict) or body.get("id") != row.id:
         raise Broken(row.id, "was moved: its body belongs to another position (reordered?)")
@@ -128,7 +129,7 @@ def _intact(row: tuple[int, str, str, str], prev_hash: str) -> bool:
         return False
     try:
         parsed, end = _scan(body, 0)
-    except (StopIteration, ValueError):
+    except (StopIteration, ValueError, RecursionError):  # _check_row says what is wrong
         return False
     return (
         end == len(body)

@@ -16,7 +16,7 @@ import time
 import urllib.parse
 from typing import Any
 
-from kontext.common import wire
+from kontext.common import parsing, wire
 from kontext.common.integrations import Integration
 from kontextd.core import Core
 from kontextd.errors import ApiError, invalid
@@ -165,8 +165,8 @@ def token_request(core: Core, integration: Integration, form: dict[str, str]) ->
             f"({type(exc).__name__})",
         ) from None  # the exception text could carry the form (and so the code)
     try:
-        answer = response.json()
-    except ValueError:
+        answer = parsing.json_loads(response.content)
+    except ValueError:  # not JSON, or parsing.TooDeep
         answer = None
     if not isinstance(answer, dict):
         raise ApiError(

@@ -13,6 +13,8 @@ from typing import Any
 
 import jwt
 
+from kontext.common import parsing
+
 TIMEOUT = 10.0
 ALGORITHMS = ["ES256", "RS256", "PS256", "ES384", "RS384", "EdDSA"]
 
@@ -46,7 +48,7 @@ def _get_json(url: str) -> dict[str, Any]:
 
     try:
         answer = httpx.get(url, timeout=TIMEOUT, follow_redirects=False)
-        value = answer.json()
+        value = parsing.json_loads(answer.content)
     except (httpx.HTTPError, json.JSONDecodeError, ValueError) as exc:
         raise ProviderError(f"cannot read {url}: {type(exc).__name__}") from exc
     if answer.status_code != 200 or not isinstance(value, dict):
@@ -64,7 +66,7 @@ def token_request(
         answer = httpx.post(
             meta["token_endpoint"], data=form, auth=auth, timeout=TIMEOUT, follow_redirects=False
         )
-        value = answer.json()
+        value = parsing.json_loads(answer.content)
     except (httpx.HTTPError, json.JSONDecodeError, ValueError) as exc:
         raise ProviderError(f"the token endpoint failed: {type(exc).__name__}") from exc
     if not isinstance(value, dict):

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from kontext.common import wire
+from kontext.common import parsing, wire
 from kontextd.errors import ApiError, invalid
 
 COMMON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
@@ -211,8 +211,8 @@ def json_body(raw: bytes) -> dict[str, Any]:
     if not raw:
         return {}
     try:
-        value = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        value = parsing.json_loads(raw)  # depth-limited: deep nesting is one line, not a 500
+    except ValueError as exc:  # bad JSON, not UTF-8, or parsing.TooDeep
         raise invalid(f"body is not valid JSON: {str(exc)[:120]}") from exc
     if not isinstance(value, dict):
         raise invalid("body must be a JSON object")
