@@ -5,8 +5,9 @@ _kontext_scopes='github:actions:read github:actions:write github:contents:read g
 
 _kontext_subcommands() {
     case "$1" in
-        '') echo 'exec revoke login logout whoami dashboard doctor completion agent consent audit policy daemon config keys integration' ;;
+        '') echo 'exec revoke login logout whoami dashboard doctor completion agent credential consent audit policy daemon config keys integration' ;;
         'agent') echo 'create list show set delete disable enable' ;;
+        'credential') echo 'list' ;;
         'consent') echo 'list revoke grant' ;;
         'audit') echo 'tail checkpoint prune verify export' ;;
         'policy') echo 'schema check reload explain' ;;
@@ -36,6 +37,8 @@ _kontext_options() {
         'agent delete') echo '--help' ;;
         'agent disable') echo '--help' ;;
         'agent enable') echo '--help' ;;
+        'credential') echo '--help' ;;
+        'credential list') echo '-a --agent --json --help' ;;
         'consent') echo '--help' ;;
         'consent list') echo '--json --help' ;;
         'consent revoke') echo '--help' ;;
@@ -78,6 +81,7 @@ _kontext_value_options() {
         'exec') echo '-a --agent -s --scope -t --target --ttl' ;;
         'login') echo '--issuer --client-id --timeout --federate --token-file --token-env --checkout' ;;
         'agent create') echo '--allow --display-name --max-ttl' ;;
+        'credential list') echo '-a --agent' ;;
         'consent grant') echo '-s --scope -t --target --for' ;;
         'audit tail') echo '-n --lines --agent --user --event --since --until' ;;
         'audit prune') echo '--before' ;;
@@ -95,6 +99,8 @@ _kontext_option_kind() {
         'exec|-s') echo 'scope' ;;
         'exec|--scope') echo 'scope' ;;
         'agent create|--allow') echo 'scope' ;;
+        'credential list|-a') echo 'agent' ;;
+        'credential list|--agent') echo 'agent' ;;
         'consent grant|-s') echo 'scope' ;;
         'consent grant|--scope') echo 'scope' ;;
         'audit tail|--agent') echo 'agent' ;;

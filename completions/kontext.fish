@@ -3,9 +3,11 @@
 function __kontext_subcommands
     switch "$argv[1]"
         case ''
-            printf '%s\n' exec revoke login logout whoami dashboard doctor completion agent consent audit policy daemon config keys integration
+            printf '%s\n' exec revoke login logout whoami dashboard doctor completion agent credential consent audit policy daemon config keys integration
         case 'agent'
             printf '%s\n' create list show set delete disable enable
+        case 'credential'
+            printf '%s\n' list
         case 'consent'
             printf '%s\n' list revoke grant
         case 'audit'
@@ -31,6 +33,8 @@ function __kontext_value_options
             printf '%s\n' --issuer --client-id --timeout --federate --token-file --token-env --checkout
         case 'agent create'
             printf '%s\n' --allow --display-name --max-ttl
+        case 'credential list'
+            printf '%s\n' -a --agent
         case 'consent grant'
             printf '%s\n' -s --scope -t --target --for
         case 'audit tail'
@@ -156,6 +160,7 @@ complete -c kontext -n '__kontext_at \'\'' -f -a 'dashboard' -d 'Open the dashbo
 complete -c kontext -n '__kontext_at \'\'' -f -a 'doctor' -d 'Check this set-up and explain each problem with its fix'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'completion' -d 'Print the completion script for SHELL on standard output'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'agent' -d 'Register and manage agents (agent:NAME identities)'
+complete -c kontext -n '__kontext_at \'\'' -f -a 'credential' -d 'List live credentials (the jti to revoke one, its process, target and expiry)'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'consent' -d 'List, grant and revoke your consent for agents'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'audit' -d 'Read, verify, export and prune the audit log'
 complete -c kontext -n '__kontext_at \'\'' -f -a 'policy' -d 'Org policy (Cedar): schema, check, reload, explain'
@@ -199,7 +204,7 @@ complete -c kontext -n '__kontext_at completion' -l help -d 'Show this message a
 complete -c kontext -n '__kontext_at completion 0' -f -a 'bash zsh fish'
 complete -c kontext -n '__kontext_at agent' -f -a 'create' -d 'Register a new agent with the scopes it may use'
 complete -c kontext -n '__kontext_at agent' -f -a 'list' -d 'List agents, their scopes and live credentials'
-complete -c kontext -n '__kontext_at agent' -f -a 'show' -d 'Show one agent'
+complete -c kontext -n '__kontext_at agent' -f -a 'show' -d 'Show one agent, and its live credentials (jti, process, target, expiry)'
 complete -c kontext -n '__kontext_at agent' -f -a 'set' -d 'Change an agent\'s settings (today: whether its exec may reach the session D-Bus)'
 complete -c kontext -n '__kontext_at agent' -f -a 'delete' -d 'Delete an agent; its live credentials and consent grants end first'
 complete -c kontext -n '__kontext_at agent' -f -a 'disable' -d 'Refuse new credentials and revoke live ones (like \'kontext revoke agent:NAME\')'
@@ -225,6 +230,11 @@ complete -c kontext -n '__kontext_at \'agent disable\'' -l help -d 'Show this me
 complete -c kontext -n '__kontext_at \'agent disable\' 0' -f -a '(__kontext_agents)'
 complete -c kontext -n '__kontext_at \'agent enable\'' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at \'agent enable\' 0' -f -a '(__kontext_agents)'
+complete -c kontext -n '__kontext_at credential' -f -a 'list' -d 'List live credentials: jti, agent, scopes, target, process and expiry'
+complete -c kontext -n '__kontext_at credential' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'credential list\'' -s a -l agent -r -f -a '(__kontext_agents)' -d 'Only this agent\'s credentials.'
+complete -c kontext -n '__kontext_at \'credential list\'' -l json -d 'Print JSON.'
+complete -c kontext -n '__kontext_at \'credential list\'' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at consent' -f -a 'list' -d 'List the live grants of this session'
 complete -c kontext -n '__kontext_at consent' -f -a 'revoke' -d 'Withdraw every grant to agent:NAME (its next exec asks again)'
 complete -c kontext -n '__kontext_at consent' -f -a 'grant' -d 'Approve scopes for agent:NAME ahead of time (e.g'

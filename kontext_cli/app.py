@@ -17,6 +17,7 @@ from kontext_cli.commands import (
     completion,
     config,
     consent,
+    credential,
     daemon,
     dashboard,
     doctor,
@@ -58,6 +59,7 @@ def build() -> typer.Typer:
     app.add_typer(agent.app, name="agent")
     exec_.register(app)
     revoke.register(app)
+    app.add_typer(credential.app, name="credential")
     login.register(app)
     app.add_typer(consent.app, name="consent")
     app.add_typer(audit.app, name="audit")

@@ -6,7 +6,7 @@
     ├── UsageError               2  a bad argument, option or value
     ├── NotFound                 3  no such agent or credential
     ├── Conflict                 4  it already exists, or login would end a session
-    ├── DaemonUnavailable        5  kontextd is not reachable and cannot be started
+    ├── DaemonUnavailable        5  kontextd is not reachable, cannot be started or does not answer
     ├── ConfigInvalid            6  config.toml is invalid
     ├── SecretsUnavailable       7  no secret storage may be used
     ├── Denied                   8  the request path refused (names the layer and reason)
@@ -21,6 +21,7 @@
     ├── AgentRefused            16  the caller runs inside an agent's ``kontext exec`` (names it)
     ├── ConfinementUnavailable  17  ``exec.confine = "require"`` and this machine cannot confine
     ├── FederationRefused       18  ``login --federate`` refused the CI token (names the check)
+    ├── AlreadyEnded            19  the credential had already ended: nothing was revoked
     └── Cancelled              130  cancelled with Ctrl-C (nothing more was done)
 
 ``kontext exec`` passes its command's own status (0–255) through, so its own
@@ -140,6 +141,12 @@ class FederationRefused(KontextError):
     line names it: exp, aud, issuer, signature, alg, policy, protected-ref, replay, …)."""
 
     exit_code = 18
+
+
+class AlreadyEnded(KontextError):
+    """``revoke credential`` of one that was already revoked or expired: nothing to do."""
+
+    exit_code = 19
 
 
 class Cancelled(KontextError):

@@ -55,11 +55,10 @@ def test_revoke_agent_kills_every_live_credential_at_once(kx: Kontext) -> None:
     assert "0 live credential(s) revoked" in again.stdout
 
 
-def test_revoke_agent_accepts_the_bare_name_only_with_the_prefix(kx: Kontext) -> None:
+def test_revoke_agent_takes_the_bare_name_as_every_command_does(kx: Kontext) -> None:
     name = api_new_agent(kx, "github:pulls:read", prefix="rv")
-    line = one_line_error(kx.run("revoke", name), 2)
-    assert "agent:NAME" in line
-    assert exec_runs(kx, name)  # nothing happened to it
+    assert kx.ok("revoke", name).stdout.startswith(f"revoked agent:{name}: ")
+    assert not exec_runs(kx, name)  # revoked, as with agent:NAME
 
 
 def test_revoke_kill_terminates_the_running_child(kx: Kontext) -> None:
@@ -106,14 +105,17 @@ def test_revoke_one_credential_leaves_its_sibling(kx: Kontext) -> None:
     second, second_env = kx.token_for(name)
     try:
         jti = first_env["KONTEXT_CREDENTIAL_ID"]
-        assert kx.ok("revoke", "credential", jti).stdout == f"credential {jti}: revoked\n"
+        assert kx.ok("revoke", "credential", jti).stdout == f"revoked credential {jti}\n"
         assert kx.introspect(first_env["KONTEXT_TOKEN"]) == {"active": False}
         assert kx.introspect(second_env["KONTEXT_TOKEN"])["active"] is True
         assert live_count(kx, name) == 1
         # The agent itself stays enabled.
         assert exec_runs(kx, name)
-        # Revoking it twice is not an error; it says what state the credential is in.
-        assert kx.ok("revoke", "credential", jti).stdout == f"credential {jti}: revoked\n"
+        # Revoking it twice says it had already ended, how and when: exit 15, not "revoked".
+        line = one_line_error(kx.run("revoke", "credential", jti), 19)
+        assert line.startswith(f"kontext: credential {jti} had already ended (revoked at ")
+        assert line.endswith(": revoked by user:" + line.split("revoked by user:")[1])
+        assert line.endswith("; nothing was revoked")
     finally:
         kx.close(first)
         kx.close(second)
@@ -128,11 +130,13 @@ def test_revoke_a_finished_credential_reports_it(kx: Kontext) -> None:
     proc, env = kx.token_for(name)
     kx.close(proc)
     jti = env["KONTEXT_CREDENTIAL_ID"]
-    assert kx.ok("revoke", "credential", jti).stdout == f"credential {jti}: revoked\n"
+    line = one_line_error(kx.run("revoke", "credential", jti), 19)
+    assert f"credential {jti} had already ended (revoked at " in line
+    assert "lease closed: the process exited with status 0); nothing was revoked" in line
 
 
 BAD_ARGS = {
-    "no-kind": ["pr-reviewer"],
+    "no-kind": ["PR Reviewer"],
     "user-prefix": ["user:alice"],
     "bad-agent-name": ["agent:PR_Reviewer"],
     "empty-agent": ["agent:"],
@@ -169,8 +173,8 @@ def test_agent_delete_revokes_its_live_credentials(kx: Kontext) -> None:
         assert kx.introspect(env["KONTEXT_TOKEN"])["active"] is True
         kx.ok("agent", "delete", name)
         assert kx.introspect(env["KONTEXT_TOKEN"]) == {"active": False}
-        line = one_line_error(kx.run("exec", "--agent", name, "--", "true"), 122)
-        assert line == f"kontext: denied by agent permissions: agent:{name} does not exist"
+        line = one_line_error(kx.run("exec", "--agent", name, "--", "true"), 125)
+        assert line.startswith(f"kontext: no agent named {name}; ")
     finally:
         kx.close(proc)
     assert proc.returncode == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from kontext.common import validate, wire
@@ -116,8 +117,19 @@ def create(core: Core, body: dict[str, Any]) -> dict[str, Any]:
 def get(core: Core, name: str) -> AgentRow:
     agent = core.store.agent(validate_name(name))
     if agent is None:
-        raise not_found(f"no agent named {name}; see 'kontext agent list'")
+        raise unknown(core, name)
     return agent
+
+
+def unknown(core: Core, name: str) -> ApiError:
+    """``not_found`` for an agent that does not exist, with the nearest names if any."""
+    known = [a.name for a in core.store.agents()]
+    near = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    if near:
+        hint = "did you mean " + " or ".join(f"agent:{n}" for n in near) + "?"
+    else:
+        hint = "see 'kontext agent list'"
+    return not_found(f"no agent named {name}; {hint}")
 
 
 def validate_name(name: str) -> str:

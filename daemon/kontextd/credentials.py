@@ -179,7 +179,10 @@ def issue(
         "policy_ids": result.policy_ids(),
     }
     if not result.allowed:
-        raise _refuse(core, request, origin, result, evaluation)
+        refused = _refuse(core, request, origin, result, evaluation)
+        if request.agent is None:  # audited as denied; said as what it is: a wrong name
+            raise agents.unknown(core, request.agent_name)
+        raise refused
     audit = on_allow() if on_allow is not None else {}
     key = core.keys.active()
     now = int(time.time())
@@ -277,12 +280,20 @@ def revoke_credential(core: Core, jti: str) -> dict[str, Any]:
         or not 10 <= len(jti) <= 64
         or not jti.replace("-", "").replace("_", "").isalnum()
     ):
-        raise invalid("invalid credential id: use the jti shown by 'kontext audit tail'")
+        raise invalid("invalid credential id: use a jti from 'kontext credential list'")
     cred = core.store.credential(jti)
     if cred is None:
-        raise not_found(f"no credential {jti}")
-    revoked = end(core, jti, "revoked", f"revoked by {core.caller_name()}")
-    return {"jti": jti, "revoked": revoked, "status": "revoked" if revoked else cred.status}
+        raise not_found(f"no credential {jti}; see 'kontext credential list'")
+    if end(core, jti, "revoked", f"revoked by {core.caller_name()}"):
+        return {"jti": jti, "revoked": True, "status": "revoked"}
+    ended = core.store.credential(jti) or cred  # it had ended already: say how and when
+    return {
+        "jti": jti,
+        "revoked": False,
+        "status": ended.status,
+        "reason": ended.end_reason,
+        "ended_at": ended.ended_at,
+    }
 
 
 def revoke_agent(core: Core, name: str, *, kill: bool, reason: str) -> dict[str, Any]:

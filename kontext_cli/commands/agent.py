@@ -8,6 +8,7 @@ import typer
 
 from kontext.common import validate
 from kontext_cli import render
+from kontext_cli.commands import credential
 from kontext_cli.commands.common import checked, daemon
 
 app = typer.Typer(help="Register and manage agents (agent:NAME identities).", no_args_is_help=True)
@@ -96,11 +97,12 @@ def list_(as_json: JsonFlag = False) -> None:
 
 @app.command("show")
 def show(name: NameArg, as_json: JsonFlag = False) -> None:
-    """Show one agent."""
+    """Show one agent, and its live credentials (jti, process, target, expiry)."""
     with daemon() as conn:
         agent = conn.call("GET", f"/v1/agents/{checked(validate.agent_name, name)}")
+    live = credential.live(agent["name"]) if agent["live_credentials"] else []
     if as_json:
-        render.emit_json(agent)
+        render.emit_json({**agent, "credentials": live})
         return
     state = f"disabled ({agent['disabled_reason']})" if agent["disabled"] else "enabled"
     for label, value in (
@@ -114,6 +116,9 @@ def show(name: NameArg, as_json: JsonFlag = False) -> None:
         ("created", render.when(agent["created_at"])),
     ):
         render.out.print(f"{label + ':':<18}{value}")
+    if live:
+        render.out.print("")
+        credential.table(live)
 
 
 def _bus_words(agent: dict[str, Any]) -> str:

@@ -23,7 +23,13 @@ def register(app: typer.Typer) -> None:
 
 
 def revoke(
-    what: Annotated[str, typer.Argument(metavar="agent:NAME | credential", help="What to revoke.")],
+    what: Annotated[
+        str,
+        typer.Argument(
+            metavar="agent:NAME | credential",
+            help="An agent (agent:NAME or NAME), or 'credential'.",
+        ),
+    ],
     jti: Annotated[
         str | None, typer.Argument(metavar="JTI", help="With 'credential': its id.")
     ] = None,
@@ -33,15 +39,14 @@ def revoke(
 ) -> None:
     if what == "credential":
         if jti is None:
-            raise errors.UsageError("say which credential: kontext revoke credential JTI")
+            raise errors.UsageError(
+                "say which credential: kontext revoke credential JTI "
+                "(see 'kontext credential list')"
+            )
         if kill:
             raise errors.UsageError("--kill applies to agents: kontext revoke agent:NAME --kill")
-        with daemon() as conn:
-            result = conn.call("POST", "/v1/revoke", {"jti": jti})
-        render.out.print(f"credential {jti}: {result['status']}")
+        _revoke_credential(jti)
         return
-    if not what.startswith("agent:"):
-        raise errors.UsageError(f"cannot revoke {what!r}: write agent:NAME or credential JTI")
     if jti is not None:
         raise errors.UsageError(f"unexpected extra argument {jti!r}")
     name = checked(validate.agent_name, what)
@@ -51,3 +56,18 @@ def revoke(
     if kill:
         line += f", {len(result['killed'])} process(es) terminated"
     render.out.print(line + f"; undo with 'kontext agent enable {name}'")
+
+
+def _revoke_credential(jti: str) -> None:
+    with daemon() as conn:
+        result = conn.call("POST", "/v1/revoke", {"jti": jti})
+    if result.get("revoked"):
+        render.out.print(f"revoked credential {jti}")
+        return
+    # Nothing to do: say how it ended, and exit with a status of its own.
+    how = str(result.get("status") or "ended")
+    reason = f": {result['reason']}" if result.get("reason") else ""
+    when = f" at {render.when(result['ended_at'])}" if result.get("ended_at") else ""
+    raise errors.AlreadyEnded(
+        f"credential {jti} had already ended ({how}{when}{reason}); nothing was revoked"
+    )

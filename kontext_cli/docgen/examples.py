@@ -117,8 +117,19 @@ EXAMPLES: dict[tuple[str, ...], tuple[Example, ...]] = {
         ),
         ("Also terminate its running processes:", "kontext revoke agent:issue-triage --kill"),
         (
-            "Revoke one credential by the id its process saw in KONTEXT_CREDENTIAL_ID:",
+            "Revoke one credential by its id (kontext credential list shows it; its "
+            "process saw it in KONTEXT_CREDENTIAL_ID):",
             "kontext revoke credential q2v8mUZ3tJd1G0xGkz1Q4A",
+        ),
+    ),
+    ("credential", "list"): (
+        (
+            "Every live credential: jti, agent, scopes, target, process, expiry:",
+            "kontext credential list",
+        ),
+        (
+            "One agent's, as JSON (a jti to revoke, the pid it belongs to):",
+            "kontext credential list --agent pr-reviewer --json",
         ),
     ),
     ("audit", "tail"): (

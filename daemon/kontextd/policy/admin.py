@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from kontext.common import wire
-from kontextd import credentials
+from kontextd import agents, credentials
 from kontextd.core import Core
 from kontextd.errors import ApiError
 from kontextd.policy import loader
@@ -92,6 +92,8 @@ def explain(core: Core, body: dict[str, Any], peer_pid: int | None) -> dict[str,
     """A dry run of exactly the evaluation ``exec`` gets; nothing is minted or audited.
     The caller's facts (a terminal, the login) are the asking process's own."""
     request, result = credentials.evaluate(core, body, peer_pid)
+    if request.agent is None:  # not "consent to it": it does not exist
+        raise agents.unknown(core, request.agent_name)
     return {
         "agent": f"agent:{request.agent_name}",
         "scopes": list(request.scopes),
