@@ -14,7 +14,7 @@ _kontext_subcommands() {
         'daemon') echo 'run start stop status install uninstall' ;;
         'config') echo 'set get reload path' ;;
         'keys') echo 'rotate list' ;;
-        'integration') echo 'list connect disconnect' ;;
+        'integration') echo 'list show connect disconnect' ;;
     esac
 }
 
@@ -71,6 +71,7 @@ _kontext_options() {
         'keys list') echo '--json --help' ;;
         'integration') echo '--help' ;;
         'integration list') echo '--json --help' ;;
+        'integration show') echo '--json --help' ;;
         'integration connect') echo '--secret-stdin --no-browser --timeout --help' ;;
         'integration disconnect') echo '--help' ;;
     esac
@@ -125,6 +126,7 @@ _kontext_argument_kind() {
         'agent enable|'0) echo 'agent' ;;
         'consent revoke|'0) echo 'agent-prefixed' ;;
         'consent grant|'0) echo 'agent-prefixed' ;;
+        'integration show|'0) echo 'choice:github slack' ;;
         'integration connect|'0) echo 'choice:github slack' ;;
         'integration disconnect|'0) echo 'choice:github slack' ;;
     esac

@@ -21,7 +21,7 @@ function __kontext_subcommands
         case 'keys'
             printf '%s\n' rotate list
         case 'integration'
-            printf '%s\n' list connect disconnect
+            printf '%s\n' list show connect disconnect
     end
 end
 
@@ -325,11 +325,15 @@ complete -c kontext -n '__kontext_at \'keys rotate\'' -l help -d 'Show this mess
 complete -c kontext -n '__kontext_at \'keys list\'' -l json -d 'Print the JWKS.'
 complete -c kontext -n '__kontext_at \'keys list\'' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at integration' -f -a 'list' -d 'Show every integration, whether it is connected and how agents reach it (never secrets)'
+complete -c kontext -n '__kontext_at integration' -f -a 'show' -d 'Show one integration: its scopes in plain words, and its route catalogue'
 complete -c kontext -n '__kontext_at integration' -f -a 'connect' -d 'Connect NAME: OAuth with the provider in your browser, or an API key from stdin'
 complete -c kontext -n '__kontext_at integration' -f -a 'disconnect' -d 'Forget NAME\'s upstream secret; gateway calls fail until it is connected again'
 complete -c kontext -n '__kontext_at integration' -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at \'integration list\'' -l json -d 'Print JSON.'
 complete -c kontext -n '__kontext_at \'integration list\'' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'integration show\'' -l json -d 'Print JSON.'
+complete -c kontext -n '__kontext_at \'integration show\'' -l help -d 'Show this message and exit.'
+complete -c kontext -n '__kontext_at \'integration show\' 0' -f -a 'github slack'
 complete -c kontext -n '__kontext_at \'integration connect\'' -l secret-stdin -d 'Read an API key from stdin (never echoed).'
 complete -c kontext -n '__kontext_at \'integration connect\'' -l no-browser -d 'Print the authorization URL; open nothing.'
 complete -c kontext -n '__kontext_at \'integration connect\'' -l timeout -r -f -d 'Seconds to wait for the browser.'

@@ -308,16 +308,27 @@ def _helpers(child: confine.Child | None) -> set[tuple[int, int]]:
 
 
 def _reported(step: Callable[[], object]) -> bool:
-    """One step of a lease message while the command runs; a failure is reported, not raised."""
+    """One step of a lease message while the command runs; a failure is reported, not raised.
+
+    The command has run (or runs) either way, so nothing here says "run it again":
+    a daemon that went away took the credential with it, and that is all to say.
+    """
     try:
         step()
+    except errors.DaemonUnavailable:
+        _warn("kontextd stopped while the command ran; its credential was revoked then")
+        return False
     except errors.KontextError as exc:
-        try:  # stderr may be a closed pipe by now
-            print(f"kontext: warning: {exc.diagnostics()}", file=sys.stderr, flush=True)
-        except OSError:
-            pass
+        _warn(exc.diagnostics())
         return False
     return True
+
+
+def _warn(message: str) -> None:
+    try:  # stderr may be a closed pipe by now
+        print(f"kontext: warning: {message}", file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def _spawn(command: list[str], env: dict[str, str]) -> int:

@@ -109,7 +109,10 @@ routes = [{ route = "GET /rest/api/3/issue/{key}", scope = "issues:read", target
         for r in json.loads(fresh_kx.ok("integration", "list", "--json").stdout)
         if r["name"] == "jira"
     )
-    assert (jira["display_name"], jira["delivery"], jira["routes"]) == ("Jira", "broker", 1)
+    assert (jira["display_name"], jira["delivery"]) == ("Jira", "broker")
+    assert jira["routes"] == [
+        {"route": "GET /rest/api/3/issue/{key}", "scope": "jira:issues:read", "target": "{key}"}
+    ]
     agent = fresh_kx.agent("jira:issues:read", prefix="jira-bot")
     script = "import json, os; print(json.dumps(dict(os.environ)))"
     proc = fresh_kx.ok("exec", "--agent", agent, "--", sys.executable, "-c", script)
@@ -136,3 +139,17 @@ def test_invalid_integration_config_is_one_clear_line(fresh_kx: Kontext) -> None
         write_config(fresh_kx, text)
         line = one_line_error(fresh_kx.run("integration", "list"), 6)
         assert message in line, (text, line)
+
+
+def test_the_route_catalogue_is_shown_in_text_and_json(kx: Kontext) -> None:
+    rows = {r["name"]: r for r in json.loads(kx.ok("integration", "list", "--json").stdout)}
+    first = {"route": "GET /repos/{owner}/{repo}", "scope": "github:metadata:read"}
+    assert {**first, "target": "{owner}/{repo}"} in rows["github"]["routes"]
+    assert json.loads(kx.ok("integration", "show", "github", "--json").stdout) == rows["github"]
+    text = kx.ok("integration", "show", "github").stdout
+    assert "  GET /repos/{owner}/{repo} -> github:metadata:read on {owner}/{repo}\n" in text
+    assert "  POST /api/chat.postMessage -> slack:chat:write\n" in (
+        kx.ok("integration", "show", "slack").stdout
+    )
+    line = one_line_error(kx.run("integration", "show", "gitlab"), 3)
+    assert "no integration 'gitlab' (known: github, slack" in line

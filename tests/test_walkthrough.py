@@ -12,7 +12,10 @@ import sys
 from conftest import Kontext
 
 AGENTS = {
-    "pr-reviewer": (["github:pulls:read", "github:pulls:write"], ["--display-name", "PR Reviewer"]),
+    "pr-reviewer": (
+        ["github:metadata:read", "github:pulls:read", "github:pulls:write"],
+        ["--display-name", "PR Reviewer"],
+    ),
     "issue-triage": (["github:issues:read", "github:issues:write"], []),
     "release-notes": (["github:contents:read"], ["--max-ttl", "30m"]),
 }
@@ -39,7 +42,8 @@ def test_three_agents_revoke_one_the_others_keep_working(fresh_kx: Kontext) -> N
         assert created.stdout.startswith(f"created agent:{name} ")
         if name == "pr-reviewer":  # as the README shows it
             assert created.stdout == (
-                "created agent:pr-reviewer (PR Reviewer): github:pulls:read github:pulls:write\n"
+                "created agent:pr-reviewer (PR Reviewer): "
+                "github:metadata:read github:pulls:read github:pulls:write\n"
             )
     # The user approves each agent once, on the consent page (here the $BROWSER
     # stand-in clicks Approve; at a terminal the first exec opens the page itself).
@@ -68,7 +72,7 @@ def test_three_agents_revoke_one_the_others_keep_working(fresh_kx: Kontext) -> N
             assert answer["active"] is True
             assert answer["act"] == {"sub": f"agent:{name}"}
         reviewer = k.introspect(tokens["pr-reviewer"])
-        assert reviewer["scope"] == "github:pulls:read github:pulls:write"
+        assert reviewer["scope"] == "github:metadata:read github:pulls:read github:pulls:write"
         triage = k.introspect(tokens["issue-triage"])
         assert (triage["scope"], triage["exp"] - triage["iat"]) == ("github:issues:read", 300)
 

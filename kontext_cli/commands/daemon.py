@@ -60,6 +60,12 @@ def stop() -> None:
         render.note("kontextd is not running")
         return
     with conn:
+        live = int(conn.call("GET", "/v1/status").get("live_credentials", 0))
+        if live:  # said before it happens: their commands lose their credentials now
+            render.note(
+                f"stopping kontextd: {live} live credential(s) will be revoked "
+                "('kontext credential list' shows them)"
+            )
         pid = conn.call("POST", "/v1/shutdown")["pid"]
     deadline = time.monotonic() + STOP_TIMEOUT
     while client.try_connect(where) is not None:
@@ -68,7 +74,8 @@ def stop() -> None:
                 f"kontextd (pid {pid}) did not stop within {STOP_TIMEOUT:.0f}s"
             )
         time.sleep(0.05)
-    render.note(f"stopped kontextd (pid {pid})")
+    ended = f"; {live} live credential(s) revoked" if live else ""
+    render.note(f"stopped kontextd (pid {pid}){ended}")
 
 
 @app.command("status")

@@ -52,6 +52,45 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
     )
 
 
+@app.command("show")
+def show(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The integration, e.g. github.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show one integration: its scopes in plain words, and its route catalogue.
+
+    Each route rule reads METHOD /path -> the scope an agent needs for it, on the
+    target the path names; a call no rule matches is refused (403).
+    """
+    name = _name(name)
+    with daemon() as conn:
+        rows = conn.call("GET", "/v1/integrations")["integrations"]
+    row = next((r for r in rows if r["name"] == name), None)
+    if row is None:
+        known = ", ".join(r["name"] for r in rows)
+        raise errors.NotFound(f"no integration {name!r} (known: {known})")
+    if as_json:
+        render.emit_json(row)
+        return
+    connected = f"yes ({row['method']}, {render.when(row['connected_at'])})"
+    for label, value in (
+        ("integration", f"{row['name']} ({row['display_name']})"),
+        ("connected", connected if row["connected"] else "no"),
+        ("delivery", row["delivery"]),
+        ("upstream", row["base_url"] or "-"),
+        ("variables", " ".join(row["env"]) or "-"),
+    ):
+        render.out.print(f"{label + ':':<13}{value}")
+    render.out.print("\nscopes:")
+    for scope, words in row["scopes"].items():
+        render.out.print(f"  {name + ':' + scope:<28} {words}")
+    if row["routes"]:
+        render.out.print("\nroutes (METHOD /path -> scope on target; anything else is refused):")
+    for rule in row["routes"]:
+        on = f" on {rule['target']}" if rule.get("target") else ""
+        render.out.print(f"  {rule['route']} -> {rule['scope']}{on}")
+
+
 def _read_secret() -> str:
     """The secret from stdin: a prompt without echo on a terminal, else the piped text."""
     if sys.stdin.isatty():

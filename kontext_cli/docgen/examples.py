@@ -14,7 +14,8 @@ Example = tuple[str, str]
 WALKTHROUGH: tuple[Example, ...] = (
     (
         "Register three agents, each with only the scopes it needs:",
-        "kontext agent create pr-reviewer --allow github:pulls:read --allow github:pulls:write",
+        "kontext agent create pr-reviewer --allow github:metadata:read "
+        "--allow github:pulls:read --allow github:pulls:write",
     ),
     (
         "",
@@ -70,7 +71,8 @@ EXAMPLES: dict[tuple[str, ...], tuple[Example, ...]] = {
     ("agent", "create"): (
         (
             "Register an agent that may read pull requests and post reviews:",
-            "kontext agent create pr-reviewer --allow github:pulls:read --allow github:pulls:write",
+            "kontext agent create pr-reviewer --allow github:metadata:read "
+            "--allow github:pulls:read --allow github:pulls:write",
         ),
         (
             "With a display name and at most 15-minute credentials:",
@@ -248,6 +250,12 @@ EXAMPLES: dict[tuple[str, ...], tuple[Example, ...]] = {
         (
             "Which integrations are connected, and how agents reach them:",
             "kontext integration list",
+        ),
+    ),
+    ("integration", "show"): (
+        (
+            "GitHub's scopes and route catalogue (METHOD /path -> scope on target):",
+            "kontext integration show github",
         ),
     ),
     ("integration", "connect"): (

@@ -220,7 +220,15 @@ def listing(core: Core) -> list[dict[str, Any]]:
                 "delivery": integ.mode,
                 "base_url": integ.base_url,
                 "oauth_ready": bool(integ.oauth and integ.oauth.client_id),
-                "routes": len(integ.routes),
+                # The catalogue, as the gateway reads it: METHOD /path -> scope on target.
+                "routes": [
+                    {
+                        "route": rule.text,
+                        "scope": f"{integ.name}:{rule.scope}",
+                        "target": rule.target,
+                    }
+                    for rule in integ.routes
+                ],
                 "env": list(integ.env),
                 "scopes": dict(integ.scopes),
             }
