@@ -2,6 +2,7 @@
 # Install: copy to ~/.local/share/bash-completion/completions/kontext,
 # or source it from ~/.bashrc.
 _kontext_scopes='github:actions:read github:actions:write github:contents:read github:contents:write github:issues:read github:issues:write github:metadata:read github:pulls:read github:pulls:write github:releases:write slack:channels:history slack:channels:read slack:chat:write slack:reactions:write slack:users:read'
+_kontext_integrations='github slack'
 
 _kontext_subcommands() {
     case "$1" in
@@ -20,60 +21,60 @@ _kontext_subcommands() {
 
 _kontext_options() {
     case "$1" in
-        '') echo '--verbose --version --help' ;;
-        'exec') echo '-a --agent -s --scope -t --target --ttl --no-confine --help' ;;
-        'revoke') echo '--kill --help' ;;
-        'login') echo '--issuer --client-id --no-browser --timeout --force --federate --token-file --token-env --checkout --help' ;;
-        'logout') echo '--help' ;;
-        'whoami') echo '--check --json --help' ;;
-        'dashboard') echo '--no-browser --help' ;;
-        'doctor') echo '--json --fix --help' ;;
-        'completion') echo '--help' ;;
-        'agent') echo '--help' ;;
-        'agent create') echo '--allow --display-name --max-ttl --session-bus --json --help' ;;
-        'agent list') echo '--json --help' ;;
-        'agent show') echo '--json --help' ;;
-        'agent set') echo '--no-session-bus --session-bus --help' ;;
-        'agent delete') echo '--help' ;;
-        'agent disable') echo '--help' ;;
-        'agent enable') echo '--help' ;;
-        'credential') echo '--help' ;;
-        'credential list') echo '-a --agent --json --help' ;;
-        'consent') echo '--help' ;;
-        'consent list') echo '--json --help' ;;
-        'consent revoke') echo '--help' ;;
-        'consent grant') echo '-s --scope -t --target --for --no-browser --help' ;;
-        'audit') echo '--help' ;;
-        'audit tail') echo '-n --lines -f --follow --agent --user --event --since --until --json --help' ;;
-        'audit checkpoint') echo '--help' ;;
-        'audit prune') echo '--before --help' ;;
-        'audit verify') echo '--file --key --help' ;;
-        'audit export') echo '--since --until --format -o --output --help' ;;
-        'policy') echo '--help' ;;
-        'policy schema') echo '--help' ;;
-        'policy check') echo '--json --help' ;;
-        'policy reload') echo '--json --help' ;;
-        'policy explain') echo '-a --agent -s --scope -t --target --ttl --json --help' ;;
-        'daemon') echo '--help' ;;
-        'daemon run') echo '--new-database --help' ;;
-        'daemon start') echo '--new-database --help' ;;
-        'daemon stop') echo '--help' ;;
-        'daemon status') echo '--json --help' ;;
-        'daemon install') echo '--print --help' ;;
-        'daemon uninstall') echo '--help' ;;
-        'config') echo '--help' ;;
-        'config set') echo '--help' ;;
-        'config get') echo '--help' ;;
-        'config reload') echo '--help' ;;
-        'config path') echo '--help' ;;
-        'keys') echo '--help' ;;
-        'keys rotate') echo '--now --help' ;;
-        'keys list') echo '--json --help' ;;
-        'integration') echo '--help' ;;
-        'integration list') echo '--json --help' ;;
-        'integration show') echo '--json --help' ;;
-        'integration connect') echo '--secret-stdin --no-browser --timeout --help' ;;
-        'integration disconnect') echo '--help' ;;
+        '') echo '--verbose --version -h --help' ;;
+        'exec') echo '-a --agent -s --scope -t --target --ttl --no-confine -h --help' ;;
+        'revoke') echo '--kill -h --help' ;;
+        'login') echo '--issuer --client-id --no-browser --timeout --force --federate --token-file --token-env --checkout -h --help' ;;
+        'logout') echo '-h --help' ;;
+        'whoami') echo '--check --json -h --help' ;;
+        'dashboard') echo '--no-browser -h --help' ;;
+        'doctor') echo '--json --fix -h --help' ;;
+        'completion') echo '-h --help' ;;
+        'agent') echo '-h --help' ;;
+        'agent create') echo '--allow --display-name --max-ttl --session-bus --json -h --help' ;;
+        'agent list') echo '--json -h --help' ;;
+        'agent show') echo '--json -h --help' ;;
+        'agent set') echo '--no-session-bus --session-bus -h --help' ;;
+        'agent delete') echo '-h --help' ;;
+        'agent disable') echo '-h --help' ;;
+        'agent enable') echo '-h --help' ;;
+        'credential') echo '-h --help' ;;
+        'credential list') echo '-a --agent --json -h --help' ;;
+        'consent') echo '-h --help' ;;
+        'consent list') echo '--json -h --help' ;;
+        'consent revoke') echo '-h --help' ;;
+        'consent grant') echo '-s --scope -t --target --for --no-browser -h --help' ;;
+        'audit') echo '-h --help' ;;
+        'audit tail') echo '-n --lines -f --follow --agent --user --event --since --until --json -h --help' ;;
+        'audit checkpoint') echo '-h --help' ;;
+        'audit prune') echo '--before -h --help' ;;
+        'audit verify') echo '--file --key -h --help' ;;
+        'audit export') echo '--since --until --format -o --output -h --help' ;;
+        'policy') echo '-h --help' ;;
+        'policy schema') echo '-h --help' ;;
+        'policy check') echo '--json -h --help' ;;
+        'policy reload') echo '--json -h --help' ;;
+        'policy explain') echo '-a --agent -s --scope -t --target --ttl --json -h --help' ;;
+        'daemon') echo '-h --help' ;;
+        'daemon run') echo '--new-database -h --help' ;;
+        'daemon start') echo '--new-database -h --help' ;;
+        'daemon stop') echo '-h --help' ;;
+        'daemon status') echo '--json -h --help' ;;
+        'daemon install') echo '--print -h --help' ;;
+        'daemon uninstall') echo '-h --help' ;;
+        'config') echo '-h --help' ;;
+        'config set') echo '-h --help' ;;
+        'config get') echo '-h --help' ;;
+        'config reload') echo '-h --help' ;;
+        'config path') echo '-h --help' ;;
+        'keys') echo '-h --help' ;;
+        'keys rotate') echo '--now -h --help' ;;
+        'keys list') echo '--json -h --help' ;;
+        'integration') echo '-h --help' ;;
+        'integration list') echo '--json -h --help' ;;
+        'integration show') echo '--json -h --help' ;;
+        'integration connect') echo '--secret-stdin --no-browser --timeout -h --help' ;;
+        'integration disconnect') echo '-h --help' ;;
     esac
 }
 
@@ -126,9 +127,9 @@ _kontext_argument_kind() {
         'agent enable|'0) echo 'agent' ;;
         'consent revoke|'0) echo 'agent-prefixed' ;;
         'consent grant|'0) echo 'agent-prefixed' ;;
-        'integration show|'0) echo 'choice:github slack' ;;
-        'integration connect|'0) echo 'choice:github slack' ;;
-        'integration disconnect|'0) echo 'choice:github slack' ;;
+        'integration show|'0) echo 'integration' ;;
+        'integration connect|'0) echo 'integration' ;;
+        'integration disconnect|'0) echo 'integration' ;;
     esac
 }
 
@@ -153,6 +154,16 @@ _kontext_agents() {
     local -a run=("${_kontext_prog:-kontext}" agent list --json)
     command -v timeout >/dev/null 2>&1 && run=(timeout 3 "${run[@]}")
     "${run[@]}" 2>/dev/null | sed -n 's/^ *"name": "\([a-z0-9][a-z0-9-]*\)".*/\1/p'
+}
+
+# Scopes and integrations, from config.toml (custom integrations too); the
+# built-ins when kontext cannot say. Never starts kontextd.
+_kontext_words() {
+    local -a run=("${_kontext_prog:-kontext}" complete-words "$1")
+    command -v timeout >/dev/null 2>&1 && run=(timeout 3 "${run[@]}")
+    "${run[@]}" 2>/dev/null || {
+        [[ $1 == scope ]] && echo "$_kontext_scopes" || echo "$_kontext_integrations"
+    }
 }
 
 # Offer words matching the current one; trim what bash treats as a word break.
@@ -180,7 +191,8 @@ _kontext_values() {
             for name in $(_kontext_agents); do refs+=("agent:$name"); done
             _kontext_reply "$cur" "${refs[*]}"
             ;;
-        scope) _kontext_reply "$cur" "$_kontext_scopes" ;;
+        scope) _kontext_reply "$cur" "$(_kontext_words scope)" ;;
+        integration) _kontext_reply "$cur" "$(_kontext_words integration)" ;;
         file) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null ;;
         choice:*) _kontext_reply "$cur" "${kind#choice:}" ;;
         *) COMPREPLY=() ;;

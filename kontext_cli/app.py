@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from kontext_cli import __version__
 from kontext_cli.commands import (
@@ -47,6 +48,15 @@ def _root(
     """kontext: every agent its own identity, with scoped, short-lived, per-process credentials."""
 
 
+def command() -> TyperGroup:
+    """The click command tree the CLI runs and the docs are read from (``--help`` polished)."""
+    from kontext_cli import helptext
+
+    root = typer.main.get_command(build())
+    assert isinstance(root, TyperGroup)
+    return helptext.polish(root)
+
+
 def build() -> typer.Typer:
     app = typer.Typer(
         name="kontext",
@@ -54,6 +64,8 @@ def build() -> typer.Typer:
         pretty_exceptions_enable=False,
         add_completion=False,
         rich_markup_mode=None,
+        # -h as well as --help, everywhere (click passes it down to every subcommand).
+        context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.callback()(_root)
     app.add_typer(agent.app, name="agent")

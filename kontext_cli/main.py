@@ -62,12 +62,43 @@ def guarded(fn: Callable[[], int], *, exec_mode: bool) -> int:
         return _fail(exc, exec_mode=exec_mode)
 
 
-def _usage_line(exc: Any) -> str:
+def _usage_line(exc: Any, root: Any, argv: list[str]) -> str:
     """click's usage error as one line: what is wrong, and where help is."""
-    message = exc.format_message().rstrip(".")
+    message = _plain_words(exc).rstrip(".")
     message = message[:1].lower() + message[1:]
     where = exc.ctx.command_path if exc.ctx is not None else "kontext"
+    named = _command_path(root, argv)  # an option's error can come from the root's context
+    if len(named) > len(where):
+        where = named
     return f"kontext: {message} (see '{where} --help')"
+
+
+def _command_path(root: Any, argv: list[str]) -> str:
+    """``kontext agent create`` for ``["agent", "create", "x", "--allow"]``."""
+    words, command = ["kontext"], root
+    for word in argv:
+        sub = getattr(command, "commands", {}).get(word)
+        if sub is None:
+            break
+        words.append(word)
+        command = sub
+    return " ".join(words)
+
+
+def _plain_words(exc: Any) -> str:
+    """typer checks values with pydantic, whose words ("Input should be greater than
+    or equal to 1") are not ours: a bad number says the range it must be in."""
+    message = str(exc.format_message())
+    param = getattr(exc, "param", None)
+    if param is None or "Input should be" not in message:
+        return message
+    hint = message.split(":", 1)[0]  # "Invalid value for '-n' / '--lines'"
+    low, high = getattr(param, "min", None), getattr(param, "max", None)
+    if low is not None and high is not None:
+        return f"{hint}: use a whole number from {low} to {high}"
+    if "integer" in message:
+        return f"{hint}: use a whole number"
+    return message.replace("Input should be", "it should be")
 
 
 def _click_exceptions() -> Any:
@@ -101,11 +132,11 @@ def _run_typer(argv: list[str]) -> int:
 def _run_command(argv: list[str]) -> int:
     import typer
 
-    from kontext_cli.app import build
+    from kontext_cli.app import command as cli_command
 
     click = _click_exceptions()
     exec_mode = argv[:1] == ["exec"]
-    command = typer.main.get_command(build())
+    command = cli_command()
     try:
         result = command.main(args=argv, prog_name="kontext", standalone_mode=False)
     except click.NoArgsIsHelpError as exc:
@@ -113,7 +144,7 @@ def _run_command(argv: list[str]) -> int:
         print(exc.ctx.get_help() if exc.ctx else "", file=sys.stderr)
         code = errors.UsageError.exit_code
     except click.UsageError as exc:
-        print(_usage_line(exc), file=sys.stderr)
+        print(_usage_line(exc, command, argv), file=sys.stderr)
         code = errors.UsageError.exit_code
     except typer.Abort:  # click's form of a Ctrl-C
         print(f"kontext: {CANCELLED}", file=sys.stderr)

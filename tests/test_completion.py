@@ -113,3 +113,39 @@ def test_integration_names_complete_from_the_built_in_catalogue(fresh_kx: Kontex
             timeout=60,
         )
         assert sorted(proc.stdout.split()) == sorted(integrations.BUILTINS), proc.stderr
+
+
+def test_scopes_and_integrations_complete_from_the_config(fresh_kx: Kontext) -> None:
+    """A custom ``[integrations.jira]`` completes like the built-ins, without a daemon."""
+    config = fresh_kx.home / "config" / "config.toml"
+    config.parent.mkdir(mode=0o700)
+    config.write_text(
+        '[integrations.jira]\nenv = ["JIRA_TOKEN"]\n'
+        'scopes = { "issues:read" = "Read issues", "issues:write" = "Edit issues" }\n'
+    )
+
+    def bash_completes(line: str) -> list[str]:
+        script = (
+            'source <("$1" completion bash); COMP_LINE="$2"; '
+            "COMP_POINT=${#COMP_LINE}; _kontext; printf '%s\\n' \"${COMPREPLY[@]}\""
+        )
+        # The script runs the kontext the line names, found on PATH as a shell would.
+        path = f"{Path(KONTEXT).parent}:{fresh_kx.env.get('PATH', '')}"
+        proc = subprocess.run(
+            ["bash", "-c", script, "driver", KONTEXT, line],
+            capture_output=True,
+            text=True,
+            env={**fresh_kx.env, "PATH": path},
+            timeout=60,
+        )
+        return proc.stdout.split()
+
+    assert bash_completes("kontext agent create bot --allow ji") == [
+        "jira:issues:read",
+        "jira:issues:write",
+    ]
+    assert bash_completes("kontext integration connect j") == ["jira"]
+    assert "github:pulls:read" in bash_completes("kontext exec --scope gi")
+    words = fresh_kx.ok("complete-words", "integration").stdout.split()
+    assert words == ["github", "jira", "slack"]
+    assert not fresh_kx.runtime.exists(), "completing must not start the daemon"

@@ -6,7 +6,6 @@ from kontext_cli.docgen.model import (
     CHOICE,
     COMMAND,
     GENERATED_BY,
-    INTEGRATION,
     NOTHING,
     Command,
     Param,
@@ -48,6 +47,16 @@ _kontext_agents() {
     "${run[@]}" 2>/dev/null | sed -n 's/^ *"name": "\([a-z0-9][a-z0-9-]*\)".*/\1/p'
 }
 
+# Scopes and integrations, from config.toml (custom integrations too); the
+# built-ins when kontext cannot say. Never starts kontextd.
+_kontext_words() {
+    local -a run=("${_kontext_prog:-kontext}" complete-words "$1")
+    command -v timeout >/dev/null 2>&1 && run=(timeout 3 "${run[@]}")
+    "${run[@]}" 2>/dev/null || {
+        [[ $1 == scope ]] && echo "$_kontext_scopes" || echo "$_kontext_integrations"
+    }
+}
+
 # Offer words matching the current one; trim what bash treats as a word break.
 _kontext_reply() {
     local cur=$1 prefix='' IFS=$' \t\n'
@@ -73,7 +82,8 @@ _kontext_values() {
             for name in $(_kontext_agents); do refs+=("agent:$name"); done
             _kontext_reply "$cur" "${refs[*]}"
             ;;
-        scope) _kontext_reply "$cur" "$_kontext_scopes" ;;
+        scope) _kontext_reply "$cur" "$(_kontext_words scope)" ;;
+        integration) _kontext_reply "$cur" "$(_kontext_words integration)" ;;
         file) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null ;;
         choice:*) _kontext_reply "$cur" "${kind#choice:}" ;;
         *) COMPREPLY=() ;;
@@ -137,8 +147,6 @@ _kontext() {
 
 
 def _kind_word(param: Param) -> str:
-    if param.completes == INTEGRATION:
-        return f"choice:{' '.join(all_integrations())}"
     return f"choice:{' '.join(param.choices)}" if param.completes == CHOICE else param.completes
 
 
@@ -179,6 +187,7 @@ def bash_script(root: Command) -> str:
         "# Install: copy to ~/.local/share/bash-completion/completions/kontext,",
         "# or source it from ~/.bashrc.",
         f"_kontext_scopes={sh_quote(' '.join(all_scopes()))}",
+        f"_kontext_integrations={sh_quote(' '.join(all_integrations()))}",
         "",
         _bash_case("_kontext_subcommands", subs),
         _bash_case("_kontext_options", opts),

@@ -105,7 +105,7 @@ EXAMPLES: dict[tuple[str, ...], tuple[Example, ...]] = {
         (
             "Ask for less than the agent may have: read only, one repository, five minutes:",
             "kontext exec --agent pr-reviewer --scope github:pulls:read "
-            "--target acme-corp/backend --ttl 5m -- gh pr list",
+            "--target acme-corp/backend --ttl 5m -- ./review.py",
         ),
         (
             "A CI step; the step fails with the command's own exit status:",

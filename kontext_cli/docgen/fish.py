@@ -113,6 +113,22 @@ function __kontext_agents
     end | string match -rg '^ *"name": "([a-z0-9][a-z0-9-]*)"'
 end
 
+# Scopes and integrations, from config.toml (custom integrations too); the
+# built-ins when kontext cannot say. Never starts kontextd.
+function __kontext_words
+    set -l prog (commandline -opc)[1]
+    set -q prog[1]; or set prog kontext
+    set -l run $prog complete-words $argv[1]
+    command -q timeout; and set run timeout 3 $run
+    $run 2>/dev/null; and return
+    switch $argv[1]
+        case scope
+            printf '%s\n' @SCOPES@
+        case integration
+            printf '%s\n' @INTEGRATIONS@
+    end
+end
+
 function __kontext_agent_refs
     echo credential
     __kontext_agent_prefixed
@@ -144,9 +160,9 @@ def _fish_values(param: Param) -> str:
         AGENT: " -a '(__kontext_agents)'",
         AGENT_OR_CREDENTIAL: " -a '(__kontext_agent_refs)'",
         AGENT_PREFIXED: " -a '(__kontext_agent_prefixed)'",
-        SCOPE: " -a " + _fish_quote(" ".join(all_scopes())),
+        SCOPE: " -a '(__kontext_words scope)'",
         CHOICE: " -a " + _fish_quote(" ".join(param.choices)),
-        INTEGRATION: " -a " + _fish_quote(" ".join(all_integrations())),
+        INTEGRATION: " -a '(__kontext_words integration)'",
         FILE: " -F",
     }.get(param.completes, "")
 
@@ -197,7 +213,10 @@ def fish_script(root: Command) -> str:
         "# Install: copy to ~/.config/fish/completions/kontext.fish",
         _fish_switch("__kontext_subcommands", subs),
         _fish_switch("__kontext_value_options", valued),
-        FISH_HELPERS.replace("@SOCKET@", socket_under_home()).strip("\n"),
+        FISH_HELPERS.replace("@SOCKET@", socket_under_home())
+        .replace("@SCOPES@", " ".join(all_scopes()))
+        .replace("@INTEGRATIONS@", " ".join(all_integrations()))
+        .strip("\n"),
         "",
         "complete -c kontext -f",
         *(line for c in commands for line in _fish_lines(c)),

@@ -105,9 +105,9 @@ class Command:
 
 def load_tree() -> Command:
     """Read the whole command tree from the typer definition."""
-    from kontext_cli.app import build
+    from kontext_cli.app import command
 
-    root = typer.main.get_command(build())
+    root = command()
     return _read_command(root, None, ())
 
 
@@ -115,7 +115,9 @@ def _read_command(cmd: object, parent: typer.Context | None, path: tuple[str, ..
     """One command (and, for a group, everything below it), hidden ones left out."""
     if not isinstance(cmd, TyperCommand | TyperGroup):
         raise TypeError(f"unexpected command type {type(cmd).__name__} at {path}")
-    ctx = typer.Context(cmd, info_name=path[-1] if path else PROG, parent=parent)
+    # The command's context settings (the root's -h/--help) reach its children as at run time.
+    settings = dict(getattr(cmd, "context_settings", None) or {})
+    ctx = typer.Context(cmd, info_name=path[-1] if path else PROG, parent=parent, **settings)
     subcommands: list[Command] = []
     if isinstance(cmd, TyperGroup):
         for name, sub in cmd.commands.items():

@@ -70,9 +70,9 @@ CHILD_ENVIRONMENT = (
 
 def check_examples(root: Command) -> list[str]:
     """Parse every example that runs kontext; returns one problem per broken example."""
-    from kontext_cli.app import build
+    from kontext_cli import app as cli
 
-    app = typer.main.get_command(build())
+    app = cli.command()
     problems: list[str] = []
     for command in [root, *leaves(root)]:
         for _, line in examples_for(command):

@@ -295,7 +295,7 @@ def test_a_deep_config_is_named_by_the_daemon_and_doctor(fresh_kx: Kontext) -> N
     export.write_text(nested_json("array", 5000) + "\n")
     verify = fresh_kx.run("audit", "verify", "--file", str(export))
     assert verify.returncode == 2 and verify.stderr.count("\n") == 1, verify.stderr
-    assert "not a JSON line" in verify.stderr
+    assert "deep.jsonl:1: not a line 'audit export' writes" in verify.stderr
 
 
 OAUTH_KEYS = [
