@@ -73,7 +73,7 @@ _kontext_options() {
         'integration') echo '-h --help' ;;
         'integration list') echo '--json -h --help' ;;
         'integration show') echo '--json -h --help' ;;
-        'integration connect') echo '--secret-stdin --no-browser --timeout -h --help' ;;
+        'integration connect') echo '--secret-stdin --no-verify --no-browser --timeout -h --help' ;;
         'integration disconnect') echo '-h --help' ;;
     esac
 }

@@ -351,6 +351,7 @@ complete -c kontext -n '__kontext_at \'integration show\'' -l json -d 'Print JSO
 complete -c kontext -n '__kontext_at \'integration show\'' -s h -l help -d 'Show this message and exit.'
 complete -c kontext -n '__kontext_at \'integration show\' 0' -f -a '(__kontext_words integration)'
 complete -c kontext -n '__kontext_at \'integration connect\'' -l secret-stdin -d 'Read an API key from stdin (never echoed).'
+complete -c kontext -n '__kontext_at \'integration connect\'' -l no-verify -d 'Store the API key without first asking the upstream whose it is.'
 complete -c kontext -n '__kontext_at \'integration connect\'' -l no-browser -d 'Print the authorization URL; open nothing.'
 complete -c kontext -n '__kontext_at \'integration connect\'' -l timeout -r -f -d 'Seconds to wait for the browser.'
 complete -c kontext -n '__kontext_at \'integration connect\'' -s h -l help -d 'Show this message and exit.'

@@ -225,6 +225,8 @@ def run(req: ExecRequest) -> int:
             conn.close()
             conn, helpers = _ask_consent(req, body), True
             issued = conn.call("POST", "/v1/credentials", body)
+        for warning in issued.get("warnings") or ():  # e.g. an integration not connected
+            _warn(str(warning))
         keep = _helpers(child) if helpers else set()
         pid, unconfined = _start(req, child, unconfined, issued)
         # Told after the child exists, so 'kontext revoke --kill' can stop it.

@@ -306,6 +306,18 @@ def pytest_terminal_summary(terminalreporter: Any) -> Iterator[None]:
         terminalreporter.write_line(line)
 
 
+NOT_CONNECTED = re.compile(
+    r"kontext: warning: [a-z][a-z0-9-]* is not connected: its calls through the gateway "
+    r"will fail until you run 'kontext integration connect [a-z][a-z0-9-]*'\n"
+)
+
+
+def without_not_connected(stderr: str) -> str:
+    """``stderr`` minus exec's "not connected" warnings: the test agents' integrations
+    (GitHub, Slack) are not connected unless a test connects them, and exec says so."""
+    return NOT_CONNECTED.sub("", stderr)
+
+
 def one_line_error(proc: subprocess.CompletedProcess[str], code: int) -> str:
     """Assert ``proc`` failed with ``code`` and exactly one ``kontext: `` line; return it."""
     assert proc.returncode == code, (proc.returncode, proc.stderr)

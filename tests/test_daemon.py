@@ -111,6 +111,15 @@ def test_first_start_announces_itself_and_the_fallback_once(fresh_kx: Kontext) -
     assert "started kontextd" not in second.stderr
     assert "keyring" not in second.stderr
 
+    # Restarted (as every auto-start after a stop is), it is not announced again:
+    # once per home. daemon status and the log still say it.
+    fresh_kx.ok("daemon", "stop")
+    third = fresh_kx.ok("agent", "list")
+    assert third.stderr.splitlines() == [
+        ln for ln in third.stderr.splitlines() if ln.startswith("kontext: started kontextd")
+    ]
+    assert fresh_kx.log_file.read_text().count("no OS keyring backend works here") == 2
+
     status = json.loads(fresh_kx.ok("daemon", "status", "--json").stdout)
     assert status["secrets_fallback"] is True
     assert status["secrets"].startswith("file:")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import sys
 
-from tests.conftest import Kontext, api_audit, one_line_error
+from tests.conftest import Kontext, api_audit, one_line_error, short_home
+from tests.upstream.fake_github import API_KEY, LOGIN, FakeGitHub
 
 KEY = "sk_test_TOTALLYsecret_4242"
 
@@ -53,7 +55,7 @@ def test_connect_with_secret_stdin_never_shows_the_secret(fresh_kx: Kontext) -> 
 
 def test_a_file_fallback_secret_is_0600(fresh_kx: Kontext) -> None:
     fresh_kx.start()
-    fresh_kx.ok("integration", "connect", "github", "--secret-stdin", input=KEY)
+    fresh_kx.ok("integration", "connect", "github", "--secret-stdin", "--no-verify", input=KEY)
     path = fresh_kx.home / "data" / "secrets" / "integration-github"
     if not path.exists():  # a real keyring holds it
         return
@@ -62,7 +64,7 @@ def test_a_file_fallback_secret_is_0600(fresh_kx: Kontext) -> None:
 
 def test_disconnect_forgets_the_secret_and_is_audited(fresh_kx: Kontext) -> None:
     fresh_kx.start()
-    fresh_kx.ok("integration", "connect", "github", "--secret-stdin", input=KEY)
+    fresh_kx.ok("integration", "connect", "github", "--secret-stdin", "--no-verify", input=KEY)
     assert "disconnected github" in fresh_kx.ok("integration", "disconnect", "github").stderr
     assert "was not connected" in fresh_kx.ok("integration", "disconnect", "github").stderr
     rows = json.loads(fresh_kx.ok("integration", "list", "--json").stdout)
@@ -153,3 +155,75 @@ def test_the_route_catalogue_is_shown_in_text_and_json(kx: Kontext) -> None:
     )
     line = one_line_error(kx.run("integration", "show", "gitlab"), 3)
     assert "no integration 'gitlab' (known: github, slack" in line
+
+
+def _home_with_github_at(url: str) -> Kontext:
+    k = Kontext(short_home())
+    (k.home / "config").mkdir(mode=0o700)
+    (k.home / "config" / "config.toml").write_text(f'[integrations.github]\nbase_url = "{url}"\n')
+    k.start()
+    return k
+
+
+def test_an_api_key_is_checked_with_the_upstream_before_it_is_stored() -> None:
+    connect = ("integration", "connect", "github", "--secret-stdin")
+    with FakeGitHub() as gh:
+        k = _home_with_github_at(gh.url)
+        try:
+            wrong = one_line_error(k.run(*connect, input="ghp_not_the_key\n"), 13)
+            assert wrong == (
+                f"kontext: github refused this key (HTTP 401 at GET {gh.url}/user): nothing "
+                "was stored; check the key (or pass --no-verify to store it unchecked)"
+            )
+            assert not _github_row(k)["connected"]
+            asked = [s for s in gh.seen if s.path == "/user"]
+            assert asked and asked[-1].headers["Authorization"] == "Bearer ghp_not_the_key"
+            right = k.ok(*connect, input=API_KEY + "\n")
+            assert right.stderr.splitlines()[-1] == (
+                f"connected github as {LOGIN} (key checked with GET /user; stored by "
+                "kontextd, agents never see it)"
+            )
+            assert _github_row(k)["connected"]
+            before = len(gh.seen)
+            unchecked = k.ok(*connect, "--no-verify", input="ghp_whatever\n")
+            assert "(key not checked: --no-verify;" in unchecked.stderr
+            assert len(gh.seen) == before  # not asked
+            for secret in (API_KEY, "ghp_not_the_key", "ghp_whatever"):
+                assert secret not in k.log_file.read_text()
+                assert secret not in json.dumps(api_audit(k))
+        finally:
+            k.stop()
+            shutil.rmtree(k.home, ignore_errors=True)
+
+
+def test_an_upstream_that_cannot_be_reached_names_no_verify() -> None:
+    k = _home_with_github_at("http://127.0.0.1:9")  # discard: nothing listens
+    try:
+        line = one_line_error(
+            k.run("integration", "connect", "github", "--secret-stdin", input="ghp_x\n"), 13
+        )
+        assert line.startswith("kontext: could not check the key with github (ConnectError at ")
+        assert line.endswith(
+            "nothing was stored; try again, or pass --no-verify to store it unchecked"
+        )
+        assert not _github_row(k)["connected"]
+    finally:
+        k.stop()
+        shutil.rmtree(k.home, ignore_errors=True)
+
+
+def _github_row(k: Kontext) -> dict[str, object]:
+    rows = json.loads(k.ok("integration", "list", "--json").stdout)
+    return dict(next(r for r in rows if r["name"] == "github"))
+
+
+def test_exec_warns_at_once_when_an_integration_is_not_connected(fresh_kx: Kontext) -> None:
+    agent = fresh_kx.agent("github:pulls:read")
+    proc = fresh_kx.run("exec", "--agent", agent, "--", "true")
+    assert proc.returncode == 0
+    assert proc.stderr == (
+        "kontext: warning: github is not connected: its calls through the gateway will fail "
+        "until you run 'kontext integration connect github'\n"
+    )
+    fresh_kx.ok("integration", "connect", "github", "--secret-stdin", "--no-verify", input=KEY)
+    assert fresh_kx.run("exec", "--agent", agent, "--", "true").stderr == ""

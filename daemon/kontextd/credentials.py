@@ -261,6 +261,7 @@ def issue_for_exec(
         scopes=list(request.scopes),
         audience=list(request.integrations),
         env_values=child.values,
+        warnings=child.warnings,
     )
     answer = issued.to_json(request.agent_name)
     # The loopback issuer, for RFC 8693 exchange of this token: a confined child

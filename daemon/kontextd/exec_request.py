@@ -33,6 +33,7 @@ class Issued:
     scopes: list[str]
     audience: list[str]
     env_values: dict[str, str] = field(default_factory=dict)  # base URLs; token-mode tokens
+    warnings: list[str] = field(default_factory=list)  # exec prints each before the command
 
     def __repr__(self) -> str:
         return f"Issued(jti={self.jti!r}, token=<redacted>)"
@@ -48,6 +49,7 @@ class Issued:
             "scopes": self.scopes,
             "audience": self.audience,
             "env_values": self.env_values,
+            "warnings": self.warnings,
         }
 
 

@@ -86,7 +86,8 @@ class Daemon:
     def __init__(self, paths: Paths, *, new_database: bool = False) -> None:
         self.paths = paths
         self.started = time.time()
-        self.notices: list[str] = []
+        self.notices: list[str] = []  # for stderr (the starting CLI relays them) and the log
+        self.logged: list[str] = []  # for the log only
         self.lock: runtime.InstanceLock | None = None
         self.new_database = new_database
         self.abandoned: dict[str, Any] | None = None
@@ -119,7 +120,10 @@ class Daemon:
             raise ConfigInvalid(str(exc)) from exc
         secrets = SecretStore(self.paths.secrets, self.paths.data, cfg.secrets_fallback)
         if secrets.is_fallback:
-            self.notices.append(
+            # Said once per home, when the files are first made (each start logs it;
+            # 'daemon status' and 'doctor' always say it): not at every auto-start.
+            notices = self.notices if not os.path.isdir(self.paths.secrets) else self.logged
+            notices.append(
                 "no OS keyring backend works here: secrets are kept in 0600 files under "
                 f"{self.paths.secrets} (refuse this with "
                 "'kontext config set secrets.fallback refuse')"
@@ -284,6 +288,8 @@ def run(paths: Paths, *, detach_stderr: bool = False, new_database: bool = False
     except StoreError as exc:  # e.g. the disk filled up between opening and serving
         print(f"kontextd: {exc}", file=sys.stderr)
         return wire.EXIT_CANNOT_START
+    for notice in daemon.logged:
+        log.warning("%s", notice)
     for notice in daemon.notices:
         log.warning("%s", notice)
         print(f"kontextd: {notice}", file=sys.stderr)

@@ -11,6 +11,7 @@ Shape (every key optional when NAME is a built-in, which it then overrides)::
     credential = "api_key"                      # or "oauth"
     delivery = "broker"                         # or "token"
     auth_scheme = "Bearer"
+    verify = "GET /rest/api/3/myself"           # checks a new API key before it is stored
     routes = [{ route = "GET /rest/api/3/issue/{key}", scope = "issues:read", target = "{key}" }]
 
     [integrations.jira.oauth]
@@ -40,6 +41,7 @@ KEYS = frozenset(
         "routes",
         "delivery",
         "auth_scheme",
+        "verify",
     }
 )
 ENV_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
@@ -151,6 +153,20 @@ def _routes(where: str, raw: Any, scopes: Any) -> tuple[routes.RouteRule, ...]:
     return tuple(rules)
 
 
+def _verify(where: str, raw: Any) -> str:
+    """``GET /path`` (or POST): the identity call that checks a new API key."""
+    method, _, path = raw.partition(" ") if isinstance(raw, str) else ("", "", "")
+    if (
+        method not in ("GET", "POST")
+        or not path.startswith("/")
+        or not all(c.isalnum() or c in "/-._~" for c in path)
+    ):
+        raise InvalidIntegration(
+            f"{where} must be 'GET /path' (or POST), e.g. 'GET /user', not {str(raw)[:40]!r}"
+        )
+    return f"{method} {path}"
+
+
 def parse_overrides(name: str, raw: Any, base: Any) -> dict[str, Any]:
     """The catalogue fields ``raw`` sets; with no built-in ``base``, env and scopes are required."""
     where = f"integrations.{name}"
@@ -182,6 +198,8 @@ def parse_overrides(name: str, raw: Any, base: Any) -> dict[str, Any]:
         fields["auth_scheme"] = _choice(
             f"{where}.auth_scheme", raw["auth_scheme"], ("Bearer", "token")
         )
+    if "verify" in raw:
+        fields["verify"] = _verify(f"{where}.verify", raw["verify"])
     if "oauth" in raw:
         fields["oauth"] = _oauth(f"{where}.oauth", raw["oauth"], getattr(base, "oauth", None))
     scopes = fields.get("scopes", getattr(base, "scopes", {}))

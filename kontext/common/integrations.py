@@ -43,6 +43,8 @@ class Integration:
     routes: tuple[RouteRule, ...] = ()
     delivery: str | None = None  # None: broker where route rules exist, else token
     auth_scheme: str = "Bearer"
+    # A cheap identity call ("GET /user"), made with a new API key before it is stored.
+    verify: str | None = None
 
     def describe(self, scope: str) -> str:
         return self.scopes.get(scope, scope)
@@ -81,6 +83,7 @@ GITHUB = Integration(
     # Read by @actions/github, octokit in GitHub Actions and many scripts.
     base_url_env=("GITHUB_API_URL",),
     credential="api_key",
+    verify="GET /user",  # as 'gh auth login' checks a token: who does it belong to?
     # A GitHub App's user tokens expire (8 h) and come with a refresh token;
     # the client_id is the user's own app's (config: integrations.github.oauth).
     oauth=OAuthProvider(

@@ -110,6 +110,13 @@ def connect(
         bool,
         typer.Option("--secret-stdin", help="Read an API key from stdin (never echoed)."),
     ] = False,
+    no_verify: Annotated[
+        bool,
+        typer.Option(
+            "--no-verify",
+            help="Store the API key without first asking the upstream whose it is.",
+        ),
+    ] = False,
     no_browser: Annotated[
         bool, typer.Option("--no-browser", help="Print the authorization URL; open nothing.")
     ] = False,
@@ -121,11 +128,26 @@ def connect(
     name = _name(name)
     if secret_stdin:
         secret = _read_secret()
+        body = {"secret": secret, "verify": not no_verify}
         with daemon() as conn:
-            conn.call("POST", f"/v1/integrations/{name}/secret", {"secret": secret})
-        render.note(f"connected {name} (API key stored by kontextd; agents never see it)")
+            result = conn.call("POST", f"/v1/integrations/{name}/secret", body)
+        render.note(_connected_line(name, result))
         return
+    if no_verify:
+        raise errors.UsageError("--no-verify goes with --secret-stdin (an API key)")
     _connect_oauth(name, no_browser=no_browser, timeout=timeout)
+
+
+def _connected_line(name: str, result: dict[str, Any]) -> str:
+    """``connected github as octocat (key checked with GET /user; ...)``."""
+    who = f" as {result['identity']}" if result.get("identity") else ""
+    if result.get("verified"):
+        how = f"key checked with {result['verify']}"
+    elif result.get("verify"):
+        how = "key not checked: --no-verify"
+    else:
+        how = f"{name} has no identity call to check the key with"
+    return f"connected {name}{who} ({how}; stored by kontextd, agents never see it)"
 
 
 def _connect_oauth(name: str, *, no_browser: bool, timeout: int) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 API_KEY = "ghp_upstreamSECRET0123456789abcdefABCDEF"  # the fake upstream's own key
 CLIENT_ID = "Iv1.kontexttest"
+LOGIN = "kontext-bot"  # the account the fake's credentials belong to
 PULL_COUNT = 5  # pull requests in every repository's paginated listing
 BLOCK = hashlib.sha256(b"kontext").digest() * 2048  # 64 KiB of deterministic bytes
 
@@ -149,6 +150,8 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 
     def _api(self, path: str, query: str, body: bytes) -> None:
+        if self.command == "GET" and path == "/user":  # who a token belongs to (gh auth)
+            return self._json(200, {"login": LOGIN, "id": 1, "type": "User"})
         if self.command == "POST" and (m := REVIEWS.fullmatch(path)):
             review = {"id": len(self.fake.reviews) + 1, "state": "COMMENTED", **json.loads(body)}
             self.fake.reviews.append(review)

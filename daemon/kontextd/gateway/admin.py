@@ -7,7 +7,7 @@ from typing import Any
 from kontext.common.integrations import Integration
 from kontextd.core import Core
 from kontextd.errors import invalid, not_found
-from kontextd.gateway import connections, provider_oauth
+from kontextd.gateway import connections, provider_oauth, verify
 
 
 def get(core: Core, name: str) -> Integration:
@@ -33,8 +33,20 @@ def connect_secret(core: Core, name: str, body: dict[str, Any]) -> dict[str, Any
             f"the secret must be 1-{connections.MAX_SECRET} visible ASCII characters "
             "(no spaces or control characters)"
         )
+    check = body.get("verify", True)
+    if not isinstance(check, bool):
+        raise invalid("verify must be true or false")
+    # Asked of the upstream before anything is stored (--no-verify skips it).
+    identity = verify.check(integration, secret) if check else None
     connections.save(core, integration, {"kind": "api_key", "secret": secret}, "api_key")
-    return {"integration": integration.name, "connected": True, "method": "api_key"}
+    return {
+        "integration": integration.name,
+        "connected": True,
+        "method": "api_key",
+        "verified": bool(check and integration.verify and integration.base_url),
+        "verify": integration.verify,
+        "identity": identity,
+    }
 
 
 def oauth_start(core: Core, name: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from kontext.common import wire
+from kontext.common import parsing, wire
 from kontext.common.integrations import Integration
 from kontextd.core import Core
 from kontextd.errors import ApiError
@@ -60,8 +60,8 @@ def stored(core: Core, name: str) -> dict[str, Any] | None:
     raw = core.secrets.get(secret_name(name))
     value = None
     try:
-        value = json.loads(raw) if raw is not None else None
-    except json.JSONDecodeError:
+        value = parsing.json_loads(raw) if raw is not None else None
+    except ValueError:  # not JSON, or nested absurdly deep (parsing.TooDeep)
         log.warning("the stored secret for %s is unreadable; treating it as not connected", name)
     record = value if isinstance(value, dict) else None
     with core.gateway.lock:

@@ -26,6 +26,8 @@ class ChildValues:
     token_env: list[str] = field(default_factory=list)
     values: dict[str, str] = field(default_factory=dict)
     modes: dict[str, str] = field(default_factory=dict)
+    # One line each, for exec to print before the command runs (e.g. not connected).
+    warnings: list[str] = field(default_factory=list)
 
     def __repr__(self) -> str:
         return f"ChildValues(token_env={self.token_env!r}, modes={self.modes!r}, values=<redacted>)"
@@ -52,4 +54,9 @@ def for_child(core: Core, integrations: tuple[str, ...]) -> ChildValues:
         out.token_env.extend(integ.env)
         if mode == "broker" and integ.routes and integ.base_url:
             out.values.update({var: gateway_url(core, name) for var in integ.base_url_env})
+            if connections.stored(core, name) is None:  # said now, not at the first call
+                out.warnings.append(
+                    f"{name} is not connected: its calls through the gateway will fail "
+                    f"until you run 'kontext integration connect {name}'"
+                )
     return out
