@@ -25,7 +25,6 @@ import _socket
 import os
 import sys
 
-from kontext.common import parsing
 from kontext.common.paths import MAX_SOCKET_PATH, Paths
 from kontext_cli import errors
 from kontext_cli import wirejson as json
@@ -121,8 +120,10 @@ class Connection:
         except OSError as exc:
             raise _lost(exc) from exc
         try:
-            return status, parsing.json_loads(raw) if raw else None
-        except ValueError as exc:
+            return status, json.loads(raw) if raw else None
+        # Our own daemon's answer (the socket's owner is checked): its depth is not
+        # limited here, but a nesting deeper than the C scanner's stack is one line.
+        except (ValueError, RecursionError) as exc:
             raise errors.KontextError("kontextd sent a response that is not JSON") from exc
 
     def _silent(self) -> errors.DaemonUnavailable:

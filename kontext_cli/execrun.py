@@ -225,8 +225,6 @@ def run(req: ExecRequest) -> int:
             conn.close()
             conn, helpers = _ask_consent(req, body), True
             issued = conn.call("POST", "/v1/credentials", body)
-        for warning in issued.get("warnings") or ():  # e.g. an integration not connected
-            _warn(str(warning))
         keep = _helpers(child) if helpers else set()
         pid, unconfined = _start(req, child, unconfined, issued)
         # Told after the child exists, so 'kontext revoke --kill' can stop it.
@@ -283,6 +281,7 @@ def _start(
     if child is not None and mode != "off":
         unconfined = child.ready()
         if unconfined is None:
+            _issue_warnings(issued)
             signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
             return child.start(env, bus), None
     if child is not None:
@@ -300,8 +299,16 @@ def _start(
             file=sys.stderr,
             flush=True,
         )
+    _issue_warnings(issued)
     signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
     return _spawn(req.command, env), unconfined
+
+
+def _issue_warnings(issued: dict[str, Any]) -> None:
+    """The daemon's warnings about this credential (e.g. an integration not connected),
+    said once the command will surely start, before it does."""
+    for warning in issued.get("warnings") or ():
+        _warn(str(warning))
 
 
 def _helpers(child: confine.Child | None) -> set[tuple[int, int]]:

@@ -318,6 +318,13 @@ def without_not_connected(stderr: str) -> str:
     return NOT_CONNECTED.sub("", stderr)
 
 
+def quiet(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    """``proc`` with exec's "not connected" warnings taken out of its stderr."""
+    return subprocess.CompletedProcess(
+        proc.args, proc.returncode, proc.stdout, without_not_connected(proc.stderr)
+    )
+
+
 def one_line_error(proc: subprocess.CompletedProcess[str], code: int) -> str:
     """Assert ``proc`` failed with ``code`` and exactly one ``kontext: `` line; return it."""
     assert proc.returncode == code, (proc.returncode, proc.stderr)

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import KONTEXT, Kontext, api_audit, one_line_error, without_not_connected
+from conftest import KONTEXT, Kontext, api_audit, one_line_error, quiet, without_not_connected
 
 from kontext_cli.execrun import ExecRequest, parse_fast
 
@@ -77,7 +77,7 @@ def test_sigpipe_is_default_in_the_child(kx: Kontext) -> None:
     # Python ignores SIGPIPE; a child that inherited that would complain on stderr.
     name = kx.agent()
     proc = kx.run("exec", "--agent", name, "--", "sh", "-c", "yes | head -n 1")
-    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "y\n", "")
+    assert (proc.returncode, proc.stdout, without_not_connected(proc.stderr)) == (0, "y\n", "")
 
 
 # -- streams -------------------------------------------------------------------
@@ -96,13 +96,17 @@ def test_stdin_to_stdout_is_byte_exact(kx: Kontext) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == data
-    assert proc.stderr == b""
+    assert without_not_connected(proc.stderr.decode()) == ""
 
 
 def test_stderr_passes_and_stays_separate(kx: Kontext) -> None:
     name = kx.agent()
     proc = kx.run("exec", "--agent", name, "--", "sh", "-c", "echo to-out; echo to-err >&2; exit 7")
-    assert (proc.returncode, proc.stdout, proc.stderr) == (7, "to-out\n", "to-err\n")
+    assert (proc.returncode, proc.stdout, without_not_connected(proc.stderr)) == (
+        7,
+        "to-out\n",
+        "to-err\n",
+    )
 
 
 # -- signals -------------------------------------------------------------------
@@ -218,7 +222,7 @@ def test_command_not_found_is_127(kx: Kontext, tmp_path: Path, command: str) -> 
         command = str(tmp_path / "dangling")
         os.symlink("/nonexistent/kx", command)
     proc = kx.run("exec", "--agent", name, "--", command, "arg")
-    line = one_line_error(proc, 127)  # as a shell would say it, not "internal error"
+    line = one_line_error(quiet(proc), 127)  # as a shell would say it, not "internal error"
     assert "command not found" in line and command in line
     _no_live_credentials(kx, name)
 
@@ -236,7 +240,7 @@ def test_not_executable_is_126(kx: Kontext, tmp_path: Path, kind: str) -> None:
         target.write_bytes(b"\x7fELF-not-really\x00\x01")
         target.chmod(0o700)
     proc = kx.run("exec", "--agent", name, "--", str(target))
-    line = one_line_error(proc, 126)
+    line = one_line_error(quiet(proc), 126)
     assert str(target) in line
     _no_live_credentials(kx, name)
 
@@ -306,7 +310,7 @@ def test_nested_exec_under_another_agent_is_refused(kx: Kontext) -> None:
     )
     assert proc.returncode == 122, proc.stderr  # the outer passes the inner's status on
     assert "inner-ran" not in proc.stdout
-    lines = proc.stderr.splitlines()
+    lines = without_not_connected(proc.stderr).splitlines()
     assert len(lines) == 1 and lines[0].startswith("kontext: "), proc.stderr
     assert f"agent:{outer}" in lines[0] and "token" in lines[0]
     assert events_for(kx, inner, "credential.issued") == []

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import without_not_connected
 from tests.security.confinement_harness import (
     KONTEXT,
     MISSING,
@@ -62,7 +63,7 @@ def test_auto_runs_unconfined_and_says_so_once(setup: Setup, primitive: str, wor
     proc = run_without(k, primitive, "exec", "--agent", setup.agent, "--", "sh", "-c", peek)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "SQLite format 3"  # unconfined indeed: it read the database
-    (line,) = proc.stderr.splitlines()
+    (line,) = without_not_connected(proc.stderr).splitlines()
     assert line.startswith(f"kontext: warning: running agent:{setup.agent} unconfined: ")
     assert words in line and 'exec.confine = "off"' in line
     event = events(k, "exec.unconfined")[-1]

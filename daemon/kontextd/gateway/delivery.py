@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from kontextd.core import Core
 from kontextd.gateway import connections
+from kontextd.secrets import SecretsUnavailable
 
 
 @dataclass
@@ -54,9 +55,19 @@ def for_child(core: Core, integrations: tuple[str, ...]) -> ChildValues:
         out.token_env.extend(integ.env)
         if mode == "broker" and integ.routes and integ.base_url:
             out.values.update({var: gateway_url(core, name) for var in integ.base_url_env})
-            if connections.stored(core, name) is None:  # said now, not at the first call
+            if _surely_unconnected(core, name):  # said now, not at the first call
                 out.warnings.append(
                     f"{name} is not connected: its calls through the gateway will fail "
                     f"until you run 'kontext integration connect {name}'"
                 )
     return out
+
+
+def _surely_unconnected(core: Core, name: str) -> bool:
+    """No connection is stored for ``name``. Read once per integration, then from
+    memory; a keyring that does not answer only loses the warning: exec's credential
+    never waits on, or fails for, a fact the gateway checks again at every call."""
+    try:
+        return connections.stored(core, name) is None
+    except SecretsUnavailable:
+        return False
