@@ -31,6 +31,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+import agent_consent  # type: ignore[import-not-found]  # run as a script: its own directory
+
 Result = dict[str, Any]
 HERE = os.path.abspath(__file__)
 
@@ -392,6 +394,7 @@ GROUPS: dict[str, Callable[[dict[str, Any]], list[Result]]] = {
     "ptrace": ptrace_attacks,
     "mounts": mount_attacks,
     "bus": bus_attacks,
+    "consent": agent_consent.consent_attacks,
 }
 
 

@@ -92,7 +92,9 @@ def test_an_ordinary_users_agent_is_confined_too(
     tmp_path = scratch
     secrets = sorted((k.home / "data" / "secrets").glob("*"))
     spec = {
-        "groups": ["raw", "files", "signals", "ptrace", "mounts"],
+        "groups": ["raw", "files", "signals", "ptrace", "mounts", "consent"],
+        "base_url": k.base_url,
+        "wide_scope": "github:contents:write",
         "socket": str(k.socket),
         "agent": "nb",
         "other_agent": "nb",
@@ -135,3 +137,8 @@ def test_an_ordinary_users_agent_is_confined_too(
         or "not mounted" in by_name["unshare -Urm; umount"]
     )
     assert neighbour.poll() is None and k.daemon_pid == spec["daemon_pid"]
+    # Non-dumpable, it hides its /proc/PID/fd from a daemon of its uid: a tree process
+    # whose files cannot be read counts as holding the connection (fail closed).
+    page = by_name["load its own consent page"]
+    assert page.startswith("403 ") and "inside agent:nb" in page, page
+    assert "not dumpable" in page, page

@@ -74,6 +74,35 @@ def test_the_daemon_refuses_an_unconfined_agent_everything_but_its_own_lease(
     assert all(e["peer"]["pid"] and e["peer"]["kind"] == "agent" for e in refused)
 
 
+@pytest.mark.parametrize("via", ["direct", "doublefork"])
+@pytest.mark.parametrize("how", ["confined", "--no-confine"])
+def test_an_agent_cannot_answer_a_consent_page_itself(
+    setup: Setup, tmp_path: Path, via: str, how: str
+) -> None:
+    """Any local program may open an MCP client's consent request — for a new agent,
+    with any scopes, for kontext's own gateway. An agent that loads and posts that
+    page itself would leave its delegation; the daemon finds which process holds the
+    loopback connection's other end and refuses a page to one inside an agent's tree."""
+    k = setup.k
+    exec_args: tuple[str, ...] = ("--no-confine",) if how == "--no-confine" else ()
+    before = state(k, setup.other)
+    proc, results = setup.attack(
+        tmp_path,
+        ["consent"],
+        via=via,
+        exec_args=exec_args,
+        base_url=k.base_url,
+        wide_scope="github:contents:write",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert_refused(results, 3)
+    page = results[0]["detail"]
+    assert page.startswith("403 ") and f"inside agent:{setup.agent}" in page, page
+    assert_nothing_changed(setup, before)  # no agent created, no grant, no credential
+    refused = [e for e in events(k, "http.refused") if f"agent:{setup.agent}" in e["reason"]]
+    assert {e["path"] for e in refused} >= {"/authorize"}
+
+
 def test_refusals_are_audited_without_flooding_the_log(setup: Setup) -> None:
     k = setup.k
     agent = api_new_agent(k, "github:pulls:read", prefix="flood")

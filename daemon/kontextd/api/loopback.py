@@ -90,3 +90,36 @@ class LoopbackServer(HttpServer):
         self.dashboard.attach(self)
         core.gateway.refusals = self.refusals
         core.gateway.defer = self.defer
+
+    def agent_at(self, request: Request) -> str | None:
+        """The consent page is the user's: a process inside an agent's ``kontext exec``
+        tree (confined or not) must not load or answer it — any local program may open
+        an MCP client's consent request, for a new agent with any scopes, so an agent
+        that could post Approve would leave its delegation. Which process holds the
+        connection's other end is a kernel fact (``Trees.holder``; fail closed when a
+        tree process hides its files). Audited as ``http.refused``, one a minute per
+        agent and route."""
+        peer = request.peer
+        if peer is None or peer.inode is None:
+            return None  # not Linux (SECURITY.md), or the peer is gone
+        verdict = peer.verdicts.get("agent", ...)
+        if verdict is ...:  # once per connection: its far end stays one socket
+            verdict = peer.verdicts["agent"] = self.core.trees.holder(peer.inode)
+        if verdict is None:
+            return None
+        reason = (
+            f"refused: this connection comes from inside agent:{verdict.agent} "
+            f"(pid {verdict.pid}, {verdict.how}); only you, in your own browser, "
+            "may answer this page"
+        )
+        fields = {
+            "reason": reason,
+            "method": request.method[:16],
+            "path": request.path[:100],
+            "peer": verdict.to_json(),
+            "agent": {"id": f"agent:{verdict.agent}", "name": verdict.agent},
+        }
+        self.refusals.record(
+            "http.refused", f"{verdict.agent}|{request.path[:100]}", fields, shared=False
+        )
+        return reason

@@ -3,9 +3,10 @@
 Errors of the JSON endpoints follow RFC 6749 §5.2 (``error``,
 ``error_description``) — a malformed request too (``invalid_request``);
 ``/authorize`` answers refusals with an error page. The pages answer only the OS
-user running the daemon (``routing.PAGE``/``FORM``: the authorize URL is in the
-browser's argv, readable by everyone). Guessable inputs are throttled per
-caller (``throttle``), and each lock-out is audited.
+user running the daemon (the authorize URL is in the browser's argv, readable by
+everyone), and never an agent (``routing.USER_PAGE``/``USER_FORM``: any program
+may open an MCP client's request, only the user answers it). Guessable inputs are
+throttled per caller (``throttle``), and each lock-out is audited.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ class OAuthRoutes:
         return [
             route("GET", r"/\.well-known/openid-configuration", self.oidc_metadata, routing.PUBLIC),
             route("POST", r"/par", self.par, errors=malformed),
-            route("GET", r"/authorize", self.authorize_page, routing.PAGE, kind="blocking"),
-            route("POST", r"/authorize", self.authorize_decision, routing.FORM),
+            route("GET", r"/authorize", self.authorize_page, routing.USER_PAGE, kind="blocking"),
+            route("POST", r"/authorize", self.authorize_decision, routing.USER_FORM),
             route("POST", r"/token", self.token, cors, errors=malformed),
             route("POST", r"/revoke", self.revoke, cors, errors=malformed),
             *self.public.routes(),

@@ -17,6 +17,9 @@ Every route names a ``Policy``. The server applies, in order:
 4. ``same_uid=True``: only the OS user running the daemon may be at the other end
    of the TCP connection (``kontext.common.peeruid``; pages a stranger must not
    answer);
+   ``user_only=True`` also refuses a connection whose other end a process inside
+   an agent's ``kontext exec`` tree holds (``HttpServer.agent_at``: pages only the
+   user, never an agent, may answer — the consent page);
 5. ``cors=True`` answers CORS preflights and adds ``Access-Control-Allow-Origin: *``
    (public metadata; never on a route that takes a cookie).
 
@@ -59,11 +62,14 @@ class Policy:
     # with ``Origin: null`` (Fetch §3.2.5): accept that only when the browser says the
     # post came from our own origin (``Sec-Fetch-Site: same-origin``).
     null_origin_form: bool = False
+    user_only: bool = False  # not an agent either (step 4)
 
 
 API = Policy()
 PAGE = Policy(same_uid=True)
 FORM = Policy(same_uid=True, null_origin_form=True)
+USER_PAGE = Policy(same_uid=True, user_only=True)
+USER_FORM = Policy(same_uid=True, null_origin_form=True, user_only=True)
 NO_BROWSER = Policy(origin="refuse", browser=False)
 # Public documents (RFC 8414, RFC 9728, the JWKS): any page may read them (CORS).
 PUBLIC = Policy(cors=True)

@@ -172,11 +172,19 @@ class HttpServer:
             if reason is not None:
                 self.refusals.note(request, reason)
                 raise ApiError(wire.FORBIDDEN, reason)
+            agent = self.agent_at(request) if found.policy.user_only else None
+            if agent is not None:
+                raise ApiError(wire.FORBIDDEN, agent)
         except ApiError as exc:
             request.route = _Refusal(error_response(exc))
             return
         request.route = found
         request.params = params
+
+    def agent_at(self, request: Request) -> str | None:
+        """Why ``request`` is refused because an agent holds its connection's other end
+        (recorded), or None. Here: None, no agents; ``LoopbackServer`` knows them."""
+        return None
 
     def dispatch(self, conn: HttpConnection, request: Request) -> None:
         route = request.route
