@@ -276,6 +276,32 @@ def _dashboard(e: Event) -> list[str]:
     return _by(e)
 
 
+def _mcp_client(e: Event) -> list[str]:
+    """consent.denied/expired, oauth.client_*: an MCP client names itself (unverified)."""
+    return [
+        *_opt("client {}", e.get("client_name") or e.get("client_id")),
+        *_opt("{}", e.get("endpoint")),
+        *_opt("{}", e.get("scopes")),
+        *_opt("-> {}", e.get("resource")),
+        *_opt("uid {}", e.get("peer_uid")),
+        *_reason(e),
+    ]
+
+
+def _agent_settings(e: Event) -> list[str]:
+    bus = e.get("session_bus")
+    said = [] if bus is None else [f"session bus {'allowed' if bus else 'hidden'}"]
+    return [*_agent(e), *said, *_by(e)]
+
+
+def _unconfined(e: Event) -> list[str]:
+    return [*_agent(e), *_opt("pid {}", e.get("pid")), *_reason(e)]
+
+
+def _federation(e: Event) -> list[str]:
+    return [*_opt("{}", e.get("platform")), *_opt("check {}", e.get("check")), *_reason(e)]
+
+
 def _other(e: Event) -> list[str]:
     return [*_agent(e), *(_by(e) if not _agent(e) else []), *_reason(e)]
 
@@ -286,6 +312,8 @@ DETAILS: dict[str, Callable[[Event], list[str]]] = {
     "agent.disabled": _agent_change,
     "agent.deleted": _agent_change,
     "agent.revoked": _agent_revoked,
+    "agent.changed": _agent_settings,
+    "exec.unconfined": _unconfined,
     "credential.issued": _credential,
     "credential.denied": _credential,
     "credential.revoked": _credential,
@@ -293,11 +321,16 @@ DETAILS: dict[str, Callable[[Event], list[str]]] = {
     "process.killed": _killed,
     "consent.granted": _consent,
     "consent.revoked": _consent,
+    "consent.denied": _mcp_client,
+    "consent.expired": _mcp_client,
+    "federation.refused": _federation,
     "session.started": _session,
     "session.ended": _session,
     "oauth.code_replayed": _oauth,
     "oauth.refresh_reused": _oauth,
     "oauth.throttled": _throttled,
+    "oauth.client_registered": _mcp_client,
+    "oauth.client_refused": _mcp_client,
     "integration.connected": _integration,
     "integration.disconnected": _integration,
     "integration.refreshed": _integration,

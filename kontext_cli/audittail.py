@@ -15,14 +15,13 @@ on a terminal; tests compare them both ways.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import urllib.parse
 
 from kontext.common import paths, validate
 from kontext.common.events import check as check_event
-from kontext_cli import client, errors
+from kontext_cli import client, errors, wirejson
 from kontext_cli.auditline import Lines
 
 TYPE_CHECKING = False  # typing costs ~3-5 ms to import; mypy still reads this block
@@ -123,7 +122,7 @@ def _write(lines: list[str]) -> None:
 def show(events: list[dict[str, Any]], as_json: bool, lines: Lines | None = None) -> None:
     """Print events: one JSON object per line, or one line each from ``lines``."""
     if as_json:
-        rendered = [json.dumps(e, sort_keys=True, separators=(",", ":")) for e in events]
+        rendered = [wirejson.dumps_sorted(e) for e in events]
     else:
         rendered = (lines or Lines(sys.stdout)).batch(events)
     _write(rendered)

@@ -37,11 +37,19 @@ _scan = _json.make_scanner(_Context())  # type: ignore[arg-type]  # typeshed wan
 _encode = _json.make_encoder(
     None, _refuse, _json.encode_basestring_ascii, None, ":", ",", False, False, False
 )
+_encode_sorted = _json.make_encoder(
+    None, _refuse, _json.encode_basestring_ascii, None, ":", ",", True, False, False
+)
 
 
 def dumps(value: Any) -> str:
     """Compact JSON, ASCII only (what ``json.dumps(value, separators=(",", ":"))`` writes)."""
     return "".join(_encode(value, 0))
+
+
+def dumps_sorted(value: Any) -> str:
+    """``dumps`` with keys sorted (``audit tail --json``: one stable line per event)."""
+    return "".join(_encode_sorted(value, 0))
 
 
 def loads(raw: bytes | str) -> Any:

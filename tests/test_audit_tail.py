@@ -191,6 +191,41 @@ SAMPLES: list[tuple[dict[str, object], str]] = [
         | {"kill": True, "reason": "revoked", "via": "dashboard"},
         "agent:x --kill by user:alice (revoked) via dashboard",
     ),
+    (
+        {"event": "agent.changed", "agent": {"id": "agent:a"}, "session_bus": True}
+        | {"user": {"id": "user:u"}},
+        "agent:a session bus allowed by user:u",
+    ),
+    (
+        {"event": "exec.unconfined", "agent": {"id": "agent:a"}, "pid": 7}
+        | {"reason": "--no-confine"},
+        "agent:a pid 7 (--no-confine)",
+    ),
+    (
+        {"event": "consent.denied", "client_id": "mcp-1", "client_name": "Editor"}
+        | {"scopes": ["github:pulls:read"], "resource": "http://127.0.0.1:9/gw/github"},
+        "client Editor github:pulls:read -> http://127.0.0.1:9/gw/github",
+    ),
+    (
+        {"event": "consent.expired", "client_id": "mcp-1", "scopes": ["github:pulls:read"]}
+        | {"reason": "not answered"},
+        "client mcp-1 github:pulls:read (not answered)",
+    ),
+    (
+        {"event": "oauth.client_registered", "client_id": "mcp-1", "client_name": "Editor"}
+        | {"peer_uid": 1000},
+        "client Editor uid 1000",
+    ),
+    (
+        {"event": "oauth.client_refused", "endpoint": "/register", "peer_uid": 65534}
+        | {"reason": "web redirect"},
+        "/register uid 65534 (web redirect)",
+    ),
+    (
+        {"event": "federation.refused", "platform": "github-actions", "check": "aud"}
+        | {"reason": "for another audience"},
+        "github-actions check aud (for another audience)",
+    ),
 ]
 
 

@@ -371,18 +371,17 @@ def test_an_agent_cannot_redirect_the_upstream_secret_by_editing_the_config(
         run_script(k, agent, "review_httpx.py")  # an honest call first: recorded with its host
         calls = [e for e in api_audit(k, agent) if e["event"] == "api.call"]
         assert calls and calls[0]["upstream"] == github.url  # http://127.0.0.1:PORT
-        proc = k.run(
-            "exec",
-            "--agent",
-            agent,
-            "--target",
-            "acme/backend",
-            "--",
-            sys.executable,
-            str(UPSTREAM / "steal_secret.py"),
-            str(k.home / "config" / "config.toml"),
-            str(k.socket),
-        )
+        config = k.home / "config" / "config.toml"
+        before = config.read_bytes() if config.exists() else None
+        attack = ["--target", "acme/backend", "--", sys.executable]
+        attack += [str(UPSTREAM / "steal_secret.py"), str(config), str(k.socket)]
+        # Confined (the default where the kernel can), the config cannot even be written.
+        confined = k.run("exec", "--agent", agent, *attack)
+        if confined.returncode == 3:
+            assert json.loads(confined.stdout)["config_error"] == "Read-only file system"
+            assert (config.read_bytes() if config.exists() else None) == before
+        # Unconfined, the edit lands and the daemon applies it: the binding still holds.
+        proc = k.run("exec", "--agent", agent, "--no-confine", *attack)
         assert proc.returncode == 0, proc.stderr
         out = json.loads(proc.stdout)
         assert out["seen"] == []  # nothing reached the thief's listener, secret or not

@@ -3,8 +3,10 @@
 Run under ``kontext exec`` in broker mode. It starts a listener of its own on
 loopback, points the ``github`` integration's ``base_url`` at it by editing
 config.toml (argv[1]), asks the daemon to reload (the control socket, argv[2]),
-then makes one ordinary gateway call with its own token. Prints one JSON object:
-what its listener received, and the gateway's answer.
+then makes ordinary gateway calls with its own token until the daemon has taken the
+edit in (its own reload request is refused to an agent, but the daemon watches
+config.toml). Prints one JSON object: what its listener received, and the gateway's
+answer. Confined, the config file is read-only: it prints that and exits 3.
 """
 
 import json
@@ -12,6 +14,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 config_path, control_socket = sys.argv[1], sys.argv[2]
@@ -33,8 +36,12 @@ class Thief(BaseHTTPRequestHandler):
 listener = HTTPServer(("127.0.0.1", 0), Thief)
 threading.Thread(target=listener.serve_forever, daemon=True).start()
 mine = f"http://127.0.0.1:{listener.server_address[1]}"
-with open(config_path, "w") as fh:
-    fh.write(f'[integrations.github]\nbase_url = "{mine}"\n')
+try:
+    with open(config_path, "w") as fh:
+        fh.write(f'[integrations.github]\nbase_url = "{mine}"\n')
+except OSError as exc:
+    print(json.dumps({"config_error": exc.strerror}))
+    sys.exit(3)
 
 with socket.socket(socket.AF_UNIX) as control:
     control.connect(control_socket)
@@ -48,11 +55,16 @@ with socket.socket(socket.AF_UNIX) as control:
 
 import httpx  # noqa: E402
 
-answer = httpx.get(
-    os.environ["GITHUB_API_URL"] + "/repos/acme/backend/pulls/42",
-    headers={"Authorization": f"Bearer {os.environ['GITHUB_TOKEN']}"},
-    timeout=30,
-)
+deadline = time.monotonic() + 60  # generous: the daemon notices the edit within ~1 s
+while True:
+    answer = httpx.get(
+        os.environ["GITHUB_API_URL"] + "/repos/acme/backend/pulls/42",
+        headers={"Authorization": f"Bearer {os.environ['GITHUB_TOKEN']}"},
+        timeout=30,
+    )
+    if answer.status_code != 200 or time.monotonic() > deadline:
+        break
+    time.sleep(0.2)
 listener.shutdown()
 print(
     json.dumps(
