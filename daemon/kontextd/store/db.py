@@ -8,10 +8,6 @@ and the audit chain needs appends in a single order. WAL lets the file be read
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import heapq
-import json
-import math
 import os
 import sqlite3
 import threading
@@ -25,19 +21,10 @@ from kontextd.audit import chain
 from kontextd.audit.context import VIA
 from kontextd.errors import ApiError
 from kontextd.store import audit_sql, migrations, presence
-from kontextd.store.rows import (
-    CRED_COLUMN_COUNT,
-    CRED_COLUMNS,
-    KEY_COLUMNS,
-    AgentRow,
-    CredentialRow,
-    KeyRow,
-    credential_row,
-    key_row,
-)
+from kontextd.store.credential_sql import CredentialTable
+from kontextd.store.rows import AgentRow, CredentialRow
 
 T = TypeVar("T")
-DUE_CHUNK = 500  # jtis per query when the monotonic clock says credentials are due
 
 
 class StoreError(RuntimeError):
@@ -61,7 +48,7 @@ def _write_failure(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
 
 
-class Store:
+class Store(CredentialTable):
     """All reads and writes of the kontext database."""
 
     def __init__(self, path: str) -> None:
@@ -268,285 +255,6 @@ class Store:
         """The connection, under the lock, for the queries in ``audit_sql``."""
         with self._lock:
             yield self._conn
-
-    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Row | None:
-        with self._lock:
-            row: sqlite3.Row | None = self._conn.execute(sql, args).fetchone()
-            return row
-
-    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._conn.execute(sql, args).fetchall()
-
-    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> int:
-        with self._lock:
-            return self._conn.execute(sql, args).rowcount
-
-    # -- agents ---------------------------------------------------------------
-
-    def insert_agent(
-        self,
-        name: str,
-        display_name: str,
-        max_ttl: int,
-        scopes: list[str],
-        session_bus: bool = False,
-    ) -> None:
-        self._run(
-            "INSERT INTO agents (name, display_name, max_ttl, created_at, session_bus) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (name, display_name, max_ttl, time.time(), int(session_bus)),
-        )
-        with self._lock:
-            self._conn.executemany(
-                "INSERT INTO agent_scopes (agent, scope) VALUES (?, ?)",
-                [(name, s) for s in scopes],
-            )
-            self._agents.clear()
-
-    def agent(self, name: str) -> AgentRow | None:
-        with self._lock:  # read and cache under the lock writers hold: no stale entry
-            if name not in self._agents:
-                self._agents[name] = self._read_agent(name)
-            return self._agents[name]
-
-    def _read_agent(self, name: str) -> AgentRow | None:
-        row = self._one("SELECT * FROM agents WHERE name = ?", (name,))
-        if row is None:
-            return None
-        scopes = self._all("SELECT scope FROM agent_scopes WHERE agent = ? ORDER BY scope", (name,))
-        values = dict(row)
-        values["session_bus"] = bool(values.get("session_bus"))
-        return AgentRow(**values, scopes=tuple(r["scope"] for r in scopes))
-
-    def agents(self) -> list[AgentRow]:
-        names = [r["name"] for r in self._all("SELECT name FROM agents ORDER BY name")]
-        return [a for a in (self.agent(n) for n in names) if a is not None]
-
-    def delete_agent(self, name: str) -> bool:
-        with self._lock:
-            self._agents.clear()
-            return self._run("DELETE FROM agents WHERE name = ?", (name,)) > 0
-
-    def set_agent_disabled(self, name: str, reason: str | None) -> bool:
-        disabled_at = time.time() if reason is not None else None
-        with self._lock:
-            self._agents.clear()
-            changed = self._run(
-                "UPDATE agents SET disabled_at = ?, disabled_reason = ? WHERE name = ?",
-                (disabled_at, reason, name),
-            )
-            return changed > 0
-
-    def set_agent_session_bus(self, name: str, allowed: bool) -> bool:
-        with self._lock:
-            self._agents.clear()
-            changed = self._run(
-                "UPDATE agents SET session_bus = ? WHERE name = ?", (int(allowed), name)
-            )
-            return changed > 0
-
-    # -- signing keys ---------------------------------------------------------
-
-    def insert_key(
-        self,
-        kid: str,
-        public_jwk: dict[str, Any],
-        storage: str,
-        alg: str = "ES256",
-        signs_from: float | None = None,
-    ) -> None:
-        self._run(
-            "INSERT INTO signing_keys (kid, public_jwk, storage, created_at, alg, signs_from) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (kid, json.dumps(public_jwk), storage, time.time(), alg, signs_from),
-        )
-
-    def unretired_keys(self) -> list[KeyRow]:
-        """Every key whose private half may still exist, oldest first."""
-        rows = self._all(
-            f"SELECT {KEY_COLUMNS} FROM signing_keys WHERE retired_at IS NULL "
-            "ORDER BY created_at, kid"
-        )
-        return [key_row(r) for r in rows]
-
-    def mark_keys_retiring(self, kids: list[str], at: float) -> None:
-        """Step 1 of retirement: the key no longer signs (its private half is still to go)."""
-        for kid in kids:
-            self._run(
-                "UPDATE signing_keys SET retiring_at = ? WHERE kid = ? AND retiring_at IS NULL",
-                (at, kid),
-            )
-
-    def mark_key_retired(self, kid: str, at: float) -> None:
-        """Step 2 of retirement: its private half is deleted."""
-        self._run(
-            "UPDATE signing_keys SET retiring_at = COALESCE(retiring_at, ?), retired_at = ? "
-            "WHERE kid = ?",
-            (at, at, kid),
-        )
-
-    def published_keys(self, now: float, keep: float) -> list[KeyRow]:
-        """Keys for the JWKS: unretired ones (about to sign, signing, retiring), and
-        retired ones that stopped signing less than ``keep`` seconds ago or signed a
-        credential that has not expired."""
-        rows = self._all(
-            f"SELECT {KEY_COLUMNS} FROM signing_keys k WHERE retired_at IS NULL "
-            "OR retiring_at > ? "
-            "OR EXISTS (SELECT 1 FROM credentials c WHERE c.kid = k.kid AND c.expires_at > ?) "
-            "ORDER BY created_at DESC, kid",
-            (now - keep, now),
-        )
-        return [key_row(r) for r in rows]
-
-    # -- credentials ----------------------------------------------------------
-
-    def insert_credential(self, cred: CredentialRow) -> None:
-        deadline = time.monotonic() + (cred.expires_at - cred.issued_at)
-        self._deadlines[cred.jti] = deadline
-        heapq.heappush(self._due_order, (deadline, cred.jti))
-        self._live[cred.jti] = cred
-        if cred.parent is not None:
-            self._parents.add(cred.parent)
-        self._run(
-            f"INSERT INTO credentials ({CRED_COLUMNS}) "
-            f"VALUES ({', '.join('?' * CRED_COLUMN_COUNT)})",
-            (
-                cred.jti,
-                cred.agent,
-                cred.user,
-                " ".join(cred.scopes),
-                " ".join(cred.audience),
-                cred.target,
-                cred.kid,
-                cred.issued_at,
-                cred.expires_at,
-                cred.status,
-                cred.ended_at,
-                cred.end_reason,
-                cred.wrapper_pid,
-                cred.child_pid,
-                cred.child_start,
-                cred.kind,
-                cred.client_id,
-                cred.parent,
-                cred.grant_id,
-                cred.act,
-            ),
-        )
-
-    def credential(self, jti: str) -> CredentialRow | None:
-        with self._lock:
-            cached = self._live.get(jti)
-            if cached is not None:
-                return cached
-            row = self._one(f"SELECT {CRED_COLUMNS} FROM credentials WHERE jti = ?", (jti,))
-            return credential_row(row) if row else None
-
-    def credential_status(self, jti: str) -> tuple[str, float] | None:
-        """(status, expires_at) — the hot path of introspection and the gateway.
-
-        A credential this daemon inserted and has not ended is answered from memory
-        (``_live``: every end pops it before its UPDATE, a rollback clears it); the
-        rest from the table."""
-        unsaved = self._ended_unsaved.get(jti)
-        if unsaved is not None:
-            return (unsaved, 0.0)
-        cached = self._live.get(jti)
-        if cached is not None:
-            status, expires_at = cached.status, cached.expires_at
-        else:
-            row = self._one("SELECT status, expires_at FROM credentials WHERE jti = ?", (jti,))
-            if row is None:
-                return None
-            status, expires_at = row["status"], row["expires_at"]
-        if self._deadlines.get(jti, math.inf) <= time.monotonic():
-            return (status, 0.0)  # past its TTL, whatever the wall clock says
-        return (status, expires_at)
-
-    def live_credentials(self, agent: str | None = None) -> list[CredentialRow]:
-        sql = f"SELECT {CRED_COLUMNS} FROM credentials WHERE status = 'live'"
-        args: tuple[Any, ...] = ()
-        if agent is not None:
-            sql, args = sql + " AND agent = ?", (agent,)
-        return [credential_row(r) for r in self._all(sql + " ORDER BY issued_at", args)]
-
-    def live_children(self, parent: str) -> list[CredentialRow]:
-        """Live credentials exchanged from ``parent`` (a credential's or a user token's jti)."""
-        if parent not in self._parents:
-            return []
-        rows = self._all(
-            f"SELECT {CRED_COLUMNS} FROM credentials WHERE parent = ? AND status = 'live'",
-            (parent,),
-        )
-        return [credential_row(r) for r in rows]
-
-    def live_under_grants(self, grant_ids: list[str]) -> list[CredentialRow]:
-        """Live credentials that the consent grants ``grant_ids`` allowed."""
-        if not grant_ids:
-            return []
-        rows = self._all(
-            f"SELECT {CRED_COLUMNS} FROM credentials WHERE status = 'live' "
-            f"AND grant_id IN ({', '.join('?' * len(grant_ids))})",
-            tuple(grant_ids),
-        )
-        return [credential_row(r) for r in rows]
-
-    def seconds_left(self, cred: CredentialRow) -> float:
-        """How long ``cred`` has left: the sooner of its ``exp`` on the wall clock and
-        its end on the monotonic clock (a child must never outlive its parent, whatever
-        the wall clock says)."""
-        left = cred.expires_at - time.time()
-        deadline = self._deadlines.get(cred.jti)
-        if deadline is not None:
-            left = min(left, deadline - time.monotonic())
-        return left
-
-    def due_credentials(self, now: float) -> list[CredentialRow]:
-        """Live credentials past ``exp`` on the wall clock or past their TTL on the
-        monotonic clock (the wall clock may have been set back)."""
-        mono = time.monotonic()
-        overdue: list[str] = []
-        with self._lock:
-            while self._due_order and self._due_order[0][0] <= mono:
-                overdue.append(heapq.heappop(self._due_order)[1])
-        rows = self._all(
-            f"SELECT {CRED_COLUMNS} FROM credentials WHERE status = 'live' AND expires_at <= ?",
-            (now,),
-        )
-        seen = {row["jti"] for row in rows}
-        for start in range(0, len(overdue), DUE_CHUNK):  # within SQLite's variable limit
-            some = [jti for jti in overdue[start : start + DUE_CHUNK] if jti not in seen]
-            if some:
-                rows += self._all(
-                    f"SELECT {CRED_COLUMNS} FROM credentials WHERE status = 'live' "
-                    f"AND jti IN ({', '.join('?' * len(some))})",
-                    tuple(some),
-                )
-        for jti in overdue:  # ended now, or already ended another way
-            self._deadlines.pop(jti, None)
-        return [credential_row(r) for r in rows]
-
-    def end_credential(self, jti: str, status: str, reason: str) -> bool:
-        """Mark a live credential revoked or expired; False if it was not live."""
-        self._ending[jti] = status
-        self._live.pop(jti, None)
-        changed = self._run(
-            "UPDATE credentials SET status = ?, ended_at = ?, end_reason = ? "
-            "WHERE jti = ? AND status = 'live'",
-            (status, time.time(), reason, jti),
-        )
-        return changed > 0
-
-    def set_child(self, jti: str, pid: int, start: str | None) -> None:
-        with self._lock:
-            cached = self._live.pop(jti, None)
-            self._run(
-                "UPDATE credentials SET child_pid = ?, child_start = ? WHERE jti = ?",
-                (pid, start, jti),
-            )
-            if cached is not None:  # still live: keep answering it from memory
-                self._live[jti] = dataclasses.replace(cached, child_pid=pid, child_start=start)
 
     # -- audit ----------------------------------------------------------------
 
