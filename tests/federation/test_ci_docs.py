@@ -21,6 +21,7 @@ import yaml
 
 from kontextd.federation import trust
 from tests.federation.harness import REPO, CIJob, ci_job, needs_git
+from tests.upstream.fake_github import API_KEY, FakeGitHub
 
 ROOT = Path(__file__).parents[2]
 DOCS = ROOT / "docs" / "ci"
@@ -102,6 +103,14 @@ def run_steps(job: CIJob, commands: list[str], env: dict[str, str]) -> None:
         assert done.returncode == 0, f"{command}\n{done.stderr}"
 
 
+def github_at(job: CIJob, gh: FakeGitHub) -> None:
+    """GitHub is the one service the test cannot reach: the job's config points the
+    integration at the stand-in, whose ``GET /user`` answers for ``API_KEY`` (the
+    docs' ``integration connect`` checks the key there first, as on a real runner)."""
+    config = job.kx.home / "config" / "config.toml"
+    config.write_text(config.read_text() + f'\n[integrations.github]\nbase_url = "{gh.url}"\n')
+
+
 def exported(job: CIJob) -> str:
     """The audit the job kept as its artifact."""
     return (job.repo.path / "kontext-audit.jsonl").read_text()
@@ -109,14 +118,15 @@ def exported(job: CIJob) -> str:
 
 def test_the_github_workflows_steps_run_as_written() -> None:
     rule = {"workflows": [".github/workflows/release-notes.yml"], "max_ttl": "15m"}
-    with ci_job(start=False, rule=rule) as job:
+    with FakeGitHub() as gh, ci_job(start=False, rule=rule) as job:
+        github_at(job, gh)
         job.issuer.job.workflow = ".github/workflows/release-notes.yml"
         steps = load("github-actions.yml")["jobs"]["notes"]["steps"]
         for step in steps:
             command = step.get("run")
             if command is None or command.startswith("pipx install"):
                 continue
-            extra = {k: "upstream-key-for-the-test" for k in step.get("env", {})}
+            extra = {k: API_KEY for k in step.get("env", {})}
             run_steps(job, [command], {**job.issuer.env(), "GITHUB_REPOSITORY": REPO, **extra})
         export = exported(job)
         assert '"credential.issued"' in export and '"run_id":"7001"' in export
@@ -127,7 +137,8 @@ def test_the_gitlab_jobs_script_runs_as_written() -> None:
     ``KONTEXT_ID_TOKEN`` for the audience the job declares (so the docs' ``aud`` is one
     kontext accepts by default)."""
     rule = {"workflows": [".gitlab-ci.yml"], "max_ttl": "15m"}
-    with ci_job("gitlab", start=False, rule=rule) as job:
+    with FakeGitHub() as gh, ci_job("gitlab", start=False, rule=rule) as job:
+        github_at(job, gh)
         job.issuer.job.workflow = ".gitlab-ci.yml"
         spec = load("gitlab-ci.yml")["release-notes"]
         (name,) = spec["id_tokens"]
@@ -136,10 +147,7 @@ def test_the_gitlab_jobs_script_runs_as_written() -> None:
             "CI": "true",
             "GITLAB_CI": "true",
             name: job.issuer.mint(spec["id_tokens"][name]["aud"]),
-            **{
-                k: "upstream-key-for-the-test"
-                for k in re.findall(r"\$(\w+_TOKEN)\b", str(commands))
-            },
+            **{k: API_KEY for k in re.findall(r"\$(\w+_TOKEN)\b", str(commands))},
         }
         run_steps(job, [*commands, *spec["after_script"]], env)
         export = exported(job)
