@@ -103,12 +103,23 @@ def _agent(e: Event) -> list[str]:
 
 
 def _credential(e: Event) -> list[str]:
+    issued = e.get("event") == "credential.issued"
     return [
         *_agent(e),
         *_opt("-> {}", e.get("integration")),
         *_opt("[{}]", e.get("target")),
-        *(_reason(e) if e.get("event") != "credential.issued" else []),
+        *(_minted(e) if issued else _reason(e)),
     ]
+
+
+def _minted(e: Event) -> list[str]:
+    """Not exec's own lease: what it narrowed to, for how long, and from what."""
+    kind = e.get("kind")
+    if kind in (None, "exec"):
+        return []
+    parent = e.get("parent")
+    how = f"({_text(kind)} of {_text(parent)})" if parent else f"({_text(kind)})"
+    return [*_opt("{}", e.get("scopes")), *_opt("for {}", e.get("expires_in")), how]
 
 
 def _api(e: Event) -> list[str]:

@@ -192,6 +192,12 @@ SAMPLES: list[tuple[dict[str, object], str]] = [
         "agent:x --kill by user:alice (revoked) via dashboard",
     ),
     (
+        {"event": "credential.issued", "agent": {"id": "agent:a"}, "integration": "github"}
+        | {"scopes": ["github:pulls:read"], "expires_in": "60s", "kind": "exchange"}
+        | {"parent": "J1", "target": "acme/x"},
+        "agent:a -> github [acme/x] github:pulls:read for 60s (exchange of J1)",
+    ),
+    (
         {"event": "agent.changed", "agent": {"id": "agent:a"}, "session_bus": True}
         | {"user": {"id": "user:u"}},
         "agent:a session bus allowed by user:u",

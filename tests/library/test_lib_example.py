@@ -45,9 +45,11 @@ def test_the_review_loop_reviews_each_pull_request_with_a_credential_per_call(
 
     lines = gw.ok("audit", "tail", "--agent", agent, "-n", "50").stdout.splitlines()
     story = [line.split(None, 1)[1] for line in lines]
-    # One line per credential the loop took (the exec's own has no target) and per call.
-    issued = f"credential.issued  agent:{agent} -> github [acme/backend]"
-    assert sum(s == issued for s in story) == 4
+    # One line per credential the loop took (the exec's own has no target) and per call,
+    # each saying what it narrowed to and that it was exchanged from the exec's lease.
+    issued = f"credential.issued  agent:{agent} -> github [acme/backend] github:pulls:"
+    took = [s for s in story if s.startswith(issued)]
+    assert len(took) == 4 and all(" (exchange of " in s for s in took)
     assert sum(s.startswith(f"api.call           agent:{agent} ") for s in story) == 4
 
 
