@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import KONTEXT, Kontext, short_home, wait_until
+from conftest import KONTEXT, Kontext, short_home, wait_until, without_not_connected
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "policy-examples"
 DENIED = 122
@@ -49,7 +49,7 @@ def org() -> Iterator[Kontext]:
 
 def exec_(k: Kontext, *args: str) -> tuple[int, str]:
     proc = k.run("exec", "--agent", "pr-reviewer", *args, "--", "true")
-    return proc.returncode, proc.stderr
+    return proc.returncode, without_not_connected(proc.stderr)
 
 
 def explain(k: Kontext, *args: str) -> dict[str, object]:

@@ -81,6 +81,7 @@ def test_login_in_chromium(fresh_kx: Kontext, browser: object) -> None:
         page.close()
         if proc.poll() is None:
             proc.kill()
+            proc.communicate()  # reap it and close its pipes (no ResourceWarning later)
     assert proc.returncode == 0, err
     assert f"Logged in as {me}" in out
     assert me in k.ok("whoami").stdout and "mallory" not in k.ok("whoami").stdout
@@ -130,6 +131,7 @@ def test_consent_in_chromium_says_exactly_what_is_asked(kx: Kontext, browser: ob
         page.close()
         if proc.poll() is None:
             proc.kill()
+            proc.communicate()  # reap it and close its pipes (no ResourceWarning later)
     assert proc.returncode == 0, err
     assert f"for agent:{agent}" in out
     ran = kx.run("exec", "--agent", agent, "--target", "acme-corp/backend", "--", "true")
@@ -151,4 +153,5 @@ def test_deny_in_chromium_fails_the_grant(kx: Kontext, browser: object) -> None:
         page.close()
         if proc.poll() is None:
             proc.kill()
+            proc.communicate()  # reap it and close its pipes (no ResourceWarning later)
     assert proc.returncode == 8 and "was not given (access_denied)" in err
