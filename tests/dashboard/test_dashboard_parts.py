@@ -1,5 +1,6 @@
 """The dashboard's small parts on their own: link and session lifetimes on a clock the
-test moves, the command-line redaction, the Activity filters, a hidden tree process."""
+test moves, the command-line redaction, the Activity filters, a hidden tree process,
+a flood's batch cut to its newest events."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import sys
 
 import pytest
 
-from kontextd.dashboard import access, processes, selection
+from kontextd.dashboard import access, processes, selection, stream
 from kontextd.errors import ApiError
+from kontextd.store.dashboard_sql import RawEvent
 
 
 class Clock:
@@ -154,3 +156,17 @@ def test_a_tree_process_that_hides_its_files_counts_as_holding_the_socket() -> N
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.split(" ", 2)[:2] == ["agent", "hider"], ran.stdout
     assert "not dumpable" in ran.stdout
+
+
+def test_a_batch_larger_than_the_live_cap_sends_its_newest_and_counts_the_rest() -> None:
+    rows = [
+        RawEvent(n, "credential.issued", "agent:a", f'{{"event":"credential.issued","id":{n}}}')
+        for n in range(1, stream.LIVE_CAP + 51)
+    ]
+    small = stream._live(rows[: stream.LIVE_CAP], {})
+    assert b"event: skipped" not in small and small.count(b"event: audit") == stream.LIVE_CAP
+    big = stream._live(rows, {}).decode()
+    head, _, rest = big.partition("\n\n")
+    assert head == 'event: skipped\ndata: {"count":50,"first":1,"last":50}'
+    assert rest.count("event: audit") == stream.LIVE_CAP
+    assert rest.startswith("id: 51\n") and f"id: {stream.LIVE_CAP + 50}\n" in rest

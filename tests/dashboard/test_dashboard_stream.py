@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conftest import Kontext, api_new_agent, wait_until
+from tests.conftest import Kontext, api_audit, api_new_agent, wait_until
 from tests.dashboard.harness import Session, open_session
 
 
@@ -138,3 +138,46 @@ def test_signing_out_ends_the_sessions_streams(kx: Kontext) -> None:
         assert session.post("/dashboard/api/sign-out", {}).status_code == 200
         assert mine.ended.wait(30)
         assert not theirs.ended.is_set()
+
+
+def test_a_flood_is_sent_live_as_its_newest_events_and_a_count_of_the_rest(kx: Kontext) -> None:
+    """Every event of a flood reaches an open page exactly once: as itself, or inside a
+    ``skipped`` range that says how many were not sent live (a batch sends at most its
+    newest ``LIVE_CAP``). Whether a batch overflows depends on the machine's speed, so
+    the test checks the accounting, which holds either way."""
+    agent = api_new_agent(kx, "github:pulls:read", prefix="flood")
+    session = open_session(kx)
+    total = 8 * 40
+
+    def issue(count: int) -> None:
+        with kx.control() as api:
+            for _ in range(count):
+                answer = api.post("/v1/credentials", json={"agent": agent})
+                assert answer.status_code == 201, answer.text
+
+    with streams(session, f"history=0&agent={agent}&event=credential.issued") as (stream,):
+        workers = [threading.Thread(target=issue, args=(total // 8,)) for _ in range(8)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+        def received() -> tuple[list[int], list[dict[str, int]]]:
+            frames = list(stream.frames)
+            shown = [json.loads(d)["event"]["id"] for _, e, d in frames if e == "audit"]
+            skipped = [json.loads(d) for _, e, d in frames if e == "skipped"]
+            return shown, skipped
+
+        def counted() -> int:
+            shown, skipped = received()
+            return len(shown) + sum(s["count"] for s in skipped)
+
+        assert wait_until(lambda: counted() >= total, timeout=60)
+        shown, skipped = received()
+        assert counted() == total  # nothing twice
+        assert shown == sorted(shown) and len(set(shown)) == len(shown)
+        issued = sorted(e["id"] for e in api_audit(kx, agent) if e["event"] == "credential.issued")
+        assert len(issued) == total and set(shown) <= set(issued)
+        for said in skipped:  # each count is exactly the issued events in its range
+            hidden = [i for i in issued if said["first"] <= i <= said["last"]]
+            assert len(hidden) == said["count"] and not set(hidden) & set(shown)

@@ -153,5 +153,12 @@ export async function start() {
       loaded = true;
       if (!list.children.length) list.append(el("li", { class: "placeholder" }, el("p", { class: "empty" }, "No events match yet; new ones appear here as they happen.")));
     },
+    (skipped) => {
+      // A flood: the daemon sent only the newest events of a batch. Say so in place.
+      const n = skipped.count;
+      const text = `${n} event${n === 1 ? "" : "s"} (ids ${skipped.first}–${skipped.last}) not shown live; they are in the audit log ('kontext audit export').`;
+      list.prepend(el("li", { class: "skipped", dataset: { first: String(skipped.first), last: String(skipped.last) } }, el("p", { class: "empty" }, text)));
+      while (list.children.length > KEEP) list.lastElementChild.remove();
+    },
   );
 }

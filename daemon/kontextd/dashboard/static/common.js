@@ -217,9 +217,10 @@ export async function act(title, text, label, action, after) {
 // -- the live stream ---------------------------------------------------------------------
 
 /** Server-Sent Events from the audit log; ``onEvent(outcome, event, id)`` per event,
- * ``onReady()`` once the past events asked for have arrived.
+ * ``onReady()`` once the past events asked for have arrived, ``onSkipped({count, first,
+ * last})`` when a flood's older events were not sent live (only the newest of each batch).
  * The browser reconnects by itself and resumes from the last id (Last-Event-ID). */
-export function stream(params, onEvent, onState, onReady) {
+export function stream(params, onEvent, onState, onReady, onSkipped) {
   const query = new URLSearchParams(params).toString();
   const source = new EventSource(`/dashboard/api/events?${query}`);
   source.addEventListener("audit", (message) => {
@@ -227,6 +228,7 @@ export function stream(params, onEvent, onState, onReady) {
     onEvent(data.outcome, data.event, Number(message.lastEventId));
   });
   if (onReady) source.addEventListener("ready", onReady);
+  if (onSkipped) source.addEventListener("skipped", (message) => onSkipped(JSON.parse(message.data)));
   source.addEventListener("gap", (message) => notify(`Some events were skipped: ${message.data}. Reload to see all.`, false));
   if (onState) {
     source.addEventListener("open", () => onState(true));
