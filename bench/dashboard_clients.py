@@ -4,7 +4,10 @@ Usage: ``dashboard_clients.py PORT`` with one session cookie per line on stdin, 
 an empty line. For each cookie it opens the stream a dashboard page holds
 (``/dashboard/api/events``: the Overview's ``pulse`` of state changes for every
 other one, every event for the rest, as the Activity page does) and, like the Overview
-page, fetches ``/dashboard/api/overview`` at most every 3 s while events arrive.
+page, fetches ``/dashboard/api/overview`` at most every 3 s while events arrive, on one
+keep-alive connection per page as a browser's ``fetch`` does (each new connection is
+screened once against the live exec trees: a new one per reload would count that
+``/proc`` look every time, which a browser does not cause).
 Prints ``ready`` once every stream has sent its past events; at end of stdin,
 prints one JSON line of what it received and exits. One process, one event loop.
 """
@@ -34,16 +37,39 @@ def _request(port: int, path: str, cookie: str) -> bytes:
     ).encode()
 
 
-async def overview(port: int, cookie: str, counts: Counts) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(
-        _request(port, "/dashboard/api/overview", cookie).replace(
-            b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"
-        )
-    )
-    await reader.read()  # until the server closes
-    writer.close()
-    counts.overviews += 1
+class Page:
+    """One dashboard's fetches of ``/dashboard/api/overview`` on the keep-alive connection
+    a browser holds for its page's fetches (reopened only if the server closes it)."""
+
+    def __init__(self, port: int, cookie: str) -> None:
+        self.port, self.cookie = port, cookie
+        self.conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self.busy = asyncio.Lock()  # one fetch at a time, as the page's settle() does
+
+    async def overview(self, counts: Counts) -> None:
+        async with self.busy:
+            try:
+                await self._fetch()
+            except (ConnectionError, asyncio.IncompleteReadError):
+                self.close()  # the server ended an idle connection: a browser opens another
+                await self._fetch()
+            counts.overviews += 1
+
+    async def _fetch(self) -> None:
+        if self.conn is None:
+            self.conn = await asyncio.open_connection("127.0.0.1", self.port)
+        reader, writer = self.conn
+        writer.write(_request(self.port, "/dashboard/api/overview", self.cookie))
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+        length = int(head.split("content-length:", 1)[1].split("\r\n", 1)[0])
+        await reader.readexactly(length)
+        if "connection: close" in head:
+            self.close()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn[1].close()
+            self.conn = None
 
 
 async def stream(
@@ -51,6 +77,9 @@ async def stream(
 ) -> None:
     """Read the stream as a browser would, cheaply: count events by their marker."""
     query = "history=100" + ("&scope=state&mode=pulse" if state_only else "")
+    page = Page(port, cookie)
+    if state_only:
+        await page.overview(counts)  # the Overview loads its data, then opens its pulse
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(_request(port, f"/dashboard/api/events?{query}", cookie))
     last_reload, ready, tail = 0.0, False, b""
@@ -70,11 +99,12 @@ async def stream(
                     all_ready.set()
             if state_only and seen and time.monotonic() - last_reload >= RELOAD_GAP:
                 last_reload = time.monotonic()
-                reload = asyncio.get_running_loop().create_task(overview(port, cookie, counts))
+                reload = asyncio.get_running_loop().create_task(page.overview(counts))
                 RELOADS.add(reload)
                 reload.add_done_callback(RELOADS.discard)
     finally:
         writer.close()
+        page.close()
 
 
 async def main() -> None:
