@@ -297,8 +297,9 @@ def _section(
     ]
     section.notes.append(
         f"Each open dashboard holds a session and the live stream its page holds (half the "
-        f"Overview's pulse, half the Activity page's every event), and reloads the Overview as "
-        f"the page does; {f.received:,} events reached them while the work ran, and their "
+        f"Overview's pulse, half the Activity page's events: under a flood the newest 100 of each "
+        f"batch), and reloads the Overview as the page does, on one keep-alive connection; "
+        f"{f.received:,} events reached them while the work ran, and their "
         f"process (on the same machine, like a browser) used {f.client_cpu:.1f} s of CPU. "
         "Ratios are medians of per-round ratios (open / closed, each round timed back to back)."
     )
