@@ -15,6 +15,7 @@ import json
 import os
 import re
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import Kontext, api_audit, api_new_agent, gateway_daemon, wait_until
-from tests.dashboard.harness import ARGS, CHROMIUM, Agent, link
+from tests.dashboard.harness import ARGS, CHROMIUM, Agent, link, open_session
+from tests.dashboard.test_dashboard_stream import Events
 from tests.upstream.fake_github import API_KEY, FakeGitHub
 
 pytest.importorskip("playwright")
@@ -242,6 +244,60 @@ def test_activity_streams_a_new_credential_issued_without_reloading(
     for layer in ("Org policy", "User consent", "Agent permissions"):
         assert layer in body
     assert '"policy_evaluation"' in body and '"jti"' in body
+
+
+def test_activity_under_a_flood_shows_what_the_stream_sent_and_counts_the_rest(
+    gw: Kontext, dash: Dashboard
+) -> None:
+    """The page and a plain stream with the same filter get the same batches: the page
+    shows each event sent live as a line and each ``skipped`` count as one line saying
+    how many (and which ids) were not shown. Whether the flood overflows a batch
+    depends on the machine's speed; what the page shows matches the stream either way."""
+    name = api_new_agent(gw, "github:pulls:read", prefix="flooded")
+    total = 8 * 30
+    query = f"agent={name}&event=credential.issued"
+    page = dash.go(f"activity?{query}")
+    page.locator(".live:not(.off)").wait_for(timeout=WAIT)
+    watch = Events(open_session(gw), f"history=0&{query}")
+
+    def issue(count: int) -> None:
+        with gw.control() as api:
+            for _ in range(count):
+                assert api.post("/v1/credentials", json={"agent": name}).status_code == 201
+
+    try:
+        workers = [threading.Thread(target=issue, args=(total // 8,)) for _ in range(8)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+        def sent() -> int:
+            return sum(
+                1 if kind == "audit" else json.loads(data)["count"]
+                for _, kind, data in list(watch.frames)
+                if kind in ("audit", "skipped")
+            )
+
+        assert wait_until(lambda: sent() >= total, timeout=60)
+    finally:
+        watch.close()
+    frames = list(watch.frames)
+    shown = [int(json.loads(d)["event"]["id"]) for _, k, d in frames if k == "audit"]
+    skipped = [json.loads(d) for _, k, d in frames if k == "skipped"]
+
+    def on_page() -> tuple[list[int], list[tuple[int, int, int]]]:
+        ids = page.eval_on_selector_all(
+            "ol.events > li[data-id]", "ls => ls.map(l => l.dataset.id)"
+        )
+        counts = page.eval_on_selector_all(
+            "ol.events > li.skipped",
+            "ls => ls.map(l => [parseInt(l.innerText), +l.dataset.first, +l.dataset.last])",
+        )
+        return sorted(int(i) for i in ids), sorted(tuple(c) for c in counts)
+
+    expected = (sorted(shown), sorted((s["count"], s["first"], s["last"]) for s in skipped))
+    assert wait_until(lambda: on_page() == expected, timeout=60), (on_page(), expected)
 
 
 def test_activity_filters_by_agent_event_and_outcome(gw: Kontext, dash: Dashboard) -> None:
