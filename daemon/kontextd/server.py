@@ -206,6 +206,7 @@ class Daemon:
             self.paths.http_info,
             {"port": self.loopback.server_address[1], "issuer": core.issuer, "pid": os.getpid()},
         )
+        core.store.checkpoint_elsewhere()  # the reaper checkpoints (Store.checkpoint_if_due)
         threads = [
             threading.Thread(target=self.control.serve_forever, name="control", daemon=True),
             threading.Thread(target=self.loopback.serve_forever, name="loopback", daemon=True),
@@ -224,6 +225,7 @@ class Daemon:
                 oauth_state.for_core(self.core).sweep()  # unanswered consent pages, audited
                 federation.end_due(self.core)  # a CI session ends with its token's time
                 trail.maybe_checkpoint(self.core)
+                self.core.store.checkpoint_if_due()  # the WAL, off the loop's commits
                 self.core.keys.tick(time.time())
                 if ticks % POLICY_POLL_TICKS == 0:  # config and policy: stat about once a second
                     self.core.store.file.check()  # removed or replaced under us: say so now
