@@ -50,6 +50,7 @@ def _write_failure(exc: BaseException) -> bool:
 
 # SQLite's default autocheckpoint mark: 1,000 pages of 4 KiB (wal_autocheckpoint).
 WAL_CHECKPOINT_BYTES = 1000 * 4096
+WAL_CAP_BYTES = 16 * WAL_CHECKPOINT_BYTES  # see Store.checkpoint_if_due
 
 
 class Store(CredentialTable):
@@ -124,17 +125,28 @@ class Store(CredentialTable):
         loop; a connection's close still checkpoints, as before."""
         with self._lock:
             self._conn.execute("PRAGMA wal_autocheckpoint=0")
+            # After a complete checkpoint the next commit starts the WAL over and
+            # cuts the file to this size, so its size says what is not yet copied.
+            self._conn.execute(f"PRAGMA journal_size_limit={WAL_CHECKPOINT_BYTES // 4}")
 
     def checkpoint_if_due(self) -> bool:
-        """Checkpoint (PASSIVE, on a connection of its own: no lock of ours is held
-        while it copies and syncs) once the WAL has grown past SQLite's own mark."""
+        """Checkpoint once the WAL has grown past SQLite's own mark: PASSIVE, on a
+        connection of its own, so no lock of ours is held while it copies and syncs.
+
+        Under steady writes such a checkpoint may end before the newest commits and
+        the WAL does not start over; past ``WAL_CAP_BYTES`` it runs holding the
+        store's lock, so it completes (writers wait for it, as every commit did)."""
         try:
             size = os.stat(self.path + "-wal").st_size
         except OSError:
             return False
         if size < WAL_CHECKPOINT_BYTES:
             return False
-        audit_sql.make_durable(self.path)
+        if size < WAL_CAP_BYTES:
+            audit_sql.make_durable(self.path)
+            return True
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         return True
 
     @contextmanager
