@@ -225,7 +225,6 @@ class Daemon:
                 oauth_state.for_core(self.core).sweep()  # unanswered consent pages, audited
                 federation.end_due(self.core)  # a CI session ends with its token's time
                 trail.maybe_checkpoint(self.core)
-                self.core.store.checkpoint_if_due()  # the WAL, off the loop's commits
                 self.core.keys.tick(time.time())
                 if ticks % POLICY_POLL_TICKS == 0:  # config and policy: stat about once a second
                     self.core.store.file.check()  # removed or replaced under us: say so now
@@ -233,6 +232,10 @@ class Daemon:
                     policy_admin.reload_if_changed(self.core)
             except Exception:
                 log.exception("reaper failed; retrying")
+            try:  # on its own: a failing checkpoint (disk full) must not stop the rest
+                self.core.store.checkpoint_if_due()  # the WAL, off the loop's commits
+            except Exception:
+                log.exception("WAL checkpoint failed; retrying")
 
     def wait(self) -> None:
         while not self.core.stopping.wait(3600):
