@@ -273,6 +273,20 @@ def fresh_kx() -> Iterator[Kontext]:
     shutil.rmtree(home, ignore_errors=True)
 
 
+def confinement_missing() -> str | None:
+    """Why this machine cannot confine ``kontext exec`` (it would run unconfined), or None."""
+    if not sys.platform.startswith("linux"):
+        return "confinement is Linux-only"
+    from kontext_cli import linux
+
+    if linux.landlock_abi() < 6:
+        return f"this kernel has Landlock ABI {linux.landlock_abi()}; confinement needs 6"
+    probe = subprocess.run(["unshare", "-Ur", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"unprivileged user namespaces are unavailable: {probe.stderr.strip()}"
+    return None
+
+
 def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.02) -> bool:
     """Poll ``predicate`` until true or the deadline; returns its last answer."""
     deadline = time.monotonic() + timeout

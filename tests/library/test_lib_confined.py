@@ -9,31 +9,14 @@ path of the public API from there.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
-from conftest import Kontext, api_audit, api_new_agent
+from conftest import Kontext, api_audit, api_new_agent, confinement_missing
 from library_harness import PR, READ_WRITE, RunningAgent, active, github, gw, verified
 
 __all__ = ["github", "gw"]  # module-scoped fixtures, used by name below
 
 
-def _confinement_missing() -> str | None:
-    """Why this machine cannot confine (the exec would run unconfined), or None."""
-    if not sys.platform.startswith("linux"):
-        return "confinement is Linux-only"
-    from kontext_cli import linux
-
-    if linux.landlock_abi() < 6:
-        return f"this kernel has Landlock ABI {linux.landlock_abi()}; confinement needs 6"
-    probe = subprocess.run(["unshare", "-Ur", "true"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"unprivileged user namespaces are unavailable: {probe.stderr.strip()}"
-    return None
-
-
-MISSING = _confinement_missing()
+MISSING = confinement_missing()
 
 
 @pytest.mark.skipif(MISSING is not None, reason=MISSING or "")

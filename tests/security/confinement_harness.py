@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import KONTEXT, Kontext, api_new_agent, short_home
+from tests.conftest import KONTEXT, Kontext, api_new_agent, confinement_missing, short_home
 
 __all__ = ["KONTEXT", "Kontext", "api_new_agent", "short_home"]
 
@@ -27,20 +27,7 @@ PY = sys.executable
 VIAS = ["direct", "sh", "setsid", "doublefork"]
 
 
-def _confinement_available() -> str | None:
-    if not sys.platform.startswith("linux"):
-        return "confinement is Linux-only"
-    from kontext_cli import linux
-
-    if linux.landlock_abi() < 6:
-        return f"this kernel has Landlock ABI {linux.landlock_abi()}; confinement needs 6"
-    probe = subprocess.run(["unshare", "-Ur", "true"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"unprivileged user namespaces are unavailable: {probe.stderr.strip()}"
-    return None
-
-
-MISSING = _confinement_available()
+MISSING = confinement_missing()
 needs_confinement = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 
 
