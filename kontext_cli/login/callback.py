@@ -80,10 +80,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, "Not found")
             return
         params = {k: v[-1] for k, v in urllib.parse.parse_qs(query, max_num_fields=16).items()}
-        if self.server.take(params):
-            self._send(200, "Done: kontext got the answer")
-        else:
+        if not self.server.claim(params):
             self._send(400, "This callback is not for the login in progress")
+            return
+        # Only once the page is written is the waiting side woken: it then leaves its
+        # ``with`` block, which hangs up every open connection, and a page cut off
+        # mid-body shows the user a browser error (ERR_CONTENT_LENGTH_MISMATCH)
+        # instead of "Done", although the login went through.
+        try:
+            self._send(200, "Done: kontext got the answer")
+        finally:
+            self.server.forget(self.connection)
+            self.server.done.set()
 
     def _send(self, status: int, title: str) -> None:
         body = PAGE.format(title=title).encode()
@@ -105,7 +113,8 @@ class RedirectServer(ThreadingHTTPServer):
     def __init__(self, path: str | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.path = path or "/callback/" + secrets.token_urlsafe(16)
-        self.done = threading.Event()
+        self.done = threading.Event()  # set once the claimed callback's page is written
+        self._claimed = False
         self._open: dict[socket.socket, float] = {}  # connection -> its deadline (monotonic)
         self._open_lock = threading.Lock()
         self._thread = threading.Thread(
@@ -145,9 +154,13 @@ class RedirectServer(ThreadingHTTPServer):
             self._open[conn] = time.monotonic() + REQUEST_DEADLINE
         return True
 
-    def shutdown_request(self, request: Any) -> None:
+    def forget(self, conn: socket.socket) -> None:
+        """Stop tracking ``conn``: neither the sweep nor leaving the block hangs it up."""
         with self._open_lock:
-            self._open.pop(request, None)
+            self._open.pop(conn, None)
+
+    def shutdown_request(self, request: Any) -> None:
+        self.forget(request)
         super().shutdown_request(request)
 
     def service_actions(self) -> None:
@@ -160,12 +173,14 @@ class RedirectServer(ThreadingHTTPServer):
 
     # -- the callback -----------------------------------------------------------
 
-    def take(self, params: dict[str, str]) -> bool:
-        """Hand a callback to ``offer`` once; True if it was the one awaited."""
-        with self._open_lock:  # two racing callbacks: exactly one is taken
-            if self.done.is_set() or not self.offer(params):
+    def claim(self, params: dict[str, str]) -> bool:
+        """Hand a callback to ``offer`` once; True if it was the one awaited.
+
+        The caller answers the browser and then sets ``done``, which wakes ``wait``."""
+        with self._open_lock:  # two racing callbacks: exactly one is claimed
+            if self._claimed or not self.offer(params):
                 return False
-            self.done.set()
+            self._claimed = True
         return True
 
     def offer(self, params: dict[str, str]) -> bool:

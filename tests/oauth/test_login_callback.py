@@ -53,6 +53,30 @@ def test_only_the_callback_path_answers_and_forgeries_are_ignored() -> None:
     assert result is not None and result.code == "c-1" and "c-1" not in repr(result)
 
 
+def test_the_browser_gets_the_whole_done_page_although_the_cli_leaves_at_once() -> None:
+    """The CLI leaves its ``with`` block (hanging up open connections) as soon as it
+    has the callback; the browser must still get the whole page, not a cut-off body
+    (Chromium showed ERR_CONTENT_LENGTH_MISMATCH instead of "Done" in CI)."""
+    for _ in range(10):
+        session = PkceSession()
+        server = CallbackServer(session, ISSUER)
+        got: list[object] = []
+        cli = threading.Thread(target=lambda s=server, g=got: g.append(_login_side(s)))
+        cli.start()
+        port = server.server_address[1]
+        params = {"code": "c-1", "state": session.state, "iss": ISSUER}
+        answer = httpx.get(f"http://127.0.0.1:{port}{server.path}", params=params, timeout=30)
+        cli.join(30)
+        assert answer.status_code == 200 and "Done" in answer.text
+        assert got and got[0] == "c-1"
+
+
+def _login_side(server: CallbackServer) -> str | None:
+    with server:
+        result = server.wait(30)
+    return None if result is None else result.code
+
+
 def test_waiting_times_out_without_a_callback() -> None:
     with CallbackServer(PkceSession(), None) as server:
         done = threading.Event()

@@ -55,6 +55,14 @@ def url_from(proc: subprocess.Popen[str]) -> str:
     raise AssertionError("no URL printed")
 
 
+def end(proc: subprocess.Popen[str]) -> None:
+    """Kill the CLI if it still runs, reap it and close its pipes, whether or not it
+    already exited (pipes left open surface as a ResourceWarning in a later test)."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate(timeout=60)
+
+
 def test_login_in_chromium(fresh_kx: Kontext, browser: object) -> None:
     k = fresh_kx
     k.start()
@@ -79,9 +87,7 @@ def test_login_in_chromium(fresh_kx: Kontext, browser: object) -> None:
         out, err = proc.communicate(timeout=120)
     finally:
         page.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()  # reap it and close its pipes (no ResourceWarning later)
+        end(proc)
     assert proc.returncode == 0, err
     assert f"Logged in as {me}" in out
     assert me in k.ok("whoami").stdout and "mallory" not in k.ok("whoami").stdout
@@ -129,9 +135,7 @@ def test_consent_in_chromium_says_exactly_what_is_asked(kx: Kontext, browser: ob
         out, err = proc.communicate(timeout=120)
     finally:
         page.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()  # reap it and close its pipes (no ResourceWarning later)
+        end(proc)
     assert proc.returncode == 0, err
     assert f"for agent:{agent}" in out
     ran = kx.run("exec", "--agent", agent, "--target", "acme-corp/backend", "--", "true")
@@ -151,7 +155,5 @@ def test_deny_in_chromium_fails_the_grant(kx: Kontext, browser: object) -> None:
         _, err = proc.communicate(timeout=120)
     finally:
         page.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()  # reap it and close its pipes (no ResourceWarning later)
+        end(proc)
     assert proc.returncode == 8 and "was not given (access_denied)" in err
