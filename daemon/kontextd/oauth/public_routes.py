@@ -51,8 +51,9 @@ class PublicClientRoutes:
         ]
 
     def register(self, request: Request) -> Response:
-        who = throttle.caller(request.peer_uid, request.headers.get("Sec-Fetch-Site"))
-        wait = throttle.retry_after("/register", who)
+        wait = throttle.retry_after(
+            "/register", throttle.who(self.core.trees, request, "/register")
+        )
         if wait:
             error = OAuthError(
                 "temporarily_unavailable", f"too many registrations; retry in {wait} s", 429
@@ -63,7 +64,9 @@ class PublicClientRoutes:
                 self.core, request.body, request.headers.get("Content-Type"), request.peer_uid
             )
         except OAuthError as exc:
-            throttle.failed("/register", who)
+            throttle.failed(
+                "/register", throttle.who(self.core.trees, request, "/register", failing=True)
+            )
             return json_response(exc.status, exc.body())
         return json_response(201, answer)
 

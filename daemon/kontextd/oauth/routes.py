@@ -67,11 +67,11 @@ class OAuthRoutes:
 
     # -- throttling ---------------------------------------------------------------
 
-    def _who(self, request: Request) -> str:
-        return throttle.caller(request.peer_uid, request.headers.get("Sec-Fetch-Site"))
+    def _who(self, request: Request, endpoint: str, *, failing: bool = False) -> str:
+        return throttle.who(self.core.trees, request, endpoint, failing=failing)
 
     def _failed(self, request: Request, endpoint: str) -> None:
-        who = self._who(request)
+        who = self._who(request, endpoint, failing=True)
         if throttle.failed(endpoint, who):
             audit_events.record(
                 self.core,
@@ -84,7 +84,7 @@ class OAuthRoutes:
 
     def _throttled(self, request: Request, endpoint: str) -> Response | None:
         """429 when this caller has failed too often at ``endpoint`` lately."""
-        wait = throttle.retry_after(endpoint, self._who(request))
+        wait = throttle.retry_after(endpoint, self._who(request, endpoint))
         if not wait:
             return None
         error = OAuthError(
@@ -119,7 +119,7 @@ class OAuthRoutes:
         return html_response(status, html, pages.security_headers(form_target))
 
     def _page_throttled(self, request: Request) -> Response | None:
-        wait = throttle.retry_after("/authorize", self._who(request))
+        wait = throttle.retry_after("/authorize", self._who(request, "/authorize"))
         if wait:
             return self._page(
                 429, pages.error_page(f"Too many failed attempts; retry in {wait} s.")

@@ -6,10 +6,16 @@ OAuth 2.0 Security BCP §4.16). After ``LIMIT`` failures within ``WINDOW`` secon
 an (endpoint, caller) pair answers 429 until the oldest failure leaves the window.
 
 The caller is the OS user at the other end of the loopback connection (its peer
-uid), and for a browser, whether the request came from another site
-(``Sec-Fetch-Site``): another OS user or a web page guessing fills only its own
-bucket, so neither can lock the user's own CLI and pages out. Each lock-out is
+uid), for a browser whether the request came from another site
+(``Sec-Fetch-Site``), and whether the connection is held inside an agent's
+``kontext exec`` tree (which agent): another OS user, a web page or an agent
+failing on purpose fills only its own bucket, so none of them can lock the
+user's CLI and pages, or the other agents' exchanges, out. Each lock-out is
 reported once (``failed`` returns True) for the audit.
+
+Which tree holds a connection is a look through ``/proc`` (``Trees.holder``), so
+it is asked only where it decides something: when a request has failed, and
+while some agent's bucket holds failures; at most once per connection.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from typing import Any
 
 LIMIT = 20
 WINDOW = 10.0
@@ -31,6 +38,33 @@ def caller(uid: int | None, fetch_site: str | None) -> str:
     site sent it (browsers say so in ``Sec-Fetch-Site``)."""
     who = f"uid:{uid}" if uid is not None else "uid:unknown"
     return f"{who}/web" if fetch_site in ("cross-site", "same-site") else who
+
+
+def who(trees: Any, request: Any, endpoint: str, *, failing: bool = False) -> str:
+    """The bucket of ``request`` at ``endpoint``: ``caller``'s key, and the agent whose
+    exec tree holds the connection when that can matter (``failing``, or some agent's
+    bucket at ``endpoint`` holds failures). ``trees`` is the daemon's ``Trees``."""
+    key = caller(request.peer_uid, request.headers.get("Sec-Fetch-Site"))
+    if not failing and not _agents_failing(endpoint):
+        return key
+    peer = request.peer
+    if peer is None or peer.inode is None:
+        return key  # not Linux, or the peer is gone: the uid's bucket
+    verdict = peer.verdicts.get("agent", ...)
+    if verdict is ...:  # the same cache as the pages' refusal: once per connection
+        verdict = peer.verdicts["agent"] = trees.holder(peer.inode)
+    return key if verdict is None else f"{key}/agent:{verdict.agent}"
+
+
+def _agents_failing(endpoint: str) -> bool:
+    now = time.monotonic()
+    with _lock:
+        for (where, key), stamps in _failures.items():
+            if where == endpoint and "/agent:" in key:
+                _trim(stamps, now)
+                if stamps:
+                    return True
+    return False
 
 
 def _trim(stamps: collections.deque[float], now: float) -> None:
