@@ -158,14 +158,14 @@ def test_a_tree_process_that_hides_its_files_counts_as_holding_the_socket() -> N
     assert "not dumpable" in ran.stdout
 
 
-def test_a_batch_larger_than_the_live_cap_sends_its_newest_and_counts_the_rest() -> None:
+def test_a_batch_past_the_live_cap_is_a_skipped_count_then_the_newest_events() -> None:
     rows = [
         RawEvent(n, "credential.issued", "agent:a", f'{{"event":"credential.issued","id":{n}}}')
         for n in range(1, stream.LIVE_CAP + 51)
     ]
-    small = stream._live(rows[: stream.LIVE_CAP], {})
+    small = stream._live(rows[: stream.LIVE_CAP], None, {})
     assert b"event: skipped" not in small and small.count(b"event: audit") == stream.LIVE_CAP
-    big = stream._live(rows, {}).decode()
+    big = stream._live(rows[50:], (50, 1, 50), {}).decode()
     head, _, rest = big.partition("\n\n")
     assert head == 'event: skipped\ndata: {"count":50,"first":1,"last":50}'
     assert rest.count("event: audit") == stream.LIVE_CAP

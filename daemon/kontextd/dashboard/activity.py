@@ -4,7 +4,9 @@ Counting an hour of audit events on every Overview reload would cost each open
 dashboard a scan of the busiest hour. ``Activity`` counts the last hour once (by
 time, ``audit_by_ts``), then on each later request only what was appended since
 (by id), into per-agent, per-minute buckets that every dashboard reads; the
-newest API call of each agent is kept the same way. Nothing runs while no dashboard
+newest API call of each agent is kept the same way. SQLite does the counting (a
+``GROUP BY`` agent, event and minute): Python sees a row per agent and minute,
+not one per event of a flood. Nothing runs while no dashboard
 asks; after an hour without a request it starts over.
 """
 
@@ -65,17 +67,17 @@ class Activity:
         names = list(COUNTED)
         if self._cursor is None or now - self._updated > WINDOW * MINUTE:
             self._minutes.clear()
-            rows = dashboard_sql.counted_since(conn, now - WINDOW * MINUTE, names)
-            self._last_call = dashboard_sql.newest_of_each_agent(conn, CALL)
+            self._last_call = {}
+            counts = dashboard_sql.counted(conn, names, newest, since=now - WINDOW * MINUTE)
+            calls = dashboard_sql.newest_of_each_agent(conn, CALL, upto=newest)
         else:
-            rows = dashboard_sql.counted_after(conn, self._cursor, names)
-        for event_id, agent, event, ts in rows:
-            if agent is None or event_id > newest:
-                continue
-            slot = self._minutes.setdefault(agent, {}).setdefault(int(ts // MINUTE), [0, 0, 0])
-            slot[COUNTED[event]] += 1
-            if event == CALL and event_id > self._last_call.get(agent, 0):
-                self._last_call[agent] = event_id
+            counts = dashboard_sql.counted(conn, names, newest, after=self._cursor)
+            calls = dashboard_sql.newest_of_each_agent(conn, CALL, self._cursor, newest)
+        for agent, event, minute, count in counts:
+            slot = self._minutes.setdefault(agent, {}).setdefault(minute, [0, 0, 0])
+            slot[COUNTED[event]] += count
+        for agent, event_id in calls.items():
+            self._last_call[agent] = max(event_id, self._last_call.get(agent, 0))
         self._cursor, self._updated = newest, now
 
     def _forget_before(self, first: int) -> None:

@@ -20,9 +20,12 @@ get a few batches a second instead of one wake-up per commit, and an event after
 quiet spell still goes out at once. Of one batch a page is sent at most the newest
 ``LIVE_CAP`` events, after one ``skipped`` message counting the older ones (which ids,
 how many): the Activity page keeps only its newest 500 lines and nobody reads a
-flood line by line, but sending it every event cost the daemon ~10% more CPU per
-credential with ten such pages open. The skipped events stay in the audit log
-(``kontext audit export``). A page that stops reading
+flood line by line. The skipped events stay in the audit log (``kontext audit
+export``). So the hub never reads every new row: per batch and filter it asks SQLite
+for the newest ``LIVE_CAP`` rows and a count of the rest, or for a pulse the count of
+each name (an aggregate over an index) — reading and matching each row of a flood
+in Python, once per filter, was most of what open pages cost per credential.
+A page that stops reading
 (its backlog passes ``MAX_BACKLOG``) is disconnected; its browser reconnects with
 ``Last-Event-ID`` and is sent what it missed, up to ``RESUME_LIMIT`` events.
 """
@@ -43,7 +46,6 @@ from kontextd.store.dashboard_sql import EventSelection, RawEvent
 COALESCE = 0.25
 PULSE_EVERY = 1.0
 KEEPALIVE = 15.0
-BATCH = 1000
 MAX_BACKLOG = 4 * 1024 * 1024
 RESUME_LIMIT = 2000
 LIVE_CAP = 100  # events per batch sent to one page (at most ~4 batches a second)
@@ -79,15 +81,16 @@ def _frames(rows: list[RawEvent], framed: dict[int, bytes]) -> bytes:
     return b"".join(out)
 
 
-def _live(rows: list[RawEvent], framed: dict[int, bytes]) -> bytes:
-    """A batch for one page: at most the newest ``LIVE_CAP`` of ``rows``, after a
-    ``skipped`` message saying how many older ones (and which ids) were left out."""
-    if len(rows) <= LIVE_CAP:
+def _live(
+    rows: list[RawEvent], hidden: tuple[int, int, int] | None, framed: dict[int, bytes]
+) -> bytes:
+    """A batch for one page: ``rows`` (its newest events), after a ``skipped`` message
+    for ``hidden`` (how many older ones were left out, the first id, the last)."""
+    if hidden is None:
         return _frames(rows, framed)
-    hidden = rows[:-LIVE_CAP]
-    said = {"count": len(hidden), "first": hidden[0].id, "last": hidden[-1].id}
-    text = json.dumps(said, separators=(",", ":"))
-    return notice("skipped", text) + _frames(rows[-LIVE_CAP:], framed)
+    count, first, last = hidden
+    text = json.dumps({"count": count, "first": first, "last": last}, separators=(",", ":"))
+    return notice("skipped", text) + _frames(rows, framed)
 
 
 def _pulse(counts: dict[str, int], last_id: int) -> bytes:
@@ -116,10 +119,10 @@ class Subscriber:
         self.backlog += len(chunk or b"")
         self.queue.put_nowait(chunk)
 
-    def count(self, rows: list[RawEvent]) -> None:
-        for row in rows:
-            self.counts[row.event] = self.counts.get(row.event, 0) + 1
-        self.newest = rows[-1].id
+    def count(self, counts: dict[str, int], newest: int) -> None:
+        for event, count in counts.items():
+            self.counts[event] = self.counts.get(event, 0) + count
+        self.newest = max(self.newest, newest)
 
 
 class Hub:
@@ -210,14 +213,8 @@ class Hub:
         try:
             while self._subscribers:
                 committed = self._feed().waiter()  # before reading: no commit slips by
-                rows = dashboard_sql.raw_after(self._db(), self._cursor, BATCH)
-                if rows:
+                if self._read():
                     last_read = loop.time()
-                    self._cursor = rows[-1].id
-                    self._fan_out(rows)
-                    if len(rows) == BATCH:
-                        await asyncio.sleep(0)  # more is waiting: read on, letting others run
-                        continue
                 try:
                     await asyncio.wait_for(committed.wait(), KEEPALIVE)
                 except TimeoutError:
@@ -230,33 +227,62 @@ class Hub:
         finally:
             self._task = None
 
-    def _fan_out(self, rows: list[RawEvent]) -> None:
-        """Each stream's share of ``rows``; streams with the same filter share the work."""
-        framed: dict[int, bytes] = {}
-        shared: dict[EventSelection, list[RawEvent]] = {}
-        sent: dict[EventSelection, bytes] = {}  # one batch's bytes per filter
-        first, last = rows[0].id, rows[-1].id
-        for sub in list(self._subscribers):
-            common = sub.after < first  # it gets the whole batch, as others with its filter
-            if common and sub.selection in shared:
-                mine = shared[sub.selection]
-            else:
-                mine = [r for r in rows if r.id > sub.after and sub.selection.matches(r)]
-                if common:
-                    shared[sub.selection] = mine
-            sub.after = max(sub.after, last)
-            if not mine:
-                continue
-            if sub.pulse:
-                sub.count(mine)
-                self._pulse_soon(sub)
-            elif common:
-                data = sent.get(sub.selection)
-                if data is None:
-                    data = sent[sub.selection] = _live(mine, framed)
-                self._give(sub, [data])
-            else:
-                self._give(sub, [_live(mine, framed)])
+    def _read(self) -> bool:
+        """Give every stream its share of what was appended; False if nothing was."""
+        conn = self._db()
+        conn.execute("BEGIN")  # one snapshot: the newest id and the rows up to it agree
+        try:
+            newest = dashboard_sql.last_id(conn)
+            if newest <= self._cursor:
+                return False
+            # Streams with the same filter, last sent the same id, share one answer.
+            groups: dict[tuple[EventSelection, int, bool], list[Subscriber]] = {}
+            for sub in list(self._subscribers):
+                if sub.after < newest:
+                    groups.setdefault((sub.selection, sub.after, sub.pulse), []).append(sub)
+            framed: dict[int, bytes] = {}
+            for (selection, after, pulse), subs in groups.items():
+                for sub in subs:
+                    sub.after = newest
+                if pulse:
+                    self._pulse_all(
+                        subs, *dashboard_sql.counts_between(conn, after, newest, selection)
+                    )
+                else:
+                    data = self._batch(conn, selection, after, newest, framed)
+                    for sub in subs if data else ():
+                        self._give(sub, [data])
+        finally:
+            conn.execute("COMMIT")
+        self._cursor = newest
+        return True
+
+    @staticmethod
+    def _batch(
+        conn: sqlite3.Connection,
+        selection: EventSelection,
+        after: int,
+        upto: int,
+        framed: dict[int, bytes],
+    ) -> bytes:
+        """What a page with ``selection`` is sent of (``after``, ``upto``]: the newest
+        ``LIVE_CAP`` events and, if there were more, a count of the rest."""
+        rows = dashboard_sql.newest_between(conn, after, upto, LIVE_CAP, selection)
+        if not rows:
+            return b""
+        hidden = None
+        if len(rows) == LIVE_CAP:
+            count, first, last = dashboard_sql.span(conn, after, rows[0].id - 1, selection)
+            if count and first is not None and last is not None:
+                hidden = (count, first, last)
+        return _live(rows, hidden, framed)
+
+    def _pulse_all(self, subs: list[Subscriber], counts: dict[str, int], newest: int) -> None:
+        if not counts:
+            return
+        for sub in subs:
+            sub.count(counts, newest)
+            self._pulse_soon(sub)
 
     def _pulse_soon(self, sub: Subscriber) -> None:
         """Send ``sub`` its counts now, or when ``PULSE_EVERY`` has passed since the last."""

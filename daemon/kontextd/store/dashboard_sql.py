@@ -63,13 +63,48 @@ class EventSelection:
         )
 
 
-def raw_after(conn: sqlite3.Connection, after: int, limit: int) -> list[RawEvent]:
-    """Every event after id ``after``, oldest first, at most ``limit``."""
+def _between(after: int, upto: int, selection: EventSelection) -> tuple[str, list[Any]]:
+    """The ``WHERE`` of the events ``selection`` matches with ids in (``after``, ``upto``]."""
+    where, args = selection.where()
+    return "id > ? AND id <= ?" + (f" AND {where}" if where else ""), [after, upto, *args]
+
+
+def newest_between(
+    conn: sqlite3.Connection, after: int, upto: int, limit: int, selection: EventSelection
+) -> list[RawEvent]:
+    """The newest ``limit`` events ``selection`` matches in (``after``, ``upto``], oldest
+    first: the live stream reads only what a page is sent, not every row of a flood."""
+    where, args = _between(after, upto, selection)
     rows = conn.execute(
-        "SELECT id, event, agent, body FROM audit_events WHERE id > ? ORDER BY id LIMIT ?",
-        (after, limit),
+        f"SELECT id, event, agent, body FROM audit_events WHERE {where} ORDER BY id DESC LIMIT ?",
+        (*args, limit),
     ).fetchall()
-    return [RawEvent(*row) for row in rows]
+    return [RawEvent(*row) for row in reversed(rows)]
+
+
+def span(
+    conn: sqlite3.Connection, after: int, upto: int, selection: EventSelection
+) -> tuple[int, int | None, int | None]:
+    """How many events ``selection`` matches in (``after``, ``upto``], the first id, the last."""
+    where, args = _between(after, upto, selection)
+    row = conn.execute(
+        f"SELECT COUNT(*), MIN(id), MAX(id) FROM audit_events WHERE {where}", args
+    ).fetchone()
+    return int(row[0]), row[1], row[2]
+
+
+def counts_between(
+    conn: sqlite3.Connection, after: int, upto: int, selection: EventSelection
+) -> tuple[dict[str, int], int]:
+    """How many events of each name ``selection`` matches in (``after``, ``upto``], and
+    the newest such id (0 if none): counted by SQLite, not row by row in Python."""
+    where, args = _between(after, upto, selection)
+    rows = conn.execute(
+        f"SELECT event, COUNT(*), MAX(id) FROM audit_events WHERE {where} GROUP BY event", args
+    ).fetchall()
+    return {str(event): int(count) for event, count, _ in rows}, max(
+        (int(last) for _, _, last in rows), default=0
+    )
 
 
 def raw_last(
@@ -101,34 +136,40 @@ def last_id(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
-def counted_since(
-    conn: sqlite3.Connection, since: float, names: Sequence[str]
-) -> list[tuple[int, str | None, str, float]]:
-    """(id, agent, event, ts) of the events named ``names`` since ``since`` (``audit_by_ts``)."""
+def counted(
+    conn: sqlite3.Connection,
+    names: Sequence[str],
+    upto: int,
+    *,
+    after: int | None = None,
+    since: float | None = None,
+) -> list[tuple[str, str, int, int]]:
+    """(agent, event, minute, count) of the events named ``names`` up to id ``upto``: those
+    after id ``after`` (the key), or since time ``since`` (``audit_by_ts``). SQLite
+    counts, so an Overview's catch-up costs per agent and minute, not per event.
+    The minute is ``floor(ts) // 60``, in integers: the same bucket as ``ts // 60``."""
     marks = ", ".join("?" * len(names))
-    return conn.execute(
-        f"SELECT id, agent, event, ts FROM audit_events WHERE ts >= ? AND event IN ({marks})",
-        (since, *names),
-    ).fetchall()
-
-
-def counted_after(
-    conn: sqlite3.Connection, after: int, names: Sequence[str]
-) -> list[tuple[int, str | None, str, float]]:
-    """(id, agent, event, ts) of the events named ``names`` after id ``after`` (the key)."""
-    marks = ", ".join("?" * len(names))
-    return conn.execute(
-        f"SELECT id, agent, event, ts FROM audit_events WHERE id > ? AND event IN ({marks})",
-        (after, *names),
-    ).fetchall()
-
-
-def newest_of_each_agent(conn: sqlite3.Connection, event: str) -> dict[str, int]:
-    """Each agent's newest ``event`` (e.g. its last API call), by event id."""
+    if since is not None:
+        where, args = "ts >= ? AND id <= ?", [since, upto]
+    else:
+        where, args = "id > ? AND id <= ?", [after or 0, upto]
     rows = conn.execute(
-        "SELECT agent, MAX(id) FROM audit_events WHERE event = ? AND agent IS NOT NULL "
-        "GROUP BY agent",
-        (event,),
+        f"SELECT agent, event, CAST(ts AS INTEGER) / 60 AS minute, COUNT(*) FROM audit_events "
+        f"WHERE {where} AND event IN ({marks}) AND agent IS NOT NULL GROUP BY agent, event, minute",
+        (*args, *names),
+    ).fetchall()
+    return [(str(agent), str(event), int(minute), int(n)) for agent, event, minute, n in rows]
+
+
+def newest_of_each_agent(
+    conn: sqlite3.Connection, event: str, after: int = 0, upto: int | None = None
+) -> dict[str, int]:
+    """Each agent's newest ``event`` (e.g. its last API call) with an id in (``after``,
+    ``upto``], by event id."""
+    rows = conn.execute(
+        "SELECT agent, MAX(id) FROM audit_events WHERE event = ? AND id > ? AND id <= ? "
+        "AND agent IS NOT NULL GROUP BY agent",
+        (event, after, upto if upto is not None else 2**63 - 1),
     )
     return {str(agent): int(last) for agent, last in rows}
 
