@@ -104,7 +104,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ab-dash-") as tmp:
         archive = subprocess.run(
             ["git", "archive", args.base, "daemon"],
-            cwd=common.HERE,
+            cwd=common.HERE.parent,
             capture_output=True,
             check=True,
         ).stdout
