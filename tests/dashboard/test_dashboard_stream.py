@@ -181,3 +181,27 @@ def test_a_flood_is_sent_live_as_its_newest_events_and_a_count_of_the_rest(kx: K
         for said in skipped:  # each count is exactly the issued events in its range
             hidden = [i for i in issued if said["first"] <= i <= said["last"]]
             assert len(hidden) == said["count"] and not set(hidden) & set(shown)
+
+
+def test_the_overview_counts_each_issuance_once_on_its_first_load_and_after(kx: Kontext) -> None:
+    """The Overview's last hour is counted by time on the first load, then only what
+    was appended since (by id): each credential is in its agent's count exactly once."""
+    agent = api_new_agent(kx, "github:pulls:read", prefix="counted")
+    session = open_session(kx)
+
+    def issue(count: int) -> None:
+        with kx.control() as api:
+            for _ in range(count):
+                assert api.post("/v1/credentials", json={"agent": agent}).status_code == 201
+
+    def issued() -> int:
+        answer = session.get("/dashboard/api/overview")
+        assert answer.status_code == 200, answer.text
+        row = next(r for r in answer.json()["agents"] if r["name"] == agent)
+        return sum(row["activity"]["issued"])
+
+    issue(3)
+    assert wait_until(lambda: issued() == 3, timeout=10)
+    issue(2)
+    assert wait_until(lambda: issued() >= 5, timeout=10)  # the answer is shared for 1 s
+    assert issued() == 5
