@@ -18,7 +18,11 @@ counted: ``/proc`` CPU times in ``loopback_plane`` include it.
 
 Figures: ``introspect``, ``token`` (RFC 8693 exchange, as ``loopback_plane``),
 ``gateway`` (GET through ``/gw/github``), ``expiry`` (the reaper ending the
-credentials ``token`` minted: instructions per credential, once they are due).
+credentials ``token`` minted: instructions per credential, once they are due),
+``token-seq`` (``EXCHANGES`` exchanges from one keep-alive client, one after the
+other: a fixed amount of work, each in a group commit of its own, so the figure
+does not depend on how many requests a slower or faster build gathers per commit).
+``--bin DIR`` measures another build (e.g. ``/work/main/.venv/bin``).
 Needs valgrind (Debian package ``valgrind``) and wrk.
 """
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import http.client
 import os
 import re
 import sqlite3
@@ -37,12 +42,14 @@ import time
 import urllib.parse
 from pathlib import Path
 
+import common
 import loopback_plane as plane
 import wrk
-from common import AGENT, KONTEXTD, Daemon, fresh_home
+from common import AGENT, Daemon, fresh_home
 
-FIGURES = ("introspect", "token", "gateway", "expiry")
+FIGURES = ("introspect", "token", "gateway", "expiry", "token-seq")
 SECONDS = 12.0  # of load per figure (the daemon runs ~50x slower under callgrind)
+EXCHANGES = 300  # token-seq's fixed count
 
 
 class CountedDaemon(Daemon):
@@ -53,6 +60,7 @@ class CountedDaemon(Daemon):
         self.out = out
         self.keep = keep  # a directory to keep each dump in (for callgrind_annotate)
         self.label = ""
+        self.busiest = 0  # the last dump's busiest thread (the loopback loop under load)
 
     def start(self) -> float:
         began = time.perf_counter()
@@ -61,8 +69,9 @@ class CountedDaemon(Daemon):
                 "valgrind",
                 "--tool=callgrind",
                 f"--callgrind-out-file={self.out}/cg.%p",
+                "--separate-threads=yes",
                 f"--log-file={self.out}/valgrind.log",
-                KONTEXTD,
+                common.KONTEXTD,
                 "--detach-stderr",
             ],
             env=self.env,
@@ -81,21 +90,27 @@ class CountedDaemon(Daemon):
         subprocess.run(["callgrind_control", "-z", str(self.pid)], check=True, capture_output=True)
 
     def dump(self) -> int:
-        """Instructions since the last ``zero``."""
+        """Instructions since the last ``zero``, of all threads (one file each);
+        ``busiest`` is set to the largest thread's."""
         before = set(glob.glob(f"{self.out}/cg.{self.pid}.*"))
         subprocess.run(["callgrind_control", "-d", str(self.pid)], check=True, capture_output=True)
         deadline = time.monotonic() + 120
+        counts: dict[str, int] = {}
         while time.monotonic() < deadline:
-            new = set(glob.glob(f"{self.out}/cg.{self.pid}.*")) - before
-            for path in new:
+            new = set(glob.glob(f"{self.out}/cg.{self.pid}.*")) - before - set(counts)
+            for path in sorted(new):
                 text = Path(path).read_text(errors="replace")
                 found = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M)
                 if found:
+                    counts[path] = int(found.group(1))
                     if self.keep:
-                        os.replace(path, os.path.join(self.keep, f"{self.label}.callgrind"))
+                        name = f"{self.label}.{path.rsplit('.', 1)[-1]}.callgrind"
+                        os.replace(path, os.path.join(self.keep, name))
                     else:
                         os.unlink(path)
-                    return int(found.group(1))
+            if counts and not new:
+                self.busiest = max(counts.values())
+                return sum(counts.values())
             time.sleep(0.5)
         raise RuntimeError("callgrind did not dump")
 
@@ -117,17 +132,55 @@ def load(daemon: CountedDaemon, what: str, token: str, upstream: str) -> wrk.Loa
         body = urllib.parse.urlencode({"token": token})
         return wrk.run(f"{base}/introspect", 8, SECONDS, method="POST", body=body, headers=form)
     if what == "token":
-        body = urllib.parse.urlencode(
-            {
-                "grant_type": plane.EXCHANGE,
-                "subject_token_type": plane.ACCESS,
-                "subject_token": token,
-                "scope": "github:pulls:read",
-            }
-        )
+        body = _exchange_body(token)
         return wrk.run(f"{base}/token", 8, SECONDS, method="POST", body=body, headers=form)
     return wrk.run(
         f"{base}/gw/github{plane.PR}", 8, SECONDS, headers={"Authorization": f"Bearer {token}"}
+    )
+
+
+def _exchange_body(token: str) -> str:
+    return urllib.parse.urlencode(
+        {
+            "grant_type": plane.EXCHANGE,
+            "subject_token_type": plane.ACCESS,
+            "subject_token": token,
+            "scope": "github:pulls:read",
+        }
+    )
+
+
+def sequential(daemon: CountedDaemon, token: str, count: int) -> None:
+    """``count`` exchanges from one keep-alive connection, each answered before the next."""
+    conn = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=120)
+    body = _exchange_body(token)
+    try:
+        for _ in range(count):
+            conn.request("POST", "/token", body, plane.FORM)
+            answer = conn.getresponse()
+            answer.read()
+            if answer.status != 200:
+                raise RuntimeError(f"/token answered {answer.status}")
+    finally:
+        conn.close()
+
+
+def measure_sequential(daemon: CountedDaemon, token: str) -> str:
+    sequential(daemon, token, 30)  # warm: caches, the statement cache
+    daemon.label = "token-seq"
+    daemon.zero()
+    began = time.monotonic()
+    sequential(daemon, token, EXCHANGES)
+    loaded = daemon.dump()
+    loop = daemon.busiest  # the loopback loop's thread alone: no other thread's ticks
+    daemon.zero()
+    time.sleep(time.monotonic() - began)
+    daemon.label += "-idle"
+    idle = daemon.dump()
+    per = (loaded - idle) / EXCHANGES
+    return (
+        f"| token-seq (1 client) | {EXCHANGES} | {per:,.0f} (loop thread alone: "
+        f"{loop / EXCHANGES:,.0f}) | {idle:,} |"
     )
 
 
@@ -172,7 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("figures", nargs="*", help=f"any of {', '.join(FIGURES)} (default: all)")
     parser.add_argument("--keep", metavar="DIR", help="keep each figure's callgrind dump here")
+    parser.add_argument("--bin", metavar="DIR", help="the bin directory of the build to count")
     args = parser.parse_args(argv)
+    if args.bin:
+        common.KONTEXT, common.KONTEXTD = f"{args.bin}/kontext", f"{args.bin}/kontextd"
+        plane.KONTEXT = common.KONTEXT
     figures = args.figures or list(FIGURES)
     if set(figures) - set(FIGURES):
         parser.error(f"figures are {', '.join(FIGURES)}")
@@ -193,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
             lease, token = plane.hold_credential(daemon)
             due_at = 0.0
             for what in figures:
+                if what == "token-seq":
+                    print(measure_sequential(daemon, token), flush=True)
+                    continue
                 if what == "expiry":
                     if due_at:
                         print(measure_expiry(daemon, due_at), flush=True)

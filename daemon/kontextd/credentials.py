@@ -43,6 +43,7 @@ from kontextd.store.rows import CODE, EXCHANGE, EXEC, MCP, CredentialRow
 from kontextd.tokens.mint import mint
 
 log = logging.getLogger("kontextd.credentials")
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # built once, not per ``json.dumps``
 
 
 def _event(request: CredentialRequest, name: str, **extra: Any) -> dict[str, Any]:
@@ -218,7 +219,7 @@ def issue(
         client_id=client_id,
         parent=origin.parent,
         grant_id=result.grant_id,
-        act=None if origin.act is None else json.dumps(act, separators=(",", ":")),
+        act=None if origin.act is None else _COMPACT.encode(act),
     )
     with core.store.transaction() as tx:
         tx.insert_credential(row)

@@ -12,16 +12,26 @@ import json
 from typing import Any
 
 GENESIS = "0" * 64
+# Built once: ``json.dumps`` with options builds an encoder on every call. Events are
+# trees of dicts, lists and scalars (no cycles to look for).
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False
+)
+# ``hashlib.sha256()`` looks the algorithm up in OpenSSL on every call; a copy of an
+# empty one does not (same digest).
+_EMPTY_SHA256 = hashlib.sha256()
 
 
 def canonical(event: dict[str, Any]) -> bytes:
     """The bytes an event is hashed over."""
-    return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL.encode(event).encode()
 
 
 def digest(body: bytes) -> str:
     """The chain hash of an event's canonical bytes (which carry ``prev_hash``)."""
-    return hashlib.sha256(body).hexdigest()
+    h = _EMPTY_SHA256.copy()
+    h.update(body)
+    return h.hexdigest()
 
 
 def link(prev_hash: str, event: dict[str, Any]) -> str:

@@ -30,17 +30,17 @@ EXCHANGE = exchange.GRANT_TYPE
 
 
 def handle(core: Core, authorization: str | None, form: dict[str, str]) -> dict[str, Any]:
+    grant = form.get("grant_type")
+    if grant == EXCHANGE:  # first: the per-request grant (public clients never send it)
+        return exchange.exchange(core, authorization, form, for_core(core).secret)
     from kontextd.oauth import public_token  # it builds on this module
 
     if public_token.handles(authorization, form):
         return public_token.handle(core, form)
-    grant = form.get("grant_type")
     if grant == "authorization_code":
         return _code_grant(core, authorization, form)
     if grant == "refresh_token":
         return _refresh_grant(core, authorization, form)
-    if grant == EXCHANGE:
-        return exchange.exchange(core, authorization, form, for_core(core).secret)
     raise OAuthError("unsupported_grant_type", "unsupported grant_type")
 
 

@@ -26,7 +26,7 @@ import cedarpy
 
 from kontext.common.integrations import Integration
 from kontextd.policy import loader, schema
-from kontextd.policy.layers import ORG_POLICY
+from kontextd.policy.layers import NO_POLICY, ORG_POLICY
 from kontextd.policy.request import CredentialRequest, Verdict
 
 
@@ -89,7 +89,7 @@ class CedarOrgPolicy:
             more = f" (and {len(bundle.errors) - 1} more)" if len(bundle.errors) > 1 else ""
             return Verdict(self.name, "deny", f"policy files are broken: {bundle.errors[0]}{more}")
         if bundle.policy_set is None:
-            return Verdict(self.name, "allow", "no org policy is configured")
+            return NO_POLICY
         if not request.scopes:
             return Verdict(self.name, "deny", "nothing was asked for")
         permits: list[str] = []

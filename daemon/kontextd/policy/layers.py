@@ -21,6 +21,10 @@ ORG_POLICY = "org_policy"
 USER_CONSENT = "user_consent"
 AGENT_PERMISSIONS = "agent_permissions"
 
+# The org layer's answer when no policy is configured: one value (verdicts are frozen),
+# not a new one on every issuance.
+NO_POLICY = Verdict(ORG_POLICY, "allow", "no org policy is configured")
+
 LAYER_TITLES = {
     ORG_POLICY: "org policy",
     USER_CONSENT: "user consent",
@@ -42,7 +46,7 @@ class NoOrgPolicy:
     name = ORG_POLICY
 
     def evaluate(self, request: CredentialRequest) -> Verdict:
-        return Verdict(self.name, "allow", "no org policy is configured")
+        return NO_POLICY
 
 
 class AgentPermissions:

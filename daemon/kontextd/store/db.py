@@ -66,6 +66,7 @@ class Store(CredentialTable):
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.execute("PRAGMA busy_timeout=5000")
             self.schema_version = migrations.apply(self._conn)
+            self._writer = self._conn.cursor()
         except (sqlite3.DatabaseError, migrations.SchemaTooNew) as exc:
             # WAL needs to write beside the file even to read it: say why it cannot.
             where = os.path.dirname(path)
@@ -157,16 +158,17 @@ class Store(CredentialTable):
         rolls back alone, and becomes durable when the batch commits."""
         with self._lock:
             if self._batch is not None:
-                with self._savepoint():
-                    yield self
+                # ``yield from``, not a nested ``with``: one context manager per
+                # issuance instead of two (an exception still reaches ``_savepoint``).
+                yield from self._savepoint(self)
                 return
             last_hash, next_id = self._last_hash, self._next_id
             self._ending.clear()
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
+                self._writer.execute("BEGIN IMMEDIATE")
                 yield self
                 self._guard()
-                self._conn.execute("COMMIT")
+                self._writer.execute("COMMIT")
             except BaseException as exc:
                 self._rolled_back(last_hash, next_id, self._ending)
                 if _write_failure(exc):
@@ -231,19 +233,19 @@ class Store(CredentialTable):
             "(free space on its disk or make it writable, then retry)"
         )
 
-    @contextmanager
-    def _savepoint(self) -> Iterator[None]:
-        """One ``transaction()`` inside a batch (SQLite SAVEPOINT, §"Transactions")."""
+    def _savepoint(self, value: Store) -> Iterator[Store]:
+        """One ``transaction()`` inside a batch (SQLite SAVEPOINT, §"Transactions"):
+        a generator that yields ``value`` once, for ``transaction`` to delegate to."""
         if self._batch_lost is not None:
             raise self._write_error(self._batch_lost)
         if not self._conn.in_transaction:
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._writer.execute("BEGIN IMMEDIATE")
         last_hash, next_id = self._last_hash, self._next_id
         self._ending.clear()
-        self._conn.execute("SAVEPOINT tx")
+        self._writer.execute("SAVEPOINT tx")
         try:
-            yield
-            self._conn.execute("RELEASE tx")
+            yield value
+            self._writer.execute("RELEASE tx")
         except BaseException as exc:
             if not self._conn.in_transaction:
                 # SQLite rolled the whole transaction back (SQLITE_FULL, IOERR): the
@@ -251,7 +253,7 @@ class Store(CredentialTable):
                 self._batch_lost = exc
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK TO tx")
-                self._conn.execute("RELEASE tx")
+                self._writer.execute("RELEASE tx")
             self._restore(last_hash, next_id, self._ending)
             if _write_failure(exc):
                 raise self._write_error(exc) from exc
@@ -279,7 +281,7 @@ class Store(CredentialTable):
                     raise self._batch_lost
                 if self._conn.in_transaction:
                     self._guard()
-                    self._conn.execute("COMMIT")
+                    self._writer.execute("COMMIT")
             except BaseException as exc:
                 self._batch_lost = None
                 ending, self._batch = self._batch, None
@@ -345,7 +347,7 @@ class Store(CredentialTable):
             if self._batch_lost is not None:
                 raise self._write_error(self._batch_lost)
             if not self._conn.in_transaction:
-                self._conn.execute("BEGIN IMMEDIATE")
+                self._writer.execute("BEGIN IMMEDIATE")
             try:
                 self.append_event(event)
             except BaseException as exc:

@@ -21,6 +21,7 @@ class Tables:
 
     _lock: threading.RLock
     _conn: sqlite3.Connection
+    _writer: sqlite3.Cursor  # for statements whose rows no one reads (``_run``)
     _agents: dict[str, AgentRow | None]  # read on every issuance and lease end
 
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Row | None:
@@ -33,8 +34,9 @@ class Tables:
             return self._conn.execute(sql, args).fetchall()
 
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        # One cursor for every write: ``Connection.execute`` makes a cursor per call.
         with self._lock:
-            return self._conn.execute(sql, args).rowcount
+            return self._writer.execute(sql, args).rowcount
 
     # -- agents ---------------------------------------------------------------
 

@@ -38,6 +38,8 @@ def _unb64(text: str) -> bytes:
 
 
 _ES256 = ec.ECDSA(hashes.SHA256())
+# Built once, not per ``json.dumps``; claims are a tree (no cycles to look for).
+_COMPACT = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 
 
 @functools.lru_cache(maxsize=64)
@@ -53,7 +55,7 @@ def sign(
     """An ES256 JWS of ``claims`` whose signature is in low-S form."""
     if not isinstance(private.curve, ec.SECP256R1):
         raise ValueError("ES256 signs with a P-256 key")  # RFC 7518 §3.4
-    payload = json.dumps(claims, separators=(",", ":")).encode()
+    payload = _COMPACT.encode(claims).encode()
     signing_input = (
         _header_segment(tuple(sorted(headers.items())))
         + b"."

@@ -8,7 +8,8 @@ Claims: ``iss``, ``sub`` (the user), ``act`` (RFC 8693 §4.1, the agent),
 
 from __future__ import annotations
 
-import secrets
+import base64
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +30,9 @@ class Minted:
 
 
 def new_jti() -> str:
-    """128 bits from the OS CSPRNG, URL-safe."""
-    return secrets.token_urlsafe(16)
+    """128 bits from the OS CSPRNG, URL-safe: ``secrets.token_urlsafe(16)``'s bytes,
+    without its three layers of calls on every token."""
+    return base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
 
 
 def mint(

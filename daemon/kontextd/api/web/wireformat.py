@@ -54,21 +54,45 @@ def _field(name: str, value: str) -> bytes:
     return line
 
 
-def head(status: int, fields: Iterable[tuple[str, str]], length: int, close: bool) -> bytes:
-    """The head of a complete answer of ``length`` body bytes."""
-    parts = [
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n".encode(),
-        b"Server: kontextd\r\n",
-        _date_line(),
-    ]
-    parts.extend(
+# Whole status lines and header blocks made only of ``_FIXED`` fields, encoded once:
+# an API answer's head is then a few joins (a ``/token`` answer has five such fields).
+_STATUS_LINES: dict[int, bytes] = {}
+_BLOCKS: dict[tuple[tuple[str, str], ...], bytes] = {}
+
+
+def _status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        text = f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\nServer: kontextd\r\n"
+        line = text.encode()
+        if status in _REASONS:  # a bounded set
+            _STATUS_LINES[status] = line
+    return line
+
+
+def _block(fields: tuple[tuple[str, str], ...]) -> bytes:
+    block = _BLOCKS.get(fields)
+    if block is not None:
+        return block
+    block = b"".join(
         _field(n, v) for n, v in fields if n.lower() not in ("content-length", "connection")
     )
-    parts.append(b"Content-Length: %d\r\n" % length)
-    if close:
-        parts.append(b"Connection: close\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    if len(_BLOCKS) < _FIELDS_KEPT and all(n in _FIXED for n, _ in fields):
+        _BLOCKS[fields] = block
+    return block
+
+
+def head(status: int, fields: Iterable[tuple[str, str]], length: int, close: bool) -> bytes:
+    """The head of a complete answer of ``length`` body bytes."""
+    return b"".join(
+        (
+            _status_line(status),
+            _date_line(),
+            _block(tuple(fields)),
+            b"Content-Length: %d\r\n" % length,
+            b"Connection: close\r\n\r\n" if close else b"\r\n",
+        )
+    )
 
 
 def stream_head(
