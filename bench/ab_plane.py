@@ -3,15 +3,18 @@
 ::
 
     .venv/bin/python bench/ab_plane.py /work/main/.venv/bin [--rounds 3] [--seconds 3]
+        [--token-only]
 
 On a shared two-core machine a figure moves with whatever else runs, so a change
 is weighed by running the build before it (the ``bin`` directory of another
 checkout's venv, e.g. main's) and this one alternately, round by round, against
 the same fake GitHub and npm oidc-provider: ``/token`` (RFC 8693 exchange) at 1,
-8 and 32 clients, the gateway and the direct call at 8 and 32 clients, and the
-added p50 of one sequential client. Each round starts each daemon afresh. The
-table gives each figure's median over the rounds; the ratios (to oidc-provider,
-to direct) are of figures from the same round.
+8, 32 and 128 clients, with the daemon's own CPU time per exchange (``/proc``,
+user and system), the gateway and the direct call at 8 and 32 clients, and the
+added p50 of one sequential client (``--token-only`` leaves the gateway out).
+Each round starts each daemon afresh. The table gives each figure's median over
+the rounds; the ratios (to oidc-provider, to direct) are of figures from the
+same round.
 """
 
 from __future__ import annotations
@@ -30,8 +33,12 @@ from issuance import OIDC_CLIENT, third_party_server
 
 from tests.upstream.fake_github import API_KEY
 
+TOKEN_CLIENTS = (1, 8, 32, 128)
 
-def one_round(bin_dir: str, upstream: str, other_port: int, seconds: float) -> dict[str, float]:
+
+def one_round(
+    bin_dir: str, upstream: str, other_port: int, seconds: float, token_only: bool = False
+) -> dict[str, float]:
     """Every figure for the build in ``bin_dir`` (a fresh daemon and home)."""
     common.KONTEXT, common.KONTEXTD = f"{bin_dir}/kontext", f"{bin_dir}/kontextd"
     plane.KONTEXT = common.KONTEXT
@@ -55,10 +62,12 @@ def one_round(bin_dir: str, upstream: str, other_port: int, seconds: float) -> d
             )
             base = f"http://127.0.0.1:{daemon.port}"
             basic = _basic()
-            for clients in (1, 8, 32):
+            for clients in TOKEN_CLIENTS:
+                cpu = common.cpu_seconds(daemon.pid)
                 ours = wrk.run(
                     f"{base}/token", clients, seconds, method="POST", body=body, headers=plane.FORM
                 )
+                cpu = common.cpu_seconds(daemon.pid) - cpu
                 theirs = wrk.run(
                     f"http://127.0.0.1:{other_port}/token",
                     clients,
@@ -69,6 +78,10 @@ def one_round(bin_dir: str, upstream: str, other_port: int, seconds: float) -> d
                 )
                 out[f"token/oidc-provider {clients}"] = ours.rate / theirs.rate
                 out[f"token/s {clients}"] = ours.rate
+                out[f"token daemon CPU µs/exchange {clients}"] = cpu / ours.requests * 1e6
+            if token_only:
+                lease.close()  # type: ignore[attr-defined]
+                return out
             gw = {"Authorization": f"Bearer {token}"}
             direct_auth = {"Authorization": f"Bearer {API_KEY}"}
             for clients in (8, 32):
@@ -96,6 +109,7 @@ def main() -> None:
     parser.add_argument("before", help="the bin directory of the build to compare against")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--token-only", action="store_true", help="leave the gateway out")
     args = parser.parse_args()
     builds = {"before": str(Path(args.before)), "after": str(common.BIN)}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in builds}
@@ -103,13 +117,18 @@ def main() -> None:
         assert other is not None, "npm oidc-provider is needed (tests/oidc)"
         for _ in range(args.rounds):
             for name, bin_dir in builds.items():
-                runs[name].append(one_round(bin_dir, upstream, other.port, args.seconds))
+                figures = one_round(bin_dir, upstream, other.port, args.seconds, args.token_only)
+                runs[name].append(figures)
     print(f"| figure (median of {args.rounds} interleaved rounds) | before | after |")
     print("| --- | --- | --- |")
     for key in runs["after"][0]:
         before = statistics.median(r[key] for r in runs["before"])
         after = statistics.median(r[key] for r in runs["after"])
         print(f"| {key} | {before:,.2f} | {after:,.2f} |")
+    print()
+    for name in builds:  # every round, for the spread the medians hide
+        for key in runs[name][0]:
+            print(f"{name} {key}: " + " / ".join(f"{r[key]:,.2f}" for r in runs[name]))
 
 
 if __name__ == "__main__":
