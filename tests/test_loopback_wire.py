@@ -1,43 +1,20 @@
 """The loopback server's shortcuts give the bytes the general code gives.
 
-``compact_json`` writes a flat object itself and ``parse_form`` keeps the decoding
-of public fields (``/token``'s per-request costs, bench/FINDINGS.md); each must
-agree with what it stands in for — ``json.dumps`` and ``urllib.parse.parse_qs`` —
-on any input, or a client would see a different answer or a different request.
+``parse_form`` keeps the decoding of public fields and ``wireformat.head`` keeps
+header blocks (``/token``'s per-request costs, bench/FINDINGS.md); each must agree
+with what it stands in for — ``urllib.parse.parse_qs`` and the head written field
+by field — or a client would be read differently or answered differently.
 """
 
 from __future__ import annotations
 
-import json
 import urllib.parse
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kontextd.api.web import wireformat
-from kontextd.api.web.messages import _PUBLIC_FIELDS, compact_json, parse_form
-
-_SCALARS = st.one_of(
-    st.text(),
-    st.integers(),
-    st.booleans(),
-    st.none(),
-    st.floats(allow_nan=False),
-    st.text(alphabet="AZaz09-_.", min_size=500, max_size=700),  # an access token's shape
-)
-
-
-@given(st.dictionaries(st.text(), _SCALARS, max_size=8))
-def test_compact_json_is_json_dumps(body: dict[str, object]) -> None:
-    assert compact_json(body) == json.dumps(body, separators=(",", ":"))
-
-
-@given(
-    st.one_of(st.lists(_SCALARS), st.dictionaries(st.text(), st.dictionaries(st.text(), _SCALARS)))
-)
-def test_compact_json_of_anything_else_is_json_dumps(body: object) -> None:
-    assert compact_json(body) == json.dumps(body, separators=(",", ":"))
-
+from kontextd.api.web.messages import _PUBLIC_FIELDS, parse_form
 
 _NAMES = st.one_of(st.sampled_from(sorted(_PUBLIC_FIELDS)), st.text(min_size=1, max_size=12))
 

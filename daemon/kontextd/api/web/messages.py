@@ -224,40 +224,9 @@ def json_response(
     status: int, body: Any, headers: dict[str, str] | None = None, *, close: bool = False
 ) -> Response:
     """A JSON answer with the common headers; ``headers`` may override Content-Type."""
-    data = compact_json(body).encode()
+    data = _COMPACT.encode(body).encode()
     fields = {"Content-Type": "application/json", **COMMON_HEADERS, **(headers or {})}
     return Response(status, data, fields, close)
-
-
-def compact_json(body: Any) -> str:
-    """``json.dumps(body, separators=(",", ":"))``, the same characters; a flat object
-    of plain strings and integers (``/token``'s answer) is written directly: the C
-    encoder escapes a string character by character, and an access token is ~600."""
-    if type(body) is not dict:
-        return _COMPACT.encode(body)
-    parts = []
-    for key, value in body.items():
-        kind = type(value)
-        if type(key) is not str or not _plain(key):
-            return _COMPACT.encode(body)
-        if kind is str and _plain(value):
-            parts.append(f'"{key}":"{value}"')
-        elif kind is int:  # exactly int: a bool is ``true``/``false``
-            parts.append(f'"{key}":{value}')
-        else:
-            return _COMPACT.encode(body)
-    return "{" + ",".join(parts) + "}"
-
-
-# What JSON (ASCII-only, as ``json.dumps`` writes it) writes unchanged: printable
-# ASCII but ``"`` and ``\``. (``bytes.translate`` deletes these in half of
-# ``str.isprintable``'s instructions.)
-_PLAIN = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')
-
-
-def _plain(text: str) -> bool:
-    """Would JSON write ``text`` unchanged (between its quotes)?"""
-    return text.isascii() and not text.encode().translate(None, _PLAIN)
 
 
 def html_response(status: int, html: str, headers: dict[str, str]) -> Response:
