@@ -1,18 +1,21 @@
 """The loopback server's shortcuts give the bytes the general code gives.
 
-``parse_form`` keeps the decoding of public fields and ``wireformat.head`` keeps
-header blocks (``/token``'s per-request costs, bench/FINDINGS.md); each must agree
-with what it stands in for — ``urllib.parse.parse_qs`` and the head written field
-by field — or a client would be read differently or answered differently.
+``parse_form`` keeps the decoding of public fields, ``wireformat.head`` keeps
+header blocks and ``jsonenc`` keeps its C encoders (``/token``'s per-request costs,
+bench/FINDINGS.md); each must agree with what it stands in for —
+``urllib.parse.parse_qs``, the head written field by field, ``json.dumps`` — or a
+client would be read or answered differently, or the audit chain would not verify.
 """
 
 from __future__ import annotations
 
+import json
 import urllib.parse
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kontextd import jsonenc
 from kontextd.api.web import wireformat
 from kontextd.api.web.messages import _PUBLIC_FIELDS, parse_form
 
@@ -46,3 +49,31 @@ def test_answer_heads_from_kept_blocks_are_the_same() -> None:
     )
     assert again.endswith(b"Content-Length: 12\r\nConnection: close\r\n\r\n")
     assert wireformat.head(599, [("X-A", "b")], 0, False).startswith(b"HTTP/1.1 599 Unknown\r\n")
+
+
+_SCALARS = st.one_of(
+    st.text(),
+    st.integers(),
+    st.booleans(),
+    st.none(),
+    st.floats(),  # NaN and infinities too: json.dumps writes them (allow_nan)
+)
+_TREES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(st.lists(inner), st.dictionaries(st.text(), inner)),
+    max_leaves=20,
+)
+
+
+@given(_TREES)
+def test_encoders_write_what_json_dumps_writes(value: object) -> None:
+    assert jsonenc.COMPACT.encode(value) == json.dumps(value, separators=(",", ":"))
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert jsonenc.CANONICAL.encode(value) == canonical
+
+
+def test_encoders_renewed_write_the_same() -> None:
+    value = {"b": [1, 2.5, None], "a": {"z": "é\n", "y": True}}
+    first = jsonenc.CANONICAL.encode(value)
+    for _ in range(jsonenc.RENEW_AFTER + 1):
+        assert jsonenc.CANONICAL.encode(value) == first

@@ -13,7 +13,6 @@ all pass the same request path, store and audit it the same way; how each ends
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -36,13 +35,13 @@ from kontextd.credential_end import (  # the callers of these ask ``credentials`
 from kontextd.errors import ApiError, invalid, not_found
 from kontextd.exec_request import Issued, all_env_names, build_request, release_reason
 from kontextd.gateway import delivery
+from kontextd.jsonenc import COMPACT
 from kontextd.policy.layers import USER_CONSENT, denial_message, evaluate_layers
 from kontextd.policy.request import CredentialRequest, PathResult
 from kontextd.store.rows import CODE, EXCHANGE, EXEC, MCP, CredentialRow
 from kontextd.tokens.mint import mint
 
 log = logging.getLogger("kontextd.credentials")
-_COMPACT = json.JSONEncoder(separators=(",", ":"))  # built once, not per ``json.dumps``
 
 
 def _event(request: CredentialRequest, name: str, **extra: Any) -> dict[str, Any]:
@@ -218,7 +217,7 @@ def issue(
         client_id=client_id,
         parent=origin.parent,
         grant_id=result.grant_id,
-        act=None if origin.act is None else _COMPACT.encode(act),
+        act=None if origin.act is None else COMPACT.encode(act),
     )
     with core.store.transaction() as tx:
         tx.insert_credential(row)

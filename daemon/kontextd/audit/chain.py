@@ -8,15 +8,11 @@ sorted keys, no insignificant whitespace, UTF-8 — the same bytes on every run.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
+from kontextd.jsonenc import CANONICAL
+
 GENESIS = "0" * 64
-# Built once: ``json.dumps`` with options builds an encoder on every call. Events are
-# trees of dicts, lists and scalars (no cycles to look for).
-_CANONICAL = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False
-)
 # ``hashlib.sha256()`` looks the algorithm up in OpenSSL on every call; a copy of an
 # empty one does not (same digest).
 _EMPTY_SHA256 = hashlib.sha256()
@@ -24,7 +20,7 @@ _EMPTY_SHA256 = hashlib.sha256()
 
 def canonical(event: dict[str, Any]) -> bytes:
     """The bytes an event is hashed over."""
-    return _CANONICAL.encode(event).encode()
+    return CANONICAL.encode(event).encode()
 
 
 def digest(body: bytes) -> str:

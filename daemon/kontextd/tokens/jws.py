@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from kontextd.jsonenc import COMPACT
+
 # The order of the P-256 group (SEC 2 §2.4.2).
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 HALF_N = P256_N // 2
@@ -38,8 +40,6 @@ def _unb64(text: str) -> bytes:
 
 
 _ES256 = ec.ECDSA(hashes.SHA256())
-# Built once, not per ``json.dumps``; claims are a tree (no cycles to look for).
-_COMPACT = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 
 
 @functools.lru_cache(maxsize=64)
@@ -55,7 +55,7 @@ def sign(
     """An ES256 JWS of ``claims`` whose signature is in low-S form."""
     if not isinstance(private.curve, ec.SECP256R1):
         raise ValueError("ES256 signs with a P-256 key")  # RFC 7518 §3.4
-    payload = _COMPACT.encode(claims).encode()
+    payload = COMPACT.encode(claims).encode()
     signing_input = (
         _header_segment(tuple(sorted(headers.items())))
         + b"."

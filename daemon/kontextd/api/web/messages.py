@@ -12,7 +12,6 @@ byte chunks, sent chunked unless a length is given; ``sse.events`` builds one).
 from __future__ import annotations
 
 import functools
-import json
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -20,9 +19,9 @@ from typing import Any
 
 from kontext.common import parsing, wire
 from kontextd.errors import ApiError, invalid
+from kontextd.jsonenc import COMPACT
 
 COMMON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
-_COMPACT = json.JSONEncoder(separators=(",", ":"))  # built once, not per ``json.dumps``
 
 
 class Headers:
@@ -224,7 +223,7 @@ def json_response(
     status: int, body: Any, headers: dict[str, str] | None = None, *, close: bool = False
 ) -> Response:
     """A JSON answer with the common headers; ``headers`` may override Content-Type."""
-    data = _COMPACT.encode(body).encode()
+    data = COMPACT.encode(body).encode()
     fields = {"Content-Type": "application/json", **COMMON_HEADERS, **(headers or {})}
     return Response(status, data, fields, close)
 
