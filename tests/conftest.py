@@ -306,7 +306,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> Iterator[None]:
     """One line naming the tests skipped for lack of a system package, and the
     command that installs them (tests/missing_packages.py) — after pytest's own
     short summary, just above the final counts."""
-    from tests.missing_packages import summary
+    from missing_packages import summary  # this directory: plain `pytest` has no tests package
 
     yield
 

@@ -30,6 +30,7 @@ WINDOW = 10.0
 MAX_CALLERS = 1024  # buckets kept; a backstop, callers are a handful of uids
 
 _failures: dict[tuple[str, str], collections.deque[float]] = {}
+_agent_keys: set[tuple[str, str]] = set()  # the buckets of agents (a subset of _failures')
 _lock = threading.Lock()
 
 
@@ -57,13 +58,20 @@ def who(trees: Any, request: Any, endpoint: str, *, failing: bool = False) -> st
 
 
 def _agents_failing(endpoint: str) -> bool:
+    """Whether some agent's bucket at ``endpoint`` holds failures now. Asked on every
+    request, so it looks only at the agents' buckets, and forgets those emptied."""
     now = time.monotonic()
     with _lock:
-        for (where, key), stamps in _failures.items():
-            if where == endpoint and "/agent:" in key:
-                _trim(stamps, now)
-                if stamps:
+        if not _agent_keys:
+            return False
+        for bucket in list(_agent_keys):
+            _trim(_failures[bucket], now)
+            if _failures[bucket]:
+                if bucket[0] == endpoint:
                     return True
+            else:
+                del _failures[bucket]
+                _agent_keys.discard(bucket)
     return False
 
 
@@ -91,7 +99,10 @@ def failed(endpoint: str, who: str) -> bool:
     with _lock:
         if len(_failures) > MAX_CALLERS:
             _failures.clear()
+            _agent_keys.clear()
         stamps = _failures.setdefault((endpoint, who), collections.deque())
+        if "/agent:" in who:
+            _agent_keys.add((endpoint, who))
         _trim(stamps, now)
         stamps.append(now)
         return len(stamps) == LIMIT
