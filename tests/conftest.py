@@ -306,7 +306,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> Iterator[None]:
     """One line naming the tests skipped for lack of a system package, and the
     command that installs them (tests/missing_packages.py) — after pytest's own
     short summary, just above the final counts."""
-    from missing_packages import summary  # this directory: plain `pytest` has no tests package
+    try:  # this directory is on sys.path when pytest found this file itself
+        from missing_packages import summary
+    except ImportError:  # loaded by name (``-p tests.conftest``) from the project's root
+        from tests.missing_packages import summary
 
     yield
 

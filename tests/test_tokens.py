@@ -298,3 +298,14 @@ def test_rotation_new_kid_old_tokens_stay_verifiable_until_revoked(fresh_kx: Kon
         k.close(old_proc)
     listed = json.loads(k.ok("keys", "list", "--json").stdout)
     assert listed["keys"][0]["kid"] == new_kid
+
+
+def test_a_jti_never_starts_with_a_dash() -> None:
+    """Users type jtis as arguments (``kontext revoke credential JTI``): one starting
+    with ``-`` read as an option (seen in CI: "no such option: -_"). 4,000 draws would
+    show one of 64 starting so all but surely (1 - (63/64)^4000 > 1 - 1e-27)."""
+    from kontextd.tokens.mint import new_jti
+
+    drawn = [new_jti() for _ in range(4000)]
+    assert not [j for j in drawn if j.startswith("-")]
+    assert len(set(drawn)) == 4000 and {len(j) for j in drawn} == {22}
