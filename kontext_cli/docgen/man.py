@@ -224,7 +224,7 @@ def _files() -> list[tuple[str, str]]:
         (
             os.path.join(system_dir, "*.cedar"),
             "Org policies for every user of the machine, read first "
-            "(KONTEXT_SYSTEM_POLICY_DIR moves them only to a directory only root can change).",
+            "(KONTEXT_SYSTEM_POLICY_DIR adds a directory only root can change, read after it).",
         ),
         (
             show(where.database),

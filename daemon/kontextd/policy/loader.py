@@ -3,11 +3,12 @@
 Files are ``*.cedar`` in the system directory (``/etc/kontext/policy.d``) and the
 user's ``policy.d`` in the config dir, read in that order, each directory sorted
 by name. The system directory is the organisation's: ``KONTEXT_SYSTEM_POLICY_DIR``
-moves it only to a directory the user cannot change (root's, all the way up,
-like OpenSSH's ``safe_path``) — else it is ignored, said at start and recorded —
-and its files must be root's and writable by no one else, so a user cannot
-drop or rewrite the org policy by pointing the variable at a directory of their
-own. (Under root the variable is honoured as given: root can edit /etc anyway.) A policy's id is its
+adds a directory the user cannot change (root's, all the way up, like OpenSSH's
+``safe_path``), read after ``/etc/kontext/policy.d``, never instead of it — else
+it is ignored, said at start and recorded — and the files of both must be root's
+and writable by no one else, so a user cannot drop or rewrite the org policy by
+pointing the variable elsewhere. (Under root the variable replaces the system
+directory: root can edit /etc anyway, and the tests need a seam.) A policy's id is its
 ``@id("...")`` annotation, else ``FILE:LINE``; Cedar itself numbers policies
 positionally (``policy0``…) per parse, which is useless across files, so every
 file is converted to Cedar's JSON form (EST) and the ids are rewritten before
@@ -84,9 +85,23 @@ def not_roots(path: str) -> str | None:
         current = parent
 
 
+def system_dirs() -> list[str]:
+    """The directories of the organisation's policy, in reading order.
+
+    For a daemon run by a user, ``/etc/kontext/policy.d`` is always read: a root-owned
+    ``KONTEXT_SYSTEM_POLICY_DIR`` adds its files after it and never replaces it, or
+    pointing the variable at any root-owned directory without policy files
+    (``/usr/share``) would drop the org's policy (issue 17 item 8). Under root the
+    variable is taken as given."""
+    asked = system_dir().path
+    if os.getuid() == 0 or os.path.realpath(asked) == os.path.realpath(SYSTEM_DIR):
+        return [asked]
+    return [SYSTEM_DIR, asked]
+
+
 def policy_dirs(config_dir: str) -> list[str]:
-    """The system directory (``system_dir``), then the user's: ``CONFIG/policy.d``."""
-    return [system_dir().path, os.path.join(config_dir, "policy.d")]
+    """The system directories (``system_dirs``), then the user's: ``CONFIG/policy.d``."""
+    return [*system_dirs(), os.path.join(config_dir, "policy.d")]
 
 
 def unsafe_system_file(path: str) -> str | None:
@@ -200,8 +215,9 @@ def load(dirs: list[str], schema: cedarpy.Schema) -> Bundle:
     except OSError as exc:
         bundle.errors.append(str(exc))
         return bundle
+    system = {os.path.normpath(d) for d in dirs[:-1]}  # every directory but the user's
     for path in bundle.files:
-        in_system = os.path.dirname(path) == os.path.normpath(dirs[0])
+        in_system = os.path.dirname(path) in system
         unsafe = unsafe_system_file(path) if in_system else None
         if unsafe is not None:
             bundle.errors.append(unsafe)
