@@ -221,6 +221,47 @@ def test_deny_sends_access_denied_and_is_audited(kx: Kontext) -> None:
     )
 
 
+def test_every_refusal_of_the_consent_form_is_audited(kx: Kontext) -> None:
+    """What the browser posts back and kontext refuses — a forged CSRF token, an agent
+    the form may not pick — is on the record, naming the client, as the page's and
+    /token's refusals are (a request already decided is gone: a second answer is
+    refused as unknown)."""
+    narrow = api_new_agent(kx, "github:issues:read", consent=False)
+    f = flow(client_id(kx))
+    page = authorize(kx, f.query()).text
+    forged = answer(kx, page, csrf="x" * 43)
+    assert forged.status_code == 400 and "CSRF" in forged.text
+    picked = answer(kx, page, agent=narrow)
+    assert picked.status_code == 400 and "may not use" in picked.text
+    assert answer(kx, page, decision="deny").status_code == 303
+    again = answer(kx, page, agent="", new_agent="too-late")
+    assert again.status_code == 400
+    reasons = [
+        e["reason"]
+        for e in api_audit(kx)
+        if e["event"] == "oauth.client_refused" and e.get("client_id") == f.client_id
+    ]
+    assert any("CSRF token is wrong" in r for r in reasons), reasons
+    assert any(f"agent:{narrow} may not use" in r for r in reasons), reasons
+    assert all(r.startswith("consent form refused") for r in reasons)
+
+
+def test_every_refused_registration_is_audited(kx: Kontext) -> None:
+    with kx.http() as http:
+        form = http.post("/register", data={"redirect_uris": "http://127.0.0.1:1/cb"})
+        broken = http.post(
+            "/register", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
+    assert form.status_code == broken.status_code == 400
+    reasons = [
+        e["reason"]
+        for e in api_audit(kx, n=200)
+        if e["event"] == "oauth.client_refused" and e["endpoint"] == "/register"
+    ]
+    assert "send the client metadata as application/json" in reasons
+    assert "the body is not JSON" in reasons
+
+
 def test_the_code_needs_its_verifier_redirect_client_and_resource(kx: Kontext) -> None:
     f = flow(client_id(kx))
     for wrong in (
@@ -333,12 +374,19 @@ def test_the_gateway_is_a_protected_resource(kx: Kontext) -> None:
     )
 
 
-def test_the_page_opens_only_as_a_document(kx: Kontext) -> None:
-    """An <img> or a frame pointed at /authorize by a web page opens no request."""
-    f = flow(client_id(kx))
+def test_the_page_opens_only_as_a_document(fresh_kx: Kontext) -> None:
+    """An <img> or a frame pointed at /authorize by a web page opens no request; the
+    refusal is audited, once a minute at most (any web page can send it)."""
+    k = fresh_kx
+    k.start()
+    f = flow(client_id(k))
     for dest in ("image", "iframe", "script"):
-        page = authorize(kx, f.query(), **{"Sec-Fetch-Dest": dest, "Sec-Fetch-Site": "cross-site"})
+        page = authorize(k, f.query(), **{"Sec-Fetch-Dest": dest, "Sec-Fetch-Site": "cross-site"})
         assert page.status_code == 400 and "csrf" not in page.text
+    refused = [e for e in api_audit(k) if e["event"] == "http.refused"]
+    assert [(e["path"], e["reason"]) for e in refused] == [
+        ("/authorize", "the consent page opens only as a top-level document")
+    ]
 
 
 def test_mcp_clients_off_refuses_registration_authorization_and_tokens(

@@ -18,7 +18,9 @@ order of §4.1.2.1:
    which the client redeems at ``/token`` (``public_token``), where the grant is
    recorded as ``kontext consent grant`` records it.
 
-Every refusal, denial and unanswered page is audited.
+Every refusal, denial and unanswered page is audited — the form's too (a wrong
+CSRF token, an answer to a request already decided, an agent the form may not
+pick): ``oauth.client_refused`` naming the client.
 """
 
 from __future__ import annotations
@@ -122,6 +124,15 @@ def decide(core: Core, form: dict[str, str]) -> Answer:
     pending = state.pending(form.get("request_uri"))
     if pending is None or not pending.public:
         raise PageError("this request is unknown, expired or already used")
+    try:
+        return _decide(core, pending, form)
+    except PageError as exc:  # a forged, replayed or raced answer: on the record
+        _refused(core, pending.client_id, f"consent form refused: {exc}")
+        raise
+
+
+def _decide(core: Core, pending: Pending, form: dict[str, str]) -> Answer:
+    state = for_core(core)
     if not hmac.compare_digest((form.get("csrf") or "").encode(), pending.csrf.encode()):
         raise PageError("the form's CSRF token is wrong; start again")
     if form.get("decision") != "approve":
@@ -138,7 +149,8 @@ def decide(core: Core, form: dict[str, str]) -> Answer:
     duration = _duration(form.get("grant_duration"))
     try:
         agent = _chosen_agent(core, pending, form)
-    except PageError as exc:
+    except PageError as exc:  # the page again, the request still open; audited
+        _refused(core, pending.client_id, f"consent form refused: {exc}")
         client = public_clients.lookup(core, pending.client_id, fetch=False)
         client = replace(client, name=pending.client_name or client.name)
         chosen = form.get("agent") or None
@@ -292,7 +304,7 @@ def _refused(core: Core, client_id: str | None, reason: str) -> None:
         "oauth.client_refused",
         endpoint="/authorize",
         client_id=(client_id or "")[:200],
-        reason=reason,
+        reason=reason[:300],
     )
 
 

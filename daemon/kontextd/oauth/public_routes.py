@@ -18,7 +18,7 @@ from kontextd.api.web.messages import Request, Response, html_response, json_res
 from kontextd.api.web.routing import Route, route
 from kontextd.core import Core
 from kontextd.errors import ApiError
-from kontextd.oauth import pages, public_authorize, public_clients, registration, throttle
+from kontextd.oauth import events, pages, public_authorize, public_clients, registration, throttle
 from kontextd.oauth.authorize import PageError
 from kontextd.oauth.clients import OAuthError
 from kontextd.oauth.resource_metadata import WELL_KNOWN, gateway_document
@@ -64,9 +64,16 @@ class PublicClientRoutes:
                 self.core, request.body, request.headers.get("Content-Type"), request.peer_uid
             )
         except OAuthError as exc:
-            throttle.failed(
-                "/register", throttle.who(self.core.trees, request, "/register", failing=True)
-            )
+            who = throttle.who(self.core.trees, request, "/register", failing=True)
+            if throttle.failed("/register", who):  # the lock-out, once, as at /token
+                events.record(
+                    self.core,
+                    "oauth.throttled",
+                    endpoint="/register",
+                    caller=who,
+                    limit=throttle.LIMIT,
+                    window_seconds=throttle.WINDOW,
+                )
             return json_response(exc.status, exc.body())
         return json_response(201, answer)
 
@@ -91,6 +98,11 @@ class PublicClientRoutes:
 
     def page(self, request: Request) -> Response:
         if request.headers.get("Sec-Fetch-Dest") not in DOCUMENT_DESTS:
+            # Any web page can point an <img> here: audited as the other refusals
+            # before a handler are, a few a minute at most (``api.web.refusals``).
+            refusals = self.core.gateway.refusals
+            if refusals is not None:
+                refusals.note(request, "the consent page opens only as a top-level document")
             raise PageError("this page opens only as a page of its own")
         return self._answer(public_authorize.show(self.core, request.query))
 

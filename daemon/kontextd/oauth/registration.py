@@ -54,30 +54,15 @@ GRANT_TYPES = ("authorization_code", "refresh_token")
 
 
 def register(core: Core, body: bytes, content_type: str | None, uid: int | None) -> dict[str, Any]:
-    """Validate and store one registration; the RFC 7591 §3.2.1 answer."""
-    if not enabled(core):
-        _refused(core, off_message(core), uid)
-        raise OAuthError("access_denied", off_message(core), 403)
-    if (content_type or "").split(";")[0].strip().lower() != "application/json":
-        raise OAuthError("invalid_client_metadata", "send the client metadata as application/json")
+    """Validate and store one registration; the RFC 7591 §3.2.1 answer. Every
+    refusal is audited (``oauth.client_refused``, the caller's uid)."""
     try:
-        meta = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise OAuthError("invalid_client_metadata", "the body is not JSON") from exc
-    if not isinstance(meta, dict):
-        raise OAuthError("invalid_client_metadata", "the body must be a JSON object")
-    try:
-        row = _row(meta, uid)
+        row = _checked(core, body, content_type, uid)
+        _make_room(core)
     except OAuthError as exc:
         _refused(core, exc.description, uid)
         raise
-    store = ClientStore(core.store)
-    store.purge_unused(time.time() - UNUSED_FOR)
-    if store.count() >= MAX_CLIENTS and not store.evict_oldest_unused():
-        raise OAuthError(
-            "temporarily_unavailable", f"{MAX_CLIENTS} approved clients are registered", 503
-        )
-    store.insert(row)
+    ClientStore(core.store).insert(row)
     events.record(
         core,
         "oauth.client_registered",
@@ -87,6 +72,29 @@ def register(core: Core, body: bytes, content_type: str | None, uid: int | None)
         peer_uid=uid,
     )
     return _answer(row)
+
+
+def _checked(core: Core, body: bytes, content_type: str | None, uid: int | None) -> ClientRow:
+    if not enabled(core):
+        raise OAuthError("access_denied", off_message(core), 403)
+    if (content_type or "").split(";")[0].strip().lower() != "application/json":
+        raise OAuthError("invalid_client_metadata", "send the client metadata as application/json")
+    try:
+        meta = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise OAuthError("invalid_client_metadata", "the body is not JSON") from exc
+    if not isinstance(meta, dict):
+        raise OAuthError("invalid_client_metadata", "the body must be a JSON object")
+    return _row(meta, uid)
+
+
+def _make_room(core: Core) -> None:
+    store = ClientStore(core.store)
+    store.purge_unused(time.time() - UNUSED_FOR)
+    if store.count() >= MAX_CLIENTS and not store.evict_oldest_unused():
+        raise OAuthError(
+            "temporarily_unavailable", f"{MAX_CLIENTS} approved clients are registered", 503
+        )
 
 
 def _row(meta: dict[str, Any], uid: int | None) -> ClientRow:
