@@ -111,6 +111,7 @@ def test_the_sdk_discovers_registers_is_approved_and_calls_github_through_the_ga
     page = pages[0]
     assert "An application on this computer" in page and "Claude Desktop (test)" in page
     assert "unverified" in page and "Read pull requests" in page and url in page
+    assert "requesting access to GitHub" in page
     assert github.reviews[-1]["body"] == "Looks good"
     client_id = client.storage.client_info.client_id
     events = api_audit(k, agent="claude-sdk")

@@ -162,6 +162,7 @@ def test_the_page_says_who_asks_for_what_and_a_new_agent_acts(kx: Kontext) -> No
     text = page.text
     assert "An application on this computer" in text and "Claude Desktop" in text
     assert "unverified" in text
+    assert "requesting access to <strong>GitHub</strong>" in text
     assert "Read pull requests" in text and "No access to: Read issues" in text
     assert "No org admin access" in text and RESOURCE in text and "Expires in 1 hour" in text
     assert page.headers["x-frame-options"] == "DENY"

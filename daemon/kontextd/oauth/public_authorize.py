@@ -254,6 +254,13 @@ def _render(
         resource=pending.resource or "",
         granted=pages.scope_lines(pending.scopes, cat),
         refused=pages.not_granted(pending.scopes, cat),
+        integrations=tuple(
+            dict.fromkeys(
+                cat[s.partition(":")[0]].display_name
+                for s in pending.scopes
+                if s.partition(":")[0] in cat
+            )
+        ),
     )
     chosen = chosen or _previous_agent(core, client.client_id)
     return public_pages.consent_page(ask, candidates, chosen, new_name, duration, error)

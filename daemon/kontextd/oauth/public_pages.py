@@ -34,6 +34,7 @@ class Ask:
     resource: str
     granted: list[str]
     refused: list[str]
+    integrations: tuple[str, ...] = ()  # display names of the integrations asked for
 
 
 def consent_page(
@@ -101,8 +102,9 @@ def _agent_choices(agents: list[AgentRow], chosen: str | None, new_name: str) ->
 def _consent_text(ask: Ask) -> str:
     granted = "".join(f"<li>{escape(line)}</li>" for line in ask.granted)
     refused = "".join(f"<li>{escape(line)}</li>" for line in ask.refused)
+    to = f" to <strong>{escape(', '.join(ask.integrations))}</strong>" if ask.integrations else ""
     return (
-        f"<p>It is requesting access:</p><ul>{granted}</ul>"
+        f"<p>It is requesting access{to}:</p><ul>{granted}</ul>"
         f"<p>Not granted:</p><ul>{refused}</ul>"
         f"<p>Only for the server at <strong>{escape(ask.resource)}</strong> "
         "(its tokens are refused anywhere else)</p>"
