@@ -119,7 +119,12 @@ def _minted(e: Event) -> list[str]:
         return []
     parent = e.get("parent")
     how = f"({_text(kind)} of {_text(parent)})" if parent else f"({_text(kind)})"
-    return [*_opt("{}", e.get("scopes")), *_opt("for {}", e.get("expires_in")), how]
+    return [
+        *_opt("{}", e.get("scopes")),
+        *_opt("for {}", e.get("expires_in")),
+        *_opt("(asked {})", e.get("ttl_asked")),
+        how,
+    ]
 
 
 def _api(e: Event) -> list[str]:

@@ -198,6 +198,12 @@ SAMPLES: list[tuple[dict[str, object], str]] = [
         "agent:a -> github [acme/x] github:pulls:read for 60s (exchange of J1)",
     ),
     (
+        {"event": "credential.issued", "agent": {"id": "agent:a"}, "integration": "github"}
+        | {"scopes": ["github:pulls:read"], "expires_in": "29s", "ttl_asked": "300s"}
+        | {"kind": "exchange", "parent": "J1"},
+        "agent:a -> github github:pulls:read for 29s (asked 300s) (exchange of J1)",
+    ),
+    (
         {"event": "agent.changed", "agent": {"id": "agent:a"}, "session_bus": True}
         | {"user": {"id": "user:u"}},
         "agent:a session bus allowed by user:u",

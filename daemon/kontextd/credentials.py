@@ -131,6 +131,12 @@ def _lifetime(request: CredentialRequest, origin: Origin, result: PathResult, no
     return max(1, math.floor(ttl))
 
 
+def _asked(request: CredentialRequest, ttl: int) -> dict[str, str]:
+    """``ttl_asked`` when the lifetime was cut short (by the parent, the grant or its
+    session), so the event keeps what the request asked for beside what it got."""
+    return {"ttl_asked": f"{request.ttl}s"} if ttl < request.ttl else {}
+
+
 def _refuse(
     core: Core, request: CredentialRequest, origin: Origin, result: PathResult, evaluation: Any
 ) -> Refused:
@@ -227,6 +233,7 @@ def issue(
                 "credential.issued",
                 jti=minted.jti,
                 expires_in=f"{ttl}s",
+                **_asked(request, ttl),
                 pid=wrapper_pid,
                 grant=result.grant_id,
                 **origin.audit_fields,

@@ -65,6 +65,7 @@ def test_a_long_running_child_gets_a_hundred_distinct_narrower_credentials(gw: K
             assert (event["parent"], event["kind"]) == (parent["jti"], "exchange")
             assert event["scopes"] == ["github:pulls:read"]
             assert event["target"] == "acme/backend"
+            assert event["expires_in"] == "60s" and "ttl_asked" not in event  # as asked
             assert event["policy_evaluation"] == LAYERS_ALLOW
         assert all(active(gw, c["token"]) for c in creds[-3:])
 
@@ -86,13 +87,31 @@ def test_widening_scopes_target_or_ttl_is_denied_naming_the_layer(gw: Kontext) -
             f"denied by agent permissions: agent:{agent} may hold credentials for at most "
             "10m, not 1h"
         )
-        # Within the agent's maximum but past the parent's end: it ends with its parent.
+        # Within the agent's maximum but past the parent's end: it ends with its parent,
+        # and the audit keeps what was asked beside what was given.
         longer = child.ask("require", args={"ttl": "5m"})["creds"][0]
         assert longer["expires_at"] <= verified(gw, child.token)["exp"]
         for refusal in (scope, target, ttl):
             assert child.token not in refusal["message"] + refusal["repr"]
-    denied = [e for e in api_audit(gw, agent) if e["event"] == "credential.denied"]
+    events = api_audit(gw, agent)
+    denied = [e for e in events if e["event"] == "credential.denied"]
     assert len(denied) == 3 and {e["parent"] for e in denied} == {child.jti}
+    [cut] = [e for e in events if e["event"] == "credential.issued" and e["jti"] == longer["jti"]]
+    assert cut["ttl_asked"] == "300s" and int(cut["expires_in"].rstrip("s")) <= 120
+    # The same refusal from the CLI is the same line, after "kontext: ".
+    cli = gw.run("exec", "--agent", agent, "--ttl", "1h", "--", "true")
+    assert cli.returncode != 0 and cli.stderr.strip() == f"kontext: {ttl['message']}"
+
+
+def test_the_default_ttl_ends_with_a_parent_that_has_less_left(gw: Kontext) -> None:
+    agent = api_new_agent(gw, *READ_WRITE, prefix="short")
+    with RunningAgent(gw, agent, "--ttl", "20s") as child:
+        cred = child.ask("require")["creds"][0]
+        parent, claims = verified(gw, child.token), verified(gw, cred["token"])
+    assert claims["exp"] <= parent["exp"] and claims["exp"] - claims["iat"] < 60
+    assert cred["expires_at"] == claims["exp"]
+    [event] = [e for e in issued_events(gw, agent).values() if e.get("parent") == child.jti]
+    assert event["ttl_asked"] == "60s"  # the per-request default, cut to the parent's end
 
 
 def test_org_policy_applies_to_the_narrowed_request(gw: Kontext) -> None:
