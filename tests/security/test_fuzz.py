@@ -238,6 +238,39 @@ def test_control_api_deeply_nested_json(fz: Kontext) -> None:
     _alive(fz)
 
 
+def test_loopback_deeply_nested_json(fz: Kontext) -> None:
+    # /register (RFC 7591) reads JSON from any program here — another OS user's, a
+    # loopback page's — with no token: 5,000 nested arrays were a 500 and a traceback
+    # in the daemon log (issue 17 item 19).
+    with fz.http() as http:
+
+        @FUZZ
+        @given(
+            kind=NEST_KINDS,
+            depth=DEPTHS,
+            where=st.sampled_from(["body", "redirect_uris", "client_name"]),
+        )
+        def case(kind: str, depth: int, where: str) -> None:
+            CASES["loopback nested JSON"] += 1
+            inner = nested_json(kind, depth)
+            body = (
+                inner
+                if where == "body"
+                else f'{{"redirect_uris": ["http://127.0.0.1:9/cb"], "{where}": {inner}}}'
+            )
+            answer = http.post(
+                "/register", content=body, headers={"Content-Type": "application/json"}
+            )
+            _sane(answer)
+            levels = (2 * max(1, depth // 2) if kind == "mixed" else depth) + (where != "body")
+            if levels > 32 and len(body) <= 64 * 1024 and answer.status_code != 429:
+                assert answer.status_code == 400, (depth, answer.text)  # not a 500
+                assert "nested deeper than 32 levels" in answer.text
+
+        case()
+    _alive(fz)
+
+
 def nested_toml(kind: str, depth: int) -> str:
     if kind == "array":
         return "a = " + "[" * depth + "]" * depth + "\n"

@@ -197,6 +197,7 @@ def test_a_metadata_document_on_loopback_names_a_client(kx: Kontext, documents: 
             "redirect",
         ),
         ("/notjson.json", lambda url: (200, b"<html>", {}), "not JSON"),
+        ("/deep.json", lambda url: (200, b"[" * 2500 + b"]" * 2500, {}), "nested deeper"),
         ("/gone.json", lambda url: (404, b"", {}), "HTTP 404"),
     ],
 )

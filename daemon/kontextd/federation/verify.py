@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
 
-from kontext.common import wire
+from kontext.common import parsing, wire
 from kontext.common.ci_config import CISettings
 from kontextd.errors import ApiError
 from kontextd.federation import platforms
@@ -72,8 +71,8 @@ def unverified_claims(token: str) -> dict[str, Any]:
     and to find its issuer before anything is believed."""
     try:
         payload = token.split(".")[1]
-        value = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError, UnicodeDecodeError):
+        value = parsing.json_loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):  # parsing.TooDeep and UnicodeDecodeError are ValueErrors
         return {}
     return value if isinstance(value, dict) else {}
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
-import json
 import socket
 import ssl
 import threading
@@ -32,6 +31,7 @@ import time
 import urllib.parse
 from typing import Any
 
+from kontext.common import parsing
 from kontextd.core import Core
 from kontextd.oauth.public_clients import (
     MAX_REDIRECTS,
@@ -176,9 +176,11 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
 
 
 def _parse(url: str, body: bytes) -> PublicClient:
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    try:  # depth-limited: its author chooses what it holds
+        doc = parsing.json_loads(body)
+    except parsing.TooDeep as exc:
+        raise UnknownClient(f"its metadata document is {exc}") from exc
+    except ValueError as exc:  # bad JSON, or not UTF-8
         raise UnknownClient("its metadata document is not JSON") from exc
     if not isinstance(doc, dict):
         raise UnknownClient("its metadata document is not a JSON object")
