@@ -36,9 +36,12 @@ def free_port() -> int:
 
 @contextmanager
 def example_server(k: Kontext) -> Iterator[str]:
-    """``python docs/examples/mcp_pr_reviewer.py`` as the README says, against ``k``."""
+    """``python docs/examples/mcp_pr_reviewer.py`` as the README says, against ``k``:
+    no ``KONTEXT_URL``, the server and its tools find the daemon of this home (its
+    runtime directory) as they find the user's."""
     port = free_port()
-    env = {**k.env, "PORT": str(port), "KONTEXT_URL": k.base_url}
+    env = {**k.env, "PORT": str(port)}
+    env.pop("KONTEXT_URL", None)
     proc = subprocess.Popen(
         [sys.executable, str(EXAMPLE)],
         env=env,
