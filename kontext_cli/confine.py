@@ -12,10 +12,12 @@ credential, and confines itself while that round trip runs (on the other core):
 3. When the answer arrives: root only — a second user + mount namespace, so the
    mounts above are locked (``MNT_LOCKED``: a namespace's root keeps its
    capabilities across ``execve``, everyone else loses them); then
-   ``PR_SET_NO_NEW_PRIVS`` and a Landlock domain that handles no file right but
-   scopes signals and abstract Unix sockets (ABI >= 6). Landlock also refuses
-   ptrace — and with it ``/proc/PID/{root,cwd,fd,environ,mem}`` — of every
-   process outside the domain. Then ``execve``.
+   ``PR_SET_NO_NEW_PRIVS``, a seccomp filter refusing ``TIOCSTI`` (typing into the
+   terminal, which the user's shell would read and run once exec returns) and a
+   Landlock domain that handles no file right but scopes signals and abstract Unix
+   sockets (ABI >= 6). Landlock also refuses ptrace — and with it
+   ``/proc/PID/{root,cwd,fd,environ,mem}`` — of every process outside the domain.
+   Then ``execve``.
 
 The token reaches the child over a pipe after step 2, never argv or a file. A
 failure in step 1 or 2 is reported to the wrapper, which then runs unconfined
@@ -43,6 +45,7 @@ HIDE_FLAGS = 1 | 2 | 4 | 8  # MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
 FIX = {
     "linux": "confinement needs Linux",
     "landlock": "needs Linux 6.12 or later with Landlock enabled (lsm=landlock,...)",
+    "tiocsti": "set the sysctl dev.tty.legacy_tiocsti=0 (or run on x86_64 or aarch64)",
     "userns": (
         "allow unprivileged user namespaces (sysctl user.max_user_namespaces, "
         "kernel.apparmor_restrict_unprivileged_userns=0, or a container started with them)"
@@ -171,6 +174,21 @@ def landlock_ok() -> None:
     if abi < MIN_LANDLOCK_ABI:
         have = f"Landlock ABI {abi}" if abi else "no Landlock"
         raise Unavailable(f"this kernel has {have} (scoping needs ABI 6); {FIX['landlock']}")
+    machine = os.uname().machine
+    if machine not in linux.TTY_FILTER and _legacy_tiocsti():
+        raise Unavailable(
+            f"kontext cannot filter TIOCSTI on {machine} and this kernel lets any process "
+            f"type into its terminal; {FIX['tiocsti']}"
+        )
+
+
+def _legacy_tiocsti() -> bool:
+    """Whether the kernel lets a process without CAP_SYS_ADMIN use TIOCSTI (6.2+)."""
+    try:
+        with open("/proc/sys/dev/tty/legacy_tiocsti", "rb") as fh:
+            return fh.read().strip() != b"0"
+    except OSError:
+        return True
 
 
 # -- in the child -------------------------------------------------------------
@@ -218,6 +236,9 @@ def seal(plan: Plan, session_bus: bool) -> None:
     if plan.uid == 0:
         _own_namespaces(0, os.getgid())
     linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    machine = os.uname().machine
+    if machine in linux.TTY_FILTER:  # elsewhere landlock_ok required legacy_tiocsti=0
+        linux.deny_tiocsti(machine)
     scoped = linux.LANDLOCK_SCOPE_SIGNAL
     if not session_bus:
         scoped |= linux.LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET

@@ -20,9 +20,10 @@ KONTEXT_AGENT, KONTEXT_TOKEN_EXPIRES, KONTEXT_CREDENTIAL_ID and KONTEXT_URL (the
 loopback issuer, for RFC 8693 exchange of its own token); inherited credentials
 of other integrations are removed. On Linux CMD and everything it starts are
 confined: kontext's files, daemon and the session D-Bus are hidden from them,
-and they cannot signal or ptrace anything outside their own tree (exec.confine,
---no-confine; 'kontext doctor' shows the level). The credential is revoked when
-CMD exits or this process dies, and what CMD leaves running is ended with it.
+they cannot signal or ptrace anything outside their own tree, nor type into
+their terminal (exec.confine, --no-confine; 'kontext doctor' shows the level).
+The credential is revoked when CMD exits or this process dies, and what CMD
+leaves running is ended with it.
 Exit status: CMD's own; 122 denied (also: refused inside an agent); 123
 confinement required but unavailable; 125 kontext failed before CMD ran; 126
 CMD not executable; 127 CMD not found.

@@ -11,7 +11,8 @@ from kontext_cli.doctor import Check, fail, ok, warn
 
 WHAT = (
     "its own user + mount namespace hides kontext's files and the session bus; Landlock "
-    "(ABI {abi}) keeps signals, ptrace and abstract sockets inside its tree"
+    "(ABI {abi}) keeps signals, ptrace and abstract sockets inside its tree; typing into its "
+    "terminal (TIOCSTI) is refused"
 )
 
 

@@ -70,7 +70,7 @@ def test_a_confined_agent_cannot_reach_the_daemon_at_all(
 
 
 @needs_confinement
-@pytest.mark.parametrize("via", ["direct", "setsid", "doublefork"])
+@pytest.mark.parametrize("via", VIAS)
 def test_a_confined_agent_cannot_touch_kontexts_files_signals_or_memory(
     setup: Setup, tmp_path: Path, via: str
 ) -> None:
@@ -82,15 +82,17 @@ def test_a_confined_agent_cannot_touch_kontexts_files_signals_or_memory(
     names = {r["name"] for r in results}
     assert {"read database", "read WAL", "read OAuth client secret", "read config.toml"} <= names
     assert {"kill(daemon_pid, SIGTERM)", "PTRACE_ATTACH wrapper_pid"} <= names
+    assert any(name.startswith("read fallback secret") for name in names), names
     assert not (setup.k.home / "config" / "policy.d" / "evil.cedar").exists()
     assert setup.k.daemon_pid == daemon
     assert_nothing_changed(setup, before)
 
 
 @needs_confinement
-def test_a_confined_agent_cannot_undo_its_mounts(setup: Setup, tmp_path: Path) -> None:
+@pytest.mark.parametrize("via", VIAS)
+def test_a_confined_agent_cannot_undo_its_mounts(setup: Setup, tmp_path: Path, via: str) -> None:
     before = state(setup.k, setup.other)
-    proc, results = setup.attack(tmp_path, ["mounts"])
+    proc, results = setup.attack(tmp_path, ["mounts"], via=via)
     assert proc.returncode == 0, proc.stderr
     assert_refused(results, 6)
     assert_nothing_changed(setup, before)
@@ -145,6 +147,68 @@ def test_a_confined_agent_keeps_its_terminal(setup: Setup, tmp_path: Path) -> No
     assert os.waitstatus_to_exitcode(status) == 0
 
 
+# The agent types into its terminal's input queue (TIOCSTI; TIOCLINUX's paste on a
+# console): whatever reads the terminal next — the user's own shell, once exec returns
+# — runs it, outside every agent. The cmd's high 32 bits set (CVE-2019-10063's trick:
+# the tty layer reads an unsigned int) must not get past the filter either.
+TYPE_INTO_THE_TERMINAL = textwrap.dedent(
+    """
+    import fcntl, os, sys, termios
+    for cmd in (termios.TIOCSTI, termios.TIOCSTI | (1 << 32)):
+        for via in sys.argv[1:]:
+            fd = os.open(via, os.O_RDWR | os.O_NOCTTY) if via != "0" else 0
+            try:
+                for ch in b"echo PWNED\\n":
+                    fcntl.ioctl(fd, cmd, bytes([ch]))
+                print("TYPED", hex(cmd), via, flush=True)
+            except OSError as exc:
+                print("REFUSED", hex(cmd), via, exc.errno, flush=True)
+    """
+)
+
+
+def _in_a_terminal(argv: list[str], env: dict[str, str], answer: bytes) -> bytes:
+    """Run ``argv`` on a new terminal; once it prints EXEC-DONE, type ``answer``."""
+    import pty
+
+    pid, master = pty.fork()
+    if pid == 0:  # pragma: no cover - the forked child
+        os.execve(argv[0], argv, env)
+    out, answered = b"", False
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 1024)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+            if not answered and b"EXEC-DONE" in out:
+                os.write(master, answer)
+                answered = True
+    finally:
+        os.waitpid(pid, 0)
+        os.close(master)
+    return out
+
+
+@needs_confinement
+@pytest.mark.parametrize("via", ["direct", "sh"])
+def test_a_confined_agent_cannot_type_into_the_users_terminal(setup: Setup, via: str) -> None:
+    """The outer shell plays the user's: it reads the first line typed after exec."""
+    inject = [PY, "-c", TYPE_INTO_THE_TERMINAL, "0", "/dev/tty"]
+    if via == "sh":
+        inject = ["sh", "-c", 'exec "$@"', "sh", *inject]
+    exec_line = " ".join(
+        [KONTEXT, "exec", "--agent", setup.agent, "--", *(f"'{a}'" for a in inject)]
+    )
+    script = f'{exec_line}; echo EXEC-DONE; read line; echo "GOT:[$line]"'
+    out = _in_a_terminal(["/bin/sh", "-c", script], setup.k.env, b"clean\n")
+    assert b"GOT:[clean]" in out, out
+    assert b"TYPED" not in out and out.count(b"REFUSED") == 4, out
+
+
 # -- the session bus (the Secret Service) ---------------------------------------------------
 
 BUS_DRIVER = textwrap.dedent(
@@ -159,6 +223,7 @@ BUS_DRIVER = textwrap.dedent(
         if name:
             os.environ[name] = value
     kontext, home, agent_side, tmp = sys.argv[1:5]
+    vias = sys.argv[5:]
     env = {**os.environ, "KONTEXT_HOME": home}
 
     def run(*args, tty=False):
@@ -187,16 +252,20 @@ BUS_DRIVER = textwrap.dedent(
         run("agent", "create", agent, "--allow", "github:pulls:read", *flags)
         run("consent", "grant", "agent:" + agent, "--scope", "github:pulls:read", "--for", "1d",
             tty=True)
+    runs = [("hidden", via) for via in vias] + [("allowed", "direct")]
+    for name, via in runs:
+        agent = "bus-" + name
         spec = {"groups": ["bus"], "bus_addresses": [os.environ["DBUS_SESSION_BUS_ADDRESS"]],
                 "keyring_lookup": lookup}
-        spec_path = os.path.join(tmp, name + ".json")
+        spec_path = os.path.join(tmp, name + via + ".json")
         with open(spec_path, "w") as fh:
             json.dump({**spec, "wrapper_pid": 0}, fh)
-        out = os.path.join(tmp, name + ".out")
+        out = os.path.join(tmp, name + via + ".out")
         proc = run("exec", "--agent", agent, "--ttl", "1m", "--", sys.executable, agent_side,
-                   "direct", out, spec_path)
+                   via, out, spec_path)
         found = json.load(open(out))["results"] if os.path.exists(out) else None
-        results[name] = {"code": proc.returncode, "err": proc.stderr, "results": found}
+        results[name + ":" + via] = {"code": proc.returncode, "err": proc.stderr,
+                                     "results": found}
     show = json.loads(run("agent", "show", "bus-allowed", "--json").stdout)
     results["show"] = show
     run("daemon", "stop")
@@ -234,6 +303,7 @@ def test_the_session_bus_is_hidden_unless_the_agent_may_use_it(tmp_path: Path) -
                 str(home),
                 AGENT_SIDE,
                 str(tmp_path),
+                *VIAS,
             ],
             env=env,
             capture_output=True,
@@ -244,9 +314,12 @@ def test_the_session_bus_is_hidden_unless_the_agent_may_use_it(tmp_path: Path) -
         result = json.loads(proc.stdout.splitlines()[-1])
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    hidden, allowed = result["hidden"], result["allowed"]
-    assert hidden["results"] is not None, hidden
-    assert_refused(hidden["results"], 2)
+    for via in VIAS:  # the lookup from the child, after sh -c, setsid -f, a double fork
+        hidden = result[f"hidden:{via}"]
+        assert hidden["results"] is not None, hidden
+        assert_refused(hidden["results"], 2)
+        assert "Secret Service lookup" in {r["name"] for r in hidden["results"]}, hidden
+    allowed = result["allowed:direct"]
     assert all(r["escaped"] for r in allowed["results"]), allowed  # it may, so it can
     assert result["show"]["session_bus"] is True
 
