@@ -51,6 +51,8 @@ def test_a_trusted_job_logs_in_and_its_agent_runs(job: CIJob) -> None:
 def test_the_audit_names_the_workload_and_the_rule(job: CIJob) -> None:
     job.login()
     job.exec(AGENT, *NAMED, "--", "true")
+    job.exec(OTHER_AGENT, "--", "true")  # denied: the rule does not name it
+    job.kx.ok("agent", "create", "late", "--allow", SCOPE)
     events = api_audit(job.kx)
     started = next(e for e in events if e["event"] == "session.started" and "workload" in e)
     assert started["kind"] == "federated" and started["replaced"].startswith("local-")
@@ -71,6 +73,10 @@ def test_the_audit_names_the_workload_and_the_rule(job: CIJob) -> None:
     assert rule.endswith("#release-notes-on-main") and job.issuer.job.sha[:12] in rule
     revoked = next(e for e in events if e["event"] == "credential.revoked")
     assert revoked["workload"] == workload
+    # Every event since the session began carries the workload, whatever wrote it.
+    since = events[events.index(started) :]
+    assert len(since) >= 5, [e["event"] for e in since]
+    assert [e["event"] for e in since if e.get("workload") != workload] == []
 
 
 def test_what_the_policy_does_not_name_is_denied_without_a_browser(job: CIJob) -> None:
