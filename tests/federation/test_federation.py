@@ -8,11 +8,12 @@ policy committed in a real git repository.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
-from conftest import api_audit
+from conftest import api_audit, one_line_error
 
 from tests.federation.harness import AGENT, OTHER_AGENT, REPO, SCOPE, CIJob, ci_job, needs_git
 
@@ -142,3 +143,33 @@ def test_a_rules_max_ttl_caps_each_credential() -> None:
         )  # fmt: skip
         assert ran.returncode == 0, ran.stderr
         assert 0 < float(ran.stdout) <= 60  # the agent's default 10m, capped by the rule
+
+
+def test_a_rule_naming_an_environment_and_a_workflow_matches_only_them() -> None:
+    """The issue's "repository, ref/environment, workflow": a deployment job of the
+    named workflow logs in; the same repository and ref from another workflow, or
+    outside the environment, is refused (policy), and nothing starts."""
+    release = ".github/workflows/release.yml"
+    rule = {"environments": ["production"], "workflows": [release]}
+    with ci_job(rule=rule) as job:
+        deploy = {"environment": "production", "sub": f"repo:{REPO}:environment:production"}
+
+        def login(**claims: object) -> subprocess.CompletedProcess[str]:
+            job.issuer.answer = job.issuer.mint(**claims)
+            try:
+                return job.login()
+            finally:
+                job.issuer.answer = None
+
+        ci = f"{REPO}/.github/workflows/ci.yml@refs/heads/main"
+        for claims in ({"workflow_ref": f"{REPO}/{release}@refs/heads/main"},
+                       {**deploy, "workflow_ref": ci}):  # fmt: skip
+            line = one_line_error(login(**claims), 18)
+            assert line.startswith("kontext: federation refused (policy): no trust rule names ")
+        assert not [e for e in api_audit(job.kx) if e["event"] == "session.started"
+                    and "workload" in e]  # fmt: skip
+        ok = login(**deploy, workflow_ref=f"{REPO}/{release}@refs/heads/main")
+        assert ok.returncode == 0, ok.stderr
+        assert job.exec(AGENT, *NAMED, "--", "true").returncode == 0
+        workload = api_audit(job.kx, n=1)[0]["workload"]
+        assert workload["environment"] == "production" and workload["workflow"] == release

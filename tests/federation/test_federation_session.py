@@ -163,7 +163,13 @@ def test_gitlab_jobs_log_in_with_their_id_token() -> None:
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.startswith(f"Logged in as ci:gitlab:{REPO}@refs/heads/main")
-        assert job.exec(AGENT, *NAMED, "--", "true").returncode == 0
+        # The job's ID token stays in its environment; the agent's process never has it.
+        ran = job.kx.run(
+            "exec", "--agent", AGENT, *NAMED, "--", sys.executable, "-c",
+            "import os; print(sorted(k for k in os.environ if 'ID_TOKEN' in k))",
+            env={"CI": "true", "KONTEXT_ID_TOKEN": token},
+        )  # fmt: skip
+        assert ran.returncode == 0 and ran.stdout.strip() == "[]", ran.stderr
         workload = api_audit(job.kx, n=1)[0]["workload"]
         assert workload["workflow"] == ".gitlab-ci.yml" and workload["event"] == "push"
         assert workload["run_id"] == "7001"  # pipeline_id
