@@ -27,7 +27,7 @@ EVENTS: dict[str, str] = {
     "consent.granted": "the user approved an agent's scopes",
     "consent.revoked": "the user withdrew an agent's grants",
     "consent.denied": "the user denied an MCP client's request on the consent page",
-    "consent.expired": "an MCP client's consent page was left unanswered until it expired",
+    "consent.expired": "an MCP client's consent page, or the code it approved, expired unused",
     "session.started": "a user logged in",
     "federation.refused": "a CI job's OIDC token failed a check (which one; no token kept)",
     "session.ended": "a login session ended (logout, expiry, refusal)",

@@ -269,6 +269,33 @@ def test_an_unanswered_consent_page_is_audited_when_it_expires(skewed_kx: Any) -
     )
 
 
+def test_an_approval_the_client_never_collects_is_audited_when_its_code_expires(
+    skewed_kx: Any,
+) -> None:
+    """The user approved, the client never came to /token: no grant is made, and the
+    record says so once the code's 60 s (and its replay window) have passed."""
+    k, clock = skewed_kx
+    with k.http() as http:
+        registered = http.post(
+            "/register", json={"redirect_uris": ["http://127.0.0.1:9999/callback"]}
+        ).json()
+    f = flow(registered["client_id"])
+    page = authorize(k, f.query())
+    decided = answer(k, page.text, agent="", new_agent="never-collected")
+    assert "code" in query_of(decided.headers["location"])
+    clock.set(200)  # past the code's life and the replay window after it
+    assert wait_until(
+        lambda: any(
+            e["event"] == "consent.expired" and e["client_id"] == f.client_id for e in api_audit(k)
+        ),
+        timeout=30,
+    )
+    (expired,) = [e for e in api_audit(k) if e["event"] == "consent.expired"]
+    assert "approved for agent:never-collected" in expired["reason"]
+    assert "did not redeem" in expired["reason"]
+    assert not [e for e in api_audit(k) if e["event"] == "consent.granted"]
+
+
 @pytest.fixture
 def skewed_kx(fresh_kx: Kontext, tmp_path: Any) -> Iterator[tuple[Kontext, Any]]:
     """A daemon whose wall clock a test can move (libfaketime, as tests/faults/test_clock)."""

@@ -123,26 +123,53 @@ class AuthState:
 
     def sweep(self) -> None:
         """Forget expired requests and codes; audit public requests nobody answered
-        (the reaper calls this, so a consent page left open is recorded soon after)."""
+        and public codes nobody redeemed (the reaper calls this, so a consent page
+        left open, or an approval its client never collected, is recorded soon after)."""
         with self._lock:
             expired = self._sweep()
+            unredeemed = self._sweep_codes()
         self._unanswered(expired)
+        for code in unredeemed:
+            self._expired(
+                code.client_id,
+                code.client_name,
+                code.scopes,
+                code.resource,
+                f"approved for agent:{code.agent}, but the client did not redeem its code "
+                f"within {CODE_TTL} s: no grant was made",
+            )
 
     def _unanswered(self, expired: list[Pending]) -> None:
         for pending in expired:
             if pending.public and not pending.used:
-                with self.core.store.transaction() as tx:
-                    tx.append_event(
-                        {
-                            "event": "consent.expired",
-                            "user": self.core.user_ref(),
-                            "client_id": pending.client_id,
-                            "client_name": pending.client_name,
-                            "scopes": list(pending.scopes),
-                            "resource": pending.resource,
-                            "reason": f"the consent page was not answered within {REQUEST_TTL} s",
-                        }
-                    )
+                self._expired(
+                    pending.client_id,
+                    pending.client_name,
+                    pending.scopes,
+                    pending.resource,
+                    f"the consent page was not answered within {REQUEST_TTL} s",
+                )
+
+    def _expired(
+        self,
+        client_id: str,
+        client_name: str | None,
+        scopes: tuple[str, ...],
+        resource: str | None,
+        reason: str,
+    ) -> None:
+        with self.core.store.transaction() as tx:
+            tx.append_event(
+                {
+                    "event": "consent.expired",
+                    "user": self.core.user_ref(),
+                    "client_id": client_id,
+                    "client_name": client_name,
+                    "scopes": list(scopes),
+                    "resource": resource,
+                    "reason": reason,
+                }
+            )
 
     def pending(self, request_uri: str | None) -> Pending | None:
         with self._lock:
@@ -176,9 +203,17 @@ class AuthState:
         expired = [p for p in self._pending.values() if p.expires_at < now]
         for pending in expired:
             del self._pending[pending.request_uri]
-        for key in [k for k, c in self._codes.items() if c.expires_at + CODE_TTL < now]:
-            del self._codes[key]
         return expired
+
+    def _sweep_codes(self) -> list[Code]:
+        """Forget codes past their replay window; the public ones never redeemed."""
+        now = time.time()
+        unredeemed = []
+        for key in [k for k, c in self._codes.items() if c.expires_at + CODE_TTL < now]:
+            code = self._codes.pop(key)
+            if code.agent is not None and not code.used:
+                unredeemed.append(code)
+        return unredeemed
 
 
 _STATES: dict[int, AuthState] = {}
