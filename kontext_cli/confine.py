@@ -8,7 +8,10 @@ credential, and confines itself while that round trip runs (on the other core):
 2. An empty, read-only tmpfs over each of kontext's directories (config, data
    with the fallback secrets, runtime with the control socket, logs), and
    ``/dev/null`` bound over each path socket of the session D-Bus (the Secret
-   Service holds kontext's keys and upstream secrets) unless the agent may use it.
+   Service holds kontext's keys and upstream secrets) unless the agent may use it,
+   and over the sockets that run commands for it outside its tree (the systemd user
+   manager's, the user's tmux server: ``kontext_cli.hidden``); an empty tmpfs of
+   its own over tmux's default socket directory.
 3. When the answer arrives: root only — a second user + mount namespace, so the
    mounts above are locked (``MNT_LOCKED``: a namespace's root keeps its
    capabilities across ``execve``, everyone else loses them); then
@@ -32,6 +35,7 @@ import sys
 
 from kontext.common.paths import Paths
 from kontext_cli import errors
+from kontext_cli.hidden import bus_sockets, default_home, launcher_sockets, tmux_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,6 +46,8 @@ else:
 MIN_LANDLOCK_ABI = 6  # LANDLOCK_SCOPE_SIGNAL and LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET
 HIDE_OPTIONS = "mode=0555,size=4k,nr_inodes=2"
 HIDE_FLAGS = 1 | 2 | 4 | 8  # MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+OWN_OPTIONS = "mode=0700,size=1m,nr_inodes=256"  # tmux checks: its own, no one else's
+OWN_FLAGS = 2 | 4 | 8  # MS_NOSUID | MS_NODEV | MS_NOEXEC
 FIX = {
     "linux": "confinement needs Linux",
     "landlock": "needs Linux 6.12 or later with Landlock enabled (lsm=landlock,...)",
@@ -59,9 +65,10 @@ class Unavailable(Exception):
 
 
 class Plan:
-    """What the child hides: kontext's directories and the session bus's sockets."""
+    """What the child hides: kontext's directories, the session bus's sockets, the
+    sockets that run commands (always) and tmux's directory (replaced by its own)."""
 
-    __slots__ = ("bus", "hide", "uid")
+    __slots__ = ("bus", "hide", "launchers", "own", "uid")
 
     def __init__(
         self, where: Paths, environ: dict[str, str] | os._Environ[str], create: bool = True
@@ -81,6 +88,20 @@ class Plan:
                 if os.path.isdir(path):
                     self._add(os.path.realpath(path))
         self.bus = [p for p in bus_sockets(environ) if not self.hidden(p)]
+        self.own: list[str] = []
+        tmux = tmux_dir(environ)
+        try:  # made now, or the user's tmux could start a server there while the agent runs
+            if create:
+                os.makedirs(tmux, mode=0o700, exist_ok=True)
+            if os.path.isdir(tmux) and not self.hidden(tmux):
+                self.own.append(tmux)
+        except OSError:
+            pass  # tmux could not make it either
+        self.launchers = [
+            p
+            for p in launcher_sockets(environ)
+            if not self.hidden(p) and not any(p.startswith(o + "/") for o in self.own)
+        ]
 
     def _add(self, path: str) -> None:
         if not self.hidden(path):
@@ -100,68 +121,6 @@ class Plan:
                 f"the working directory {cwd} is inside kontext's own files, which an agent "
                 "may not see; cd elsewhere and run the command again"
             )
-
-
-def default_home(environ: dict[str, str] | os._Environ[str]) -> list[str]:
-    """Where kontext keeps things without ``KONTEXT_HOME`` (platformdirs' choices on
-    Linux, without importing it): the XDG directories, or their usual defaults."""
-    home = environ.get("HOME") or os.path.expanduser("~")
-
-    def xdg(name: str, default: str) -> str:
-        value = environ.get(name, "")
-        return value if os.path.isabs(value) else os.path.join(home, default)
-
-    runtime = environ.get("XDG_RUNTIME_DIR") or f"/tmp/runtime-{os.getuid()}"  # noqa: S108
-    return [
-        os.path.join(xdg("XDG_CONFIG_HOME", ".config"), "kontext"),
-        os.path.join(xdg("XDG_DATA_HOME", ".local/share"), "kontext"),
-        os.path.join(runtime, "kontext"),
-        os.path.join(xdg("XDG_STATE_HOME", ".local/state"), "kontext", "log"),
-    ]
-
-
-def bus_sockets(environ: dict[str, str] | os._Environ[str]) -> list[str]:
-    """Path sockets of the session D-Bus: ``$XDG_RUNTIME_DIR/bus`` and every
-    ``unix:path=`` in ``DBUS_SESSION_BUS_ADDRESS`` (abstract ones are Landlock's)."""
-    found: list[str] = []
-    runtime = environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        found.append(os.path.join(runtime, "bus"))
-    for address in environ.get("DBUS_SESSION_BUS_ADDRESS", "").split(";"):
-        transport, _, params = address.partition(":")
-        if transport != "unix":
-            continue
-        for pair in params.split(","):
-            key, _, value = pair.partition("=")
-            if key == "path" and value:
-                try:
-                    found.append(_unescape(value))
-                except ValueError:  # a malformed escape: not a path we could hide
-                    continue
-    out = []
-    for path in found:
-        try:
-            real = os.path.realpath(path)
-            if (os.stat(real).st_mode & 0o170000) == 0o140000 and real not in out:  # a socket
-                out.append(real)
-        except OSError:
-            continue
-    return out
-
-
-def _unescape(value: str) -> str:
-    """D-Bus address values escape bytes as %XX."""
-    if "%" not in value:
-        return value
-    raw, i = bytearray(), 0
-    while i < len(value):
-        if value[i] == "%":
-            raw += bytes.fromhex(value[i + 1 : i + 3])
-            i += 3
-        else:
-            raw += value[i].encode()
-            i += 1
-    return raw.decode(errors="replace")
 
 
 def landlock_ok() -> None:
@@ -222,7 +181,9 @@ def hide(plan: Plan) -> None:
         raise Unavailable(f"no user namespace ({exc.strerror}); {FIX['userns']}") from exc
     for path in plan.hide:
         linux.mount("none", path, "tmpfs", HIDE_FLAGS, HIDE_OPTIONS)
-    for path in plan.bus:
+    for path in plan.own:
+        linux.mount("none", path, "tmpfs", OWN_FLAGS, OWN_OPTIONS)
+    for path in plan.bus + plan.launchers:
         linux.mount("/dev/null", path, None, linux.MS_BIND, None)
 
 

@@ -361,3 +361,118 @@ def test_the_default_home_is_hidden_too(setup: Setup, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "done\n" and "PRIVATE KEY" not in proc.stdout
+
+
+# -- other programs of yours that run commands on request -----------------------------------
+
+DRIVE_TMUX = textwrap.dedent(
+    """
+    set -u
+    try() {
+        printf '%s: ' "$1"; shift
+        if "$@" >/dev/null 2>&1; then echo REACHED; else echo refused; fi
+    }
+    try 'new-window ($TMUX)' tmux new-window "touch $MARKER"
+    try 'send-keys ($TMUX)' tmux send-keys -t user "touch $MARKER" Enter
+    try 'new-window (-S)' tmux -S "$SOCKET" new-window "touch $MARKER"
+    try 'new-window (TMUX unset)' env -u TMUX tmux new-window -t user "touch $MARKER"
+    try 'list-sessions (TMUX unset)' env -u TMUX tmux list-sessions
+    try 'own server' env -u TMUX tmux new-session -d -s mine 'sleep 30'
+    env -u TMUX tmux kill-server 2>/dev/null
+    echo done
+    """
+)
+
+
+@needs_confinement
+@pytest.mark.parametrize("where", ["default", "-S"])
+def test_a_confined_agent_cannot_drive_the_users_tmux(
+    setup: Setup, tmp_path: Path, where: str
+) -> None:
+    """Run inside your tmux (``$TMUX`` set, as tmux sets it), an agent that reached the
+    server could run a command in a new window or type into your pane: as you, outside
+    its tree and its confinement. It keeps a tmux server of its own."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (Debian: tmux)")
+    tmpdir = tmp_path / "tmux-tmpdir"
+    tmpdir.mkdir(mode=0o700)
+    env = {**setup.k.env, "TMUX_TMPDIR": str(tmpdir)}
+    env.pop("TMUX", None)
+    user = ["tmux"] if where == "default" else ["tmux", "-S", str(tmp_path / "user.sock")]
+    subprocess.run([*user, "new-session", "-d", "-s", "user", "sleep 600"], env=env, check=True)
+    try:
+        socket_path = subprocess.run(
+            [*user, "display-message", "-p", "#{socket_path},#{pid},0"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        marker = tmp_path / "ran-outside"
+        proc = setup.k.run(
+            "exec",
+            "--agent",
+            setup.agent,
+            "--",
+            "sh",
+            "-c",
+            DRIVE_TMUX,
+            env={
+                "TMUX_TMPDIR": str(tmpdir),
+                "TMUX": socket_path,
+                "SOCKET": socket_path.split(",")[0],
+                "MARKER": str(marker),
+            },
+        )
+        windows, sessions = (
+            subprocess.run([*user, *args], env=env, capture_output=True, text=True).stdout
+            for args in (["list-windows", "-t", "user"], ["list-sessions", "-F", "#S"])
+        )
+    finally:
+        subprocess.run([*user, "kill-server"], env=env, capture_output=True)
+    assert proc.returncode == 0 and proc.stdout.endswith("done\n"), proc.stdout + proc.stderr
+    reached = [line for line in proc.stdout.splitlines() if line.endswith("REACHED")]
+    assert reached == ["own server: REACHED"], proc.stdout
+    assert len(windows.splitlines()) == 1, windows  # no window the agent opened
+    assert sessions == "user\n", sessions  # its own server was its own
+    assert not marker.exists()
+
+
+@needs_confinement
+def test_the_systemd_user_managers_socket_is_out_of_reach(setup: Setup, tmp_path: Path) -> None:
+    """``systemd-run --user CMD`` asks the user manager on ``$XDG_RUNTIME_DIR/systemd/
+    private`` (when the bus is hidden) to start CMD — outside the agent's tree and its
+    confinement. No systemd user manager runs in CI (systemd is not PID 1 there), so a
+    listener stands in for it at that path: outside, it is reached; inside, not."""
+    runtime = tmp_path / "xdg-runtime"
+    (runtime / "systemd").mkdir(parents=True, mode=0o700)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(runtime / "systemd" / "private"))
+    listener.listen(4)
+    probe = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "try:\n"
+        "    s.connect(sys.argv[1]); print('REACHED')\n"
+        "except OSError as exc:\n"
+        "    print('refused', type(exc).__name__)\n"
+    )
+    private = str(runtime / "systemd" / "private")
+    try:
+        outside = subprocess.run([PY, "-c", probe, private], capture_output=True, text=True)
+        proc = setup.k.run(
+            "exec",
+            "--agent",
+            setup.agent,
+            "--",
+            PY,
+            "-c",
+            probe,
+            private,
+            env={"XDG_RUNTIME_DIR": str(runtime)},
+        )
+    finally:
+        listener.close()
+    assert outside.stdout == "REACHED\n", outside.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("refused"), proc.stdout
