@@ -3,18 +3,23 @@
 DNS rebinding (the page's own name as ``Host``) gets 421 and no data on every
 route; a cross-site POST (a foreign ``Origin``) gets 403 and changes nothing;
 every HTML page forbids framing; brute-forcing codes, secrets and request URIs
-is throttled (429 with ``Retry-After``).
+is throttled (429 with ``Retry-After``), and a page's guessing (in real Chromium)
+throttles only the page.
 """
 
 from __future__ import annotations
 
+import http.server
 import json
+import os
 import re
+import threading
 import urllib.parse
 
 import pytest
 
 from tests.conftest import Kontext, api_audit, api_new_agent, wait_until
+from tests.security.test_loopback_attacks import _push_login
 
 # Every route the loopback port serves (kontextd.api.loopback + oauth.routes + the gateway
 # + the dashboard).
@@ -214,3 +219,71 @@ def test_guessing_request_uris_on_the_consent_page_is_throttled(fresh_kx: Kontex
     assert answers[20].status_code == 429 and csrf.status_code == 429
     assert re.search(r"retry in \d+ s", answers[20].text)
     assert answers[20].headers["x-frame-options"] == "DENY"
+
+
+CHROMIUM = "/usr/bin/chromium"
+GUESSING_PAGE = """<html><body><script>
+const issuer = "ISSUER";
+async function guess() {
+  for (let n = 0; n < 30; n++) {
+    const form = new URLSearchParams({grant_type: "authorization_code", code: "guess" + n,
+      client_id: "kontext", client_secret: "guess", redirect_uri: "http://127.0.0.1:9/cb",
+      code_verifier: "v".repeat(43)});
+    try { await fetch(issuer + "/token", {method: "POST", body: form}); } catch (e) {}
+    try { await fetch(issuer + "/authorize?client_id=kontext&request_uri=urn:guess:" + n,
+      {mode: "no-cors"}); } catch (e) {}
+  }
+  document.title = "done";
+}
+guess();
+</script></body></html>"""
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")
+def test_a_web_pages_guessing_never_locks_the_user_out(fresh_kx: Kontext) -> None:
+    """Issue 17 item 11: a page in the user's own browser — served from another
+    127.0.0.1 port, which may use /token (CORS for loopback MCP clients) — guesses
+    codes at /token and request URIs at /authorize 30 times each. Its failures fill
+    a bucket of its own (Sec-Fetch-Site): the user's CLI and consent page go on."""
+    pytest.importorskip("playwright")
+    from playwright.sync_api import sync_playwright
+
+    k = fresh_kx
+    k.start()
+    html = GUESSING_PAGE.replace("ISSUER", k.base_url).encode()
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(html)))
+            self.end_headers()
+            self.wfile.write(html)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with sync_playwright() as play:
+            browser = play.chromium.launch(
+                executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+            )
+            try:
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+                page.wait_for_function("document.title === 'done'", timeout=60_000)
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    locked = [e for e in api_audit(k, n=500) if e["event"] == "oauth.throttled"]
+    assert locked and {e["caller"] for e in locked} == {f"uid:{os.getuid()}/web"}, locked
+    secret = (k.runtime / "oauth-client-secret").read_text().strip()
+    assert _wrong_code(k, secret) == 400  # the user's own CLI: checked, not throttled
+    uri = _push_login(k)  # the user's own login, as the CLI pushes it
+    with k.http() as http_client:
+        mine = http_client.get("/authorize", params={"client_id": "kontext", "request_uri": uri})
+    assert mine.status_code == 200 and 'name="csrf"' in mine.text
