@@ -263,6 +263,23 @@ def test_every_refused_registration_is_audited(kx: Kontext) -> None:
     assert "the body is not JSON" in reasons
 
 
+def test_a_registration_lock_out_is_audited_once(fresh_kx: Kontext) -> None:
+    """Refused registrations are throttled per caller like /token's failures; the
+    lock-out is one audit line, as it is at /token and /par."""
+    from kontextd.oauth.throttle import LIMIT
+
+    k = fresh_kx
+    k.start()
+    with k.http() as http:
+        statuses = [
+            http.post("/register", json={"redirect_uris": []}).status_code for _ in range(LIMIT + 3)
+        ]
+    assert statuses[:LIMIT] == [400] * LIMIT and statuses[LIMIT:] == [429] * 3
+    locked = [e for e in api_audit(k) if e["event"] == "oauth.throttled"]
+    assert [(e["endpoint"], e["limit"]) for e in locked] == [("/register", LIMIT)]
+    assert len([e for e in api_audit(k) if e["event"] == "oauth.client_refused"]) == LIMIT
+
+
 def test_the_code_needs_its_verifier_redirect_client_and_resource(kx: Kontext) -> None:
     f = flow(client_id(kx))
     for wrong in (
