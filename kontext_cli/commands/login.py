@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -12,11 +13,16 @@ from kontext_cli.commands.common import daemon
 
 LOGIN_HELP = """Sign in, in the browser, with PKCE and a one-time loopback redirect.
 
-Without --issuer the daemon's embedded issuer shows a local sign-in page where
-you set the display name and email shown in audit. With --issuer URL any
-OpenID Connect provider works (discovery, PKCE, ID token checks); the user is
-the ID token's email, or ISSUER#SUB. The daemon keeps the session (its refresh
-token never leaves the daemon).
+Without --issuer the daemon's embedded issuer signs in the OS account the
+daemon runs as (user:NAME@HOST; nothing to type). With --issuer URL any OpenID
+Connect provider works (discovery, pushed requests where offered, PKCE, ID
+token checks); the user is the verified email from the ID token or UserInfo,
+or ISSUER#SUB. The daemon keeps the session (its refresh token never leaves the
+daemon).
+
+Logging in again ends the current session, its grants and its live
+credentials: kontext says what would end and asks at a terminal; elsewhere it
+changes nothing unless you pass --force.
 
 In CI, --federate github-actions|gitlab|oidc logs the job in with its platform's
 OIDC token instead: no browser, no waiting. The user is the workload
@@ -101,10 +107,12 @@ def login(
         ("https://", "http://127.0.0.1", "http://localhost")
     ):
         raise errors.UsageError("--issuer must be an https:// URL (or http on loopback)")
+    # Who is logged in comes first: without a terminal "already logged in as X until T"
+    # tells more than "no terminal", and neither changes anything.
+    force = force or _may_replace(flow)
     flow.require_person(
         "login", open_browser=not no_browser, beforehand="log in beforehand at a terminal"
     )
-    force = force or _may_replace(flow)
     if issuer is None:
         issuer, secret = local.issuer_and_secret(paths.resolve())
         extra = {"scope": "openid profile email offline_access"}
@@ -157,12 +165,22 @@ def _may_replace(flow: Any) -> bool:
     stake = f"{_count(grants, 'grant')} and {_count(creds, 'live credential')}"
     if flow.why_nobody_can_answer() is None:
         render.err.print(f"{who[0].upper()}{who[1:]}. Logging in ends that session: {stake}.")
-        if typer.confirm("End it and log in?", default=False, err=True):
+        if _yes("End it and log in? [y/N]: "):
             return True
         raise errors.Conflict(f"nothing changed: {who}")
     raise errors.Conflict(
         f"{who}; logging in ends that session, {stake}: run 'kontext login --force' to go ahead"
     )
+
+
+def _yes(question: str) -> bool:
+    """A y/N answer from the terminal. The end of input is "no" (click's confirm called it
+    an abort, which read as "cancelled (Ctrl-C)"); a real Ctrl-C still cancels."""
+    render.err.print(question, end="")
+    line = sys.stdin.readline()
+    if not line:
+        render.err.print()  # finish the prompt's line before the answer to "no"
+    return line.strip().lower() in ("y", "yes")
 
 
 def _count(n: int, word: str) -> str:

@@ -71,6 +71,13 @@ def test_a_second_login_says_who_and_until_when_and_changes_nothing(fresh_kx: Ko
         line = one_line_error(k.run("login", "--no-browser"), 4)  # no terminal: refuse
         assert f"already logged in as {who['user']} ({who['issuer']}) until" in line
         assert "1 grant and 1 live credential" in line and "kontext login --force" in line
+        # Without --no-browser too: who is logged in, not merely "no terminal".
+        plain = one_line_error(k.run("login"), 4)
+        assert f"already logged in as {who['user']}" in plain and "--force" in plain
+        # The end of input at the question is "no", not a Ctrl-C.
+        ended = answer_on_a_terminal(k, "\x04", "login")
+        assert ended.returncode == 4, ended.stderr
+        assert "nothing changed" in ended.stderr and "cancelled" not in ended.stderr
         declined = answer_on_a_terminal(k, "n\n", "login")
         assert declined.returncode == 4, declined.stderr
         assert "Logging in ends that session: 1 grant and 1 live credential" in declined.stderr
