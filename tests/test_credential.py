@@ -26,6 +26,12 @@ def test_a_mistyped_agent_is_not_found_with_a_suggestion_everywhere(fresh_kx: Ko
         (("agent", "show", "pr-reviwer"), 3),
         (("revoke", "pr-reviwer"), 3),
         (("credential", "list", "--agent", "pr-reviwer"), 3),
+        (("consent", "revoke", "pr-reviwer"), 3),
+        (("consent", "revoke", "agent:pr-reviwer"), 3),
+        (("agent", "disable", "pr-reviwer"), 3),
+        (("agent", "enable", "agent:pr-reviwer"), 3),
+        (("agent", "set", "pr-reviwer", "--session-bus"), 3),
+        (("agent", "delete", "pr-reviwer"), 3),
     ):
         line = one_line_error(k.run(*args, tty=True), code)
         assert line == f"kontext: {hint}", (args, line)

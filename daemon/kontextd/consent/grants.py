@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from kontextd import credentials
+from kontextd import agents, credentials
 from kontextd.consent.layer import NO_SESSION, effective_expiry, session_end, session_id
 from kontextd.core import Core
-from kontextd.errors import invalid, not_found
+from kontextd.errors import invalid
 from kontextd.oauth import events
 from kontextd.oauth.clients import OAuthError
 from kontextd.oauth.issue import ACCESS_TTL
@@ -184,6 +184,6 @@ def revoke_agent(core: Core, raw: Any) -> dict[str, Any]:
         raise invalid("name the agent as agent:NAME")
     name = raw.removeprefix("agent:")
     if core.store.agent(name) is None:
-        raise not_found(f"no agent named {name}")
+        raise agents.unknown(core, name)  # "did you mean", as every other command says
     ids = revoke(core, f"revoked by {core.user}", agent=name)
     return {"agent": raw, "revoked": ids}
