@@ -90,6 +90,9 @@ def _plain_words(exc: Any) -> str:
     or equal to 1") are not ours: a bad number says the range it must be in."""
     message = str(exc.format_message())
     param = getattr(exc, "param", None)
+    # A choice (StrEnum argument) is refused by pydantic as "Value error, 'tcsh' is not
+    # one of 'bash', 'zsh', 'fish'": the choice is ours to say, pydantic's prefix is not.
+    message = message.replace("Value error, ", "")
     if param is None or "Input should be" not in message:
         return message
     hint = message.split(":", 1)[0]  # "Invalid value for '-n' / '--lines'"

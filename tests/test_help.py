@@ -54,6 +54,11 @@ def test_a_bad_number_is_said_in_kontexts_words(kx: Kontext) -> None:
     ):
         line = one_line_error(kx.run(*args), 2)
         assert hint in line and "Input should be" not in line, line
+    line = one_line_error(kx.run("completion", "tcsh"), 2)  # a choice: no "Value error, "
+    assert line == (
+        "kontext: invalid value for 'SHELL': 'tcsh' is not one of 'bash', 'zsh', 'fish' "
+        "(see 'kontext completion --help')"
+    )
     line = one_line_error(kx.run("agent", "create", "x", "--allow"), 2)
     assert line == (
         "kontext: option '--allow' requires an argument (see 'kontext agent create --help')"
