@@ -303,7 +303,12 @@ def test_two_thousand_idle_connections_are_served_without_a_thread_each(kx: Kont
 
 @pytest.mark.parametrize(
     ("path", "content_type"),
-    [("/token", "text/plain"), ("/par", "application/json"), ("/revoke", "text/plain")],
+    [
+        ("/token", "text/plain"),
+        ("/par", "application/json"),
+        ("/revoke", "text/plain"),
+        ("/revoke", "application/x-www-form-urlencoded"),  # a form without 'token'
+    ],
 )
 def test_malformed_oauth_requests_get_rfc_6749_errors(
     kx: Kontext, path: str, content_type: str

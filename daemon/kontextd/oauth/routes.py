@@ -166,5 +166,11 @@ class OAuthRoutes:
         return json_response(200, answer, {"Pragma": "no-cache"})
 
     def revoke(self, request: Request) -> Response:
-        token.revoke(self.core, request.form())
+        form = request.form()
+        if not form.get("token"):
+            # RFC 7009 §2.1: token is REQUIRED; a request without one is malformed
+            # (§2.2.1, RFC 6749 §5.2). Only an unknown or invalid token is a 200.
+            missing = OAuthError("invalid_request", "send the token to revoke as 'token'")
+            return json_response(missing.status, missing.body())
+        token.revoke(self.core, form)
         return json_response(200, {})
