@@ -62,7 +62,8 @@ def test_a_rotated_key_is_published_before_it_signs(fresh_kx: Kontext) -> None:
 
     rotated = k.ok("keys", "rotate")
     new = rotated.stdout.split()[3].rstrip(";")
-    assert "retires 2 at" in rotated.stdout and "signing from" in rotated.stderr
+    assert "; signs from " in rotated.stdout and "when the 2 old keys retire" in rotated.stdout
+    assert "signing from" in rotated.stderr
     # A resource server fetches the JWKS now and caches it.
     cached = KeySet.import_key_set(k.jwks())
     assert {new, old} <= {key.kid for key in cached.keys}

@@ -41,7 +41,9 @@ def rotate(
         render.note(f"new keys: {new}; the old private keys are deleted")
         return
     when = render.when(signs_from)
-    render.out.print(f"new signing key {result['kid']}; retires {len(retired)} at {when}")
+    # "new signing key X; retires 2 at T" read as if X signed already: it signs from T.
+    old = "the old key retires" if len(retired) == 1 else f"the {len(retired)} old keys retire"
+    render.out.print(f"new signing key {result['kid']}; signs from {when}, when {old}")
     render.note(
         f"new keys: {new}; published now, signing from {when} "
         "(keys.rotation_grace); until then the old keys sign"
