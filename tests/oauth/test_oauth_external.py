@@ -34,6 +34,12 @@ def strict_provider() -> Iterator[str]:
     yield from _provider("--par-required", "--userinfo-claims")
 
 
+@pytest.fixture
+def unverified_provider() -> Iterator[str]:
+    """A provider that sends the email without ``email_verified``."""
+    yield from _provider("--unverified-email")
+
+
 def _provider(*flags: str) -> Iterator[str]:
     proc = subprocess.Popen(
         ["node", str(OIDC_DIR / "server.mjs"), *flags],
@@ -91,6 +97,19 @@ def test_login_with_an_external_provider_and_refused_refresh(
     assert ended and "refused" in ended[-1]["reason"]
     # The refresh token never left the daemon.
     assert "refresh" not in done.stdout + done.stderr
+
+
+def test_an_email_the_provider_did_not_verify_names_no_one(
+    fresh_kx: Kontext, unverified_provider: str
+) -> None:
+    """An email without ``email_verified: true`` is whatever the account's owner typed:
+    the user is ``ISSUER#SUB``, so no org rule about users is met by typing an address."""
+    k = fresh_kx
+    k.start()
+    done = login(k, unverified_provider)
+    assert done.returncode == 0, done.stderr
+    assert f"Logged in as user:{unverified_provider}#alice" in done.stdout, done.stdout
+    assert "alice@example.org" not in k.ok("whoami").stdout
 
 
 def test_external_login_refuses_a_wrong_client(fresh_kx: Kontext, provider: str) -> None:

@@ -5,7 +5,8 @@
 // refresh is refused (the provider "no longer knows the user").
 // Flags: --par-required (require_pushed_authorization_requests, RFC 9126 §5) and
 // --userinfo-claims (OIDC Core as written, the library's default: with
-// response_type=code, email and name only from UserInfo, not in the ID token).
+// response_type=code, email and name only from UserInfo, not in the ID token)
+// and --unverified-email (the email without email_verified, as some providers send it).
 import http from "node:http";
 import Provider from "oidc-provider";
 
@@ -49,7 +50,12 @@ server.listen(port, "127.0.0.1", () => {
     claims: { email: ["email", "email_verified"], profile: ["name"] },
     findAccount: async (ctx, sub) => ({
       accountId: sub,
-      claims: async () => ({ sub, email: `${sub}@example.org`, email_verified: true, name: sub }),
+      claims: async () => ({
+        sub,
+        email: `${sub}@example.org`,
+        ...(flags.has("--unverified-email") ? {} : { email_verified: true }),
+        name: sub,
+      }),
     }),
     features: {
       devInteractions: { enabled: true },

@@ -152,8 +152,10 @@ def userinfo(meta: dict[str, Any], access_token: str, subject: str) -> dict[str,
 def with_userinfo(
     meta: dict[str, Any], claims: dict[str, Any], access_token: Any
 ) -> dict[str, Any]:
-    """The ID token's claims, completed from UserInfo when they lack the email."""
-    if isinstance(claims.get("email"), str) or not isinstance(access_token, str):
+    """The ID token's claims, completed from UserInfo when they lack the email or
+    whether it was verified (never overriding what the ID token says)."""
+    known = isinstance(claims.get("email"), str) and "email_verified" in claims
+    if known or not isinstance(access_token, str):
         return claims
     extra = userinfo(meta, access_token, str(claims["sub"]))
     fields = ("email", "email_verified", "name")
@@ -161,8 +163,13 @@ def with_userinfo(
 
 
 def user_of(claims: dict[str, Any], issuer: str) -> str:
-    """``user:EMAIL``, or ``user:ISS#SUB`` when the provider gives no email."""
+    """``user:EMAIL`` when the provider says it verified the email, else ``user:ISS#SUB``.
+
+    An email without ``email_verified: true`` (OIDC Core §5.1) is whatever the
+    account's owner typed — some providers let anyone set it and omit the claim —
+    so it names no one: org rules about users must not be met by typing an address.
+    (Some providers send the string "true".)"""
     email = claims.get("email")
-    if isinstance(email, str) and "@" in email and claims.get("email_verified", True) is not False:
+    if isinstance(email, str) and "@" in email and claims.get("email_verified") in (True, "true"):
         return f"user:{email}"
     return f"user:{issuer}#{claims['sub']}"
