@@ -296,6 +296,28 @@ def test_an_approval_the_client_never_collects_is_audited_when_its_code_expires(
     assert not [e for e in api_audit(k) if e["event"] == "consent.granted"]
 
 
+def test_a_page_pushed_out_by_a_flood_of_requests_is_audited(fresh_kx: Kontext) -> None:
+    """A program of the user's loading /authorize over and over evicts only the oldest
+    open requests (at most 256 are kept); the one it pushed out is on the record, and
+    answering its page approves nothing."""
+    from kontextd.oauth.state import MAX_PENDING
+    from tests.oauth.mcp_flows import client_id
+
+    k = fresh_kx
+    k.start()
+    first = flow(client_id(k))
+    page = authorize(k, first.query())
+    flood = flow(client_id(k))
+    with k.http() as http:
+        for _ in range(MAX_PENDING):
+            assert http.get("/authorize", params=flood.query()).status_code == 200
+    late = answer(k, page.text, agent="", new_agent="pushed-out")
+    assert late.status_code == 400 and "location" not in late.headers
+    expired = [e for e in api_audit(k) if e["event"] == "consent.expired"]
+    assert [e["client_id"] for e in expired] == [first.client_id]
+    assert "pushed out by newer requests" in expired[0]["reason"]
+
+
 @pytest.fixture
 def skewed_kx(fresh_kx: Kontext, tmp_path: Any) -> Iterator[tuple[Kontext, Any]]:
     """A daemon whose wall clock a test can move (libfaketime, as tests/faults/test_clock)."""

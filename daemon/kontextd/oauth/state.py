@@ -115,10 +115,12 @@ class AuthState:
         )
         with self._lock:
             expired = self._sweep()
-            while len(self._pending) >= MAX_PENDING:
-                del self._pending[next(iter(self._pending))]  # the oldest (insertion order)
+            evicted = []
+            while len(self._pending) >= MAX_PENDING:  # the oldest go (insertion order)
+                evicted.append(self._pending.pop(next(iter(self._pending))))
             self._pending[uri] = pending
         self._unanswered(expired)
+        self._unanswered(evicted, f"pushed out by newer requests (at most {MAX_PENDING} open)")
         return pending
 
     def sweep(self) -> None:
@@ -139,7 +141,7 @@ class AuthState:
                 f"within {CODE_TTL} s: no grant was made",
             )
 
-    def _unanswered(self, expired: list[Pending]) -> None:
+    def _unanswered(self, expired: list[Pending], reason: str | None = None) -> None:
         for pending in expired:
             if pending.public and not pending.used:
                 self._expired(
@@ -147,7 +149,7 @@ class AuthState:
                     pending.client_name,
                     pending.scopes,
                     pending.resource,
-                    f"the consent page was not answered within {REQUEST_TTL} s",
+                    reason or f"the consent page was not answered within {REQUEST_TTL} s",
                 )
 
     def _expired(
