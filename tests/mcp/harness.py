@@ -143,9 +143,15 @@ class Storage:
 class McpClient:
     """One MCP host: its registration and tokens survive across ``call`` sessions."""
 
-    def __init__(self, server_url: str, browse: Callable[[str], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        server_url: str,
+        browse: Callable[[str], Awaitable[None]],
+        metadata_url: str | None = None,
+    ) -> None:
         self.server_url = server_url
         self.browse = browse  # opens the authorization URL and acts as the user
+        self.metadata_url = metadata_url  # its Client ID Metadata Document, if it has one
         self.callback = Callback()
         self.storage = Storage()
         self.opened: list[str] = []
@@ -181,6 +187,7 @@ class McpClient:
             storage=self.storage,
             redirect_handler=redirect,
             callback_handler=self.callback.result,
+            client_metadata_url=self.metadata_url,
         )
 
     async def call(self, tool: str, **arguments: Any) -> Any:

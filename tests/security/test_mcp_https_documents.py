@@ -26,12 +26,14 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import KONTEXT, Kontext, api_audit
 
+ROOT = Path(__file__).resolve().parents[2]
 RESOURCE = "http://127.0.0.1:8765/mcp"
 GOOD = "https://client.example.com/oauth/client.json"
 ROGUE = "https://rogue.example.com/oauth/client.json"
@@ -49,36 +51,11 @@ NAMESPACE_SETUP = (
 # Runs inside the daemon's namespaces: the two TLS servers, then the client and the
 # browser's requests; prints what each saw.
 CLIENT_SCRIPT = r"""
-import base64, hashlib, http.server, json, re, secrets, ssl, sys, threading
+import base64, hashlib, json, re, secrets, sys
 import urllib.error, urllib.parse, urllib.request
+from tests.security.documents_tls import document, serve
 base, certs, resource = sys.argv[1], sys.argv[2], sys.argv[3]
-docs = {}
-
-class Docs(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = docs.get(self.headers.get("Host", "").split(":")[0] + self.path, b"")
-        self.send_response(200 if body else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-
-for address, name in (("1.2.3.4", "good"), ("1.2.3.5", "rogue")):
-    server = http.server.ThreadingHTTPServer((address, 443), Docs)
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(f"{certs}/{name}.pem", f"{certs}/{name}.key")
-    server.socket = tls.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-
-for url in sys.argv[4:]:
-    parts = urllib.parse.urlsplit(url)
-    docs[parts.hostname + parts.path] = json.dumps({
-        "client_id": url, "client_name": "Inspector Over HTTPS",
-        "redirect_uris": ["http://127.0.0.1:9999/callback"],
-        "grant_types": ["authorization_code", "refresh_token"],
-        "token_endpoint_auth_method": "none"}).encode()
+serve(certs, {url: document(url, ["http://127.0.0.1:9999/callback"]) for url in sys.argv[4:]})
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kw):
@@ -209,9 +186,25 @@ def _certificates(where: Path) -> Path:
     return where / "ca.pem"
 
 
-def test_a_document_is_fetched_over_https_from_a_public_host(
-    fresh_kx: Kontext, tmp_path: Path
-) -> None:
+@dataclass
+class Internet:
+    """The daemon in namespaces where client.example.com is public and served over TLS."""
+
+    k: Kontext
+    pid: str
+    certs: Path
+
+    def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        """``python ARGV`` inside the daemon's namespaces (the repository importable)."""
+        env = {**self.k.env, "PYTHONPATH": str(ROOT)}
+        return subprocess.run(
+            ["nsenter", f"--target={self.pid}", "--net", "--mount", sys.executable, *argv],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+
+
+@pytest.fixture
+def internet(fresh_kx: Kontext, tmp_path: Path) -> Internet:
     why = _unavailable()
     if why:
         pytest.skip(why)
@@ -227,12 +220,14 @@ def test_a_document_is_fetched_over_https_from_a_public_host(
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert started.returncode == 0, started.stderr
-    pid = (k.runtime / "kontextd.lock").read_text().strip()
-    ran = subprocess.run(
-        ["nsenter", f"--target={pid}", "--net", "--mount", sys.executable, "-c", CLIENT_SCRIPT,
-         f"http://127.0.0.1:{k.port}", str(tmp_path), RESOURCE, GOOD, ROGUE, INTERNAL],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    return Internet(k, (k.runtime / "kontextd.lock").read_text().strip(), tmp_path)
+
+
+def test_a_document_is_fetched_over_https_from_a_public_host(internet: Internet) -> None:
+    k = internet.k
+    ran = internet.run(
+        "-c", CLIENT_SCRIPT, k.base_url, str(internet.certs), RESOURCE, GOOD, ROGUE, INTERNAL
+    )
     assert ran.returncode == 0, ran.stderr
     seen = json.loads(ran.stdout)
 
@@ -260,3 +255,26 @@ def test_a_document_is_fetched_over_https_from_a_public_host(
         e for e in api_audit(k, agent="https-document-client") if e["event"] == "credential.issued"
     ]
     assert issued and issued[0]["kind"] == "mcp" and issued[0]["client_id"] == GOOD
+
+
+def test_the_official_sdk_names_itself_by_a_document(internet: Internet) -> None:
+    """The MCP SDK's ``OAuthClientProvider`` with ``client_metadata_url``: kontext's
+    metadata says documents are supported, so the SDK registers nothing and uses the
+    URL as its ``client_id``; kontext fetches the document over https, the page names
+    the client, and the example server accepts the token (its tool runs, and is told
+    GitHub is not connected here — in words)."""
+    k = internet.k
+    ran = internet.run(
+        str(ROOT / "tests" / "mcp" / "document_client.py"), str(internet.certs), GOOD
+    )
+    assert ran.returncode == 0, ran.stderr
+    seen = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert seen["client_id"] == GOOD and seen["opened"] == 1
+    assert "Inspector Over HTTPS" in seen["page"] and "client.example.com" in seen["page"]
+    assert seen["is_error"] and "kontext integration connect github" in seen["text"]
+    registered = [e for e in api_audit(k) if e["event"] == "oauth.client_registered"]
+    assert registered == []  # no RFC 7591 registration: the document named it
+    (issued,) = [
+        e for e in api_audit(k, agent="sdk-by-document") if e["event"] == "credential.issued"
+    ]
+    assert issued["kind"] == "mcp" and issued["client_id"] == GOOD
