@@ -10,6 +10,9 @@ import sys
 
 from tests.conftest import Kontext, api_audit, one_line_error, short_home
 from tests.upstream.fake_github import API_KEY, LOGIN, FakeGitHub
+from tests.upstream.fake_slack import TOKEN as SLACK_TOKEN
+from tests.upstream.fake_slack import USER as SLACK_USER
+from tests.upstream.fake_slack import FakeSlack
 
 KEY = "sk_test_TOTALLYsecret_4242"
 
@@ -32,7 +35,10 @@ def test_list_shows_the_built_ins_not_connected(kx: Kontext) -> None:
 
 def test_connect_with_secret_stdin_never_shows_the_secret(fresh_kx: Kontext) -> None:
     fresh_kx.start()
-    proc = fresh_kx.ok("integration", "connect", "slack", "--secret-stdin", input=KEY + "\n")
+    # Slack's identity call is checked in test_slack_refuses_with_ok_false_and_200 below.
+    proc = fresh_kx.ok(
+        "integration", "connect", "slack", "--secret-stdin", "--no-verify", input=KEY + "\n"
+    )
     assert KEY not in proc.stdout + proc.stderr
     assert "connected slack" in proc.stderr
     listed = (
@@ -196,6 +202,33 @@ def test_an_api_key_is_checked_with_the_upstream_before_it_is_stored() -> None:
             shutil.rmtree(k.home, ignore_errors=True)
 
 
+def test_slack_refuses_with_ok_false_and_200() -> None:
+    """Slack's Web API refuses a bad token with HTTP 200 and ``{"ok": false}``: a key
+    it refused that way is not stored; a good one is, naming the bot."""
+    connect = ("integration", "connect", "slack", "--secret-stdin")
+    with FakeSlack() as slack:
+        k = Kontext(short_home())
+        write_config(k, f'[integrations.slack]\nbase_url = "{slack.url}"\n')
+        k.start()
+        try:
+            wrong = one_line_error(k.run(*connect, input="xoxb-not-the-token\n"), 13)
+            assert wrong == (
+                f"kontext: slack refused this key (invalid_auth at POST {slack.url}/api/auth.test)"
+                ": nothing was stored; check the key (or pass --no-verify to store it unchecked)"
+            )
+            assert slack.seen[-1] == ("POST", "/api/auth.test", "Bearer xoxb-not-the-token")
+            assert not _row(k, "slack")["connected"]
+            right = k.ok(*connect, input=SLACK_TOKEN + "\n")
+            assert right.stderr.splitlines()[-1].startswith(f"connected slack as {SLACK_USER} ")
+            assert _row(k, "slack")["connected"]
+            for secret in (SLACK_TOKEN, "xoxb-not-the-token"):
+                assert secret not in k.log_file.read_text()
+                assert secret not in json.dumps(api_audit(k))
+        finally:
+            k.stop()
+            shutil.rmtree(k.home, ignore_errors=True)
+
+
 def test_an_upstream_that_cannot_be_reached_names_no_verify() -> None:
     k = _home_with_github_at("http://127.0.0.1:9")  # discard: nothing listens
     try:
@@ -213,8 +246,12 @@ def test_an_upstream_that_cannot_be_reached_names_no_verify() -> None:
 
 
 def _github_row(k: Kontext) -> dict[str, object]:
+    return _row(k, "github")
+
+
+def _row(k: Kontext, name: str) -> dict[str, object]:
     rows = json.loads(k.ok("integration", "list", "--json").stdout)
-    return dict(next(r for r in rows if r["name"] == "github"))
+    return dict(next(r for r in rows if r["name"] == name))
 
 
 def test_exec_warns_at_once_when_an_integration_is_not_connected(fresh_kx: Kontext) -> None:

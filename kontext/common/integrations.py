@@ -136,6 +136,8 @@ SLACK = Integration(
     },
     base_url="https://slack.com",
     base_url_env=("SLACK_API_URL",),
+    # Slack's identity call; a bad token is HTTP 200 with {"ok": false} (gateway/verify).
+    verify="POST /api/auth.test",
     oauth=OAuthProvider(
         "https://slack.com/oauth/v2/authorize", "https://slack.com/api/oauth.v2.access"
     ),

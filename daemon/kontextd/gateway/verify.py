@@ -2,7 +2,8 @@
 
 An integration with a cheap identity call (``verify = "GET /user"`` for GitHub)
 gets one request with the new key, to its ``base_url``, before the key is kept:
-a refusal (401/403) is one line and nothing is stored; an upstream that cannot
+a refusal (401/403, or a 2xx JSON answer ``{"ok": false, "error": …}``, which is
+how Slack's Web API refuses a token) is one line and nothing is stored; an upstream that cannot
 be reached (or answers 5xx) is one line too, naming ``--no-verify``, which skips
 the check. The key is never logged, audited or put into a message; what comes
 back is only who the key belongs to (GitHub's ``login``), when the answer says.
@@ -45,14 +46,28 @@ def check(integration: Integration, secret: str) -> str | None:
     except httpx.HTTPError as exc:  # never the exception's text: it may carry the request
         raise _unreachable(integration, where, type(exc).__name__) from None
     if answer.status_code in (401, 403):
-        raise ApiError(
-            wire.UPSTREAM,
-            f"{integration.name} refused this key (HTTP {answer.status_code} at {where}): "
-            "nothing was stored; check the key (or pass --no-verify to store it unchecked)",
-        )
+        raise _refused(integration, where, f"HTTP {answer.status_code}")
     if not 200 <= answer.status_code < 300:
         raise _unreachable(integration, where, f"HTTP {answer.status_code}")
-    return _identity(answer.content)
+    value = _json(answer.content)
+    if isinstance(value, dict) and value.get("ok") is False:
+        raise _refused(integration, where, _code(value.get("error")))
+    return _identity(value)
+
+
+def _refused(integration: Integration, where: str, why: str) -> ApiError:
+    return ApiError(
+        wire.UPSTREAM,
+        f"{integration.name} refused this key ({why} at {where}): nothing was stored; "
+        "check the key (or pass --no-verify to store it unchecked)",
+    )
+
+
+def _code(error: Any) -> str:
+    """The upstream's error code (Slack's ``invalid_auth``) if it looks like one: it goes
+    into a message, so nothing else it says is repeated."""
+    plain = isinstance(error, str) and 0 < len(error) <= 40 and error.isascii()
+    return error if plain and error.replace("_", "").isalnum() else "refused"
 
 
 def _unreachable(integration: Integration, where: str, why: str) -> ApiError:
@@ -63,12 +78,15 @@ def _unreachable(integration: Integration, where: str, why: str) -> ApiError:
     )
 
 
-def _identity(body: bytes) -> str | None:
-    """Who the answer says the key belongs to: a short printable name, or None."""
+def _json(body: bytes) -> Any:
     try:
-        value: Any = parsing.json_loads(body)
+        return parsing.json_loads(body)
     except ValueError:
         return None
+
+
+def _identity(value: Any) -> str | None:
+    """Who the answer says the key belongs to: a short printable name, or None."""
     if not isinstance(value, dict):
         return None
     for field in IDENTITY_FIELDS:
