@@ -273,6 +273,8 @@ def issue_for_exec(
     # The loopback issuer, for RFC 8693 exchange of this token: a confined child
     # cannot read the runtime dir where the port is published.
     answer["env_values"] = {**answer["env_values"], wire.ENV_URL: core.issuer}
+    # A CI token for kontext's audience, in a variable exec's list cannot name: stripped too.
+    answer["strip_audience"] = core.config.ci.audience
     agent = core.store.agent(request.agent_name)
     answer["confine"] = {
         "mode": core.config.exec_confine,

@@ -19,8 +19,11 @@ from any other issuer is refused before kontext fetches anything from it.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any
+
+from kontext.common import parsing
 
 GITHUB = "github"
 GITLAB = "gitlab"
@@ -32,6 +35,7 @@ BUILTIN_ISSUERS = {
 }
 LOOPBACK_PREFIXES = ("http://127.0.0.1:", "http://127.0.0.1/", "http://localhost:", "http://[::1]:")
 MAX_ISSUERS = 64
+MAX_TOKEN = 16 * 1024
 PRINTABLE = frozenset(chr(c) for c in range(0x21, 0x7F))
 
 
@@ -94,3 +98,21 @@ class CISettings:
     def platform_of(self, issuer: str) -> str | None:
         """The platform a believed issuer mints claims for; None if not believed."""
         return self.issuers.get(issuer)
+
+
+def holds_token_for(value: str, audience: str) -> bool:
+    """Whether ``value`` is a compact JWT whose ``aud`` (read unverified) is or names
+    ``audience``: a CI job's token meant for kontext, in whatever variable the job
+    put it (``--token-env``, GitLab ``id_tokens`` of any name). No agent needs one,
+    so ``kontext exec`` and the daemon it starts never inherit it. Other values cost
+    a count of dots."""
+    # eyJ: base64url of '{"', how every platform's JWT header begins (RFC 7515 §7.1)
+    if value[:3] != "eyJ" or value.count(".") != 2 or len(value) > MAX_TOKEN:
+        return False
+    part = value.split(".")[1]
+    try:
+        claims = parsing.json_loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except ValueError:  # bad base64 or JSON, TooDeep, UnicodeDecodeError
+        return False
+    aud = claims.get("aud") if isinstance(claims, dict) else None
+    return aud == audience or (isinstance(aud, list) and audience in aud)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,14 +59,17 @@ class FederateRequest:
         return platform
 
 
-def _token(req: FederateRequest, platform: str, audience: str) -> str:
+def _given_token(req: FederateRequest) -> str:
+    """The token in ``--token-file`` or the variable (then dropped from this process's
+    environment, so the daemon it may start does not inherit it)."""
     from kontext_cli.login import ci_token
 
-    if platform == "github":
-        return ci_token.github_actions(audience)
     if req.token_file is not None:
         return ci_token.from_file(req.token_file)
-    return ci_token.from_env(req.token_env or ci_token.GITLAB_ENV)
+    name = req.token_env or ci_token.GITLAB_ENV
+    token = ci_token.from_env(name)
+    os.environ.pop(name, None)
+    return token
 
 
 def _commit(token: str) -> str | None:
@@ -81,12 +85,14 @@ def _commit(token: str) -> str | None:
 
 def run(req: FederateRequest) -> None:
     """Obtain the token, prove the policy, start the session, say so."""
-    from kontext_cli.login import git_objects
+    from kontext_cli.login import ci_token, git_objects
 
     platform = req.validate()
+    token = None if platform == "github" else _given_token(req)  # read before any daemon
     with daemon() as conn:
-        audience = str(conn.call("GET", "/v1/session/federation")["audience"])
-        token = _token(req, platform, audience)
+        if token is None:  # GitHub's is asked for kontext's audience
+            audience = str(conn.call("GET", "/v1/session/federation")["audience"])
+            token = ci_token.github_actions(audience)
         body: dict[str, Any] = {"platform": platform, "token": token, "force": req.force}
         if req.issuer is not None:
             body["issuer"] = req.issuer
