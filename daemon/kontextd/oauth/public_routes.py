@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from kontextd.api.web import routing
@@ -28,6 +29,15 @@ from kontextd.oauth.state import for_core
 # of a public client is shown only as a top-level document, never as an <img>,
 # <script> or frame a web page pointed at it (each would open a request).
 DOCUMENT_DESTS = (None, "document")
+
+# Registration is open to any program here and to pages on loopback origins, and
+# each one is an audit line: another OS user or a page may register (or try to)
+# at most FOREIGN_LIMIT times per FOREIGN_WINDOW, so none of them can grow the
+# audit log faster than a few rows a minute (issue 17 item 6). A real client
+# registers once.
+FOREIGN = "/register (another user or a page)"
+FOREIGN_LIMIT = 10
+FOREIGN_WINDOW = 60.0
 
 
 class PublicClientRoutes:
@@ -51,9 +61,10 @@ class PublicClientRoutes:
         ]
 
     def register(self, request: Request) -> Response:
-        wait = throttle.retry_after(
-            "/register", throttle.who(self.core.trees, request, "/register")
-        )
+        who = throttle.who(self.core.trees, request, "/register")
+        wait = throttle.retry_after("/register", who)
+        if self._foreign(who):
+            wait = max(wait, self._foreign_quota(who))
         if wait:
             error = OAuthError(
                 "temporarily_unavailable", f"too many registrations; retry in {wait} s", 429
@@ -76,6 +87,28 @@ class PublicClientRoutes:
                 )
             return json_response(exc.status, exc.body())
         return json_response(201, answer)
+
+    @staticmethod
+    def _foreign(who: str) -> bool:
+        """Another OS user's connection, or a page's (``throttle.caller``'s key)."""
+        uid = who.partition("/")[0]
+        return uid != f"uid:{os.getuid()}" or who.startswith(f"{uid}/web")
+
+    def _foreign_quota(self, who: str) -> int:
+        """Count this attempt against the caller's quota; seconds to wait when spent."""
+        wait = throttle.retry_after(FOREIGN, who, limit=FOREIGN_LIMIT, window=FOREIGN_WINDOW)
+        if wait:
+            return wait
+        if throttle.failed(FOREIGN, who, limit=FOREIGN_LIMIT, window=FOREIGN_WINDOW):
+            events.record(
+                self.core,
+                "oauth.throttled",
+                endpoint="/register",
+                caller=who,
+                limit=FOREIGN_LIMIT,
+                window_seconds=FOREIGN_WINDOW,
+            )
+        return 0
 
     def resource(self, request: Request, name: str | None) -> Response:
         document = gateway_document(self.core, name)

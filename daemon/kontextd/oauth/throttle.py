@@ -75,25 +75,26 @@ def _agents_failing(endpoint: str) -> bool:
     return False
 
 
-def _trim(stamps: collections.deque[float], now: float) -> None:
-    while stamps and stamps[0] <= now - WINDOW:
+def _trim(stamps: collections.deque[float], now: float, window: float = WINDOW) -> None:
+    while stamps and stamps[0] <= now - window:
         stamps.popleft()
 
 
-def retry_after(endpoint: str, who: str) -> int:
-    """Seconds until ``who`` may try ``endpoint`` again; 0 when it may now."""
+def retry_after(endpoint: str, who: str, *, limit: int = LIMIT, window: float = WINDOW) -> int:
+    """Seconds until ``who`` may try ``endpoint`` again; 0 when it may now. ``limit``
+    and ``window``: a bucket counted otherwise than failures (``registration``'s)."""
     now = time.monotonic()
     with _lock:
         stamps = _failures.get((endpoint, who))
         if stamps is None:
             return 0
-        _trim(stamps, now)
-        if len(stamps) < LIMIT:
+        _trim(stamps, now, window)
+        if len(stamps) < limit:
             return 0
-        return max(1, int(stamps[0] + WINDOW - now + 0.999))
+        return max(1, int(stamps[0] + window - now + 0.999))
 
 
-def failed(endpoint: str, who: str) -> bool:
+def failed(endpoint: str, who: str, *, limit: int = LIMIT, window: float = WINDOW) -> bool:
     """Count one failed attempt by ``who``; True when this one locked it out."""
     now = time.monotonic()
     with _lock:
@@ -103,6 +104,6 @@ def failed(endpoint: str, who: str) -> bool:
         stamps = _failures.setdefault((endpoint, who), collections.deque())
         if "/agent:" in who:
             _agent_keys.add((endpoint, who))
-        _trim(stamps, now)
+        _trim(stamps, now, window)
         stamps.append(now)
-        return len(stamps) == LIMIT
+        return len(stamps) == limit
