@@ -143,3 +143,30 @@ def test_without_id_token_permission_the_step_says_what_to_add(job: CIJob) -> No
     )
     line = one_line_error(proc, 2)
     assert "permissions: id-token: write" in line
+
+
+def test_gitlab_tokens_are_refused_the_same_way() -> None:
+    """GitLab's shape through ``--federate gitlab``: each refusal one line naming its
+    check, the token never in it."""
+    with ci_job("gitlab") as job:
+        iss = job.issuer
+        cases = [
+            (iss.mint("vault"), "aud"),  # an id_tokens entry declared for another service
+            (iss.mint(exp=int(time.time()) - 60, iat=int(time.time()) - 360), "exp"),
+            (iss.mint(project_path="acme/other",
+                      sub="project_path:acme/other:ref_type:branch:ref:main"), "policy"),
+            (iss.mint(ref="release", ref_path="refs/heads/release", ref_protected="true",
+                      sub=f"project_path:{REPO}:ref_type:branch:ref:release"), "policy"),
+            (iss.mint(ref_protected="false"), "protected-ref"),
+            (iss.mint(pipeline_id=None), "claims"),
+        ]  # fmt: skip
+        for token, check in cases:
+            proc = job.kx.run(
+                "login", "--federate", "gitlab", "--checkout", str(job.repo.path),
+                env={"CI": "true", "GITLAB_CI": "true", "KONTEXT_ID_TOKEN": token},
+            )  # fmt: skip
+            line = one_line_error(proc, REFUSED)
+            assert line.startswith(f"kontext: federation refused ({check}): "), line
+            assert token.rsplit(".", 1)[1][:20] not in line
+        checks = [e["check"] for e in api_audit(job.kx) if e["event"] == "federation.refused"]
+        assert checks == [check for _, check in cases]
