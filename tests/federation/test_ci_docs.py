@@ -83,6 +83,18 @@ def test_the_gitlab_job_asks_for_what_federation_needs() -> None:
     assert job["after_script"] == ["kontext audit export --output kontext-audit.jsonl"]
 
 
+def test_the_jobs_install_kontext_from_a_pinned_wheel_not_pypis_name() -> None:
+    """``kontext`` on PyPI is an unrelated project: a job that ran ``pipx install
+    kontext`` would run someone else's code with ``id-token: write``."""
+    github = [s["run"] for s in load("github-actions.yml")["jobs"]["notes"]["steps"] if "run" in s]
+    gitlab = load("gitlab-ci.yml")["release-notes"]["script"]
+    installs = [c for c in github + gitlab if "install" in c and "pip" in c]
+    assert len(installs) == 2, installs
+    for command in installs:
+        assert command.endswith("pipx install ./ci/kontext-*-py3-none-any.whl"), command
+        assert not re.search(r"pipx? install (--\S+ )*kontext\b", command), command
+
+
 def run_steps(job: CIJob, commands: list[str], env: dict[str, str]) -> None:
     """Each command as the platform runs a step: ``sh -e`` in the checkout, in order,
     with the agent's script replaced by ``AGENT_CHECK``; the first failure fails."""
