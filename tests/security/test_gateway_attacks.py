@@ -52,6 +52,7 @@ def bearer(token: str, **extra: str) -> dict[str, str]:
         (f"{PULLS}/1", {"X-HTTP-Method-Override": "DELETE"}),
         (f"{PULLS}/1", {"X-HTTP-Method": "PUT"}),
         (f"{PULLS}/1", {"X-Method-Override": "PATCH"}),
+        (f"{PULLS}/1", {"X_HTTP_Method_Override": "DELETE"}),  # a CGI upstream's twin
         (f"{PULLS}/1", {"X-Original-URL": "/repos/acme/other/pulls/1"}),
         (f"{PULLS}/1?_method=DELETE", {}),
     ],
@@ -75,6 +76,8 @@ def test_forwarding_headers_stay_on_this_hop(gw: Kontext, github: FakeGitHub, to
         "X-Forwarded-Proto": "https",
         "Forwarded": "for=10.0.0.1",
         "X-Real-IP": "10.0.0.1",
+        "X_Forwarded_For": "10.0.0.1",  # read as X-Forwarded-For by a CGI-style upstream
+        "Content_Length": "0",
     }
     before = len(github.seen)
     with gw.http() as http:

@@ -6,8 +6,11 @@ carries one of our tokens (or a malleated copy: the check is on the token's
 signed parts, not the exact string) is dropped. Hop-by-hop headers (RFC 9110
 §7.6.1) stay on this hop, and so do headers a caller could use to speak for the
 gateway: ``Forwarded``/``X-Forwarded-*``/``X-Real-IP`` (the upstream would
-believe them). Headers that override the method or the URL
-(``X-HTTP-Method-Override`` and kin, ``X-Original-URL``) are refused outright
+believe them). A header whose name holds an underscore is dropped too, as nginx
+and Apache do: a CGI-style upstream reads ``X_Forwarded_For`` (or
+``Content_Length``) as its dashed twin, so none could slip past these checks.
+Headers that override the method or the URL (``X-HTTP-Method-Override`` and
+kin, ``X-Original-URL``, spelt with dashes or underscores) are refused outright
 (``override_refusal``): a route rule allows a method on a path, and an upstream
 that honours an override would run another one.
 
@@ -82,7 +85,7 @@ def carries(value: str, marks: tuple[str, str]) -> bool:
 def override_refusal(pairs: Iterable[tuple[str, str]], query: str) -> str | None:
     """Why a request that tries to override its method or URL is refused, or None."""
     for name, _ in pairs:
-        if name.lower() in OVERRIDES:
+        if name.lower().replace("_", "-") in OVERRIDES:
             return f"{name[:40]} is not allowed through the gateway: send the real method and path"
     for key, _ in urllib.parse.parse_qsl(query, keep_blank_values=True, max_num_fields=200):
         if key.lower() in QUERY_OVERRIDES:
@@ -101,6 +104,7 @@ def upstream_headers(
         (k, v)
         for k, v in pairs
         if k.lower() not in drop
+        and "_" not in k
         and not k.lower().startswith("x-forwarded-")
         and not carries(v, marks)
     ]
