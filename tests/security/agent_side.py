@@ -103,6 +103,19 @@ def raw_attacks(spec: dict[str, Any]) -> list[Result]:
             {"session_bus": True},
             200,
         ),
+        ("raw: disable another agent", "POST", f"/v1/agents/{other}/disable", {}, 200),
+        ("raw: delete another agent", "DELETE", f"/v1/agents/{other}", None, 200),
+        (
+            "raw: connect an integration",
+            "POST",
+            "/v1/integrations/github/secret",
+            {"secret": "ghp_attacker"},
+            200,
+        ),
+        ("raw: disconnect an integration", "POST", "/v1/integrations/github/disconnect", {}, 200),
+        ("raw: a dashboard link", "POST", "/v1/dashboard/link", {}, 200),
+        ("raw: read the config", "GET", "/v1/config", None, 200),
+        ("raw: audit checkpoint", "POST", "/v1/audit/checkpoint", {}, 200),
         ("raw: stop the daemon", "POST", "/v1/shutdown", {}, 200),
     ]
     out = []

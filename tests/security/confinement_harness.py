@@ -121,6 +121,7 @@ def state(k: Kontext, other: str) -> dict[str, Any]:
         agents = api.get("/v1/agents").json()["agents"]
         consent = api.get("/v1/consent").json()
         kids = sorted(key["kid"] for key in api.get("/v1/keys").json()["keys"])
+        integrations = api.get("/v1/integrations").json()
         events = api.get("/v1/audit", params={"last": 10000}).json()["events"]
     files = {}
     for path in sorted((k.home / "config").rglob("*")):
@@ -132,6 +133,7 @@ def state(k: Kontext, other: str) -> dict[str, Any]:
         ),
         "consent": consent,
         "kids": kids,
+        "integrations": integrations,
         "config files": files,
         "credentials for the other agent": [
             e["jti"]
