@@ -100,6 +100,9 @@ _kontext_option_kind() {
         'exec|--agent') echo 'agent' ;;
         'exec|-s') echo 'scope' ;;
         'exec|--scope') echo 'scope' ;;
+        'login|--federate') echo 'choice:github-actions gitlab oidc' ;;
+        'login|--token-file') echo 'file' ;;
+        'login|--checkout') echo 'file' ;;
         'agent create|--allow') echo 'scope' ;;
         'credential list|-a') echo 'agent' ;;
         'credential list|--agent') echo 'agent' ;;

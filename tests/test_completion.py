@@ -149,3 +149,23 @@ def test_scopes_and_integrations_complete_from_the_config(fresh_kx: Kontext) -> 
     words = fresh_kx.ok("complete-words", "integration").stdout.split()
     assert words == ["github", "jira", "slack"]
     assert not fresh_kx.runtime.exists(), "completing must not start the daemon"
+
+
+def test_login_federate_completes_its_platforms(fresh_kx: Kontext) -> None:
+    script = ROOT / "completions" / "kontext.bash"
+    driver = (
+        'source "$1"; COMP_LINE=$2; COMP_POINT=${#COMP_LINE}; _kontext; '
+        "printf '%s\\n' \"${COMPREPLY[@]}\""
+    )
+    for line, expected in (
+        ("kontext login --federate ", ["github-actions", "gitlab", "oidc"]),
+        ("kontext login --federate g", ["github-actions", "gitlab"]),
+    ):
+        proc = subprocess.run(
+            ["bash", "-c", driver, "driver", str(script), line],
+            capture_output=True,
+            text=True,
+            env=fresh_kx.env,
+            timeout=60,
+        )
+        assert sorted(proc.stdout.split()) == expected, proc.stderr

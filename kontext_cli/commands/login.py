@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -29,6 +30,15 @@ OIDC token instead: no browser, no waiting. The user is the workload
 (ci:github:OWNER/REPO@REF) and what its agents may have comes from the trust
 policy (.kontext/ci.toml at a protected ref, or the org's ci.toml).
 """
+
+
+class Platform(StrEnum):
+    """``--federate``'s values (completed by the shells, listed in the man page)."""
+
+    github_actions = "github-actions"
+    gitlab = "gitlab"
+    oidc = "oidc"
+
 
 EXTERNAL_SCOPES = "openid email profile offline_access"
 EXTERNAL_CALLBACK = "/callback"
@@ -61,11 +71,11 @@ def login(
         ),
     ] = False,
     federate: Annotated[
-        str | None,
+        Platform | None,
         typer.Option(
             "--federate",
             metavar="PLATFORM",
-            help="CI: log in with the job's OIDC token: github-actions, gitlab or oidc.",
+            help="CI: log in with the job's OIDC token from this platform.",
         ),
     ] = None,
     token_file: Annotated[
@@ -98,7 +108,7 @@ def login(
 
         browser_flags = client_id != "kontext" or no_browser or timeout != 300
         request = login_federate.FederateRequest(
-            federate, issuer, token_file, token_env, checkout, browser_flags, force
+            federate.value, issuer, token_file, token_env, checkout, browser_flags, force
         )
         login_federate.run(request)
         return

@@ -36,11 +36,7 @@ class FederateRequest:
 
     def validate(self) -> str:
         """The platform's wire name; ``UsageError`` for flags that do not go together."""
-        platform = PLATFORMS.get(self.federate)
-        if platform is None:
-            raise errors.UsageError(
-                f"--federate takes {', '.join(PLATFORMS)}, not {self.federate!r:.40}"
-            )
+        platform = PLATFORMS[self.federate]  # one of them: the option is a choice
         if self.browser_flags:
             raise errors.UsageError(
                 "--federate opens no browser: --client-id, --no-browser and --timeout do not apply"

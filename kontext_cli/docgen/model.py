@@ -198,7 +198,7 @@ def _completion_kind(
             return AGENT
         if {"--allow", "--scope"} & set(param.opts):
             return SCOPE
-        if {"--output", "--file"} & set(param.opts):
+        if {"--output", "--file", "--token-file", "--checkout"} & set(param.opts):
             return FILE
     elif path[:1] == ("agent",) and path[1:] != ("create",) and param.name == "name":
         return AGENT
