@@ -57,6 +57,7 @@ OVERRIDES = frozenset(
     }
 )
 QUERY_OVERRIDES = frozenset({"_method", "x-http-method-override", "method"})
+MAX_DECODINGS = 16  # percent-decodings tried (each shortens the text; a backstop)
 URL_HEADERS = frozenset({"location", "content-location", "link"})
 _LINK_URL = re.compile(r"<([^>]*)>")
 
@@ -74,11 +75,14 @@ def token_marks(token: str) -> tuple[str, str]:
 
 
 def carries(value: str, marks: tuple[str, str]) -> bool:
-    """Does ``value`` (or its percent-decoding, once or twice) contain a copy of the token?"""
+    """Does ``value``, or any of its percent-decodings, contain a copy of the token?
+    Decoded until nothing changes (an upstream may decode as often as it likes)."""
     texts = [value]
-    if "%" in value:  # only then can decoding change anything
-        once = urllib.parse.unquote(value)
-        texts += [once, urllib.parse.unquote(once)]
+    while "%" in texts[-1] and len(texts) <= MAX_DECODINGS:  # only then can decoding change it
+        decoded = urllib.parse.unquote(texts[-1])
+        if decoded == texts[-1]:
+            break
+        texts.append(decoded)
     return any(mark and mark in text for text in texts for mark in marks)
 
 
