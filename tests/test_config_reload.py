@@ -19,6 +19,11 @@ display_name = "Jira"
 env = ["JIRA_TOKEN"]
 scopes = { "issues:read" = "Read issues" }
 """
+LINEAR = """
+[integrations.linear]
+env = ["LINEAR_TOKEN"]
+scopes = { "issues:read" = "Read issues" }
+"""
 
 
 def config_file(k: Kontext) -> Any:
@@ -77,6 +82,18 @@ def test_an_invalid_edit_keeps_the_old_settings_and_doctor_names_the_file(
     assert str(path) in checks["applied"]["detail"] and "refused" in checks["applied"]["detail"]
     assert checks["config"]["status"] == "fail" and str(path) in checks["config"]["detail"]
     assert k.run("doctor").returncode == 12
+    # An integration added along with a mistake is missing; the answer says why.
+    path.write_text(JIRA + LINEAR + '\n[secrets]\nfallback = "ghp_pasted_by_mistake"\n')
+    assert wait_until(lambda: len(events(k, "config.refused")) == 3, timeout=30)
+    show = k.run("integration", "show", "linear")
+    connect = k.run("integration", "connect", "linear", "--secret-stdin", input="x\n")
+    for proc in (show, connect):
+        line = one_line_error(proc, 3)
+        assert line.startswith("kontext: no integration 'linear' (known: "), line
+        assert line.endswith(
+            "; kontextd refused config.toml's last edit and runs the settings before it "
+            "(see 'kontext doctor')"
+        ), line
 
     path.write_text(JIRA.replace('"Jira"', '"Jira Cloud"'))
     k.ok("config", "reload")  # or the poller, whichever comes first: applied once

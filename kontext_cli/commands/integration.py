@@ -52,6 +52,14 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
     )
 
 
+# A [integrations.NAME] just added to config.toml is missing while the daemon refuses the
+# file's last edit: say so, or "no integration" sends the user looking at the name.
+REFUSED = (
+    "; kontextd refused config.toml's last edit and runs the settings before it "
+    "(see 'kontext doctor')"
+)
+
+
 @app.command("show")
 def show(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The integration, e.g. github.")],
@@ -65,10 +73,13 @@ def show(
     name = _name(name)
     with daemon() as conn:
         rows = conn.call("GET", "/v1/integrations")["integrations"]
-    row = next((r for r in rows if r["name"] == name), None)
+        row = next((r for r in rows if r["name"] == name), None)
+        refused = row is None and bool(conn.call("GET", "/v1/config").get("error"))
     if row is None:
         known = ", ".join(r["name"] for r in rows)
-        raise errors.NotFound(f"no integration {name!r} (known: {known})")
+        raise errors.NotFound(
+            f"no integration {name!r} (known: {known}){REFUSED if refused else ''}"
+        )
     if as_json:
         render.emit_json(row)
         return

@@ -5,16 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from kontext.common.integrations import Integration
+from kontextd import settings
 from kontextd.core import Core
 from kontextd.errors import invalid, not_found
 from kontextd.gateway import connections, provider_oauth, verify
+
+REFUSED = (
+    "; kontextd refused config.toml's last edit and runs the settings before it "
+    "(see 'kontext doctor')"
+)
 
 
 def get(core: Core, name: str) -> Integration:
     integration = core.config.integrations.get(name)
     if integration is None:
         known = ", ".join(sorted(core.config.integrations))
-        raise not_found(f"no integration {name!r} (known: {known})")
+        # An integration just added by hand is missing while the file's edit is refused.
+        refused = REFUSED if settings.status(core)["error"] else ""
+        raise not_found(f"no integration {name!r} (known: {known}){refused}")
     return integration
 
 
