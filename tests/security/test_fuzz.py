@@ -271,6 +271,38 @@ def test_loopback_deeply_nested_json(fz: Kontext) -> None:
     _alive(fz)
 
 
+def test_a_providers_deep_userinfo_is_one_line() -> None:
+    """An external OIDC provider's UserInfo answer (a real local HTTP server) of 5,000
+    nested arrays: the login fails with one line, never "maximum recursion depth"."""
+    import http.server
+    import threading
+
+    from kontextd.oauth import relying
+
+    body = nested_json("array", 5000).encode()
+
+    class Provider(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Provider)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        meta = {"userinfo_endpoint": f"http://127.0.0.1:{server.server_address[1]}/userinfo"}
+        with pytest.raises(relying.ProviderError, match="UserInfo endpoint failed: TooDeep"):
+            relying.userinfo(meta, "access-token", "subject")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def nested_toml(kind: str, depth: int) -> str:
     if kind == "array":
         return "a = " + "[" * depth + "]" * depth + "\n"

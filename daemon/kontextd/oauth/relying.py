@@ -139,7 +139,7 @@ def userinfo(meta: dict[str, Any], access_token: str, subject: str) -> dict[str,
             timeout=TIMEOUT,
             follow_redirects=False,
         )
-        value = answer.json()
+        value = parsing.json_loads(answer.content)  # depth-limited, as every provider read
     except (httpx.HTTPError, json.JSONDecodeError, ValueError) as exc:
         raise ProviderError(f"the UserInfo endpoint failed: {type(exc).__name__}") from exc
     if answer.status_code != 200 or not isinstance(value, dict):
