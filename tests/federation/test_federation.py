@@ -47,6 +47,9 @@ def test_a_trusted_job_logs_in_and_its_agent_runs(job: CIJob) -> None:
     whoami = json.loads(job.kx.ok("whoami", "--json").stdout)
     assert whoami["user"] == user and whoami["kind"] == "federated"
     assert whoami["workload"]["run_id"] == job.issuer.job.run_id
+    shown = job.kx.ok("whoami").stdout.splitlines()
+    assert shown[0] == f"user:    {user}" and shown[1] == f"issuer:  {job.issuer.url}"
+    assert shown[2] == "job:     .github/workflows/ci.yml (push), run 7001 attempt 1"
 
 
 def test_the_audit_names_the_workload_and_the_rule(job: CIJob) -> None:
