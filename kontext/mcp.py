@@ -1,7 +1,7 @@
 """kontext for MCP servers: accept kontext's tokens, give each tool call its own credential.
 
 An MCP server is an OAuth resource server (MCP authorization spec). With the
-official SDK (``pip install 'kontext[mcp]'``) it takes kontext as its
+official SDK (``pip install '.[mcp]'`` in kontext's checkout) it takes kontext as its
 authorization server in two lines, and a tool turns the caller's token into a
 narrow, short credential for the one call it makes::
 

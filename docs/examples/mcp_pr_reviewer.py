@@ -1,7 +1,7 @@
 """An MCP server that reviews pull requests: kontext authorizes it, each call gets a credential.
 
     kontext integration connect github        # once: the gateway holds the GitHub key
-    pip install 'kontext[mcp]'
+    pip install '.[mcp]'                      # in kontext's checkout (PyPI's 'kontext' is not us)
     python docs/examples/mcp_pr_reviewer.py   # http://127.0.0.1:8765/mcp (PORT= to change)
 
 Add ``http://127.0.0.1:8765/mcp`` to an MCP client as a streamable-HTTP server.
