@@ -137,6 +137,38 @@ def test_a_head_sent_too_slowly_is_cut_off(kx: Kontext) -> None:
     assert httpx.get(f"{kx.base_url}/jwks.json").status_code == 200
 
 
+SLOW_BODY = """
+import socket, sys, time
+port = int(sys.argv[1])
+s = socket.create_connection(("127.0.0.1", port), timeout=5)
+s.sendall(b"POST /introspect HTTP/1.1\\r\\nHost: 127.0.0.1:%d\\r\\n"
+          b"Content-Type: application/x-www-form-urlencoded\\r\\n"
+          b"Content-Length: 1000\\r\\n\\r\\n" % port)
+s.settimeout(0.5)
+answer, hang_guard = b"", time.monotonic() + 90
+while time.monotonic() < hang_guard:
+    try:
+        s.sendall(b"a")  # one byte of the body every half second
+        chunk = s.recv(4096)
+    except (TimeoutError, socket.timeout):
+        continue
+    except OSError:
+        break
+    if not chunk:
+        break
+    answer += chunk
+print(answer.split(b"\\r\\n", 1)[0].decode())
+"""
+
+
+def test_a_body_sent_too_slowly_is_cut_off(kx: Kontext) -> None:
+    """Slow-loris after the head, by another OS user: a body trickled a byte at a
+    time held a connection for ever; it must arrive whole within 10 s of its head."""
+    first_line = as_nobody(SLOW_BODY, str(kx.port)).stdout.strip()
+    assert first_line == "HTTP/1.1 408 Request Timeout"
+    assert httpx.get(f"{kx.base_url}/jwks.json").status_code == 200
+
+
 def test_a_head_over_its_byte_budget_is_431_and_the_end(kx: Kontext) -> None:
     lines = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"a" * 1000) for i in range(80))
     raw = exchange(kx.port, b"GET /jwks.json HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % kx.port + lines)

@@ -10,8 +10,10 @@ read as another request.
 Limits kept here, per connection:
 
 - a whole request head must arrive within ``HEAD_DEADLINE`` seconds of its first
-  byte and fit in ``HEAD_BUDGET`` bytes (slow-loris and header floods); a
-  connection idle between requests is closed after ``IDLE_LIMIT``;
+  byte and fit in ``HEAD_BUDGET`` bytes (slow-loris and header floods), and a
+  buffered body within ``BODY_DEADLINE`` of its head (one trickled a byte at a
+  time held a connection for ever); a connection idle between requests is
+  closed after ``IDLE_LIMIT``;
 - a buffered body over ``wire.MAX_BODY`` is 413 and the connection ends;
 - requests are answered in order, one at a time (pipelined ones wait, reading
   pauses), and a streamed body or answer follows TCP flow control both ways.
@@ -41,6 +43,7 @@ log = logging.getLogger("kontextd.loopback")
 
 HEAD_DEADLINE = 10.0
 HEAD_BUDGET = 64 * 1024
+BODY_DEADLINE = 10.0  # a buffered body is at most wire.MAX_BODY (64 KiB) on loopback
 MAX_HEADERS = 100
 IDLE_LIMIT = 30.0
 BODY_BACKLOG = 256 * 1024  # streamed request bytes buffered before reading pauses
@@ -247,6 +250,8 @@ class HttpConnection(asyncio.Protocol):
             self._ready(request)
         elif self._declared_length() > wire.MAX_BODY:
             raise _Refused(413, wire.TOO_LARGE, f"request body over {wire.MAX_BODY} bytes")
+        elif not self.active and self.announces_body(request):
+            self._arm(BODY_DEADLINE, "body")
 
     def _declared_length(self) -> int:
         length = (self._request.headers.get("Content-Length") if self._request else None) or "0"
@@ -266,6 +271,8 @@ class HttpConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         request, stream, body = self._request, self._stream, self._body
         assert request is not None
+        if self.deadline is not None and self._why == "body":
+            self._clear_deadline()
         # Reset first: a handler may answer at once, and then the idle deadline is armed.
         self._reset_message()
         if stream is not None:
@@ -417,6 +424,8 @@ class HttpConnection(asyncio.Protocol):
             self.relay.expired()
         elif why == "head" and self.in_head and not self.active:
             self.refuse(ApiError(wire.INVALID, "the request head took too long"), status=408)
+        elif why == "body" and self._request is not None and not self.active:
+            self.refuse(ApiError(wire.INVALID, "the request body took too long"), status=408)
         else:
             self.close()
 
