@@ -11,9 +11,10 @@ credential, and confines itself while that round trip runs (on the other core):
    Service holds kontext's keys and upstream secrets) unless the agent may use it,
    and over the sockets that run commands for it outside its tree (the systemd user
    manager's, the user's tmux server: ``kontext_cli.hidden``); an empty tmpfs of
-   its own over tmux's default socket directory. Then ``PR_SET_NO_NEW_PRIVS`` and
-   a seccomp filter refusing ``TIOCSTI`` (typing into the terminal, which the
-   user's shell would read and run once exec returns).
+   its own over tmux's default socket directory; every directory above those
+   bound onto itself, so the agent cannot rename or remove it (``pinned``). Then
+   ``PR_SET_NO_NEW_PRIVS`` and a seccomp filter refusing ``TIOCSTI`` (typing into
+   the terminal, which the user's shell would read and run once exec returns).
 3. When the answer arrives: root only — a second user + mount namespace, so the
    mounts above are locked (``MNT_LOCKED``: a namespace's root keeps its
    capabilities across ``execve``, everyone else loses them); then a Landlock
@@ -68,7 +69,7 @@ class Plan:
     """What the child hides: kontext's directories, the session bus's sockets, the
     sockets that run commands (always) and tmux's directory (replaced by its own)."""
 
-    __slots__ = ("bus", "hide", "launchers", "own", "uid")
+    __slots__ = ("bus", "hide", "launchers", "own", "pinned", "uid")
 
     def __init__(
         self, where: Paths, environ: dict[str, str] | os._Environ[str], create: bool = True
@@ -102,6 +103,7 @@ class Plan:
             for p in launcher_sockets(environ)
             if not self.hidden(p) and not any(p.startswith(o + "/") for o in self.own)
         ]
+        self.pinned = pinned(self.hide + self.own + self.bus + self.launchers)
 
     def _add(self, path: str) -> None:
         if not self.hidden(path):
@@ -121,6 +123,20 @@ class Plan:
                 f"the working directory {cwd} is inside kontext's own files, which an agent "
                 "may not see; cd elsewhere and run the command again"
             )
+
+
+def pinned(paths: list[str]) -> list[str]:
+    """Every directory above ``paths`` but ``/``, parents first. Each is bound onto
+    itself in the agent's namespace: a mount point cannot be renamed or removed there
+    (EBUSY), so the agent cannot move ``KONTEXT_HOME`` (or ``~/.config``) aside and
+    build a config, ``policy.d`` or control socket of its own where kontext looks."""
+    above = set()
+    for path in paths:
+        parent = os.path.dirname(path)
+        while parent != "/" and parent not in paths:
+            above.add(parent)
+            parent = os.path.dirname(parent)
+    return sorted(above, key=lambda p: (p.count("/"), p))
 
 
 def landlock_ok() -> None:
@@ -185,6 +201,10 @@ def hide(plan: Plan) -> None:
         linux.mount("none", path, "tmpfs", OWN_FLAGS, OWN_OPTIONS)
     for path in plan.bus + plan.launchers:
         linux.mount("/dev/null", path, None, linux.MS_BIND, None)
+    # After the mounts above, and recursive: a copy of each comes along, so they also
+    # cover what a working directory on the mount beneath still reaches.
+    for path in plan.pinned:
+        linux.mount(path, path, None, linux.MS_BIND | linux.MS_REC, None)
     # Here, not in seal: loading the filter (~0.2 ms) overlaps the wrapper's round trip.
     linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     machine = os.uname().machine

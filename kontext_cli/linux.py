@@ -31,6 +31,7 @@ MS_NODEV = 4
 MS_NOEXEC = 8
 MS_REMOUNT = 32
 MS_BIND = 4096
+MS_REC = 16384
 MNT_DETACH = 2
 # <linux/landlock.h>; the syscall numbers are the same on every architecture.
 SYS_LANDLOCK_CREATE_RULESET = 444

@@ -476,3 +476,49 @@ def test_the_systemd_user_managers_socket_is_out_of_reach(setup: Setup, tmp_path
     assert outside.stdout == "REACHED\n", outside.stderr
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("refused"), proc.stdout
+
+
+@needs_confinement
+@pytest.mark.parametrize("via", ["direct", "setsid"])
+def test_a_confined_agent_cannot_move_kontexts_home_aside(
+    setup: Setup, tmp_path: Path, via: str
+) -> None:
+    """Hidden directories cannot be read, but their parents are the user's: renamed,
+    ``KONTEXT_HOME`` (or ``~/.config``) would leave kontext's path free for a config,
+    a ``policy.d`` and a control socket of the agent's own — the next ``kontext``
+    command would use them. Tried by path and from a working directory above, for
+    ``KONTEXT_HOME``, a directory in it, and the default home's parent."""
+    home = setup.k.home
+    data = tmp_path / "xdg-data"
+    (data / "kontext").mkdir(parents=True)
+    moves = [
+        (str(home), f"{home}.moved"),
+        (f"{home}/config", f"{home}/config.moved"),
+        (str(data), f"{data}.moved"),
+    ]
+    script = (
+        "".join(
+            f"cd {os.path.dirname(src)} && mv {os.path.basename(src)} {os.path.basename(dst)}"
+            f" && echo MOVED {src}; mv {src} {dst} && echo MOVED {src}; "
+            for src, dst in moves
+        )
+        + f"mkdir -p {home}/config/policy.d && echo WROTE; echo done"
+    )
+    argv = ["sh", "-c", script]
+    if via == "setsid":
+        out = tmp_path / "out.txt"
+        wait = f"until grep -q done {out}; do sleep 0.1; done"  # the run's timeout guards it
+        argv = ["sh", "-c", f'setsid -f sh -c "$0" > {out} 2>&1; {wait}; cat {out}', script]
+    before = state(setup.k, setup.other)
+    try:
+        proc = setup.k.run(
+            "exec", "--agent", setup.agent, "--", *argv, env={"XDG_DATA_HOME": str(data)}
+        )
+    finally:
+        for src, dst in moves:  # put back what an escape moved, for the other tests
+            if os.path.exists(dst) and not os.path.exists(src):
+                os.rename(dst, src)
+    assert proc.returncode == 0 and "done" in proc.stdout, proc.stdout + proc.stderr
+    assert "MOVED" not in proc.stdout and "WROTE" not in proc.stdout, proc.stdout
+    assert sorted(os.listdir(home)) == ["config", "data", "log", "run"]
+    assert_nothing_changed(setup, before)
