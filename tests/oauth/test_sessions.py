@@ -183,6 +183,12 @@ def test_grants_from_before_login_never_come_back_after_logout(fresh_kx: Kontext
     assert sessions == [local, logged_in]
     tail = k.ok("audit", "tail", "--event", "session.started").stdout
     assert tail.count("(local account)") == 2
+    # Each grant a login or logout ended is in that agent's own trail.
+    revoked = [e for e in k.audit(agent=agent) if e["event"] == "consent.revoked"]
+    assert [e["reason"] for e in revoked] == [
+        "session ended: replaced by a new login",
+        "session ended: logged out",
+    ]
 
 
 def test_an_approval_redeemed_after_logout_makes_no_grant(fresh_kx: Kontext) -> None:

@@ -165,16 +165,24 @@ def revoke(
     user: str | None = None,
 ) -> list[str]:
     """Revoke the matching live grants, end every credential resting on them, and
-    audit it (``consent.revoked`` with the grant ids, when any grant ended)."""
+    audit it: one ``consent.revoked`` per agent whose grants ended (its grant ids), so
+    ``audit tail --agent X`` shows a grant that a login or logout ended too."""
     db = for_core(core).db
     ids = db.revoke_grants(reason, agent=agent, session_id=session, grant_id=grant_id, user=user)
-    if not ids:
-        return ids
-    ended = credentials.end_under_grants(core, ids, f"consent revoked: {reason}")
-    fields: dict[str, Any] = {"grants": ids, "reason": reason, "credentials_revoked": len(ended)}
-    if agent is not None:
-        fields["agent"] = {"id": f"agent:{agent}"}
-    events.record(core, "consent.revoked", **fields)
+    by_agent: dict[str | None, list[str]] = {}
+    for gid in ids:
+        row = db.grant(gid) if agent is None else None
+        by_agent.setdefault(agent if row is None else row.agent, []).append(gid)
+    for name, group in by_agent.items():
+        ended = credentials.end_under_grants(core, group, f"consent revoked: {reason}")
+        fields: dict[str, Any] = {
+            "grants": group,
+            "reason": reason,
+            "credentials_revoked": len(ended),
+        }
+        if name is not None:
+            fields["agent"] = {"id": f"agent:{name}"}
+        events.record(core, "consent.revoked", **fields)
     return ids
 
 
