@@ -294,6 +294,34 @@ def test_another_users_guessing_never_locks_the_user_out(fresh_kx: Kontext) -> N
     assert locked[0]["endpoint"] == "/token"
 
 
+KEPT_AT_THE_LIMIT = """
+import socket, sys, time
+port, seconds = int(sys.argv[1]), float(sys.argv[2])
+form = b"grant_type=authorization_code&code=guess&client_id=kontext&client_secret=guess"
+end, answers = time.monotonic() + seconds, set()
+while time.monotonic() < end:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /token HTTP/1.1\\r\\nHost: 127.0.0.1:%d\\r\\nConnection: close\\r\\n"
+                  b"Content-Type: application/x-www-form-urlencoded\\r\\n"
+                  b"Content-Length: %d\\r\\n\\r\\n%s" % (port, len(form), form))
+        answers.add(s.recv(200).split(b"\\r\\n", 1)[0].decode())
+    time.sleep(0.05)
+print(sorted(answers))
+"""
+
+
+def test_a_stranger_kept_at_the_limit_adds_one_audit_row_a_minute(fresh_kx: Kontext) -> None:
+    """Issue 17 items 6 and 11: a caller kept at the limit locks itself out again each
+    time a failure leaves the 10 s window; each lock-out was an audit row (200 a
+    minute from another OS user, no token). Guessing for 25 s gives one."""
+    k = fresh_kx
+    k.start()
+    seen = as_nobody(KEPT_AT_THE_LIMIT, str(k.port), "25").stdout
+    assert "HTTP/1.1 429 Too Many Requests" in seen and "HTTP/1.1 401 Unauthorized" in seen
+    locked = [e for e in api_audit(k, n=500) if e["event"] == "oauth.throttled"]
+    assert [(e["caller"], e["endpoint"]) for e in locked] == [(f"uid:{NOBODY}", "/token")]
+
+
 # -- many connections, no thread each ------------------------------------------------------
 
 

@@ -10,8 +10,11 @@ uid), for a browser whether the request came from another site
 (``Sec-Fetch-Site``), and whether the connection is held inside an agent's
 ``kontext exec`` tree (which agent): another OS user, a web page or an agent
 failing on purpose fills only its own bucket, so none of them can lock the
-user's CLI and pages, or the other agents' exchanges, out. Each lock-out is
-reported once (``failed`` returns True) for the audit.
+user's CLI and pages, or the other agents' exchanges, out. A lock-out is
+reported for the audit (``failed`` returns True) at most once per
+``REPORT_INTERVAL`` per caller and endpoint: a caller kept at the limit locks
+itself out again each time a failure leaves the window (twice a second), and
+another OS user doing so on purpose added 200 ``oauth.throttled`` rows a minute.
 
 Which tree holds a connection is a look through ``/proc`` (``Trees.holder``), so
 it is asked only where it decides something: when a request has failed, and
@@ -28,9 +31,11 @@ from typing import Any
 LIMIT = 20
 WINDOW = 10.0
 MAX_CALLERS = 1024  # buckets kept; a backstop, callers are a handful of uids
+REPORT_INTERVAL = 60.0  # seconds between two reported lock-outs of one bucket
 
 _failures: dict[tuple[str, str], collections.deque[float]] = {}
 _agent_keys: set[tuple[str, str]] = set()  # the buckets of agents (a subset of _failures')
+_reported: dict[tuple[str, str], float] = {}  # when each bucket's lock-out was last reported
 _lock = threading.Lock()
 
 
@@ -95,15 +100,21 @@ def retry_after(endpoint: str, who: str, *, limit: int = LIMIT, window: float = 
 
 
 def failed(endpoint: str, who: str, *, limit: int = LIMIT, window: float = WINDOW) -> bool:
-    """Count one failed attempt by ``who``; True when this one locked it out."""
+    """Count one failed attempt by ``who``; True when this one locked it out and no
+    lock-out of this bucket was reported within ``REPORT_INTERVAL`` (audit it)."""
     now = time.monotonic()
     with _lock:
-        if len(_failures) > MAX_CALLERS:
+        if len(_failures) > MAX_CALLERS or len(_reported) > MAX_CALLERS:
             _failures.clear()
             _agent_keys.clear()
-        stamps = _failures.setdefault((endpoint, who), collections.deque())
+            _reported.clear()
+        key = (endpoint, who)
+        stamps = _failures.setdefault(key, collections.deque())
         if "/agent:" in who:
-            _agent_keys.add((endpoint, who))
+            _agent_keys.add(key)
         _trim(stamps, now, window)
         stamps.append(now)
-        return len(stamps) == limit
+        if len(stamps) != limit or now - _reported.get(key, -REPORT_INTERVAL) < REPORT_INTERVAL:
+            return False
+        _reported[key] = now
+        return True
