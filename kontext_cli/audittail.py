@@ -104,7 +104,7 @@ def _query(filters: dict[str, str]) -> str:
 
 
 def _write(lines: list[str]) -> None:
-    """Write lines and flush; a closed pipe (``| head -1``) ends quietly with status 1.
+    """Write lines and flush; a closed pipe (``| head -1``) ends quietly with status 141.
 
     Line by line into the stream's buffer, which the kernel gets in buffer-sized
     writes: one huge write() to a pipe whose reader has gone returns short
@@ -116,7 +116,7 @@ def _write(lines: list[str]) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise SystemExit(1) from None
+        raise SystemExit(errors.OutputClosed.exit_code) from None
 
 
 def show(events: list[dict[str, Any]], as_json: bool, lines: Lines | None = None) -> None:

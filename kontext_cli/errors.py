@@ -22,7 +22,8 @@
     ├── ConfinementUnavailable  17  ``exec.confine = "require"`` and this machine cannot confine
     ├── FederationRefused       18  ``login --federate`` refused the CI token (names the check)
     ├── AlreadyEnded            19  the credential had already ended: nothing was revoked
-    └── Cancelled              130  cancelled with Ctrl-C (nothing more was done)
+    ├── Cancelled              130  cancelled with Ctrl-C (nothing more was done)
+    └── OutputClosed           141  the output's reader left (``| head``): the rest was not printed
 
 ``kontext exec`` passes its command's own status (0–255) through, so its own
 failures use codes a command rarely does: 122 denied (also: refused because it
@@ -154,6 +155,15 @@ class Cancelled(KontextError):
 
     exit_code = 130
     exec_code = 130
+
+
+class OutputClosed(KontextError):
+    """stdout is a pipe whose reader has gone (``kontext audit tail | head -1``): what
+    was left to print was dropped, quietly. 141 = 128 + SIGPIPE, what a shell reports
+    for a C program the closed pipe killed; Python ignores SIGPIPE, so it is said here
+    instead of the bug's 1 that Python's own advice (``sys.exit(1)``) would give."""
+
+    exit_code = 141
 
 
 class CommandNotFound(KontextError):

@@ -41,6 +41,8 @@ def _fail(exc: BaseException, *, exec_mode: bool) -> int:
     if isinstance(exc, KeyboardInterrupt):
         print(f"kontext: {CANCELLED}", file=sys.stderr)
         return errors.Cancelled.exit_code
+    if isinstance(exc, BrokenPipeError) and _stdout_reader_gone():
+        return _output_closed()
     print(
         f"kontext: internal error ({type(exc).__name__}); run with --verbose for details",
         file=sys.stderr,
@@ -152,6 +154,10 @@ def _run_command(argv: list[str]) -> int:
     except typer.Abort:  # click's form of a Ctrl-C
         print(f"kontext: {CANCELLED}", file=sys.stderr)
         return errors.Cancelled.exit_code
+    except SystemExit as exc:  # click turns EPIPE on stdout into a bare exit 1
+        if exc.code == 1 and _stdout_reader_gone():
+            return _output_closed()
+        raise
     else:
         return result if isinstance(result, int) else 0
     # exec's own failures use 125 (see errors): its command owns 0-125.
@@ -186,7 +192,38 @@ def entry() -> None:
     code = main()
     if _lean_exit:
         _exit_now(code)
+    try:  # what is still buffered: flushed here, not in the interpreter's teardown
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = _output_closed()
+    except (OSError, ValueError, AttributeError):
+        pass
     sys.exit(code)
+
+
+def _stdout_reader_gone() -> bool:
+    """stdout is a pipe (or socket) whose reader has closed it: poll says POLLERR.
+
+    Asked so that only *our output's* closed pipe is the quiet 141 — a broken
+    connection to kontextd is something else, and says so."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _output_closed() -> int:
+    """The reader of our output left (``| head``): print nothing more, exit 141 quietly
+    (what a shell shows for a program SIGPIPE ended; Python ignores SIGPIPE)."""
+    try:  # noqa: SIM105 (contextlib is kept off exec's path)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    return errors.OutputClosed.exit_code
 
 
 def _exit_now(code: int) -> None:

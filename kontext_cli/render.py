@@ -7,6 +7,7 @@ stdout; messages and errors go to stderr.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -15,9 +16,21 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+
+class _Console(Console):
+    """rich's console, but a closed pipe ends with the table's 141, not rich's 1 (a bug's)."""
+
+    def on_broken_pipe(self) -> None:
+        from kontext_cli.errors import OutputClosed
+
+        self.quiet = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(OutputClosed.exit_code)
+
+
 # User data is never markup, nor an emoji code (":a:" in "agent:a: ..." is one).
-out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+out = _Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err = _Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def emit_json(value: Any) -> None:

@@ -8,11 +8,13 @@ And two exits a newcomer met that did not match the table, done as they did them
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
 
-from conftest import KONTEXTD, Kontext, one_line_error
+import pytest
+from conftest import KONTEXT, KONTEXTD, Kontext, one_line_error
 
 from kontext.common import wire
 from kontext_cli import errors
@@ -87,3 +89,40 @@ def test_config_set_on_a_broken_file_is_6_and_a_bad_value_2(fresh_kx: Kontext) -
     line = one_line_error(fresh_kx.run("config", "set", "secrets.fallback", "maybe"), 2)
     assert "secrets.fallback must be 'allow' or 'refuse', not 'maybe'" in line
     one_line_error(fresh_kx.run("config", "set", "no.such", "x"), 2)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("audit", "tail", "-n", "50"),  # the fast path's own writer
+        ("audit", "tail", "-n", "50", "--json"),
+        ("audit", "tail", "-n", "50", "--agent", "a"),  # the typer path
+        ("agent", "list"),  # rich's console
+        ("agent", "list", "--json"),
+        ("audit", "export"),  # plain writes to stdout
+    ],
+    ids=" ".join,
+)
+def test_a_pipe_whose_reader_left_ends_quietly_with_141(
+    kx: Kontext, command: tuple[str, ...]
+) -> None:
+    """``kontext audit tail | head -1``: the reader is gone before the rest is written. A
+    newcomer saw status 1 ("a bug", by the table) and nothing said; it is the table's 141,
+    still with nothing on stderr. The pipe's read end is closed before kontext writes, so
+    the first write fails whatever the machine's speed."""
+    kx.run("agent", "create", "a", "--allow", "github:pulls:read")  # once: kx is shared
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        proc = subprocess.run(
+            [KONTEXT, *command],
+            env=kx.env,
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(writer)
+    assert proc.returncode == errors.OutputClosed.exit_code == 141, proc.stderr
+    assert proc.stderr == ""
