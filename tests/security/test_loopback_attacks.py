@@ -7,6 +7,7 @@ answering the user's consent page, and guessing to lock the user out.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import socket
@@ -320,6 +321,56 @@ def test_a_stranger_kept_at_the_limit_adds_one_audit_row_a_minute(fresh_kx: Kont
     assert "HTTP/1.1 429 Too Many Requests" in seen and "HTTP/1.1 401 Unauthorized" in seen
     locked = [e for e in api_audit(k, n=500) if e["event"] == "oauth.throttled"]
     assert [(e["caller"], e["endpoint"]) for e in locked] == [(f"uid:{NOBODY}", "/token")]
+
+
+EVERY_ROUTE = """
+import socket, sys, time
+port, seconds = int(sys.argv[1]), float(sys.argv[2])
+FORM, JSON = b"application/x-www-form-urlencoded", b"application/json"
+CODE = b"grant_type=authorization_code&code=g&client_id=kontext&client_secret=g"
+WEB = b"Sec-Fetch-Site: cross-site\\r\\nOrigin: http://127.0.0.1:1\\r\\n"
+CALLS = [
+    (b"POST", b"/token", CODE, FORM, b""),
+    (b"POST", b"/token", CODE, FORM, WEB),
+    (b"POST", b"/par", b"response_type=code&client_id=kontext&client_secret=bad", FORM, b""),
+    (b"GET", b"/authorize?client_id=kontext&request_uri=urn:g", b"", FORM, b""),
+    (b"POST", b"/authorize", b"request_uri=urn:g&csrf=g", FORM, b""),
+    (b"POST", b"/revoke", b"token=abc", FORM, b""),
+    (b"POST", b"/introspect", b"token=abc", FORM, b""),
+    (b"POST", b"/register", b'{"redirect_uris": ["https://e.example/cb"]}', JSON, b""),
+    (b"POST", b"/register", b'{"redirect_uris": ["http://127.0.0.1:9/cb"]}', JSON, WEB),
+    (b"GET", b"/gw/github/user", b"", FORM, b""),
+    (b"GET", b"/gw/nothing/user", b"", FORM, b""),
+    (b"GET", b"/dashboard/api/overview", b"", FORM, b""),
+    (b"GET", b"/jwks.json", b"", FORM, b"Host: evil.example\\r\\n"),
+]
+sent, end = 0, time.monotonic() + seconds
+while time.monotonic() < end:
+    for method, path, body, kind, extra in CALLS:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            host = b"" if extra.startswith(b"Host") else b"Host: 127.0.0.1:%d\\r\\n" % port
+            head = b"%s %s HTTP/1.1\\r\\n%s%sConnection: close\\r\\n" % (method, path, host, extra)
+            s.sendall(head + b"Content-Type: %s\\r\\nContent-Length: %d\\r\\n\\r\\n%s"
+                      % (kind, len(body), body))
+            s.recv(100)
+        sent += 1
+print(sent)
+"""
+
+
+def test_another_user_on_every_route_cannot_flood_the_audit(fresh_kx: Kontext) -> None:
+    """Issue 17 item 6, whole: another OS user with no token calls every loopback
+    route (bad codes and secrets, guessed pages, registrations as itself and as a
+    page, the gateway, the dashboard, a rebound Host) as fast as it can for 20 s.
+    Each kind of row has its own bound; together a few dozen, however many calls (it
+    was hundreds of rows a second through /register and ~200 a minute of lock-outs)."""
+    k = fresh_kx
+    k.start()
+    before = len(api_audit(k, n=10000))
+    sent = int(as_nobody(EVERY_ROUTE, str(k.port), "20", timeout=180).stdout)
+    after = api_audit(k, n=10000)
+    assert sent > 13  # every route at least once
+    assert len(after) - before <= 45, collections.Counter(e["event"] for e in after)
 
 
 # -- many connections, no thread each ------------------------------------------------------
