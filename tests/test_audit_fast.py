@@ -23,6 +23,7 @@ from conftest import KONTEXT, Kontext, one_line_error, short_home
 from test_exec import HEAVY, loaded_modules
 
 from kontext.common.printable import printable
+from kontext_cli import errors
 from kontext_cli.audittail import parse_fast
 
 ODD_EVENTS = [
@@ -176,7 +177,7 @@ def test_closed_pipe_ends_quietly_both_ways(odd_log: Kontext) -> None:
         proc.stdout.close()  # like `| head -1`
         seen.append((proc.wait(timeout=30), proc.stderr.read()))
         proc.stderr.close()
-    assert seen == [(1, "")] * 4
+    assert seen == [(errors.OutputClosed.exit_code, "")] * 4  # 141, silent, on both paths
 
 
 def on_a_terminal(k: Kontext, *args: str, env: dict[str, str] | None = None) -> bytes:
