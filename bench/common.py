@@ -50,6 +50,7 @@ class Plan:
     plane_seconds: float  # per wrk run
     plane_sequential: int  # sequential gateway calls for the added p50
     plane_mib: int  # streamed download through the gateway
+    plane_rounds: int  # paired direct/gateway rounds (after a warm-up); the median counts
     idle_connections: int
     dashboard_rounds: int  # paired rounds of figure 9 (none open, then some open)
     dashboard_streams: int  # open dashboards in figure 9
@@ -77,6 +78,7 @@ FULL = Plan(
     plane_seconds=5.0,
     plane_sequential=2000,
     plane_mib=64,
+    plane_rounds=3,
     idle_connections=2000,
     dashboard_rounds=8,
     dashboard_streams=20,
@@ -103,6 +105,7 @@ QUICK = Plan(
     plane_seconds=1.0,
     plane_sequential=100,
     plane_mib=4,
+    plane_rounds=1,
     idle_connections=200,
     dashboard_rounds=1,
     dashboard_streams=5,
