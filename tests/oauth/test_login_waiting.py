@@ -93,7 +93,12 @@ def test_ctrl_c_cancels_login_and_consent_with_130(fresh_kx: Kontext) -> None:
     assert f"agent:{agent}" not in k.ok("consent", "list").stdout
 
 
-def test_without_a_person_login_and_consent_fail_at_once(kx: Kontext) -> None:
+def test_without_a_person_login_and_consent_fail_at_once(fresh_kx: Kontext) -> None:
+    # A home of its own: where the local account already holds grants (the shared
+    # daemon, after other tests), 'login' first says so and stops (exit 4) — the
+    # order a person needs, tested in tests/oauth/test_sessions.py.
+    kx = fresh_kx
+    kx.start()
     agent = kx.agent("github:pulls:read", consent=False)
     grant = ("consent", "grant", f"agent:{agent}", "--scope", "github:pulls:read")
     for env, tty, why in (
