@@ -15,7 +15,6 @@ on a terminal; tests compare them both ways.
 
 from __future__ import annotations
 
-import os
 import sys
 import urllib.parse
 
@@ -115,8 +114,7 @@ def _write(lines: list[str]) -> None:
             sys.stdout.write(line + "\n")
         sys.stdout.flush()
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise SystemExit(errors.OutputClosed.exit_code) from None
+        raise SystemExit(errors.output_closed()) from None
 
 
 def show(events: list[dict[str, Any]], as_json: bool, lines: Lines | None = None) -> None:

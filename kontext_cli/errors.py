@@ -36,6 +36,9 @@ This module is on the ``kontext exec`` fast path: standard library only.
 
 from __future__ import annotations
 
+import os
+import sys
+
 from kontext.common import wire
 
 EXEC_DENIED = 122
@@ -164,6 +167,17 @@ class OutputClosed(KontextError):
     instead of the bug's 1 that Python's own advice (``sys.exit(1)``) would give."""
 
     exit_code = 141
+
+
+def output_closed() -> int:
+    """Point stdout at /dev/null (nothing more reaches the gone reader, nor fails at
+    exit) and give ``OutputClosed``'s status: the one ending of every closed-pipe path
+    (our writers, rich's console, click's EPIPE)."""
+    try:  # noqa: SIM105 (contextlib is kept off exec's path)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    return OutputClosed.exit_code
 
 
 class CommandNotFound(KontextError):

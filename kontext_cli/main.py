@@ -42,7 +42,7 @@ def _fail(exc: BaseException, *, exec_mode: bool) -> int:
         print(f"kontext: {CANCELLED}", file=sys.stderr)
         return errors.Cancelled.exit_code
     if isinstance(exc, BrokenPipeError) and _stdout_reader_gone():
-        return _output_closed()
+        return errors.output_closed()
     print(
         f"kontext: internal error ({type(exc).__name__}); run with --verbose for details",
         file=sys.stderr,
@@ -156,7 +156,7 @@ def _run_command(argv: list[str]) -> int:
         return errors.Cancelled.exit_code
     except SystemExit as exc:  # click turns EPIPE on stdout into a bare exit 1
         if exc.code == 1 and _stdout_reader_gone():
-            return _output_closed()
+            return errors.output_closed()
         raise
     else:
         return result if isinstance(result, int) else 0
@@ -195,7 +195,7 @@ def entry() -> None:
     try:  # what is still buffered: flushed here, not in the interpreter's teardown
         sys.stdout.flush()
     except BrokenPipeError:
-        code = _output_closed()
+        code = errors.output_closed()
     except (OSError, ValueError, AttributeError):
         pass
     sys.exit(code)
@@ -214,16 +214,6 @@ def _stdout_reader_gone() -> bool:
         return any(event & select.POLLERR for _, event in poller.poll(0))
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def _output_closed() -> int:
-    """The reader of our output left (``| head``): print nothing more, exit 141 quietly
-    (what a shell shows for a program SIGPIPE ended; Python ignores SIGPIPE)."""
-    try:  # noqa: SIM105 (contextlib is kept off exec's path)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
-        pass
-    return errors.OutputClosed.exit_code
 
 
 def _exit_now(code: int) -> None:

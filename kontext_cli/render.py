@@ -7,7 +7,6 @@ stdout; messages and errors go to stderr.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -16,16 +15,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from kontext_cli import errors
+
 
 class _Console(Console):
     """rich's console, but a closed pipe ends with the table's 141, not rich's 1 (a bug's)."""
 
     def on_broken_pipe(self) -> None:
-        from kontext_cli.errors import OutputClosed
-
         self.quiet = True
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise SystemExit(OutputClosed.exit_code)
+        raise SystemExit(errors.output_closed())
 
 
 # User data is never markup, nor an emoji code (":a:" in "agent:a: ..." is one).
