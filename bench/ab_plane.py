@@ -79,6 +79,8 @@ def one_round(
                 out[f"token/oidc-provider {clients}"] = ours.rate / theirs.rate
                 out[f"token/s {clients}"] = ours.rate
                 out[f"token daemon CPU µs/exchange {clients}"] = cpu / ours.requests * 1e6
+                out[f"token p99 ms {clients}"] = ours.p99 * 1e3
+                out[f"oidc-provider p99 ms {clients}"] = theirs.p99 * 1e3
             if token_only:
                 lease.close()  # type: ignore[attr-defined]
                 return out

@@ -4,7 +4,8 @@ The daemon turns SQLite's automatic checkpoint off on its store connection, so a
 commit on the loopback loop never copies and syncs the WAL, and its reaper calls
 ``Store.checkpoint_if_due`` instead. Observed on a real database file: while the
 WAL grows past SQLite's own mark no commit checkpoints (the database file stays
-as migrations left it); ``checkpoint_if_due`` copies the pages in.
+as migrations left it); ``checkpoint_if_due`` copies the pages in, and the next
+commit starts the WAL over in the same file.
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ def _fill(store: Store, path: Path) -> None:
             tx.append_event({"event": "test.filler", "padding": "x" * 4000})
 
 
+def _wal_sequence(path: Path) -> int:
+    """The WAL header's checkpoint sequence number: one more each time the WAL starts
+    over (sqlite.org/fileformat.html#walformat, bytes 12-15)."""
+    with open(f"{path}-wal", "rb") as wal:
+        return int.from_bytes(wal.read(16)[12:16], "big")
+
+
 def test_commits_do_not_checkpoint_and_the_reapers_call_does(tmp_path: Path) -> None:
     path = tmp_path / "db" / "kontext.db"
     store = Store(str(path))
@@ -31,12 +39,18 @@ def test_commits_do_not_checkpoint_and_the_reapers_call_does(tmp_path: Path) -> 
         before = os.stat(path).st_size
         _fill(store, path)
         assert os.stat(path).st_size == before, "a commit checkpointed the WAL"
+        sequence = _wal_sequence(path)
         assert store.checkpoint_if_due() is True
         assert os.stat(path).st_size > before, "the pages were not copied in"
-        # The next commits start the WAL over (a complete checkpoint, no reader).
+        assert store.checkpoint_if_due() is False, "nothing was committed since"
+        # The next commit starts the WAL over (a complete checkpoint, no reader): it is
+        # written from the start again, and the file keeps its size (no cut and regrow).
+        wal_size = os.stat(f"{path}-wal").st_size
         with store.transaction() as tx:
             tx.append_event({"event": "test.after"})
-        assert store.checkpoint_if_due() is False
+        assert os.stat(f"{path}-wal").st_size == wal_size
+        assert _wal_sequence(path) == sequence + 1, "the WAL did not start over"
+        assert store.checkpoint_if_due() is True
     finally:
         store.close()
 

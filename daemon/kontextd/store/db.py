@@ -50,7 +50,9 @@ def _write_failure(exc: BaseException) -> bool:
 
 # SQLite's default autocheckpoint mark: 1,000 pages of 4 KiB (wal_autocheckpoint).
 WAL_CHECKPOINT_BYTES = 1000 * 4096
-WAL_CAP_BYTES = 16 * WAL_CHECKPOINT_BYTES  # see Store.checkpoint_if_due
+# A WAL file that grew past this (a burst of writes) is cut back to it once it starts
+# over; below it the file keeps its size and is written again from the start.
+WAL_KEEP_BYTES = 16 * WAL_CHECKPOINT_BYTES
 
 
 class Store(CredentialTable):
@@ -102,6 +104,7 @@ class Store(CredentialTable):
         # live credential was minted by this daemon (a restart ends them all), so a
         # parent not in here has no live child: a lease's end skips the query.
         self._parents: set[str] = set()
+        self._checkpointed = -1  # the connection's total_changes at the last checkpoint
         self._batch_lost: BaseException | None = None
         self.appended = threading.Condition(self._lock)
         # Called (on the committing thread) after every commit: the loopback loop's
@@ -126,28 +129,27 @@ class Store(CredentialTable):
         loop; a connection's close still checkpoints, as before."""
         with self._lock:
             self._conn.execute("PRAGMA wal_autocheckpoint=0")
-            # After a complete checkpoint the next commit starts the WAL over and
-            # cuts the file to this size, so its size says what is not yet copied.
-            self._conn.execute(f"PRAGMA journal_size_limit={WAL_CHECKPOINT_BYTES // 4}")
+            # Not SQLite's "cut to N bytes whenever the WAL starts over": cutting a
+            # 70 MB WAL and growing it again cost the next commits on the loop up to
+            # ~30 ms (bench/FINDINGS.md); a WAL kept at its size is overwritten in place.
+            self._conn.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
 
     def checkpoint_if_due(self) -> bool:
-        """Checkpoint once the WAL has grown past SQLite's own mark: PASSIVE, on a
-        connection of its own, so no lock of ours is held while it copies and syncs.
+        """Copy the WAL into the database if anything was committed since the last
+        call (the reaper's, four times a second), so the WAL starts over each time.
 
-        Under steady writes such a checkpoint may end before the newest commits and
-        the WAL does not start over; past ``WAL_CAP_BYTES`` it runs holding the
-        store's lock, so it completes (writers wait for it, as every commit did)."""
-        try:
-            size = os.stat(self.path + "-wal").st_size
-        except OSError:
+        First PASSIVE on a connection of its own, no lock of ours held while it copies
+        and syncs; then once more holding the store's lock, which copies only what was
+        committed meanwhile: with no writer between it and the next commit, that
+        commit starts the WAL over (sqlite.org/wal.html#ckpt). Without the second
+        step, steady writes never let a checkpoint catch up and the WAL only grows.
+        A commit is thus synced to the disk within about a quarter of a second."""
+        if self._conn.total_changes == self._checkpointed:
             return False
-        if size < WAL_CHECKPOINT_BYTES:
-            return False
-        if size < WAL_CAP_BYTES:
-            audit_sql.make_durable(self.path)
-            return True
+        audit_sql.make_durable(self.path)
         with self._lock:
             self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self._checkpointed = self._conn.total_changes
         return True
 
     @contextmanager
