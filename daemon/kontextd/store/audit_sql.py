@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -215,7 +216,8 @@ def make_durable(path: str) -> None:
 
     On a connection of its own, so the store's lock (and every append) is not
     held while it syncs; PASSIVE never waits for other connections."""
-    conn = sqlite3.connect(path, timeout=5)
+    # mode=rw: never create the file (one removed under the daemon stays removed).
+    conn = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=rw", uri=True, timeout=5)
     try:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
     finally:

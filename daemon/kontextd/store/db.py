@@ -144,8 +144,8 @@ class Store(CredentialTable):
         commit starts the WAL over (sqlite.org/wal.html#ckpt). Without the second
         step, steady writes never let a checkpoint catch up and the WAL only grows.
         A commit is thus synced to the disk within about a quarter of a second."""
-        if self._conn.total_changes == self._checkpointed:
-            return False
+        if self._conn.total_changes == self._checkpointed or self.file.check() is not None:
+            return False  # nothing new, or the file is gone: a connection would make one
         audit_sql.make_durable(self.path)
         with self._lock:
             self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
