@@ -220,6 +220,7 @@ class Daemon:
 
     def _reap(self) -> None:
         ticks = 0
+        failing_since = 0.0  # when the WAL checkpoint last failed and said so
         while not self.core.stopping.wait(REAP_INTERVAL):
             ticks += 1
             try:
@@ -236,8 +237,11 @@ class Daemon:
                 log.exception("reaper failed; retrying")
             try:  # on its own: a failing checkpoint (disk full) must not stop the rest
                 self.core.store.checkpoint_if_due()  # the WAL, off the loop's commits
-            except Exception:
-                log.exception("WAL checkpoint failed; retrying")
+                failing_since = 0.0
+            except Exception:  # retried every tick; said once a minute (a full disk)
+                if time.monotonic() - failing_since >= 60:
+                    failing_since = time.monotonic()
+                    log.exception("WAL checkpoint failed; retrying")
 
     def wait(self) -> None:
         while not self.core.stopping.wait(3600):
