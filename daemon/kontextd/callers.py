@@ -165,7 +165,7 @@ class Trees:
     def _by_ancestry(self, pid: int, trees: list[Tree]) -> Caller | None:
         wrappers = {t.wrapper: t for t in trees}
         children = {t.child: t for t in trees if t.child is not None}
-        chain = lineage.ancestry(pid)
+        chain = lineage.ancestry(pid, self._clean)  # no /proc reads above a known-clean one
         if not chain:
             return Caller(FOREIGN, pid, how="it exited before it could be identified")
         walked: list[lineage.ProcId] = []

@@ -15,6 +15,7 @@ empty), and callers treat unknown as described where they use it.
 from __future__ import annotations
 
 import os
+from collections.abc import Container
 
 ProcId = tuple[int, int]  # (pid, start time in clock ticks since boot)
 MAX_DEPTH = 256  # a process tree deeper than this is not a real one: stop walking
@@ -53,14 +54,18 @@ def ident(pid: int) -> ProcId | None:
     return None if facts is None else (pid, facts[1])
 
 
-def ancestry(pid: int) -> list[ProcId]:
-    """``pid`` and its ancestors up to (not including) pid 1, nearest first."""
+def ancestry(pid: int, known: Container[ProcId] = ()) -> list[ProcId]:
+    """``pid`` and its ancestors up to (not including) pid 1, nearest first; the walk
+    ends at the first one in ``known`` (which is included), whose own ancestors the
+    caller has already judged."""
     chain: list[ProcId] = []
     while pid > 1 and len(chain) < MAX_DEPTH:
         facts = stat(pid)
         if facts is None:
             break
         chain.append((pid, facts[1]))
+        if chain[-1] in known:
+            break
         pid = facts[0]
     return chain
 
