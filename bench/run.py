@@ -2,7 +2,7 @@
 
 ::
 
-    .venv/bin/python bench/run.py            # full run (~10-17 minutes on 2 cores); writes bench/RESULTS.md
+    .venv/bin/python bench/run.py            # full run (10-17 min); writes bench/RESULTS.md
     .venv/bin/python bench/run.py --quick    # smoke run for CI (~20 s); prints, writes nothing
 
 It starts a real kontextd in a throw-away KONTEXT_HOME under /tmp (a Unix socket
