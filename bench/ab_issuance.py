@@ -13,8 +13,6 @@ median over the rounds, and every round's figures for the spread.
 from __future__ import annotations
 
 import argparse
-import statistics
-from pathlib import Path
 
 import common
 from issuance import _issue_worker
@@ -52,21 +50,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
-    builds = {"before": str(Path(args.before)), "after": str(common.BIN)}
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in builds}
-    for _ in range(args.rounds):
-        for name, bin_dir in builds.items():
-            runs[name].append(one_round(bin_dir, args.seconds))
-    print(f"| figure (median of {args.rounds} interleaved rounds) | before | after |")
-    print("| --- | --- | --- |")
-    for key in runs["after"][0]:
-        before = statistics.median(r[key] for r in runs["before"])
-        after = statistics.median(r[key] for r in runs["after"])
-        print(f"| {key} | {before:,.2f} | {after:,.2f} |")
-    print()
-    for name in builds:
-        for key in runs[name][0]:
-            print(f"{name} {key}: " + " / ".join(f"{r[key]:,.2f}" for r in runs[name]))
+    common.compare_builds(args.before, args.rounds, lambda b: one_round(b, args.seconds))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import argparse
 import os
 import statistics
 import urllib.parse
-from pathlib import Path
 
 import common
 import loopback_plane as plane
@@ -113,24 +112,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--token-only", action="store_true", help="leave the gateway out")
     args = parser.parse_args()
-    builds = {"before": str(Path(args.before)), "after": str(common.BIN)}
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in builds}
     with plane.fake_upstream() as upstream, third_party_server() as other:
         assert other is not None, "npm oidc-provider is needed (tests/oidc)"
-        for _ in range(args.rounds):
-            for name, bin_dir in builds.items():
-                figures = one_round(bin_dir, upstream, other.port, args.seconds, args.token_only)
-                runs[name].append(figures)
-    print(f"| figure (median of {args.rounds} interleaved rounds) | before | after |")
-    print("| --- | --- | --- |")
-    for key in runs["after"][0]:
-        before = statistics.median(r[key] for r in runs["before"])
-        after = statistics.median(r[key] for r in runs["after"])
-        print(f"| {key} | {before:,.2f} | {after:,.2f} |")
-    print()
-    for name in builds:  # every round, for the spread the medians hide
-        for key in runs[name][0]:
-            print(f"{name} {key}: " + " / ".join(f"{r[key]:,.2f}" for r in runs[name]))
+        common.compare_builds(
+            args.before,
+            args.rounds,
+            lambda bin_dir: one_round(bin_dir, upstream, other.port, args.seconds, args.token_only),
+        )
 
 
 if __name__ == "__main__":

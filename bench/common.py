@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -322,3 +323,31 @@ def proc_status(pid: int, field: str) -> int:
         if line.startswith(f"{field}:"):
             return int(line.split()[1])
     raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+# ---------------------------------------------------------------------------
+# Two builds, interleaved (bench/ab_plane.py, bench/ab_issuance.py)
+# ---------------------------------------------------------------------------
+
+
+def compare_builds(
+    before_bin: str, rounds: int, measure: Callable[[str], dict[str, float]]
+) -> None:
+    """Run ``measure`` (a build's ``bin`` directory -> its figures) for the build in
+    ``before_bin`` and for this one alternately, ``rounds`` times, and print each
+    figure's median per build, then every round's figures for the spread."""
+    builds = {"before": str(Path(before_bin)), "after": str(BIN)}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in builds}
+    for _ in range(rounds):
+        for name, bin_dir in builds.items():
+            runs[name].append(measure(bin_dir))
+    print(f"| figure (median of {rounds} interleaved rounds) | before | after |")
+    print("| --- | --- | --- |")
+    for key in runs["after"][0]:
+        before = statistics.median(r[key] for r in runs["before"])
+        after = statistics.median(r[key] for r in runs["after"])
+        print(f"| {key} | {before:,.2f} | {after:,.2f} |")
+    print()
+    for name in builds:  # every round, for the spread the medians hide
+        for key in runs[name][0]:
+            print(f"{name} {key}: " + " / ".join(f"{r[key]:,.2f}" for r in runs[name]))
