@@ -252,15 +252,22 @@ def short_home() -> Path:
     return Path(tempfile.mkdtemp(prefix="kx-", dir="/tmp"))
 
 
-@pytest.fixture(scope="session")
-def kx() -> Iterator[Kontext]:
-    """A daemon shared by the whole session."""
+@contextmanager
+def running_home() -> Iterator[Kontext]:
+    """A home of its own with its daemon started; stopped and removed afterwards."""
     home = short_home()
     k = Kontext(home)
     k.start()
     yield k
     k.stop()
     shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kx() -> Iterator[Kontext]:
+    """A daemon shared by the whole session."""
+    with running_home() as k:
+        yield k
 
 
 @pytest.fixture

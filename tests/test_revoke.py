@@ -4,7 +4,6 @@ or one credential; and ``agent delete``, which revokes first."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from conftest import (
     api_audit,
     api_new_agent,
     one_line_error,
-    short_home,
+    running_home,
     wait_until,
 )
 
@@ -162,12 +161,8 @@ BAD_ARGS = {
 def quiet_kx() -> Iterator[Kontext]:
     """A home of this module's own, with nothing live: on the shared daemon another
     test's grant or credential can expire (an audit event) between the two reads."""
-    home = short_home()
-    k = Kontext(home)
-    k.start()
-    yield k
-    k.stop()
-    shutil.rmtree(home, ignore_errors=True)
+    with running_home() as k:
+        yield k
 
 
 @pytest.mark.parametrize("args", BAD_ARGS.values(), ids=BAD_ARGS.keys())
