@@ -217,7 +217,7 @@ def make_durable(path: str) -> None:
     On a connection of its own, so the store's lock (and every append) is not
     held while it syncs; PASSIVE never waits for other connections."""
     # mode=rw: never create the file (one removed under the daemon stays removed).
-    conn = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=rw", uri=True, timeout=5)
+    conn = sqlite3.connect(_uri(path, "rw"), uri=True, timeout=5)
     try:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
     finally:
@@ -264,6 +264,13 @@ def prune_through(conn: sqlite3.Connection, event_id: int) -> int:
 
 def open_readonly(path: str) -> sqlite3.Connection:
     """Open the database for reading only (``mode=ro``): verifying must change nothing."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(_uri(path, "ro"), uri=True)
     conn.execute("PRAGMA query_only=ON")
     return conn
+
+
+def _uri(path: str, mode: str) -> str:
+    """An SQLite URI that opens ``path`` in ``mode`` and never creates it; the path is
+    percent-encoded, so a ``?``, ``#`` or ``%`` in a home's name is part of the name
+    (sqlite.org/uri.html)."""
+    return f"file:{urllib.parse.quote(path)}?mode={mode}"
