@@ -6,7 +6,6 @@ methods keep beside the table (see the comments there), and a rollback clears it
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import math
 import time
@@ -14,6 +13,10 @@ from typing import Any
 
 from kontextd.store.rows import CRED_COLUMN_COUNT, CRED_COLUMNS, CredentialRow, credential_row
 from kontextd.store.tables import Tables
+
+# Where ``_live``'s plain tuples keep the fields the hot paths read.
+_STATUS = CredentialRow._fields.index("status")
+_EXPIRES_AT = CredentialRow._fields.index("expires_at")
 
 DUE_CHUNK = 500  # jtis per query when the monotonic clock says credentials are due
 
@@ -25,7 +28,11 @@ class CredentialTable(Tables):
     _ending: dict[str, str]
     _deadlines: dict[str, float]
     _due_order: list[tuple[float, str]]
-    _live: dict[str, CredentialRow]
+    # Plain tuples, not rows: a tuple of strings and numbers is not tracked by the
+    # garbage collector, a row (a tuple subclass) always is. With ~4,000 /token
+    # exchanges a second, tens of thousands of live rows made each full collection
+    # 25-200 ms long and several a second (bench/FINDINGS.md).
+    _live: dict[str, tuple[Any, ...]]
     _parents: set[str]
 
     # -- credentials ----------------------------------------------------------
@@ -34,7 +41,7 @@ class CredentialTable(Tables):
         deadline = time.monotonic() + (cred.expires_at - cred.issued_at)
         self._deadlines[cred.jti] = deadline
         heapq.heappush(self._due_order, (deadline, cred.jti))
-        self._live[cred.jti] = cred
+        self._live[cred.jti] = tuple(cred)
         if cred.parent is not None:
             self._parents.add(cred.parent)
         self._run(
@@ -68,7 +75,7 @@ class CredentialTable(Tables):
         with self._lock:
             cached = self._live.get(jti)
             if cached is not None:
-                return cached
+                return CredentialRow._make(cached)
             row = self._one(f"SELECT {CRED_COLUMNS} FROM credentials WHERE jti = ?", (jti,))
             return credential_row(row) if row else None
 
@@ -83,7 +90,7 @@ class CredentialTable(Tables):
             return (unsaved, 0.0)
         cached = self._live.get(jti)
         if cached is not None:
-            status, expires_at = cached.status, cached.expires_at
+            status, expires_at = cached[_STATUS], cached[_EXPIRES_AT]
         else:
             row = self._one("SELECT status, expires_at FROM credentials WHERE jti = ?", (jti,))
             if row is None:
@@ -175,4 +182,5 @@ class CredentialTable(Tables):
                 (pid, start, jti),
             )
             if cached is not None:  # still live: keep answering it from memory
-                self._live[jti] = dataclasses.replace(cached, child_pid=pid, child_start=start)
+                row = CredentialRow._make(cached)._replace(child_pid=pid, child_start=start)
+                self._live[jti] = tuple(row)

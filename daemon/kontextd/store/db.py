@@ -22,7 +22,7 @@ from kontextd.audit.context import VIA
 from kontextd.errors import ApiError
 from kontextd.store import audit_sql, migrations, presence
 from kontextd.store.credential_sql import CredentialTable
-from kontextd.store.rows import AgentRow, CredentialRow
+from kontextd.store.rows import AgentRow
 
 T = TypeVar("T")
 
@@ -99,7 +99,7 @@ class Store(CredentialTable):
         self._reads: dict[Any, Any] = {}
         # Credentials this daemon inserted and has not ended or changed since: a lease's
         # end reads its row from here instead of the table (dropped on rollback).
-        self._live: dict[str, CredentialRow] = {}
+        self._live: dict[str, tuple[Any, ...]] = {}  # rows as plain tuples (credential_sql)
         # Parents (credential or user-token jtis) this daemon minted a child from. Every
         # live credential was minted by this daemon (a restart ends them all), so a
         # parent not in here has no live child: a lease's end skips the query.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,11 @@ EXEC, EXCHANGE, CODE = "exec", "exchange", "code"  # how a credential was minted
 MCP = "mcp"  # a public OAuth client's (an MCP client's) access token, by code or refresh
 
 
-@dataclass(frozen=True)
-class CredentialRow:
+class CredentialRow(NamedTuple):
+    """One ``credentials`` row. A named tuple, not a dataclass, so that the store's
+    cache of live credentials can hold each as a plain tuple of strings and numbers,
+    which the garbage collector stops tracking (store/credential_sql.py)."""
+
     jti: str
     agent: str
     user: str
