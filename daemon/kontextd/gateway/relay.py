@@ -38,7 +38,7 @@ NO_BODY = (204, 304)
 
 class Relay:
     """One call on the fast path: ``upstream.Sink`` for the upstream's answer, and the
-    caller's connection's ``relay`` (``HttpConnection.Relayed``) until it is over."""
+    caller's connection's ``relay`` (``kontextd.api.web.bodystream.Relayed``) until it is over."""
 
     def __init__(
         self,
@@ -122,7 +122,7 @@ class Relay:
             return
         self._ended_early(reason)
 
-    # -- the caller's connection (HttpConnection.Relayed) -----------------------------
+    # -- the caller's connection (bodystream.Relayed) -----------------------------
 
     def pause(self) -> None:
         if self.up.transport is not None:

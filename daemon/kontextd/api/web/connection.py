@@ -27,12 +27,13 @@ import contextlib
 import logging
 import socket
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import httptools
 
 from kontext.common import peeruid, wire
 from kontextd.api.web import wireformat
+from kontextd.api.web.bodystream import BodyStream, Relayed
 from kontextd.api.web.messages import Headers, Peer, Request, Response, Stream, error_response
 from kontextd.errors import ApiError
 
@@ -56,58 +57,6 @@ class _Refused(Exception):
         super().__init__(reason)
         self.error = ApiError(code, reason)
         self.status = status
-
-
-class BodyStream:
-    """A streamed request body: chunks in arrival order, ``None`` at the end."""
-
-    def __init__(self, conn: HttpConnection, request: Request) -> None:
-        self._conn = conn
-        self._request = request
-        self._queue: collections.deque[bytes | None] = collections.deque()
-        self._ready = asyncio.Event()
-        self.buffered = 0
-        self.failed = False
-
-    def put(self, chunk: bytes | None) -> None:
-        self._queue.append(chunk)
-        self.buffered += len(chunk or b"")
-        self._ready.set()
-
-    def fail(self) -> None:
-        self.failed = True
-        self.put(None)
-
-    def __aiter__(self) -> BodyStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        while not self._queue:
-            self._ready.clear()
-            await self._ready.wait()
-        chunk = self._queue.popleft()
-        if chunk is None:
-            if self.failed:
-                raise ConnectionError("the caller closed mid-body")
-            self._request.body_used = True  # read to its end: the connection stays usable
-            raise StopAsyncIteration
-        self.buffered -= len(chunk)
-        self._conn.body_drained()
-        return chunk
-
-
-class Relayed(Protocol):
-    """A request answered from callbacks rather than a task (``gateway.relay``): told
-    when the caller's side pauses or resumes taking bytes, goes away, or its deadline
-    (``wait_for_upstream``) passes. The connection forgets it when it is done."""
-
-    def pause(self) -> None: ...
-
-    def resume(self) -> None: ...
-
-    def lost(self) -> None: ...
-
-    def expired(self) -> None: ...
 
 
 class HttpConnection(asyncio.Protocol):
