@@ -29,17 +29,6 @@ else:
     # only adds enums, whose creation is ~0.4 ms of every exec. Values are plain ints.
     import _signal as signal
 
-# Signals we relay to the child when a process sends them to us.
-FORWARDED = (
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-    signal.SIGWINCH,
-    signal.SIGALRM,
-)
 # Python ignores SIGPIPE (and SIGXFSZ); a child must start with the defaults.
 RESET_IN_CHILD = (signal.SIGPIPE, signal.SIGXFSZ)
 
@@ -245,7 +234,7 @@ def run(req: ExecRequest) -> int:
             told["helpers"] = [list(p) for p in sorted(keep)]
         lease = conn
         sent = _reported(lambda: lease.send("POST", "/v1/lease/child", told))
-        status = _wait(pid)
+        status = reaper.wait_relaying(pid)
         reaper.end_leftovers(keep)  # before the release: the tree ends with its lease
         if sent and _reported(conn.answer):
             _reported(lambda: lease.call("POST", "/v1/lease/release", {"status": status}))
@@ -254,7 +243,7 @@ def run(req: ExecRequest) -> int:
             child.discard()
         if conn is not None:
             conn.close()
-    return _exit_with(status)
+    return reaper.exit_as(status)
 
 
 def _prepare(req: ExecRequest, where: paths.Paths) -> tuple[confine.Child | None, str | None]:
@@ -287,7 +276,7 @@ def _start(
         unconfined = child.ready()
         if unconfined is None:
             _issue_warnings(issued)
-            signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
+            signal.pthread_sigmask(signal.SIG_BLOCK, {*reaper.FORWARDED, signal.SIGCHLD})
             return child.start(env, bus), None
     if child is not None:
         child.discard()
@@ -305,7 +294,7 @@ def _start(
             flush=True,
         )
     _issue_warnings(issued)
-    signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
+    signal.pthread_sigmask(signal.SIG_BLOCK, {*reaper.FORWARDED, signal.SIGCHLD})
     return _spawn(req.command, env), unconfined
 
 
@@ -356,52 +345,3 @@ def _spawn(command: list[str], env: dict[str, str]) -> int:
         ) from exc
     except OSError as exc:
         raise errors.CommandNotExecutable(f"cannot execute {command[0]}: {exc.strerror}") from exc
-
-
-def _wait(pid: int) -> int:
-    """Relay signals until the child ends; returns its status (negative: killed by that signal)."""
-    waitset = {*FORWARDED, signal.SIGCHLD}
-    while True:
-        if hasattr(signal, "sigwaitinfo"):
-            info = signal.sigwaitinfo(waitset)
-            signum, sent_by_process = info.si_signo, info.si_code <= 0
-        else:  # macOS: no sigwaitinfo; poll the pending set
-            signum, sent_by_process = _wait_portable(waitset), True
-        if signum != signal.SIGCHLD:
-            # A terminal's ^C/^\ reach the whole foreground group, the child
-            # included (si_code > 0: from the kernel); relay only what a
-            # process aimed at us alone.
-            if sent_by_process:
-                _kill_quietly(pid, signum)
-            continue
-        status = reaper.reap(pid)  # orphans reparented to us are reaped as they end
-        if status is not None:
-            return status
-
-
-def _wait_portable(waitset: set[signal.Signals]) -> int:
-    return signal.sigwait(waitset)
-
-
-def _kill_quietly(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
-
-
-def _exit_with(status: int) -> int:
-    """Exit as the child did: its code, or death by the same signal."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {*FORWARDED, signal.SIGCHLD})
-    if status >= 0:
-        return status
-    signum = -status
-    import resource
-
-    # Dying by a core-dumping signal must not write our memory (the token) to disk.
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if signum not in (signal.SIGKILL, signal.SIGSTOP):  # those two cannot be (re)set
-        signal.signal(signum, signal.SIG_DFL)
-    sys.stdout.flush()
-    os.kill(os.getpid(), signum)
-    return 128 + signum

@@ -9,6 +9,10 @@ is ended too (SIGTERM, then SIGKILL after ``GRACE`` seconds) before the lease is
 released: an agent's processes live exactly as long as its exec, like a systemd
 service's do.
 
+While the command runs, the wrapper relays the signals a process aims at it
+(``FORWARDED``) to the command and reaps what ends; when the command is done, it
+exits as the command did (``exit_as``), by the same signal if it was killed.
+
 The wrapper is also made non-dumpable, so no process of the same uid (the agent
 included) can ptrace it or read its memory or ``/proc/PID/environ``.
 """
@@ -24,6 +28,18 @@ if TYPE_CHECKING:
     import signal
 else:
     import _signal as signal
+
+# Signals we relay to the child when a process sends them to us.
+FORWARDED = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+    signal.SIGALRM,
+)
 
 GRACE = 2.0
 LINUX = sys.platform.startswith("linux")
@@ -124,3 +140,52 @@ def _signal_tree(keep: set[tuple[int, int]], signum: int) -> list[int]:
         except ProcessLookupError:
             pass
     return below
+
+
+def wait_relaying(pid: int) -> int:
+    """Relay signals until the child ends; returns its status (negative: killed by that signal)."""
+    waitset = {*FORWARDED, signal.SIGCHLD}
+    while True:
+        if hasattr(signal, "sigwaitinfo"):
+            info = signal.sigwaitinfo(waitset)
+            signum, sent_by_process = info.si_signo, info.si_code <= 0
+        else:  # macOS: no sigwaitinfo; poll the pending set
+            signum, sent_by_process = _wait_portable(waitset), True
+        if signum != signal.SIGCHLD:
+            # A terminal's ^C/^\ reach the whole foreground group, the child
+            # included (si_code > 0: from the kernel); relay only what a
+            # process aimed at us alone.
+            if sent_by_process:
+                _kill_quietly(pid, signum)
+            continue
+        status = reap(pid)  # orphans reparented to us are reaped as they end
+        if status is not None:
+            return status
+
+
+def _wait_portable(waitset: set[signal.Signals]) -> int:
+    return signal.sigwait(waitset)
+
+
+def _kill_quietly(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def exit_as(status: int) -> int:
+    """Exit as the child did: its code, or death by the same signal."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {*FORWARDED, signal.SIGCHLD})
+    if status >= 0:
+        return status
+    signum = -status
+    import resource
+
+    # Dying by a core-dumping signal must not write our memory (the token) to disk.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if signum not in (signal.SIGKILL, signal.SIGSTOP):  # those two cannot be (re)set
+        signal.signal(signum, signal.SIG_DFL)
+    sys.stdout.flush()
+    os.kill(os.getpid(), signum)
+    return 128 + signum
