@@ -69,6 +69,87 @@ def test_method_and_url_overrides_never_reach_the_upstream(
     assert github.seen[before:] == []
 
 
+CONTENTS = "/gw/github/repos/acme/backend/contents/form.txt"
+MULTIPART = "multipart/form-data; boundary=XyZ"
+
+
+def multipart(*fields: tuple[str, str]) -> bytes:
+    """A multipart/form-data body (RFC 7578) with these (name, value) fields."""
+    parts = [
+        f'--XyZ\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in fields
+    ]
+    return ("".join(parts) + "--XyZ--\r\n").encode()
+
+
+@pytest.fixture(scope="module")
+def writer(gw: Kontext) -> Iterator[str]:
+    """A credential that may PUT contents to acme/backend, held open by ``kontext exec``."""
+    agent = api_new_agent(gw, "github:contents:write", prefix="gwform")
+    proc, env = gw.token_for(agent, "--target", "acme/backend")
+    yield env["KONTEXT_TOKEN"]
+    gw.close(proc)
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        ("application/x-www-form-urlencoded", b"message=hi&_method=DELETE"),
+        ("application/x-www-form-urlencoded; charset=utf-8", b"a=1&_METHOD=delete"),
+        ("Multipart/Form-Data; boundary=XyZ", multipart(("message", "hi"), ("_method", "DELETE"))),
+        (MULTIPART, multipart(("%5Fmethod", "DELETE"))),  # a percent-encoded name
+    ],
+    ids=["urlencoded", "urlencoded-charset", "multipart", "multipart-encoded-name"],
+)
+def test_a_form_field_cannot_override_the_method(
+    gw: Kontext, github: FakeGitHub, writer: str, kind: str, body: bytes
+) -> None:
+    """Rack, Symfony and Laravel run a POSTed form's ``_method`` instead of POST:
+    the body's twin of ``?_method=``, refused before anything goes upstream."""
+    before, audited = len(github.seen), _form_refusals(gw)
+    with gw.http() as http:
+        answer = http.put(CONTENTS, headers=bearer(writer, **{"Content-Type": kind}), content=body)
+    assert answer.status_code == 400 and "form field is not allowed" in answer.text
+    assert github.seen[before:] == []
+    assert _form_refusals(gw) == audited + 1  # the refusal is audited, with its reason
+
+
+def _form_refusals(k: Kontext) -> int:
+    events = api_audit(k, n=200)
+    return sum(e["event"] == "api.denied" and "form field" in e.get("reason", "") for e in events)
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        ("application/x-www-form-urlencoded", b"message=create&method_name=_method"),
+        (MULTIPART, multipart(("note", 'Content-Disposition: form-data; name="_method"'))),
+    ],
+    ids=["urlencoded", "multipart"],
+)
+def test_an_ordinary_form_reaches_the_upstream_intact(
+    gw: Kontext, writer: str, kind: str, body: bytes
+) -> None:
+    """Only a field *named* like an override is refused; values and file contents pass."""
+    import hashlib
+
+    with gw.http() as http:
+        answer = http.put(CONTENTS, headers=bearer(writer, **{"Content-Type": kind}), content=body)
+    assert answer.status_code == 201
+    assert answer.json() == {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+
+
+def test_a_form_too_large_to_check_is_refused(gw: Kontext, github: FakeGitHub, writer: str) -> None:
+    """A form is read whole to be checked, so only up to 1 MiB; a larger one is 413."""
+    before = len(github.seen)
+    body = b"a=" + b"x" * (1024 * 1024)
+    kind = {"Content-Type": "application/x-www-form-urlencoded"}
+    with gw.http() as http:
+        answer = http.put(CONTENTS, headers=bearer(writer, **kind), content=body)
+    assert answer.status_code == 413 and "send large content as JSON or raw bytes" in answer.text
+    assert github.seen[before:] == []
+
+
 def test_forwarding_headers_stay_on_this_hop(gw: Kontext, github: FakeGitHub, token: str) -> None:
     spoofed = {
         "X-Forwarded-For": "10.0.0.1",

@@ -13,7 +13,8 @@ loop; fetching the upstream secret may wait on the keyring or refresh at the
 provider, so unless it is already in memory it runs on the server's executor.
 A call without a request body whose secret and upstream connection are at hand
 takes the fast path (``relay``: the same decision, no task); ``handle`` is the
-general path.
+general path. A form body is read whole and checked first (``forms``: no
+``_method`` field), then sent.
 
 The audit records method, path (never the query string), status, byte counts
 and duration — never bodies or secrets. Refusals of callers without a valid
@@ -33,7 +34,7 @@ from kontextd.api.web.connection import HttpConnection
 from kontextd.api.web.messages import Request, Response, Stream, json_response
 from kontextd.core import Core
 from kontextd.errors import ApiError
-from kontextd.gateway import authorize, connections, headers, upstream
+from kontextd.gateway import authorize, connections, forms, headers, upstream
 from kontextd.gateway.authorize import Decision
 from kontextd.gateway.relay import Relay
 from kontextd.oauth import resource_metadata
@@ -56,6 +57,7 @@ class Exchange:
         self.query = request.query_string
         self.started = time.monotonic_ns()
         self.sent = 0  # request body bytes forwarded upstream
+        self.form: bytes | None = None  # a form body, read whole and checked (``forms``)
         self.received = 0  # response body bytes passed back to the caller
         self.status = 0
 
@@ -65,6 +67,10 @@ class Exchange:
         return (time.monotonic_ns() - self.started + 5_000) // 10_000 / 100
 
     async def body(self) -> AsyncIterator[bytes]:
+        if self.form is not None:
+            self.sent = len(self.form)
+            yield self.form
+            return
         assert self.request.chunks is not None
         async for chunk in self.request.chunks:
             self.sent += len(chunk)
@@ -147,6 +153,13 @@ class Gateway:
 
     async def handle(self, request: Request) -> Response | Stream:
         exchange, decision = self.decide(request)
+        if decision.allowed and request.chunks is not None:
+            kind = request.headers.get("Content-Type")
+            if forms.is_form(kind):
+                try:
+                    exchange.form = await forms.read_checked(request.chunks, kind or "")
+                except forms.FormRefused as exc:
+                    decision.refuse(exc.status, exc.reason)
         if not decision.allowed:
             return self._refuse(exchange, decision)
         assert decision.integration is not None
