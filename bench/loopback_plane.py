@@ -274,7 +274,7 @@ def bench_all(daemon: Daemon, plan: Plan, upstream: str) -> tuple[list[Section],
         # The gateway and /introspect before /token: each exchange mints a 60 s token,
         # and a minute after 7a the daemon expires them (one audit event each, ~3,700/s
         # here) while serving: measured then, the gateway gave 0.64x of direct in all
-        # three rounds (bench/FINDINGS.md, "expiry waves").
+        # three rounds (bench/FINDINGS.md, sixth pass, "The expiry wave").
         gateway = bench_gateway(daemon, plan, upstream, token, figures)
         introspect = bench_introspect(daemon, plan, token, figures)
         with third_party_server() if plan.third_party else nothing() as other:
