@@ -55,6 +55,7 @@ def bearer(token: str, **extra: str) -> dict[str, str]:
         (f"{PULLS}/1", {"X_HTTP_Method_Override": "DELETE"}),  # a CGI upstream's twin
         (f"{PULLS}/1", {"X-Original-URL": "/repos/acme/other/pulls/1"}),
         (f"{PULLS}/1?_method=DELETE", {}),
+        (f"{PULLS}/1?.method=DELETE", {}),  # PHP reads '.method' as '_method'
     ],
 )
 def test_method_and_url_overrides_never_reach_the_upstream(
@@ -98,8 +99,18 @@ def writer(gw: Kontext) -> Iterator[str]:
         ("application/x-www-form-urlencoded; charset=utf-8", b"a=1&_METHOD=delete"),
         ("Multipart/Form-Data; boundary=XyZ", multipart(("message", "hi"), ("_method", "DELETE"))),
         (MULTIPART, multipart(("%5Fmethod", "DELETE"))),  # a percent-encoded name
+        ("application/x-www-form-urlencoded", b"a=1&%20.method=DELETE"),  # PHP: '_method'
+        # The boundary the server is told is not the one the body uses.
+        ("multipart/form-data; boundary=Other", multipart(("_method", "DELETE"))),
     ],
-    ids=["urlencoded", "urlencoded-charset", "multipart", "multipart-encoded-name"],
+    ids=[
+        "urlencoded",
+        "urlencoded-charset",
+        "multipart",
+        "multipart-encoded-name",
+        "php-mangled-name",
+        "other-boundary",
+    ],
 )
 def test_a_form_field_cannot_override_the_method(
     gw: Kontext, github: FakeGitHub, writer: str, kind: str, body: bytes
@@ -123,7 +134,7 @@ def _form_refusals(k: Kontext) -> int:
     ("kind", "body"),
     [
         ("application/x-www-form-urlencoded", b"message=create&method_name=_method"),
-        (MULTIPART, multipart(("note", 'Content-Disposition: form-data; name="_method"'))),
+        (MULTIPART, multipart(("note", 'Rack reads name="_method" as the method'))),
     ],
     ids=["urlencoded", "multipart"],
 )
@@ -137,6 +148,27 @@ def test_an_ordinary_form_reaches_the_upstream_intact(
         answer = http.put(CONTENTS, headers=bearer(writer, **{"Content-Type": kind}), content=body)
     assert answer.status_code == 201
     assert answer.json() == {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+
+
+@pytest.mark.parametrize(
+    "kinds",
+    [
+        ["application/json", "application/x-www-form-urlencoded"],
+        ["application/x-www-form-urlencoded, application/json"],  # PHP reads the first
+    ],
+    ids=["two-headers", "a-list"],
+)
+def test_a_form_hidden_behind_another_content_type_is_refused(
+    gw: Kontext, github: FakeGitHub, writer: str, kinds: list[str]
+) -> None:
+    """Servers differ on which of several Content-Types they believe: a request that
+    names a form and something else is refused, so no server reads an unchecked form."""
+    before = len(github.seen)
+    sent = [("Authorization", f"Bearer {writer}"), *(("Content-Type", k) for k in kinds)]
+    with gw.http() as http:
+        answer = http.put(CONTENTS, headers=sent, content=b"_method=DELETE")
+    assert answer.status_code == 400 and "send one Content-Type" in answer.text
+    assert github.seen[before:] == []
 
 
 def test_a_form_too_large_to_check_is_refused(gw: Kontext, github: FakeGitHub, writer: str) -> None:

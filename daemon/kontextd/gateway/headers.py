@@ -56,7 +56,10 @@ OVERRIDES = frozenset(
         "x-original-method",
     }
 )
-QUERY_OVERRIDES = frozenset({"_method", "x-http-method-override", "method"})
+QUERY_OVERRIDES = frozenset({"_method", "x_http_method_override", "method"})
+# PHP (under Symfony and Laravel) turns a field name's ' ', '.' and '[' into '_'
+# and drops leading spaces, so '.method=' reaches them as '_method'.
+_PHP_MANGLED = re.compile(r"[ .\[-]")
 MAX_DECODINGS = 16  # percent-decodings tried (each shortens the text; a backstop)
 URL_HEADERS = frozenset({"location", "content-location", "link"})
 _LINK_URL = re.compile(r"<([^>]*)>")
@@ -92,9 +95,15 @@ def override_refusal(pairs: Iterable[tuple[str, str]], query: str) -> str | None
         if name.lower().replace("_", "-") in OVERRIDES:
             return f"{name[:40]} is not allowed through the gateway: send the real method and path"
     for key, _ in urllib.parse.parse_qsl(query, keep_blank_values=True, max_num_fields=200):
-        if key.lower() in QUERY_OVERRIDES:
+        if overrides_method(key):
             return f"a '{key[:20]}' query parameter is not allowed through the gateway"
     return None
+
+
+def overrides_method(field: str) -> bool:
+    """Whether a query or form field of this name is one some framework reads as the
+    request's real method (Rack's and Symfony's ``_method``), as any of them spells it."""
+    return _PHP_MANGLED.sub("_", field.lstrip(" ").lower()) in QUERY_OVERRIDES
 
 
 def upstream_headers(

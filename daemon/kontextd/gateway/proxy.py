@@ -154,12 +154,13 @@ class Gateway:
     async def handle(self, request: Request) -> Response | Stream:
         exchange, decision = self.decide(request)
         if decision.allowed and request.chunks is not None:
-            kind = request.headers.get("Content-Type")
-            if forms.is_form(kind):
-                try:
-                    exchange.form = await forms.read_checked(request.chunks, kind or "")
-                except forms.FormRefused as exc:
-                    decision.refuse(exc.status, exc.reason)
+            kinds = [v for n, v in request.headers.items() if n.lower() == "content-type"]
+            try:
+                kind = forms.form_type(kinds)
+                if kind is not None:
+                    exchange.form = await forms.read_checked(request.chunks, kind)
+            except forms.FormRefused as exc:
+                decision.refuse(exc.status, exc.reason)
         if not decision.allowed:
             return self._refuse(exchange, decision)
         assert decision.integration is not None
