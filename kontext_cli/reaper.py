@@ -133,12 +133,9 @@ def _signal_tree(keep: set[tuple[int, int]], signum: int) -> list[int]:
             up, depth = table[up][0], depth + 1
         if up in table and up not in kept and table[up][0] == me and pid != me:
             below.append(pid)
-    for pid in below:
-        try:
-            if signum:
-                os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
+    if signum:
+        for pid in below:
+            _kill_quietly(pid, signum)
     return below
 
 
