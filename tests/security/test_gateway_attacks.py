@@ -33,13 +33,18 @@ def gw(github: FakeGitHub) -> Iterator[Kontext]:
         yield k
 
 
+def held_token(k: Kontext, scope: str, prefix: str) -> Iterator[str]:
+    """A new agent's credential for acme/backend, held open by ``kontext exec``."""
+    agent = api_new_agent(k, scope, prefix=prefix)
+    proc, env = k.token_for(agent, "--target", "acme/backend")
+    yield env["KONTEXT_TOKEN"]
+    k.close(proc)
+
+
 @pytest.fixture(scope="module")
 def token(gw: Kontext) -> Iterator[str]:
-    """A reader's credential for acme/backend, held open by ``kontext exec``."""
-    agent = api_new_agent(gw, "github:pulls:read", prefix="gwattack")
-    proc, env = gw.token_for(agent, "--target", "acme/backend")
-    yield env["KONTEXT_TOKEN"]
-    gw.close(proc)
+    """A reader's credential (pulls:read)."""
+    yield from held_token(gw, "github:pulls:read", "gwattack")
 
 
 def bearer(token: str, **extra: str) -> dict[str, str]:
@@ -85,11 +90,8 @@ def multipart(*fields: tuple[str, str]) -> bytes:
 
 @pytest.fixture(scope="module")
 def writer(gw: Kontext) -> Iterator[str]:
-    """A credential that may PUT contents to acme/backend, held open by ``kontext exec``."""
-    agent = api_new_agent(gw, "github:contents:write", prefix="gwform")
-    proc, env = gw.token_for(agent, "--target", "acme/backend")
-    yield env["KONTEXT_TOKEN"]
-    gw.close(proc)
+    """A credential that may PUT contents (contents:write)."""
+    yield from held_token(gw, "github:contents:write", "gwform")
 
 
 @pytest.mark.parametrize(
